@@ -1,0 +1,100 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let package = Package(
+    name: "tickplant",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "feedd", targets: ["feedd"]),
+        .executable(name: "plantd", targets: ["plantd"]),
+        .executable(name: "edged", targets: ["edged"]),
+        .executable(name: "mktctl", targets: ["mktctl"]),
+        .library(name: "MarketData", targets: ["MarketData"]),
+        .library(name: "ZeroMQ", targets: ["ZeroMQ"]),
+        .library(name: "FeedHandler", targets: ["FeedHandler"]),
+        .library(name: "TickerPlant", targets: ["TickerPlant"]),
+        .library(name: "EdgeServer", targets: ["EdgeServer"]),
+        .library(name: "Operations", targets: ["Operations"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
+    ],
+    targets: [
+        // MARK: C
+        // Headers live in /usr/include; pkg-config is not used because libzmq's .pc adds -isystem flags SwiftPM refuses.
+        .systemLibrary(name: "CZeroMQ", providers: [.apt(["libzmq3-dev"])]),
+        .systemLibrary(name: "COpenSSL", providers: [.apt(["libssl-dev"])]),
+        .target(
+            name: "CTickProto",
+            linkerSettings: [.linkedLibrary("protobuf-c")]
+        ),
+
+        // MARK: Libraries
+        .target(name: "ZeroMQ", dependencies: ["CZeroMQ"]),
+        .target(
+            name: "MarketData",
+            dependencies: [
+                "CTickProto",
+                .product(name: "TOMLKit", package: "TOMLKit"),
+            ]
+        ),
+        .target(
+            name: "FeedHandler",
+            dependencies: [
+                "MarketData", "ZeroMQ",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
+            name: "TickerPlant",
+            dependencies: [
+                "MarketData", "ZeroMQ",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
+            name: "EdgeServer",
+            dependencies: [
+                "MarketData", "ZeroMQ", "COpenSSL",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+            ]
+        ),
+        .target(
+            name: "Operations",
+            dependencies: [
+                "MarketData", "ZeroMQ", "FeedHandler",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
+        // MARK: Executables (thin)
+        .executableTarget(name: "feedd", dependencies: ["FeedHandler", "Operations"]),
+        .executableTarget(name: "plantd", dependencies: ["TickerPlant", "Operations"]),
+        .executableTarget(name: "edged", dependencies: ["EdgeServer", "Operations"]),
+        .executableTarget(
+            name: "mktctl",
+            dependencies: ["Operations", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+
+        // MARK: Tests
+        .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
+        .testTarget(name: "MarketDataTests", dependencies: ["MarketData"]),
+        .testTarget(name: "FeedHandlerTests", dependencies: ["FeedHandler"]),
+        .testTarget(name: "TickerPlantTests", dependencies: ["TickerPlant", "FeedHandler"]),
+        .testTarget(name: "EdgeServerTests", dependencies: ["EdgeServer"]),
+        .testTarget(name: "OperationsTests", dependencies: ["Operations"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["MarketData", "ZeroMQ", "Operations"]),
+    ]
+)

@@ -1,0 +1,7 @@
+#ifndef TICKPLANT_COPENSSL_SHIM_H
+#define TICKPLANT_COPENSSL_SHIM_H
+#include <openssl/ssl.h>
+#include <openssl/err.h>
+#include <openssl/hmac.h>
+#include <openssl/evp.h>
+#endif

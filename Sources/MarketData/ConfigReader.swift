@@ -1,0 +1,235 @@
+import Foundation
+import TOMLKit
+
+/// Reads one TOML table of a config file with errors that name the file and key. Every key a daemon reads goes
+/// through here, and `finish()` refuses keys nobody read, so a typo is an error instead of a silently ignored line.
+///
+/// Not Sendable: used once at start to build a daemon's `Sendable` configuration struct.
+public final class ConfigReader {
+    public let file: String
+    /// Where this table sits: "" for the top, "feed" for `[feed]`, "venues[1]" for the second `[[venues]]`.
+    public let section: String
+    private let table: TOMLTable
+    private var readKeys: Set<String> = []
+    private var children: [ConfigReader] = []
+
+    /// Parses `file`. A missing file or a TOML syntax error is a `ConfigError`.
+    public static func load(file: String) throws(ConfigError) -> ConfigReader {
+        guard let data = FileManager.default.contents(atPath: file) else {
+            let reason = FileManager.default.fileExists(atPath: file) ? "cannot be read" : "no such file"
+            throw ConfigError(file: file, key: "", reason: reason)
+        }
+        return try parse(String(decoding: data, as: UTF8.self), file: file)
+    }
+
+    /// Parses TOML text; `file` names it in errors.
+    public static func parse(_ text: String, file: String) throws(ConfigError) -> ConfigReader {
+        do {
+            return ConfigReader(file: file, section: "", table: try TOMLTable(string: text))
+        } catch let error as TOMLParseError {
+            throw ConfigError(
+                file: file, key: "",
+                reason: "not valid TOML at line \(error.source.begin.line), column \(error.source.begin.column): "
+                    + error.description)
+        } catch {
+            throw ConfigError(file: file, key: "", reason: "not valid TOML: \(error)")
+        }
+    }
+
+    init(file: String, section: String, table: TOMLTable) {
+        self.file = file
+        self.section = section
+        self.table = table
+    }
+
+    /// `[section] key` as errors show it.
+    public func path(_ key: String) -> String { section.isEmpty ? key : "[\(section)] \(key)" }
+
+    public func error(_ key: String, _ reason: String) -> ConfigError {
+        ConfigError(file: file, key: path(key), reason: reason)
+    }
+
+    public func has(_ key: String) -> Bool { table[key] != nil }
+
+    private func value(_ key: String) -> TOMLValueConvertible? {
+        readKeys.insert(key)
+        return table[key]
+    }
+
+    private func found(_ value: TOMLValueConvertible) -> String {
+        switch value.type {
+        case .string: "\"\(value.string ?? "")\""
+        case .table: "a table"
+        case .array: "an array"
+        default: value.debugDescription
+        }
+    }
+
+    // MARK: Values
+
+    public func string(_ key: String, default fallback: String? = nil) throws(ConfigError) -> String {
+        guard let value = value(key) else {
+            if let fallback { return fallback }
+            throw error(key, "missing (expected a string)")
+        }
+        guard let text = value.string else { throw error(key, "expected a string, got \(found(value))") }
+        return text
+    }
+
+    public func optionalString(_ key: String) throws(ConfigError) -> String? {
+        guard has(key) else {
+            readKeys.insert(key)
+            return nil
+        }
+        return try string(key)
+    }
+
+    public func int(_ key: String, default fallback: Int? = nil, in range: ClosedRange<Int>) throws(ConfigError) -> Int {
+        guard let value = value(key) else {
+            if let fallback { return fallback }
+            throw error(key, "missing (expected a whole number between \(range.lowerBound) and \(range.upperBound))")
+        }
+        guard let number = value.int, range.contains(number) else {
+            throw error(key, "expected a whole number between \(range.lowerBound) and \(range.upperBound), got \(found(value))")
+        }
+        return number
+    }
+
+    public func double(_ key: String, default fallback: Double? = nil, in range: ClosedRange<Double>) throws(ConfigError) -> Double {
+        guard let value = value(key) else {
+            if let fallback { return fallback }
+            throw error(key, "missing (expected a number between \(range.lowerBound) and \(range.upperBound))")
+        }
+        let number = value.double ?? value.int.map(Double.init)
+        guard let number, range.contains(number) else {
+            throw error(key, "expected a number between \(range.lowerBound) and \(range.upperBound), got \(found(value))")
+        }
+        return number
+    }
+
+    public func bool(_ key: String, default fallback: Bool? = nil) throws(ConfigError) -> Bool {
+        guard let value = value(key) else {
+            if let fallback { return fallback }
+            throw error(key, "missing (expected true or false)")
+        }
+        guard let flag = value.bool else { throw error(key, "expected true or false, got \(found(value))") }
+        return flag
+    }
+
+    /// One of a fixed set of words.
+    public func choice(_ key: String, _ choices: [String], default fallback: String? = nil) throws(ConfigError) -> String {
+        let text = try string(key, default: fallback)
+        guard choices.contains(text) else {
+            throw error(key, "expected one of \(choices.map { "\"\($0)\"" }.joined(separator: ", ")), got \"\(text)\"")
+        }
+        return text
+    }
+
+    /// A duration in seconds or milliseconds, written as a number of seconds or as "250ms", "2s", "1m".
+    public func duration(_ key: String, default fallback: Duration) throws(ConfigError) -> Duration {
+        guard let value = value(key) else { return fallback }
+        if let seconds = value.double ?? value.int.map(Double.init), seconds >= 0 {
+            return .milliseconds(Int64((seconds * 1000).rounded()))
+        }
+        if let text = value.string, let parsed = ConfigReader.parseDuration(text) { return parsed }
+        throw error(key, "expected a duration such as \"250ms\", \"2s\" or \"1m\", got \(found(value))")
+    }
+
+    static func parseDuration(_ text: String) -> Duration? {
+        let units: [(String, Int64)] = [("ms", 1), ("s", 1000), ("m", 60_000)]
+        for (suffix, milliseconds) in units where text.hasSuffix(suffix) {
+            let number = text.dropLast(suffix.count)
+            if let value = Int64(number), value >= 0 { return .milliseconds(value * milliseconds) }
+        }
+        return nil
+    }
+
+    /// A ZeroMQ endpoint such as `tcp://127.0.0.1:7201`, `ipc:///tmp/x` or `inproc://name`.
+    public func endpoint(_ key: String, default fallback: String? = nil) throws(ConfigError) -> String {
+        let text = try string(key, default: fallback)
+        guard let problem = ConfigReader.endpointProblem(text) else { return text }
+        throw error(key, "\(problem), got \"\(text)\"")
+    }
+
+    public func endpoints(_ key: String) throws(ConfigError) -> [String] {
+        guard let value = value(key) else { throw error(key, "missing (expected a list of endpoints)") }
+        guard let array = value.array else { throw error(key, "expected a list of endpoints, got \(found(value))") }
+        var result: [String] = []
+        for element in array {
+            guard let text = element.string else {
+                throw error(key, "expected a list of endpoint strings, got \(found(element)) in it")
+            }
+            if let problem = ConfigReader.endpointProblem(text) { throw error(key, "\(problem), got \"\(text)\"") }
+            result.append(text)
+        }
+        guard !result.isEmpty else { throw error(key, "expected at least one endpoint") }
+        return result
+    }
+
+    static func endpointProblem(_ text: String) -> String? {
+        for scheme in ["tcp://", "ipc://", "inproc://", "epgm://", "pgm://"] where text.hasPrefix(scheme) {
+            return text.count > scheme.count ? nil : "expected an address after \(scheme)"
+        }
+        return "expected an endpoint such as \"tcp://127.0.0.1:7201\""
+    }
+
+    /// A host and port such as `127.0.0.1:7001`, `[::1]:7001` or `239.1.1.1:7001`.
+    public func hostPort(_ key: String, default fallback: String? = nil) throws(ConfigError) -> (host: String, port: Int) {
+        let text = try string(key, default: fallback)
+        guard let parsed = ConfigReader.parseHostPort(text) else {
+            throw error(key, "expected host:port such as \"127.0.0.1:7001\", got \"\(text)\"")
+        }
+        return parsed
+    }
+
+    public static func parseHostPort(_ text: String) -> (host: String, port: Int)? {
+        guard let colon = text.lastIndex(of: ":") else { return nil }
+        var host = String(text[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard !host.isEmpty, let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else {
+            return nil
+        }
+        return (host, port)
+    }
+
+    // MARK: Tables
+
+    /// The sub-table `[key]`; an empty one when absent, so defaults apply.
+    public func table(_ key: String) throws(ConfigError) -> ConfigReader {
+        let child: ConfigReader
+        if let value = value(key) {
+            guard let table = value.table else { throw error(key, "expected a table [\(key)], got \(found(value))") }
+            child = ConfigReader(file: file, section: childSection(key), table: table)
+        } else {
+            child = ConfigReader(file: file, section: childSection(key), table: TOMLTable())
+        }
+        children.append(child)
+        return child
+    }
+
+    private func childSection(_ key: String) -> String { section.isEmpty ? key : "\(section).\(key)" }
+
+    /// The array of tables `[[key]]`; empty when absent.
+    public func tables(_ key: String) throws(ConfigError) -> [ConfigReader] {
+        guard let value = value(key) else { return [] }
+        guard let array = value.array else { throw error(key, "expected an array of tables [[\(key)]], got \(found(value))") }
+        var result: [ConfigReader] = []
+        for (index, element) in array.enumerated() {
+            guard let table = element.table else {
+                throw error(key, "expected an array of tables [[\(key)]], got \(found(element)) at position \(index + 1)")
+            }
+            let child = ConfigReader(file: file, section: "\(key)[\(index + 1)]", table: table)
+            children.append(child)
+            result.append(child)
+        }
+        return result
+    }
+
+    /// Refuses keys that nothing read, in this table and every table read through it.
+    public func finish() throws(ConfigError) {
+        for key in table.keys.sorted() where !readKeys.contains(key) {
+            throw error(key, "unknown key")
+        }
+        for child in children { try child.finish() }
+    }
+}
