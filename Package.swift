@@ -47,7 +47,6 @@ let package = Package(
             dependencies: [
                 "MarketData", "ZeroMQ",
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .target(
@@ -55,7 +54,6 @@ let package = Package(
             dependencies: [
                 "MarketData", "ZeroMQ",
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .target(
@@ -63,7 +61,6 @@ let package = Package(
             dependencies: [
                 "MarketData", "ZeroMQ", "COpenSSL",
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -73,16 +70,26 @@ let package = Package(
         .target(
             name: "Operations",
             dependencies: [
-                "MarketData", "ZeroMQ", "FeedHandler",
+                "MarketData", "ZeroMQ", "FeedHandler", "TickerPlant", "EdgeServer",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
 
         // MARK: Executables (thin)
-        .executableTarget(name: "feedd", dependencies: ["FeedHandler", "Operations"]),
-        .executableTarget(name: "plantd", dependencies: ["TickerPlant", "Operations"]),
-        .executableTarget(name: "edged", dependencies: ["EdgeServer", "Operations"]),
+        .executableTarget(
+            name: "feedd",
+            dependencies: ["FeedHandler", "Operations", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .executableTarget(
+            name: "plantd",
+            dependencies: ["TickerPlant", "Operations", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .executableTarget(
+            name: "edged",
+            dependencies: ["EdgeServer", "Operations", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
         .executableTarget(
             name: "mktctl",
             dependencies: ["Operations", .product(name: "ArgumentParser", package: "swift-argument-parser")]

@@ -40,6 +40,11 @@ public struct PriceParseError: Error, Equatable, CustomStringConvertible {
     public let reason: Reason
     public let text: String
 
+    public init(reason: Reason, text: String) {
+        self.reason = reason
+        self.text = text
+    }
+
     public var description: String {
         switch reason {
         case .empty: "expected a price, got an empty text"

@@ -1,0 +1,139 @@
+import Logging
+import MarketData
+import NIOCore
+import Synchronization
+import ZeroMQ
+
+/// One update ready for clients: the symbol it belongs to and its JSON text, encoded once and shared by every client
+/// that watches the symbol (ByteBuffer slices share storage).
+public struct EdgeUpdate: Sendable {
+    public var symbol: String
+    public var text: ByteBuffer
+}
+
+/// What the upstream thread must change on its SUB socket.
+enum UpstreamCommand: Sendable {
+    case subscribe(String)
+    case unsubscribe(String)
+}
+
+/// Ties the event loops to the upstream ZeroMQ thread: reference-counts the symbols clients watch (so plantd sends
+/// only those), and hands each loop the updates of a poll cycle in one batch.
+public final class EdgeHub: Sendable {
+    let registries: [LoopRegistry]
+    private let registryByLoop: [ObjectIdentifier: LoopRegistry]
+    private let watchCounts = Mutex<[String: Int]>([:])
+    private let commands = Mutex<[UpstreamCommand]>([])
+    let upstreamThread: SocketThread
+    let connectedClients = Atomic<Int>(0)
+    let clientMessages = Atomic<UInt64>(0)
+    let badClientMessages = Atomic<UInt64>(0)
+
+    init(eventLoops: [any EventLoop], upstreamThread: SocketThread) {
+        registries = eventLoops.map { LoopRegistry(eventLoop: $0) }
+        var byLoop: [ObjectIdentifier: LoopRegistry] = [:]
+        for registry in registries { byLoop[ObjectIdentifier(registry.eventLoop)] = registry }
+        registryByLoop = byLoop
+        self.upstreamThread = upstreamThread
+    }
+
+    func registry(for eventLoop: any EventLoop) -> LoopRegistry {
+        registryByLoop[ObjectIdentifier(eventLoop)]!
+    }
+
+    /// A client started watching `symbol`; the first one subscribes upstream.
+    func retain(_ symbol: String) {
+        let first = watchCounts.withLock { counts -> Bool in
+            counts[symbol, default: 0] += 1
+            return counts[symbol] == 1
+        }
+        if first { send(.subscribe(symbol)) }
+    }
+
+    /// A client stopped watching `symbol`; the last one unsubscribes upstream.
+    func release(_ symbol: String) {
+        let last = watchCounts.withLock { counts -> Bool in
+            guard let count = counts[symbol] else { return false }
+            counts[symbol] = count > 1 ? count - 1 : nil
+            return count == 1
+        }
+        if last { send(.unsubscribe(symbol)) }
+    }
+
+    /// Symbols watched now and by how many clients.
+    var watched: [String: Int] { watchCounts.withLock { $0 } }
+
+    private func send(_ command: UpstreamCommand) {
+        commands.withLock { $0.append(command) }
+        upstreamThread.wakeup.signal()
+    }
+
+    func takeCommands() -> [UpstreamCommand] {
+        commands.withLock { pending in
+            defer { pending.removeAll() }
+            return pending
+        }
+    }
+
+    /// Hands one poll cycle's updates to every loop: one `execute` per loop per batch (DESIGN section 11).
+    func dispatch(_ batch: [EdgeUpdate]) {
+        guard !batch.isEmpty else { return }
+        for registry in registries {
+            registry.eventLoop.execute { registry.deliver(batch) }
+        }
+    }
+}
+
+/// The clients of one event loop and the symbols they watch.
+///
+/// `@unchecked Sendable`: every method runs on `eventLoop` (asserted), so the mutable state is confined to that
+/// loop's thread; the hub only keeps the reference to schedule work onto it.
+final class LoopRegistry: @unchecked Sendable {
+    let eventLoop: any EventLoop
+    private var watchers: [String: [ObjectIdentifier: WebSocketSession]] = [:]
+    private var sessions: [ObjectIdentifier: WebSocketSession] = [:]
+    private var touched: [WebSocketSession] = []
+
+    init(eventLoop: any EventLoop) { self.eventLoop = eventLoop }
+
+    func add(_ session: WebSocketSession) {
+        eventLoop.preconditionInEventLoop()
+        sessions[ObjectIdentifier(session)] = session
+    }
+
+    func remove(_ session: WebSocketSession) {
+        eventLoop.preconditionInEventLoop()
+        sessions[ObjectIdentifier(session)] = nil
+    }
+
+    func watch(_ symbol: String, by session: WebSocketSession) {
+        eventLoop.preconditionInEventLoop()
+        watchers[symbol, default: [:]][ObjectIdentifier(session)] = session
+    }
+
+    func unwatch(_ symbol: String, by session: WebSocketSession) {
+        eventLoop.preconditionInEventLoop()
+        watchers[symbol]?[ObjectIdentifier(session)] = nil
+        if watchers[symbol]?.isEmpty == true { watchers[symbol] = nil }
+    }
+
+    /// Writes each update to its watchers and flushes every touched client once.
+    func deliver(_ batch: [EdgeUpdate]) {
+        eventLoop.preconditionInEventLoop()
+        for update in batch {
+            guard let sessions = watchers[update.symbol] else { continue }
+            for session in sessions.values {
+                if session.write(update.text) { touched.append(session) }
+            }
+        }
+        for session in touched { session.flushIfPending() }
+        touched.removeAll(keepingCapacity: true)
+    }
+
+    /// Sends every client of this loop its heartbeat.
+    func heartbeat(now: UInt64) {
+        for session in sessions.values { session.sendHeartbeat(nowMs: now / 1_000_000) }
+    }
+
+    var sessionCount: Int { sessions.count }
+}

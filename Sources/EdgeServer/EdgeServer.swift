@@ -1,0 +1,115 @@
+import Logging
+import MarketData
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOWebSocket
+import Synchronization
+import ZeroMQ
+
+/// edged: the WebSocket edge. HTTP on one port: `GET /prices` upgrades to WebSocket, `/healthz` answers plain HTTP.
+/// Start it in-process with `start()`; `stop()` closes the listener, the clients and the upstream thread.
+public final class EdgeServer: Sendable {
+    public let configuration: EdgeConfiguration
+    private let group: MultiThreadedEventLoopGroup
+    private let hub: EdgeHub
+    private let upstream: UpstreamSubscriber
+    private let logger: Logger
+    private let serverChannel = Mutex<(any Channel)?>(nil)
+    private let heartbeats = Mutex<[RepeatedTask]>([])
+
+    public init(configuration: EdgeConfiguration, context: ZMQContext, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+        group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.eventLoops)
+        hub = EdgeHub(eventLoops: Array(group.makeIterator()), upstreamThread: SocketThread(name: "edged-upstream"))
+        upstream = UpstreamSubscriber(configuration: configuration, hub: hub, context: context, logger: logger)
+    }
+
+    /// The port listened on (the one the kernel chose when configured with port 0).
+    public var port: Int? { serverChannel.withLock { $0?.localAddress?.port } }
+    public var controlEndpoint: String? { upstream.controlEndpoint }
+
+    public func start() async throws {
+        try upstream.start()
+        let hub = self.hub
+        let maxSymbols = configuration.maxSymbolsPerClient
+        let maxFrameBytes = configuration.maxFrameBytes
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                let upgrader = NIOWebSocketServerUpgrader(
+                    maxFrameSize: maxFrameBytes,
+                    shouldUpgrade: { channel, head in
+                        let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
+                        return channel.eventLoop.makeSucceededFuture(path == "/prices" ? HTTPHeaders() : nil)
+                    },
+                    upgradePipelineHandler: { channel, _ in
+                        channel.eventLoop.makeCompletedFuture {
+                            let session = WebSocketSession(
+                                hub: hub, registry: hub.registry(for: channel.eventLoop), maxSymbols: maxSymbols,
+                                maxFrameBytes: maxFrameBytes)
+                            try channel.pipeline.syncOperations.addHandler(session)
+                        }
+                    })
+                return channel.eventLoop.makeCompletedFuture {
+                    let http = HTTPEndpoints()
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(
+                        withServerUpgrade: (
+                            upgraders: [upgrader],
+                            completionHandler: { context in
+                                context.pipeline.syncOperations.removeHandler(name: "edge-http", promise: nil)
+                            }
+                        ))
+                    try channel.pipeline.syncOperations.addHandler(http, name: "edge-http")
+                }
+            }
+        let channel = try await bootstrap.bind(host: configuration.host, port: configuration.port).get()
+        serverChannel.withLock { $0 = channel }
+        let interval = TimeAmount.nanoseconds(Int64(configuration.heartbeatInterval.nanoseconds))
+        let tasks = hub.registries.map { registry in
+            registry.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
+                registry.heartbeat(now: WallClock.nowNanoseconds())
+            }
+        }
+        heartbeats.withLock { $0 = tasks }
+        logger.info("edged listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")",
+            "upstream": "\(configuration.upstream)", "control": "\(upstream.controlEndpoint ?? "?")"])
+    }
+
+    public func stop() async {
+        for task in heartbeats.withLock({ $0 }) { task.cancel() }
+        if let channel = serverChannel.withLock({ $0 }) { try? await channel.close() }
+        hub.upstreamThread.stop()
+        await hub.upstreamThread.finished()
+        try? await group.shutdownGracefully()
+    }
+}
+
+/// Plain HTTP: `/healthz` for load balancers; everything else that is not the WebSocket upgrade is 404.
+final class HTTPEndpoints: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard case let .head(head) = unwrapInboundIn(data) else { return }
+        let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
+        let (status, body): (HTTPResponseStatus, String) =
+            switch path {
+            case "/healthz": (.ok, "{\"status\":\"ok\"}\n")
+            case "/prices": (.upgradeRequired, "connect with a WebSocket client to /prices\n")
+            default: (.notFound, "not found\n")
+            }
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: path == "/healthz" ? "application/json" : "text/plain")
+        headers.add(name: "Content-Length", value: String(body.utf8.count))
+        headers.add(name: "Connection", value: "close")
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))),
+            promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil)
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
+    }
+}

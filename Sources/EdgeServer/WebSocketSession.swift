@@ -1,0 +1,182 @@
+import Foundation
+import MarketData
+import NIOCore
+import NIOWebSocket
+import Synchronization
+
+/// A client message (DESIGN section 8).
+struct ClientMessage: Decodable {
+    var action: String
+    var symbol: String?
+    var symbols: [String]?
+}
+
+/// Error codes sent as `{"type":"error","code":N,"message":"..."}`.
+enum EdgeErrorCode: Int {
+    case badMessage = 400
+    case symbolLimit = 405
+}
+
+/// One WebSocket client on its event loop: reads its requests, keeps its subscriptions, writes its updates.
+final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = WebSocketFrame
+    typealias OutboundOut = WebSocketFrame
+
+    private let hub: EdgeHub
+    private let registry: LoopRegistry
+    private let maxSymbols: Int
+    private let maxFrameBytes: Int
+    private var context: ChannelHandlerContext?
+    private var symbols: Set<String> = []
+    private var fragments: ByteBuffer?
+    private var pendingFlush = false
+    private var closing = false
+    private(set) var dropped: UInt64 = 0
+
+    init(hub: EdgeHub, registry: LoopRegistry, maxSymbols: Int, maxFrameBytes: Int) {
+        self.hub = hub
+        self.registry = registry
+        self.maxSymbols = maxSymbols
+        self.maxFrameBytes = maxFrameBytes
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        registry.add(self)
+        hub.connectedClients.wrappingAdd(1, ordering: .relaxed)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        for symbol in symbols {
+            registry.unwatch(symbol, by: self)
+            hub.release(symbol)
+        }
+        symbols.removeAll()
+        registry.remove(self)
+        hub.connectedClients.wrappingSubtract(1, ordering: .relaxed)
+        self.context = nil
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        switch frame.opcode {
+        case .text, .continuation:
+            var data = frame.unmaskedData
+            if frame.opcode == .continuation, fragments == nil { return close(code: .protocolError) }
+            if fragments != nil { fragments!.writeBuffer(&data) } else { fragments = data }
+            if fragments!.readableBytes > maxFrameBytes { return close(code: .messageTooLarge) }
+            guard frame.fin, let message = fragments else { return }
+            fragments = nil
+            handle(message)
+        case .binary:
+            sendError(.badMessage, "binary frames are not part of the protocol; send JSON text")
+        case .ping:
+            let pong = WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)
+            context.writeAndFlush(wrapOutboundOut(pong), promise: nil)
+        case .connectionClose:
+            close(code: .normalClosure)
+        default:
+            break
+        }
+    }
+
+    private func handle(_ text: ByteBuffer) {
+        hub.clientMessages.wrappingAdd(1, ordering: .relaxed)
+        guard let message = try? JSONDecoder().decode(ClientMessage.self, from: Data(text.readableBytesView)) else {
+            hub.badClientMessages.wrappingAdd(1, ordering: .relaxed)
+            return sendError(.badMessage, "expected a JSON object with \"action\"")
+        }
+        switch message.action {
+        case "subscribe", "unsubscribe":
+            let requested = (message.symbols ?? []) + (message.symbol.map { [$0] } ?? [])
+            guard !requested.isEmpty else {
+                hub.badClientMessages.wrappingAdd(1, ordering: .relaxed)
+                return sendError(.badMessage, "\(message.action) needs \"symbol\" or \"symbols\"")
+            }
+            for symbol in requested {
+                if let problem = SymbolRules.problem(with: symbol) {
+                    hub.badClientMessages.wrappingAdd(1, ordering: .relaxed)
+                    return sendError(.badMessage, "\"\(symbol)\": \(problem)")
+                }
+            }
+            if message.action == "subscribe" {
+                let added = requested.filter { !symbols.contains($0) }
+                guard symbols.count + Set(added).count <= maxSymbols else {
+                    return sendError(.symbolLimit, "at most \(maxSymbols) symbols per connection")
+                }
+                for symbol in Set(added) {
+                    symbols.insert(symbol)
+                    registry.watch(symbol, by: self)
+                    hub.retain(symbol)
+                }
+                sendControl(type: "subscribed", symbols: requested)
+            } else {
+                for symbol in Set(requested) where symbols.remove(symbol) != nil {
+                    registry.unwatch(symbol, by: self)
+                    hub.release(symbol)
+                }
+                sendControl(type: "unsubscribed", symbols: requested)
+            }
+        case "ping":
+            sendText(#"{"type":"pong","ts":\#(WallClock.nowNanoseconds() / 1_000_000)}"#)
+        default:
+            hub.badClientMessages.wrappingAdd(1, ordering: .relaxed)
+            sendError(.badMessage, "unknown action \"\(message.action)\"")
+        }
+    }
+
+    // MARK: Writing
+
+    /// Queues an update without flushing; returns true when the caller must flush this session later.
+    func write(_ text: ByteBuffer) -> Bool {
+        guard let context, !closing else { return false }
+        context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: text)), promise: nil)
+        if pendingFlush { return false }
+        pendingFlush = true
+        return true
+    }
+
+    func flushIfPending() {
+        guard pendingFlush, let context else { return }
+        pendingFlush = false
+        context.flush()
+    }
+
+    func sendHeartbeat(nowMs: UInt64) {
+        sendText(#"{"type":"heartbeat","ts":\#(nowMs),"dropped":\#(dropped)}"#)
+    }
+
+    private func sendControl(type: String, symbols: [String]) {
+        var out: [UInt8] = Array(#"{"type":""#.utf8) + Array(type.utf8) + Array(#"","symbols":["#.utf8)
+        for (index, symbol) in symbols.enumerated() {
+            if index > 0 { out.append(UInt8(ascii: ",")) }
+            out.append(UInt8(ascii: "\""))
+            EdgeJSON.appendEscaped(symbol, to: &out)
+            out.append(UInt8(ascii: "\""))
+        }
+        out.append(contentsOf: Array("]}".utf8))
+        sendText(String(decoding: out, as: UTF8.self))
+    }
+
+    private func sendError(_ code: EdgeErrorCode, _ message: String) {
+        var escaped: [UInt8] = []
+        EdgeJSON.appendEscaped(message, to: &escaped)
+        sendText(#"{"type":"error","code":\#(code.rawValue),"message":"\#(String(decoding: escaped, as: UTF8.self))"}"#)
+    }
+
+    private func sendText(_ text: String) {
+        guard let context, !closing else { return }
+        let buffer = context.channel.allocator.buffer(string: text)
+        context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: buffer)), promise: nil)
+    }
+
+    private func close(code: WebSocketErrorCode) {
+        guard let context, !closing else { return }
+        closing = true
+        var data = context.channel.allocator.buffer(capacity: 2)
+        data.write(webSocketErrorCode: code)
+        let frame = WebSocketFrame(fin: true, opcode: .connectionClose, data: data)
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(frame)).whenComplete { _ in channel.close(promise: nil) }
+    }
+}

@@ -1,0 +1,117 @@
+import Foundation
+
+/// A request on a daemon's control endpoint: `{"cmd":"status"}` (DESIGN section 7).
+public struct ControlRequest: Codable, Sendable, Equatable {
+    public var cmd: String
+    public var symbol: String?
+
+    public init(cmd: String, symbol: String? = nil) {
+        self.cmd = cmd
+        self.symbol = symbol
+    }
+}
+
+/// The reply to `status`, the same shape from every daemon so that `mktctl status` draws one table.
+public struct DaemonStatus: Codable, Sendable, Equatable {
+    public var daemon: String
+    public var name: String
+    public var version: String
+    public var pid: Int32
+    public var uptimeSeconds: Double
+    public var messagesIn: UInt64
+    public var messagesOut: UInt64
+    /// Messages per second over the last few seconds.
+    public var rateIn: Double
+    public var rateOut: Double
+    public var drops: UInt64
+    public var gapsOpen: UInt64
+    public var gapsHealed: UInt64
+    public var clients: Int?
+    /// Named counters of this daemon (malformed lines, unknown ITCH types, subscriptions, ...).
+    public var counters: [String: UInt64]
+
+    public init(daemon: String, name: String, version: String = TickplantVersion.current, pid: Int32,
+        uptimeSeconds: Double, messagesIn: UInt64, messagesOut: UInt64, rateIn: Double, rateOut: Double,
+        drops: UInt64, gapsOpen: UInt64 = 0, gapsHealed: UInt64 = 0, clients: Int? = nil,
+        counters: [String: UInt64] = [:])
+    {
+        self.daemon = daemon
+        self.name = name
+        self.version = version
+        self.pid = pid
+        self.uptimeSeconds = uptimeSeconds
+        self.messagesIn = messagesIn
+        self.messagesOut = messagesOut
+        self.rateIn = rateIn
+        self.rateOut = rateOut
+        self.drops = drops
+        self.gapsOpen = gapsOpen
+        self.gapsHealed = gapsHealed
+        self.clients = clients
+        self.counters = counters
+    }
+}
+
+/// An error reply: `{"error":"unknown command \"foo\""}`.
+public struct ControlErrorReply: Codable, Sendable, Equatable {
+    public var error: String
+    public init(error: String) { self.error = error }
+}
+
+public enum TickplantVersion {
+    public static let current = "0.1.0"
+}
+
+/// Decodes requests and encodes replies for a daemon's control endpoint; `answer` maps a request to a reply.
+public enum ControlCodec {
+    public static func respond(to body: [UInt8], answer: (ControlRequest) -> (any Encodable)?) -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        guard let request = try? JSONDecoder().decode(ControlRequest.self, from: Data(body)) else {
+            return Array((try? encoder.encode(ControlErrorReply(error: "expected a JSON object such as {\"cmd\":\"status\"}"))) ?? Data())
+        }
+        guard let reply = answer(request) else {
+            return Array((try? encoder.encode(ControlErrorReply(error: "unknown command \"\(request.cmd)\""))) ?? Data())
+        }
+        return Array((try? encoder.encode(reply)) ?? Data())
+    }
+}
+
+/// Rates over a sliding window, for status replies: call `sample` with the running totals now and then.
+public struct RateMeter: Sendable {
+    private var lastTotal: UInt64 = 0
+    private var lastTime: UInt64 = MonotonicClock.nowNanoseconds()
+    public private(set) var perSecond: Double = 0
+
+    public init() {}
+
+    public mutating func sample(total: UInt64, now: UInt64 = MonotonicClock.nowNanoseconds()) {
+        let elapsed = now &- lastTime
+        guard elapsed >= 1_000_000_000 else { return }
+        perSecond = Double(total &- lastTotal) / (Double(elapsed) / 1e9)
+        lastTotal = total
+        lastTime = now
+    }
+}
+
+/// Lets a per-message problem be logged at most once per interval, counting the ones it held back.
+public struct LogRateLimiter: Sendable {
+    public let intervalNs: UInt64
+    private var lastLogNs: UInt64 = 0
+    private var suppressed: UInt64 = 0
+
+    public init(interval: Duration = .seconds(1)) {
+        intervalNs = interval.nanoseconds
+    }
+
+    /// Returns how many were held back since the last log when this one should be logged, nil when it should not.
+    public mutating func admit(now: UInt64 = MonotonicClock.nowNanoseconds()) -> UInt64? {
+        if lastLogNs == 0 || now &- lastLogNs >= intervalNs {
+            lastLogNs = now
+            defer { suppressed = 0 }
+            return suppressed
+        }
+        suppressed += 1
+        return nil
+    }
+}

@@ -1,0 +1,276 @@
+import Foundation
+import Logging
+import MarketData
+import Synchronization
+import ZeroMQ
+
+/// plantd's per-tick work on one socket-owning thread: it takes every feedd's ticks, gives each symbol its
+/// `symbol_seq`, keeps the last value of every (symbol, type), and republishes on an XPUB that tells it who watches
+/// what. Heartbeats `#HB` carry the last stream_seq so an idle subscriber can tell a quiet market from a dead link.
+public final class PlantEngine: Sendable {
+    public let configuration: PlantConfiguration
+    public let thread: SocketThread
+    private let context: ZMQContext
+    let logger: Logger
+    private let boundEndpoints = Mutex<[String: String]>([:])
+    private let startupError = Mutex<(any Error)?>(nil)
+    private let ready = Mutex<Bool>(false)
+
+    public init(configuration: PlantConfiguration, context: ZMQContext, logger: Logger) {
+        self.configuration = configuration
+        self.context = context
+        self.logger = logger
+        thread = SocketThread(name: "plantd-\(configuration.name)")
+    }
+
+    public func start() throws {
+        thread.start { [self] thread in
+            do {
+                let loop = try PlantLoop(engine: self, context: context)
+                boundEndpoints.withLock { $0 = loop.boundEndpoints }
+                ready.withLock { $0 = true }
+                loop.run(thread)
+            } catch {
+                startupError.withLock { $0 = error }
+                ready.withLock { $0 = true }
+            }
+        }
+        while !ready.withLock({ $0 }) { Thread.sleep(forTimeInterval: 0.002) }
+        if let error = startupError.withLock({ $0 }) { throw error }
+    }
+
+    /// Bound endpoints with ephemeral ports resolved: "publish", "control".
+    public var endpoints: [String: String] { boundEndpoints.withLock { $0 } }
+
+    public func stop() { thread.stop() }
+}
+
+/// Key of the last-value cache.
+struct CacheKey: Hashable {
+    var symbol: String
+    var type: TickType
+}
+
+private final class PlantLoop {
+    let configuration: PlantConfiguration
+    let logger: Logger
+    let publisher: ZMQSocket
+    let control: ControlResponder
+    var feeds: [Upstream] = []
+    let poller = ZMQPoller()
+    let wakeupIndex: Int
+    let publisherIndex: Int
+    let controlIndex: Int
+    var boundEndpoints: [String: String] = [:]
+    let started = MonotonicClock.nowNanoseconds()
+
+    let encoder = TickEncoder()
+    let topicMessage = ZMQMessage()
+    let payloadMessage = ZMQMessage()
+    var topic: [UInt8] = []
+    var streamSequence: UInt64 = 0
+    var symbolSequences: [String: UInt64] = [:]
+    /// The last tick of every (symbol, type), served to snapshots.
+    var lastValues: [CacheKey: Tick] = [:]
+    /// Prefixes subscribed downstream and how many subscribers hold each.
+    var subscriptions: [String: Int] = [:]
+    var received: UInt64 = 0
+    var published: UInt64 = 0
+    var dropped: UInt64 = 0
+    var malformed: UInt64 = 0
+    var rateIn = RateMeter()
+    var rateOut = RateMeter()
+    var nextHeartbeat = MonotonicClock.nowNanoseconds()
+    var badInputLog = LogRateLimiter()
+
+    /// One SUB per feedd, so that each feed's stream_seq can be checked on its own.
+    final class Upstream {
+        let endpoint: String
+        let socket: ZMQSocket
+        let pollIndex: Int
+        var sequence = SequenceTracker()
+
+        init(endpoint: String, socket: ZMQSocket, pollIndex: Int) {
+            self.endpoint = endpoint
+            self.socket = socket
+            self.pollIndex = pollIndex
+        }
+    }
+
+    init(engine: PlantEngine, context: ZMQContext) throws {
+        configuration = engine.configuration
+        logger = engine.logger
+        publisher = try ZMQSocket(context, type: .extendedPublish)
+        try publisher.setSendHighWaterMark(configuration.sendHighWaterMark)
+        try publisher.setVerboseSubscriptions(true)
+        try publisher.setNoDrop(true)
+        try publisher.bind(configuration.publishEndpoint)
+        boundEndpoints["publish"] = try publisher.lastEndpoint
+        control = try ControlResponder(context: context, endpoint: configuration.controlEndpoint)
+        boundEndpoints["control"] = try control.socket.lastEndpoint
+        wakeupIndex = poller.add(descriptor: engine.thread.wakeup.descriptor)
+        publisherIndex = try poller.add(publisher)
+        controlIndex = try poller.add(control.socket)
+        for endpoint in configuration.feeds {
+            let socket = try ZMQSocket(context, type: .subscribe)
+            try socket.setReceiveHighWaterMark(configuration.receiveHighWaterMark)
+            try socket.subscribe("")
+            try socket.connect(endpoint)
+            feeds.append(Upstream(endpoint: endpoint, socket: socket, pollIndex: try poller.add(socket)))
+        }
+        logger.info("plantd publishing", metadata: ["publish": "\(boundEndpoints["publish"]!)",
+            "control": "\(boundEndpoints["control"]!)", "feeds": "\(configuration.feeds)"])
+    }
+
+    func run(_ thread: SocketThread) {
+        while !thread.isStopping {
+            let now = MonotonicClock.nowNanoseconds()
+            if now >= nextHeartbeat {
+                publishHeartbeat()
+                nextHeartbeat = now + configuration.heartbeatInterval.nanoseconds
+            }
+            let wait = Int((nextHeartbeat - min(now, nextHeartbeat)) / 1_000_000) + 1
+            do {
+                try poller.poll(timeoutMilliseconds: wait)
+            } catch {
+                if !error.isContextTerminated { logger.error("poll failed: \(error)") }
+                break
+            }
+            if poller.isReadable(wakeupIndex) { thread.wakeup.drain() }
+            for feed in feeds where poller.isReadable(feed.pollIndex) { drain(feed) }
+            if poller.isReadable(publisherIndex) { readSubscriptions() }
+            if poller.isReadable(controlIndex) {
+                try? control.serveWaiting { body in ControlCodec.respond(to: body, answer: answer) }
+            }
+            rateIn.sample(total: received)
+            rateOut.sample(total: published)
+        }
+        publisher.close()
+        control.socket.close()
+        for feed in feeds { feed.socket.close() }
+        logger.info("plantd stopped", metadata: ["published": "\(published)"])
+    }
+
+    /// Takes what one feed has queued, in bounded batches so that other feeds and the control endpoint get turns.
+    func drain(_ feed: Upstream) {
+        for _ in 0..<4096 {
+            do {
+                guard try feed.socket.receive(into: topicMessage, dontWait: true) else { return }
+                guard topicMessage.hasMore else {
+                    malformed += 1
+                    continue
+                }
+                _ = try feed.socket.receive(into: payloadMessage)
+                while payloadMessage.hasMore { _ = try feed.socket.receive(into: payloadMessage) }
+            } catch {
+                if !error.isContextTerminated { logger.error("receive failed: \(error)") }
+                return
+            }
+            received += 1
+            let receivedNs = WallClock.nowNanoseconds()
+            var tick: Tick
+            do {
+                tick = try payloadMessage.withUnsafeBytes { bytes in
+                    Result { () throws(TickDecodeError) -> Tick in try TickDecoder.decode(bytes) }
+                }.get()
+            } catch {
+                malformed += 1
+                if let heldBack = badInputLog.admit() {
+                    logger.warning("skipped undecodable tick", metadata: ["feed": "\(feed.endpoint)",
+                        "problem": "\(error)", "similar_messages_not_logged": "\(heldBack)"])
+                }
+                continue
+            }
+            if case let .gap(missing) = feed.sequence.observe(tick.streamSequence) {
+                logger.warning("feed stream gap", metadata: ["feed": "\(feed.endpoint)",
+                    "missing": "\(missing.lowerBound)...\(missing.upperBound)"])
+            }
+            tick.plantReceiveNs = receivedNs
+            publish(&tick)
+        }
+    }
+
+    func publish(_ tick: inout Tick) {
+        let symbolSequence = symbolSequences[tick.symbol, default: 0] + 1
+        symbolSequences[tick.symbol] = symbolSequence
+        streamSequence += 1
+        tick.symbolSequence = symbolSequence
+        tick.streamSequence = streamSequence
+        tick.plantTransmitNs = WallClock.nowNanoseconds()
+        lastValues[CacheKey(symbol: tick.symbol, type: tick.type)] = tick
+        Topic.write(symbol: tick.symbol, type: tick.type, into: &topic)
+        send(topic: topic, payload: encoder.encode(tick))
+    }
+
+    func publishHeartbeat() {
+        var heartbeat = Tick(symbol: Topic.heartbeat, type: .status, venue: Venue.consolidated)
+        heartbeat.streamSequence = streamSequence
+        heartbeat.quality = .ok
+        heartbeat.plantTransmitNs = WallClock.nowNanoseconds()
+        topic.removeAll(keepingCapacity: true)
+        topic.append(contentsOf: Topic.heartbeat.utf8)
+        let payload = encoder.encode(heartbeat)
+        send(topic: topic, payload: payload, counts: false)
+    }
+
+    func send(topic: [UInt8], payload: UnsafeRawBufferPointer, counts: Bool = true) {
+        do {
+            let sent = try topic.withUnsafeBytes { topicBytes in
+                Result { () throws(ZMQError) -> Bool in
+                    guard try publisher.send(topicBytes, more: true, dontWait: true) else { return false }
+                    return try publisher.send(payload, dontWait: true)
+                }
+            }.get()
+            if sent {
+                if counts { published += 1 }
+            } else {
+                dropped += 1
+            }
+        } catch {
+            dropped += 1
+        }
+    }
+
+    /// XPUB hands over each subscribe (first byte 1) and unsubscribe (0) with its prefix.
+    func readSubscriptions() {
+        while let frames = try? publisher.receiveFrames(dontWait: true), let frame = frames.first, !frame.isEmpty {
+            let prefix = String(decoding: frame.dropFirst(), as: UTF8.self)
+            if frame[0] == 1 {
+                subscriptions[prefix, default: 0] += 1
+            } else if frame[0] == 0 {
+                let remaining = subscriptions[prefix, default: 1] - 1
+                subscriptions[prefix] = remaining > 0 ? remaining : nil
+            }
+        }
+    }
+
+    func answer(_ request: ControlRequest) -> (any Encodable)? {
+        switch request.cmd {
+        case "status":
+            var counters: [String: UInt64] = [
+                "stream_seq": streamSequence, "symbols": UInt64(symbolSequences.count), "malformed": malformed,
+                "subscriptions": UInt64(subscriptions.values.reduce(0, +)),
+            ]
+            var gaps: UInt64 = 0
+            for (index, feed) in feeds.enumerated() {
+                counters["feed\(index + 1).gaps"] = feed.sequence.gaps
+                counters["feed\(index + 1).missing"] = feed.sequence.missingMessages
+                gaps += feed.sequence.gaps
+            }
+            return DaemonStatus(
+                daemon: "plantd", name: configuration.name, pid: getpid(),
+                uptimeSeconds: Double(MonotonicClock.nowNanoseconds() - started) / 1e9,
+                messagesIn: received, messagesOut: published, rateIn: rateIn.perSecond, rateOut: rateOut.perSecond,
+                drops: dropped, gapsOpen: gaps, counters: counters)
+        case "subs":
+            return SubscriptionsReply(prefixes: subscriptions)
+        default:
+            return nil
+        }
+    }
+}
+
+/// The reply to `subs` on plantd: each prefix subscribed downstream and how many subscribers hold it.
+public struct SubscriptionsReply: Codable, Sendable, Equatable {
+    public var prefixes: [String: Int]
+}

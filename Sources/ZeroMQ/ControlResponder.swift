@@ -1,0 +1,26 @@
+/// Serves a daemon's control endpoint: a ROUTER socket that takes one JSON request per message from REQ or DEALER
+/// peers and sends one JSON reply (DESIGN section 7). It lives on the daemon's socket thread; `handle` turns request
+/// bytes into reply bytes.
+public final class ControlResponder {
+    public let socket: ZMQSocket
+    private let message = ZMQMessage()
+
+    public init(context: ZMQContext, endpoint: String) throws(ZMQError) {
+        socket = try ZMQSocket(context, type: .router)
+        try socket.setSendHighWaterMark(1000)
+        try socket.setReceiveHighWaterMark(1000)
+        try socket.bind(endpoint)
+    }
+
+    /// Answers every request waiting now. A malformed envelope is dropped (the peer's REQ will time out).
+    public func serveWaiting(_ handle: ([UInt8]) -> [UInt8]) throws(ZMQError) {
+        while let frames = try socket.receiveFrames(dontWait: true) {
+            // REQ peers send [identity, empty, body]; DEALER peers may omit the empty delimiter.
+            guard frames.count >= 2, let body = frames.last else { continue }
+            let envelope = frames.dropLast()
+            let reply = handle(body)
+            for frame in envelope { try socket.send(frame, more: true, dontWait: true) }
+            try socket.send(reply, dontWait: true)
+        }
+    }
+}

@@ -1,0 +1,71 @@
+import Foundation
+import Synchronization
+
+/// A named thread that owns ZeroMQ sockets for its whole life (libzmq sockets are not thread-safe, DESIGN section 11).
+/// The loop runs `body` until `stop()`; `body` creates its sockets inside, polls with `wakeup` among its descriptors,
+/// and returns when `isStopping` is true. `finished()` lets async code (a service's `run`) wait for the end.
+public final class SocketThread: Sendable {
+    public let name: String
+    /// Readable when someone called `stop()` or wants the loop to look at its command queue.
+    public let wakeup = PollWakeup()
+    private let stopping = Atomic<Bool>(false)
+    private let completion = Mutex<CompletionState>(.running)
+
+    private enum CompletionState {
+        case running
+        case waiting(CheckedContinuation<Void, Never>)
+        case done
+    }
+
+    public init(name: String) { self.name = name }
+
+    public var isStopping: Bool { stopping.load(ordering: .acquiring) }
+
+    /// Starts the thread. `body` receives this object to check `isStopping` and to poll `wakeup`.
+    public func start(_ body: @escaping @Sendable (SocketThread) -> Void) {
+        let thread = Thread { [self] in
+            body(self)
+            markDone()
+        }
+        thread.name = name
+        thread.stackSize = 4 << 20
+        thread.start()
+    }
+
+    /// Asks the loop to end; returns at once.
+    public func stop() {
+        stopping.store(true, ordering: .releasing)
+        wakeup.signal()
+    }
+
+    /// Returns when `body` has returned.
+    public func finished() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let resumeNow = completion.withLock { state -> Bool in
+                if case .done = state { return true }
+                state = .waiting(continuation)
+                return false
+            }
+            if resumeNow { continuation.resume() }
+        }
+    }
+
+    /// Blocks the calling thread until `body` has returned (tests and synchronous shutdown paths).
+    public func join(timeout: Duration = .seconds(10)) -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if completion.withLock({ if case .done = $0 { true } else { false } }) { return true }
+            Thread.sleep(forTimeInterval: 0.005)
+        }
+        return false
+    }
+
+    private func markDone() {
+        let waiter = completion.withLock { state -> CheckedContinuation<Void, Never>? in
+            defer { state = .done }
+            if case let .waiting(continuation) = state { return continuation }
+            return nil
+        }
+        waiter?.resume()
+    }
+}
