@@ -1,0 +1,49 @@
+import MarketData
+
+/// Where mktctl finds each daemon: from the etc/ files (`--etc DIR`), read with the daemons' own loaders.
+public struct ChainEndpoints: Sendable {
+    public var feedControl: String?
+    public var feedPublish: String?
+    public var plantControl: String?
+    public var plantPublish: String?
+    public var edgeControl: String?
+
+    /// A bind endpoint as a connect endpoint: `tcp://*:7201` and `tcp://0.0.0.0:7201` become `tcp://127.0.0.1:7201`.
+    public static func connectable(_ endpoint: String) -> String {
+        endpoint.replacingOccurrences(of: "tcp://*:", with: "tcp://127.0.0.1:")
+            .replacingOccurrences(of: "tcp://0.0.0.0:", with: "tcp://127.0.0.1:")
+    }
+}
+
+import EdgeServer
+import FeedHandler
+import TickerPlant
+
+extension ChainEndpoints {
+    /// Reads etc/feedd.toml, etc/plantd.toml and etc/edged.toml under `directory`; a file that is missing leaves its
+    /// daemon unknown, a file that is wrong is an error.
+    public static func load(etc directory: String) throws(ConfigError) -> ChainEndpoints {
+        var endpoints = ChainEndpoints()
+        let fileExists = { (name: String) in FileManagerShim.exists("\(directory)/\(name)") }
+        if fileExists("feedd.toml") {
+            let feed = try FeedConfiguration.load(file: "\(directory)/feedd.toml")
+            endpoints.feedControl = connectable(feed.controlEndpoint)
+            endpoints.feedPublish = connectable(feed.publishEndpoint)
+        }
+        if fileExists("plantd.toml") {
+            let plant = try PlantConfiguration.load(file: "\(directory)/plantd.toml")
+            endpoints.plantControl = connectable(plant.controlEndpoint)
+            endpoints.plantPublish = connectable(plant.publishEndpoint)
+        }
+        if fileExists("edged.toml") {
+            endpoints.edgeControl = connectable(try EdgeConfiguration.load(file: "\(directory)/edged.toml").controlEndpoint)
+        }
+        return endpoints
+    }
+}
+
+import Foundation
+
+enum FileManagerShim {
+    static func exists(_ path: String) -> Bool { FileManager.default.fileExists(atPath: path) }
+}

@@ -1,0 +1,308 @@
+import FeedHandler
+import Foundation
+import MarketData
+
+/// The built-in exchange: a universe of symbols with Zipf-skewed activity and random-walk prices, sent as ITCH 5.0 in
+/// MoldUDP64 over UDP and as both JSON venue formats over TCP (DESIGN section 3). Deterministic for a seed.
+public final class MarketSimulator {
+    public struct Counters: Sendable {
+        public var itchMessages: UInt64 = 0
+        public var itchPackets: UInt64 = 0
+        public var jsonLines: UInt64 = 0
+        public var trades: UInt64 = 0
+    }
+
+    struct Instrument {
+        let symbol: String
+        let locate: UInt16
+        /// Mid price in ITCH Price(4) units (1/10000 dollar).
+        var mid: UInt32
+        var liveOrders: [UInt64] = []
+    }
+
+    let configuration: SimConfiguration
+    var random: SplitMix64
+    var instruments: [Instrument]
+    let cumulativeWeights: [Double]
+    let sessionMidnightNs: UInt64
+    var nextOrderReference: UInt64 = 1
+    var nextMatchNumber: UInt64 = 1
+    var orders: [UInt64: (index: Int, side: OrderSide, price: UInt32, shares: UInt32)] = [:]
+    public private(set) var counters = Counters()
+
+    // Transport
+    let udp: UDPSender
+    let jsonListeners: [TCPListener]
+    var jsonClients: [[FileDescriptor]] = [[], []]
+    var pendingMessages: [[UInt8]] = []
+    var pendingBytes = 0
+    var nextSequence: UInt64 = 1
+    /// Every trade as a JSON line, when asked (`--trade-log`): what the tests compare the chain's output with.
+    var tradeLog: FileHandle?
+
+    public init(configuration: SimConfiguration, tradeLogPath: String? = nil) throws {
+        self.configuration = configuration
+        random = SplitMix64(seed: configuration.seed)
+        let symbols = SymbolUniverse.symbols(count: configuration.symbolCount, random: &random)
+        instruments = symbols.enumerated().map { index, symbol in
+            Instrument(symbol: symbol, locate: UInt16(index + 1), mid: SymbolUniverse.startingPrice(symbol, index: index))
+        }
+        // Zipf with exponent 1: the first symbols trade most.
+        var total = 0.0
+        cumulativeWeights = (1...symbols.count).map { rank in
+            total += 1.0 / Double(rank)
+            return total
+        }
+        sessionMidnightNs = sessionMidnightNanoseconds(timezone: configuration.timezone)
+        udp = try UDPSender(destination: try SocketAddress(host: configuration.itchDestination.host,
+            port: configuration.itchDestination.port))
+        jsonListeners = try [configuration.jsonAListen, configuration.jsonBListen].map { listen in
+            try TCPListener(address: try SocketAddress(host: listen.host, port: listen.port))
+        }
+        if let tradeLogPath {
+            _ = FileManager.default.createFile(atPath: tradeLogPath, contents: nil)
+            tradeLog = FileHandle(forWritingAtPath: tradeLogPath)
+        }
+    }
+
+    public var symbols: [String] { instruments.map(\.symbol) }
+
+    /// Runs until `shouldStop` says so or `maxMessages` are sent, pacing to the configured rate.
+    /// `progress` is called about once a second.
+    public func run(maxMessages: UInt64? = nil, shouldStop: () -> Bool, progress: (Counters, Double) -> Void) {
+        sendDirectory()
+        let start = MonotonicClock.nowNanoseconds()
+        var sent: UInt64 = 0
+        var lastProgress = start
+        var lastHeartbeat = start
+        while !shouldStop() {
+            acceptClients()
+            let now = MonotonicClock.nowNanoseconds()
+            let due = UInt64(Double(now - start) / 1e9 * Double(configuration.rate))
+            while sent < due {
+                if let maxMessages, sent >= maxMessages { break }
+                step()
+                sent += 1
+            }
+            flushPackets()
+            if now - lastHeartbeat >= 1_000_000_000 {
+                udp.send(MoldPacket.heartbeat(session: configuration.itchSession, nextSequence: nextSequence))
+                lastHeartbeat = now
+            }
+            if now - lastProgress >= 1_000_000_000 {
+                progress(counters, Double(sent) / (Double(now - start) / 1e9))
+                lastProgress = now
+            }
+            if let maxMessages, sent >= maxMessages { break }
+            usleep(1000)
+        }
+        flushPackets()
+        try? tradeLog?.synchronize()
+    }
+
+    // MARK: Market
+
+    func pickInstrument() -> Int {
+        let target = random.nextDouble() * cumulativeWeights.last!
+        var low = 0
+        var high = cumulativeWeights.count - 1
+        while low < high {
+            let middle = (low + high) / 2
+            if cumulativeWeights[middle] < target { low = middle + 1 } else { high = middle }
+        }
+        return low
+    }
+
+    func itchHeader(_ locate: UInt16) -> ItchHeader {
+        let now = WallClock.nowNanoseconds()
+        return ItchHeader(stockLocate: locate, trackingNumber: 0, timestamp: now &- sessionMidnightNs)
+    }
+
+    /// One market event.
+    func step() {
+        let index = pickInstrument()
+        // Random walk of one cent either way, never below a dollar.
+        let move = Int64(random.next() % 3) - 1
+        instruments[index].mid = UInt32(max(10_000, Int64(instruments[index].mid) + move * 100))
+        let choice = random.nextDouble()
+        if choice < configuration.jsonShare {
+            sendJSON(index, formatB: false)
+        } else if choice < 2 * configuration.jsonShare {
+            sendJSON(index, formatB: true)
+        } else {
+            itchEvent(index)
+        }
+    }
+
+    func itchEvent(_ index: Int) {
+        let instrument = instruments[index]
+        let header = itchHeader(instrument.locate)
+        let roll = random.nextDouble()
+        if instrument.liveOrders.count < 4 || roll < 0.45 {
+            let side: OrderSide = random.next() % 2 == 0 ? .buy : .sell
+            let offset = UInt32(100 * (1 + random.next() % 5))
+            let price = side == .buy ? instrument.mid - min(offset, instrument.mid - 100) : instrument.mid + offset
+            let shares = UInt32(100 * (1 + random.next() % 10))
+            let reference = nextOrderReference
+            nextOrderReference += 1
+            orders[reference] = (index, side, price, shares)
+            instruments[index].liveOrders.append(reference)
+            if instruments[index].liveOrders.count > 40 {
+                let oldest = instruments[index].liveOrders.removeFirst()
+                orders[oldest] = nil
+                queue(ItchEncoder.orderDelete(header, reference: oldest))
+            }
+            queue(ItchEncoder.addOrder(header, reference: reference, side: side, shares: shares,
+                symbol: instrument.symbol, price: price))
+        } else {
+            let position = Int(random.next() % UInt64(instrument.liveOrders.count))
+            let reference = instrument.liveOrders[position]
+            guard let order = orders[reference] else { return }
+            if roll < 0.8 {
+                // Execute part or all of the order at its own price.
+                let shares = min(order.shares, UInt32(100 * (1 + random.next() % 3)))
+                let matchNumber = nextMatchNumber
+                nextMatchNumber += 1
+                queue(ItchEncoder.orderExecuted(header, reference: reference, shares: shares, matchNumber: matchNumber))
+                logTrade(venue: configuration.itchVenue, symbol: instrument.symbol,
+                    price: Price(itchPrice4: order.price), size: UInt64(shares))
+                if shares == order.shares {
+                    orders[reference] = nil
+                    instruments[index].liveOrders.remove(at: position)
+                } else {
+                    orders[reference]!.shares -= shares
+                }
+            } else {
+                orders[reference] = nil
+                instruments[index].liveOrders.remove(at: position)
+                queue(ItchEncoder.orderDelete(header, reference: reference))
+            }
+        }
+    }
+
+    func sendJSON(_ index: Int, formatB: Bool) {
+        let instrument = instruments[index]
+        let price = Price(itchPrice4: instrument.mid)
+        let nowNs = WallClock.nowNanoseconds()
+        let line: String
+        if formatB {
+            line = #"{"symbol":"\#(instrument.symbol)","lastPrice":"\#(price)","timestamp":"\#(iso8601(nowNs))"}"#
+        } else {
+            line = #"{"sym":"\#(instrument.symbol)","px":\#(price),"ts":\#(nowNs / 1_000_000)}"#
+        }
+        let clients = jsonClients[formatB ? 1 : 0]
+        guard !clients.isEmpty else { return }
+        let bytes = Array((line + "\n").utf8)
+        jsonClients[formatB ? 1 : 0] = clients.filter { $0.writeAll(bytes) }
+        counters.jsonLines += 1
+        logTrade(venue: formatB ? "json-b" : "json-a", symbol: instrument.symbol, price: price, size: 0)
+    }
+
+    func logTrade(venue: String, symbol: String, price: Price, size: UInt64) {
+        counters.trades += 1
+        guard let tradeLog else { return }
+        tradeLog.write(Data(#"{"venue":"\#(venue)","symbol":"\#(symbol)","price":"\#(price)","size":\#(size)}"#.utf8 + [10]))
+    }
+
+    func iso8601(_ nanoseconds: UInt64) -> String {
+        let seconds = nanoseconds / 1_000_000_000
+        let millis = (nanoseconds / 1_000_000) % 1000
+        let days = Int(seconds / 86_400)
+        let secondOfDay = Int(seconds % 86_400)
+        let (year, month, day) = SymbolUniverse.civilDate(daysSinceEpoch: days)
+        return String(format: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", year, month, day, secondOfDay / 3600,
+            secondOfDay / 60 % 60, secondOfDay % 60, Int(millis))
+    }
+
+    // MARK: Transport
+
+    func sendDirectory() {
+        queue(ItchEncoder.systemEvent(itchHeader(0), code: "O"))
+        for instrument in instruments {
+            queue(ItchEncoder.stockDirectory(itchHeader(instrument.locate), symbol: instrument.symbol))
+        }
+        queue(ItchEncoder.systemEvent(itchHeader(0), code: "Q"))
+        flushPackets()
+    }
+
+    func queue(_ message: [UInt8]) {
+        if pendingBytes + message.count + 2 > 1400 { flushPackets() }
+        pendingMessages.append(message)
+        pendingBytes += message.count + 2
+        counters.itchMessages += 1
+    }
+
+    func flushPackets() {
+        guard !pendingMessages.isEmpty else { return }
+        udp.send(MoldPacket.encode(session: configuration.itchSession, sequenceNumber: nextSequence,
+            messages: pendingMessages))
+        nextSequence += UInt64(pendingMessages.count)
+        counters.itchPackets += 1
+        pendingMessages.removeAll(keepingCapacity: true)
+        pendingBytes = 0
+    }
+
+    func acceptClients() {
+        for (index, listener) in jsonListeners.enumerated() {
+            while let client = listener.accept() { jsonClients[index].append(client) }
+        }
+    }
+}
+
+/// A small, fast, seedable generator (SplitMix64), so a seed always makes the same market.
+public struct SplitMix64: RandomNumberGenerator, Sendable {
+    private var state: UInt64
+    public init(seed: UInt64) { state = seed }
+
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    public mutating func nextDouble() -> Double { Double(next() >> 11) / Double(1 << 53) }
+}
+
+/// Real-looking tickers: well-known ones first (AAPL and AAPLX among them, to prove prefix topics exact), then made-up
+/// three- and four-letter ones.
+public enum SymbolUniverse {
+    static let known = [
+        "AAPL", "MSFT", "AAPLX", "NVDA", "AMZN", "GOOGL", "META", "TSLA", "AVGO", "COST", "NFLX", "AMD", "PEP", "ADBE",
+        "CSCO", "TMUS", "INTC", "QCOM", "TXN", "AMGN", "INTU", "ISRG", "HON", "BKNG", "SBUX", "GILD", "MDLZ", "ADP",
+        "REGN", "VRTX", "LRCX", "ADI", "PANW", "MU", "KLAC", "SNPS", "CDNS", "PYPL", "MAR", "ORLY",
+    ]
+
+    static func symbols(count: Int, random: inout SplitMix64) -> [String] {
+        var result = Array(known.prefix(count))
+        var seen = Set(result)
+        let letters = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+        while result.count < count {
+            let length = 3 + Int(random.next() % 2)
+            let symbol = String((0..<length).map { _ in letters[Int(random.next() % 26)] })
+            if seen.insert(symbol).inserted { result.append(symbol) }
+        }
+        return result
+    }
+
+    /// A deterministic starting price per symbol, in ITCH Price(4) units; AAPL starts at 178.52.
+    static func startingPrice(_ symbol: String, index: Int) -> UInt32 {
+        if symbol == "AAPL" { return 1_785_200 }
+        var hash: UInt32 = 2_166_136_261
+        for byte in symbol.utf8 { hash = (hash ^ UInt32(byte)) &* 16_777_619 }
+        return (10 + hash % 490) * 10_000 + (hash / 490 % 100) * 100
+    }
+
+    static func civilDate(daysSinceEpoch days: Int) -> (Int, Int, Int) {
+        let z = days + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let dayOfEra = z - era * 146_097
+        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36524 - dayOfEra / 146_096) / 365
+        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
+        let mp = (5 * dayOfYear + 2) / 153
+        let day = dayOfYear - (153 * mp + 2) / 5 + 1
+        let month = mp < 10 ? mp + 3 : mp - 9
+        return (yearOfEra + era * 400 + (month <= 2 ? 1 : 0), month, day)
+    }
+}

@@ -1,0 +1,22 @@
+import ArgumentParser
+
+/// `mktctl`: the operator's tool (DESIGN section 7).
+public struct Mktctl: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "mktctl",
+        abstract: "Operate a tickplant chain: status, tail, sim.",
+        subcommands: [StatusCommand.self, TailCommand.self, SimCommand.self])
+
+    public init() {}
+}
+
+/// Options shared by the commands that find daemons: `--etc DIR` or `--endpoint`.
+public struct ChainOptions: ParsableArguments {
+    @Option(name: .long, help: "Directory of the daemons' TOML files, to find their endpoints.")
+    public var etc: String = "etc"
+
+    @Flag(name: .long, help: "Machine-readable output: one JSON object per line.")
+    public var json = false
+
+    public init() {}
+}

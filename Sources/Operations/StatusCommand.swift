@@ -1,0 +1,119 @@
+import ArgumentParser
+import Foundation
+import MarketData
+import ZeroMQ
+
+/// `mktctl status`: one table of every daemon, up or down; exit status 1 when one is down.
+public struct StatusCommand: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "status", abstract: "Show every daemon of the chain: up or down, rates, drops, gaps, clients.")
+
+    @OptionGroup public var options: ChainOptions
+
+    @Option(name: .long, parsing: .upToNextOption, help: "Ask these control endpoints instead of the etc/ files.")
+    public var endpoint: [String] = []
+
+    @Option(name: .long, help: "Milliseconds to wait for each daemon.")
+    public var timeout: Int = 1000
+
+    public init() {}
+
+    public func run() async throws {
+        var targets: [(daemon: String, endpoint: String)] = []
+        if endpoint.isEmpty {
+            let endpoints: ChainEndpoints
+            do {
+                endpoints = try ChainEndpoints.load(etc: options.etc)
+            } catch {
+                FileHandle.standardError.write(Data("mktctl: \(error.description)\n".utf8))
+                throw ExitCode(ConfigError.exitStatus)
+            }
+            if let control = endpoints.feedControl { targets.append(("feedd", control)) }
+            if let control = endpoints.plantControl { targets.append(("plantd", control)) }
+            if let control = endpoints.edgeControl { targets.append(("edged", control)) }
+            guard !targets.isEmpty else {
+                throw ValidationError("no daemon configuration found in \(options.etc)/ (use --etc or --endpoint)")
+            }
+        } else {
+            targets = endpoint.map { ("?", $0) }
+        }
+        let context = try ZMQContext()
+        var rows: [StatusRow] = []
+        for target in targets {
+            let reply = ControlClient.request(context: context, endpoint: target.endpoint,
+                request: ControlRequest(cmd: "status"), timeoutMilliseconds: Int32(timeout))
+            if let reply, let status = try? JSONDecoder().decode(DaemonStatus.self, from: Data(reply)) {
+                rows.append(StatusRow(daemon: status.daemon, endpoint: target.endpoint, up: true, status: status))
+            } else {
+                rows.append(StatusRow(daemon: target.daemon, endpoint: target.endpoint, up: false, status: nil))
+            }
+        }
+        if options.json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            for row in rows { print(String(decoding: try encoder.encode(row), as: UTF8.self)) }
+        } else {
+            print(StatusRow.table(rows))
+        }
+        if rows.contains(where: { !$0.up }) { throw ExitCode(1) }
+    }
+}
+
+struct StatusRow: Codable {
+    var daemon: String
+    var endpoint: String
+    var up: Bool
+    var status: DaemonStatus?
+
+    static func table(_ rows: [StatusRow]) -> String {
+        let header = ["DAEMON", "NAME", "STATE", "UPTIME", "IN", "IN/S", "OUT", "OUT/S", "DROPS", "GAPS", "CLIENTS",
+            "ENDPOINT"]
+        let lines = rows.map { row -> [String] in
+            guard let status = row.status else {
+                return [row.daemon, "-", "DOWN", "-", "-", "-", "-", "-", "-", "-", "-", row.endpoint]
+            }
+            return [status.daemon, status.name, "up", formatDuration(status.uptimeSeconds), "\(status.messagesIn)",
+                String(format: "%.0f", status.rateIn), "\(status.messagesOut)", String(format: "%.0f", status.rateOut),
+                "\(status.drops)", "\(status.gapsOpen)", status.clients.map(String.init) ?? "-", row.endpoint]
+        }
+        return TextTable.render(header: header, rows: lines)
+    }
+
+    static func formatDuration(_ seconds: Double) -> String {
+        let whole = Int(seconds)
+        if whole < 60 { return "\(whole)s" }
+        if whole < 3600 { return "\(whole / 60)m\(whole % 60)s" }
+        return "\(whole / 3600)h\(whole / 60 % 60)m"
+    }
+}
+
+/// Left-aligned columns separated by two spaces.
+enum TextTable {
+    static func render(header: [String], rows: [[String]]) -> String {
+        let all = [header] + rows
+        let widths = header.indices.map { column in all.map { $0[column].count }.max() ?? 0 }
+        return all.map { row in
+            row.enumerated().map { column, cell in
+                column == row.count - 1 ? cell : cell.padding(toLength: widths[column], withPad: " ", startingAt: 0)
+            }.joined(separator: "  ")
+        }.joined(separator: "\n")
+    }
+}
+
+/// One JSON request and its reply over a daemon's control endpoint.
+public enum ControlClient {
+    /// The reply's bytes, or nil when the daemon did not answer within the timeout.
+    public static func request(
+        context: ZMQContext, endpoint: String, request: ControlRequest, timeoutMilliseconds: Int32
+    ) -> [UInt8]? {
+        guard let socket = try? ZMQSocket(context, type: .request),
+            (try? socket.setReceiveTimeout(milliseconds: timeoutMilliseconds)) != nil,
+            (try? socket.setSendTimeout(milliseconds: timeoutMilliseconds)) != nil,
+            (try? socket.connect(endpoint)) != nil,
+            let body = try? JSONEncoder().encode(request),
+            (try? socket.send(Array(body))) == true
+        else { return nil }
+        defer { socket.close() }
+        return (try? socket.receiveFrames())??.last
+    }
+}

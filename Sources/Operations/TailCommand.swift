@@ -1,0 +1,124 @@
+import ArgumentParser
+import Foundation
+import MarketData
+import ZeroMQ
+
+/// `mktctl tail PREFIX...`: live decoded ticks from plantd (or a feedd, or any PUB endpoint), one per line.
+public struct TailCommand: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "tail", abstract: "Print live ticks whose topic starts with a prefix (all when none given).")
+
+    @OptionGroup public var options: ChainOptions
+
+    @Argument(help: "Topic prefixes such as AAPL (every AAPL tick, never AAPLX's) or AAPL|T (its trades).")
+    public var prefixes: [String] = []
+
+    @Option(name: .long, help: "plantd, feedd, or a ZeroMQ endpoint such as tcp://127.0.0.1:7201.")
+    public var from: String = "plantd"
+
+    @Option(name: .long, help: "Stop after this many ticks.")
+    public var count: Int?
+
+    @Option(name: .long, help: "Stop after this many seconds without a tick (exit status 1 if none came).")
+    public var idleTimeout: Double?
+
+    public init() {}
+
+    public func validate() throws {
+        if let count, count <= 0 { throw ValidationError("--count: expected a positive number, got \(count)") }
+    }
+
+    public func run() async throws {
+        let endpoint: String
+        switch from {
+        case "plantd", "feedd":
+            let endpoints: ChainEndpoints
+            do {
+                endpoints = try ChainEndpoints.load(etc: options.etc)
+            } catch {
+                FileHandle.standardError.write(Data("mktctl: \(error.description)\n".utf8))
+                throw ExitCode(ConfigError.exitStatus)
+            }
+            guard let found = from == "plantd" ? endpoints.plantPublish : endpoints.feedPublish else {
+                throw ValidationError("no \(from).toml in \(options.etc)/ (use --etc or --from ENDPOINT)")
+            }
+            endpoint = found
+        default:
+            endpoint = from
+        }
+        let context = try ZMQContext()
+        let socket = try ZMQSocket(context, type: .subscribe)
+        try socket.setReceiveHighWaterMark(1_000_000)
+        try socket.connect(endpoint)
+        // A symbol alone means every tick of it: "AAPL" subscribes "AAPL|" so that AAPLX stays out.
+        let topics = prefixes.isEmpty ? [""] : prefixes.map { $0.contains("|") || $0.hasPrefix("#") ? $0 : $0 + "|" }
+        for topic in topics { try socket.subscribe(topic) }
+        let poller = ZMQPoller()
+        try poller.add(socket)
+        let topicMessage = ZMQMessage()
+        let payload = ZMQMessage()
+        var printed = 0
+        var lastTick = MonotonicClock.nowNanoseconds()
+        let output = FileHandle.standardOutput
+        while count.map({ printed < $0 }) ?? true {
+            try poller.poll(timeoutMilliseconds: 200)
+            guard try socket.receive(into: topicMessage, dontWait: true) else {
+                if let idleTimeout, Double(MonotonicClock.nowNanoseconds() - lastTick) / 1e9 > idleTimeout {
+                    throw ExitCode(printed > 0 ? 0 : 1)
+                }
+                continue
+            }
+            guard topicMessage.hasMore else { continue }
+            _ = try socket.receive(into: payload)
+            guard let tick = payload.withUnsafeBytes({ try? TickDecoder.decode($0) }) else { continue }
+            if tick.symbol.hasPrefix("#") && !topics.contains(where: { $0.hasPrefix("#") }) { continue }
+            lastTick = MonotonicClock.nowNanoseconds()
+            let line = options.json ? TickText.json(tick) : TickText.line(tick)
+            output.write(Data((line + "\n").utf8))
+            printed += 1
+        }
+    }
+}
+
+/// How mktctl prints a tick.
+public enum TickText {
+    /// `AAPL     TRADE   XNAS  178.52 x 100          sym#812  stream#9001`
+    public static func line(_ tick: Tick) -> String {
+        let body: String =
+            switch tick.type {
+            case .trade: "\(tick.price) x \(tick.size)"
+            case .quote: "\(tick.bidPrice) x \(tick.bidSize) / \(tick.askPrice) x \(tick.askSize)"
+            case .book: "\(tick.bids.count) bids, \(tick.asks.count) asks"
+            case .status: "\(tick.state) \(tick.quality) \(tick.reason)"
+            case .bar: "O \(tick.open) H \(tick.high) L \(tick.low) C \(tick.close) V \(tick.volume)"
+            }
+        return [tick.symbol.padding(toLength: 8, withPad: " ", startingAt: 0),
+            tick.type.description.padding(toLength: 7, withPad: " ", startingAt: 0),
+            tick.venue.padding(toLength: 5, withPad: " ", startingAt: 0),
+            body.padding(toLength: 40, withPad: " ", startingAt: 0),
+            "sym#\(tick.symbolSequence)", "stream#\(tick.streamSequence)"].joined(separator: " ")
+    }
+
+    /// The tick as one JSON object with exact decimal prices.
+    public static func json(_ tick: Tick) -> String {
+        var fields: [String] = [
+            #""symbol":"\#(tick.symbol)""#, #""type":"\#(tick.type)""#, #""venue":"\#(tick.venue)""#,
+            #""symbol_seq":\#(tick.symbolSequence)"#, #""stream_seq":\#(tick.streamSequence)"#,
+            #""venue_seq":\#(tick.venueSequence)"#, #""exchange_ts_ns":\#(tick.exchangeTimestampNs)"#,
+            #""feed_rx_ns":\#(tick.feedReceiveNs)"#, #""feed_tx_ns":\#(tick.feedTransmitNs)"#,
+            #""plant_rx_ns":\#(tick.plantReceiveNs)"#, #""plant_tx_ns":\#(tick.plantTransmitNs)"#,
+        ]
+        switch tick.type {
+        case .trade:
+            fields += [#""price":\#(tick.price)"#, #""size":\#(tick.size)"#, #""trade_id":\#(tick.tradeID)"#]
+        case .quote:
+            fields += [#""bid":\#(tick.bidPrice)"#, #""bid_size":\#(tick.bidSize)"#, #""ask":\#(tick.askPrice)"#,
+                #""ask_size":\#(tick.askSize)"#]
+        case .status:
+            fields += [#""state":"\#(tick.state)""#, #""quality":"\#(tick.quality)""#, #""reason":"\#(tick.reason)""#]
+        case .book, .bar:
+            break
+        }
+        return "{" + fields.joined(separator: ",") + "}"
+    }
+}

@@ -1,0 +1,21 @@
+import ArgumentParser
+import Operations
+import TickerPlant
+
+/// plantd: the ticker plant (DESIGN section 6).
+@main
+struct Plantd: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "plantd", abstract: "tickplant ticker plant")
+    @OptionGroup var options: DaemonOptions
+
+    func run() async throws {
+        try await DaemonLauncher.run(daemon: "plantd", options: options, load: PlantConfiguration.load) {
+            configuration, context, logger in
+            let engine = PlantEngine(configuration: configuration, context: context, logger: logger)
+            return EngineService(start: { try engine.start() }, stop: {
+                engine.stop()
+                await engine.thread.finished()
+            })
+        }
+    }
+}
