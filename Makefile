@@ -1,0 +1,41 @@
+# tickplant: `make run` brings the whole chain up from etc/; `make test` builds and runs every test.
+# Both install what is missing first (scripts/install-deps: Debian packages and the tests' Python venv).
+
+SWIFT ?= swift
+RELEASE_BIN = .build/release
+DEBUG_BIN = .build/debug
+
+.PHONY: all build release run test deps test-deps proto proto-check clean
+
+all: build
+
+deps:
+	@scripts/install-deps
+
+test-deps:
+	@scripts/install-deps --with-test-tools
+
+build: deps
+	$(SWIFT) build
+
+release: deps
+	$(SWIFT) build -c release
+
+## Start sim + feedd + plantd + edged from etc/ and stop them all on Ctrl-C.
+run: release
+	@scripts/run-chain $(RELEASE_BIN)
+
+## Build and run every test: unit tests of each module and the end-to-end tests with the real executables.
+test: test-deps proto-check
+	$(SWIFT) build --build-tests
+	TICKPLANT_PYTHON=$(CURDIR)/.venv/bin/python $(SWIFT) test --skip-build
+
+## Regenerate the committed protobuf-c code from Proto/*.proto.
+proto:
+	scripts/gen-proto
+
+proto-check:
+	@scripts/gen-proto --check
+
+clean:
+	rm -rf .build .venv

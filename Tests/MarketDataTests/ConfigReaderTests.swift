@@ -1,0 +1,66 @@
+import Foundation
+import Testing
+
+@testable import MarketData
+
+@Suite struct ConfigReading {
+    @Test func valuesAreReadWithDefaults() throws {
+        let reader = try ConfigReader.parse(
+            """
+            [plant]
+            name = "p1"
+            send_hwm = 5000
+            ratio = 0.5
+            heartbeat = "250ms"
+            """, file: "etc/test.toml")
+        let plant = try reader.table("plant")
+        #expect(try plant.string("name") == "p1")
+        #expect(try plant.int("send_hwm", default: 1, in: 1...10_000) == 5000)
+        #expect(try plant.int("missing", default: 7, in: 1...10) == 7)
+        #expect(try plant.double("ratio", default: 0, in: 0...1) == 0.5)
+        #expect(try plant.duration("heartbeat", default: .seconds(1)) == .milliseconds(250))
+        try reader.finish()
+    }
+
+    @Test func aWrongValueNamesFileSectionKeyAndWhatWasFound() throws {
+        let reader = try ConfigReader.parse("[filters]\nmax_jump_pct = \"abc\"\n", file: "etc/plantd.toml")
+        let filters = try reader.table("filters")
+        #expect(throws: ConfigError(file: "etc/plantd.toml", key: "[filters] max_jump_pct",
+            reason: #"expected a number between 0.0 and 100.0, got "abc""#)) {
+            try filters.double("max_jump_pct", in: 0...100)
+        }
+        let error = ConfigError(file: "etc/plantd.toml", key: "[filters] max_jump_pct", reason: "expected x")
+        #expect(error.description == "etc/plantd.toml: [filters] max_jump_pct: expected x")
+    }
+
+    @Test func unknownKeysAreErrorsSoTyposAreNotIgnored() throws {
+        let reader = try ConfigReader.parse("[plant]\nnmae = \"x\"\n", file: "etc/plantd.toml")
+        _ = try reader.table("plant").string("name", default: "plantd")
+        #expect(throws: ConfigError(file: "etc/plantd.toml", key: "[plant] nmae", reason: "unknown key")) {
+            try reader.finish()
+        }
+    }
+
+    @Test func badTomlAndMissingFilesAreConfigErrors() throws {
+        #expect(throws: ConfigError.self) { try ConfigReader.parse("[plant\nx=1", file: "bad.toml") }
+        #expect(throws: ConfigError(file: "/nonexistent/x.toml", key: "", reason: "no such file")) {
+            try ConfigReader.load(file: "/nonexistent/x.toml")
+        }
+    }
+
+    @Test func endpointsAndHostPortsAreChecked() throws {
+        let reader = try ConfigReader.parse(
+            """
+            good = "tcp://127.0.0.1:7201"
+            bad = "127.0.0.1:7201"
+            listen = "127.0.0.1:7001"
+            v6 = "[::1]:7001"
+            noport = "localhost"
+            """, file: "e.toml")
+        #expect(try reader.endpoint("good") == "tcp://127.0.0.1:7201")
+        #expect(throws: ConfigError.self) { try reader.endpoint("bad") }
+        #expect(try reader.hostPort("listen").port == 7001)
+        #expect(try reader.hostPort("v6").host == "::1")
+        #expect(throws: ConfigError.self) { try reader.hostPort("noport") }
+    }
+}

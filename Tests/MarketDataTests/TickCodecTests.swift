@@ -1,0 +1,74 @@
+import Testing
+
+@testable import MarketData
+
+@Suite struct TickCodecRoundTrip {
+    static func stamped(_ tick: Tick) -> Tick {
+        var tick = tick
+        tick.exchangeTimestampNs = 1_701_432_000_123_456_789
+        tick.feedReceiveNs = 1_701_432_000_123_500_000
+        tick.feedTransmitNs = 1_701_432_000_123_510_000
+        tick.plantReceiveNs = 1_701_432_000_123_600_000
+        tick.plantTransmitNs = 1_701_432_000_123_610_000
+        tick.venueSequence = 77
+        tick.streamSequence = 9_001
+        tick.symbolSequence = 812
+        return tick
+    }
+
+    static let everyType: [Tick] = {
+        var trade = Tick.trade(symbol: "AAPL", venue: "XNAS", price: Price(fixedPoint: 178_520_000), size: 100)
+        trade.tradeID = 123_456
+        var quote = Tick(symbol: "MSFT", type: .quote, venue: "CONS")
+        quote.bidPrice = Price(fixedPoint: 410_100_000)
+        quote.bidSize = 300
+        quote.askPrice = Price(fixedPoint: 410_120_000)
+        quote.askSize = 500
+        var book = Tick(symbol: "NVDA", type: .book, venue: "XNAS")
+        book.bids = [BookLevel(price: Price(fixedPoint: 900_000_000), size: 100, orders: 2),
+            BookLevel(price: Price(fixedPoint: 899_990_000), size: 300, orders: 1)]
+        book.asks = [BookLevel(price: Price(fixedPoint: 900_010_000), size: 200, orders: 3)]
+        var status = Tick(symbol: "AAPLX", type: .status, venue: "XNAS")
+        status.state = .halted
+        status.quality = .gap
+        status.reason = "LUDP"
+        var bar = Tick(symbol: "TSLA", type: .bar, venue: "CONS")
+        bar.open = Price(fixedPoint: 250_000_000)
+        bar.high = Price(fixedPoint: 251_500_000)
+        bar.low = Price(fixedPoint: 249_250_000)
+        bar.close = Price(fixedPoint: 251_000_000)
+        bar.volume = 12_345
+        bar.barStartNs = 1_701_432_000_000_000_000
+        bar.barIntervalSeconds = 60
+        return [trade, quote, book, status, bar].map(stamped)
+    }()
+
+    @Test(arguments: everyType)
+    func everyTickTypeSurvivesEncodeAndDecode(tick: Tick) throws {
+        let encoder = TickEncoder()
+        let bytes = encoder.encodeToArray(tick)
+        #expect(try TickDecoder.decode(bytes) == tick)
+    }
+
+    @Test func negativePricesSurviveTheSint64Encoding() throws {
+        var tick = Tick.trade(symbol: "SPRD", venue: "XNAS", price: Price(fixedPoint: -1_250_000), size: 1)
+        tick.streamSequence = 1
+        #expect(try TickDecoder.decode(TickEncoder().encodeToArray(tick)).price.fixedPoint == -1_250_000)
+    }
+
+    @Test func theEncoderReusesItsBufferAndGrowsForLargeTicks() throws {
+        let encoder = TickEncoder(initialCapacity: 16)
+        var book = Tick(symbol: "BIG", type: .book, venue: "XNAS")
+        book.bids = (1...50).map { BookLevel(price: Price(fixedPoint: Int64($0) * 10_000), size: UInt64($0)) }
+        let bytes = encoder.encodeToArray(book)
+        #expect(bytes.count > 16)
+        #expect(try TickDecoder.decode(bytes).bids.count == 50)
+    }
+
+    @Test func garbageIsNotATick() {
+        #expect(throws: TickDecodeError.self) { try TickDecoder.decode([0xFF, 0xFF, 0xFF, 0x01]) }
+        #expect(throws: TickDecodeError.self) { try TickDecoder.decode([]) }
+        // Valid protobuf, but no type: not a tick anyone can use.
+        #expect(throws: TickDecodeError.self) { try TickDecoder.decode([0x0A, 0x04, 0x41, 0x41, 0x50, 0x4C]) }
+    }
+}
