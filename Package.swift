@@ -98,10 +98,10 @@ let package = Package(
         // MARK: Tests
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
         .testTarget(name: "MarketDataTests", dependencies: ["MarketData"]),
-        .testTarget(name: "FeedHandlerTests", dependencies: ["FeedHandler"]),
-        .testTarget(name: "TickerPlantTests", dependencies: ["TickerPlant", "FeedHandler"]),
-        .testTarget(name: "EdgeServerTests", dependencies: ["EdgeServer"]),
-        .testTarget(name: "OperationsTests", dependencies: ["Operations"]),
+        .testTarget(name: "FeedHandlerTests", dependencies: ["FeedHandler", "MarketData", "ZeroMQ"]),
+        .testTarget(name: "TickerPlantTests", dependencies: ["TickerPlant", "MarketData", "ZeroMQ"]),
+        .testTarget(name: "EdgeServerTests", dependencies: ["EdgeServer", "MarketData", "ZeroMQ"]),
+        .testTarget(name: "OperationsTests", dependencies: ["Operations", "MarketData", "ZeroMQ"]),
         .testTarget(name: "EndToEndTests", dependencies: ["MarketData", "ZeroMQ", "Operations"]),
     ]
 )

@@ -1,0 +1,120 @@
+import Foundation
+import Logging
+import Testing
+
+@testable import FeedHandler
+import MarketData
+import ZeroMQ
+
+/// feedd's engine in-process with real UDP, TCP and ZeroMQ sockets on 127.0.0.1 and ephemeral ports.
+@Suite(.serialized) struct FeedEngineOverRealSockets {
+    static func configuration(venues: [FeedConfiguration.VenueConfiguration]) -> FeedConfiguration {
+        var configuration = FeedConfiguration()
+        configuration.publishEndpoint = "tcp://127.0.0.1:*"
+        configuration.controlEndpoint = "tcp://127.0.0.1:*"
+        configuration.venues = venues
+        configuration.reconnectInitial = .milliseconds(20)
+        return configuration
+    }
+
+    /// Receives `count` ticks or fails after `timeout`.
+    static func receiveTicks(_ socket: ZMQSocket, count: Int, timeout: Duration = .seconds(5)) throws -> [Tick] {
+        let deadline = ContinuousClock.now + timeout
+        var ticks: [Tick] = []
+        try socket.setReceiveTimeout(milliseconds: 100)
+        while ticks.count < count && ContinuousClock.now < deadline {
+            guard let frames = try socket.receiveFrames(), frames.count == 2 else { continue }
+            ticks.append(try TickDecoder.decode(frames[1]))
+        }
+        return ticks
+    }
+
+    static func status(_ context: ZMQContext, _ endpoint: String) throws -> DaemonStatus {
+        let socket = try ZMQSocket(context, type: .request)
+        defer { socket.close() }
+        try socket.setReceiveTimeout(milliseconds: 2000)
+        try socket.connect(endpoint)
+        try socket.send(#"{"cmd":"status"}"#)
+        let reply = try #require(try socket.receiveFrames())
+        return try JSONDecoder().decode(DaemonStatus.self, from: Data(reply[0]))
+    }
+
+    @Test func itchPacketsBecomeTicksAndBadPacketsAreCountedAndSkipped() throws {
+        let context = try ZMQContext()
+        let engine = FeedEngine(
+            configuration: Self.configuration(venues: [.init(venue: "XNAS",
+                source: .itch(listen: "127.0.0.1", port: 0, retransmission: nil, multicastInterface: nil),
+                timezone: "America/New_York")]),
+            context: context, logger: Logger(label: "test"))
+        try engine.start()
+        defer {
+            engine.stop()
+            _ = engine.thread.join()
+        }
+        let subscriber = try ZMQSocket(context, type: .subscribe)
+        try subscriber.subscribe("AAPL|T")
+        try subscriber.connect(try #require(engine.endpoints["publish"]))
+        Thread.sleep(forTimeInterval: 0.3)  // ZeroMQ's slow joiner: let the subscription reach the PUB
+
+        let udpPort = try #require(engine.endpoints["udp:XNAS"].flatMap { ConfigReader.parseHostPort($0)?.port })
+        let sender = try UDPSender(destination: try SocketAddress(host: "127.0.0.1", port: udpPort))
+        sender.send(SpecBytes.moldPacket(session: "S1", sequence: 1,
+            messages: [SpecBytes.stockDirectory, SpecBytes.addOrder, SpecBytes.orderExecuted]))
+        var truncated = SpecBytes.moldPacket(session: "S1", sequence: 4, messages: [SpecBytes.orderExecuted])
+        truncated.removeLast(5)
+        sender.send(truncated)
+        sender.send(SpecBytes.moldPacket(session: "S1", sequence: 5,
+            messages: [[0x5A] + Array(repeating: 0, count: 20), SpecBytes.executedWithPrice]))
+
+        let ticks = try Self.receiveTicks(subscriber, count: 2)
+        #expect(ticks.map(\.price) == [Price(fixedPoint: 178_520_000), Price(fixedPoint: 178_530_000)])
+        #expect(ticks.allSatisfy { $0.symbol == "AAPL" && $0.venue == "XNAS" && $0.feedTransmitNs >= $0.feedReceiveNs })
+        #expect(ticks.map(\.venueSequence) == [3, 6])
+        #expect(ticks[1].streamSequence > ticks[0].streamSequence)
+
+        let status = try Self.status(context, try #require(engine.endpoints["control"]))
+        #expect(status.daemon == "feedd")
+        #expect(status.counters["XNAS.malformed"] == 1)
+        #expect(status.counters["XNAS.unknown_types"] == 1)
+        // The truncated packet's message 4 never arrived whole: a gap the tracker saw, not a silent skip.
+        #expect(status.counters["XNAS.gaps"] == 1)
+    }
+
+    @Test func malformedJsonLinesAreCountedAndTheConnectionStays() throws {
+        let listener = try TCPListener(address: try SocketAddress(host: "127.0.0.1", port: 0))
+        let port = listener.descriptor.localPort
+        let context = try ZMQContext()
+        let engine = FeedEngine(
+            configuration: Self.configuration(venues: [.init(venue: "ARCX",
+                source: .json(.formatA, host: "127.0.0.1", port: port), timezone: "UTC")]),
+            context: context, logger: Logger(label: "test"))
+        try engine.start()
+        defer {
+            engine.stop()
+            _ = engine.thread.join()
+        }
+        let subscriber = try ZMQSocket(context, type: .subscribe)
+        try subscriber.subscribe("")
+        try subscriber.connect(try #require(engine.endpoints["publish"]))
+
+        var connection: FileDescriptor?
+        let deadline = Date().addingTimeInterval(5)
+        while connection == nil && Date() < deadline {
+            connection = listener.accept()
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        let venue = try #require(connection)
+        Thread.sleep(forTimeInterval: 0.3)
+        venue.writeAll(Array(#"{"sym":"AAPL","px":178.52,"ts":1701432000000}"#.utf8) + [10])
+        venue.writeAll(Array("this is not json\n".utf8))
+        venue.writeAll(Array(#"{"sym":"MSFT","px":"410.10","ts":1701432000001}"#.utf8) + [13, 10])
+
+        let ticks = try Self.receiveTicks(subscriber, count: 2)
+        #expect(ticks.map(\.symbol) == ["AAPL", "MSFT"])
+        #expect(ticks.map(\.price.description) == ["178.52", "410.1"])
+        #expect(ticks.map(\.venueSequence) == [1, 3])
+        let status = try Self.status(context, try #require(engine.endpoints["control"]))
+        #expect(status.counters["ARCX.malformed"] == 1)
+        #expect(status.counters["ARCX.connected"] == 1)
+    }
+}
