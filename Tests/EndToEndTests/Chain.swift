@@ -1,0 +1,232 @@
+import Foundation
+import Glibc
+import MarketData
+import Operations
+import ZeroMQ
+
+/// The real executables of the chain (sim -> feedd -> plantd -> edged) on ephemeral ports, with etc/ files written
+/// for them in a temporary directory. Every process it starts is stopped by `stop()`.
+final class Chain {
+    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+
+    /// Where `swift build` put the executables: beside the test bundle, or TICKPLANT_BIN_DIR.
+    static let binDirectory: URL = {
+        if let override = ProcessInfo.processInfo.environment["TICKPLANT_BIN_DIR"] { return URL(fileURLWithPath: override) }
+        let bundle = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        var directory = bundle.deletingLastPathComponent()
+        while directory.path != "/" && !FileManager.default.fileExists(atPath: directory.appendingPathComponent("plantd").path) {
+            directory = directory.deletingLastPathComponent()
+        }
+        return directory
+    }()
+
+    static let python: String = ProcessInfo.processInfo.environment["TICKPLANT_PYTHON"]
+        ?? packageRoot.appendingPathComponent(".venv/bin/python").path
+
+    let directory: URL
+    let etc: URL
+    private(set) var processes: [String: Process] = [:]
+    let ports: [String: Int]
+
+    init() throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("tickplant-e2e-\(UUID().uuidString)")
+        etc = directory.appendingPathComponent("etc")
+        try FileManager.default.createDirectory(at: etc, withIntermediateDirectories: true)
+        var ports: [String: Int] = [:]
+        for name in ["feed_pub", "feed_ctl", "feed_replay", "plant_pub", "plant_snap", "plant_ctl", "edge_http",
+            "edge_ctl", "json_a", "json_b", "retrans"]
+        {
+            ports[name] = try Chain.freePort(udp: false)
+        }
+        ports["itch"] = try Chain.freePort(udp: true)
+        self.ports = ports
+        try writeConfigurations()
+    }
+
+    deinit { stop() }
+
+    func endpoint(_ name: String) -> String { "tcp://127.0.0.1:\(ports[name]!)" }
+
+    private func writeConfigurations() throws {
+        let files = [
+            "feedd.toml": """
+                [feed]
+                publish = "\(endpoint("feed_pub"))"
+                replay = "\(endpoint("feed_replay"))"
+                control = "\(endpoint("feed_ctl"))"
+                reconnect_initial = "50ms"
+                reconnect_max = "300ms"
+
+                [[venues]]
+                venue = "XNAS"
+                protocol = "itch-moldudp64"
+                listen = "127.0.0.1:\(ports["itch"]!)"
+                retransmission = "127.0.0.1:\(ports["retrans"]!)"
+
+                [[venues]]
+                venue = "ARCX"
+                protocol = "json-a"
+                connect = "127.0.0.1:\(ports["json_a"]!)"
+
+                [[venues]]
+                venue = "BATS"
+                protocol = "json-b"
+                connect = "127.0.0.1:\(ports["json_b"]!)"
+                """,
+            "plantd.toml": """
+                [plant]
+                feeds = ["\(endpoint("feed_pub"))"]
+                publish = "\(endpoint("plant_pub"))"
+                snapshot = "\(endpoint("plant_snap"))"
+                control = "\(endpoint("plant_ctl"))"
+                heartbeat_interval = "500ms"
+                """,
+            "edged.toml": """
+                [edge]
+                listen = "127.0.0.1:\(ports["edge_http"]!)"
+                upstream = "\(endpoint("plant_pub"))"
+                control = "\(endpoint("edge_ctl"))"
+
+                [clients]
+                heartbeat_interval = "1s"
+                """,
+            "sim.toml": """
+                [sim]
+                symbols = 200
+                rate = 3000
+                seed = 7
+
+                [itch]
+                destination = "127.0.0.1:\(ports["itch"]!)"
+
+                [json_a]
+                listen = "127.0.0.1:\(ports["json_a"]!)"
+
+                [json_b]
+                listen = "127.0.0.1:\(ports["json_b"]!)"
+                """,
+        ]
+        for (name, text) in files {
+            try text.write(to: etc.appendingPathComponent(name), atomically: true, encoding: .utf8)
+        }
+    }
+
+    /// A port nobody listens on now (the kernel's pick), for the configuration files.
+    static func freePort(udp: Bool) throws -> Int {
+        let fd = socket(AF_INET, Int32(udp ? SOCK_DGRAM.rawValue : SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        inet_pton(AF_INET, "127.0.0.1", &address.sin_addr)
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
+                bind(fd, pointer, length) == 0 && getsockname(fd, pointer, &length) == 0
+            }
+        }
+        guard bound else { throw ChainError("could not find a free port") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    // MARK: Processes
+
+    /// Starts an executable of the chain (or any program), its output in `<name>.log` of the test directory.
+    @discardableResult
+    func start(_ name: String, executable: String? = nil, _ arguments: [String]) throws -> Process {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable ?? Chain.binDirectory.appendingPathComponent(name).path)
+        process.arguments = arguments
+        process.currentDirectoryURL = directory
+        let log = directory.appendingPathComponent("\(name).log")
+        FileManager.default.createFile(atPath: log.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: log)
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+        processes[name] = process
+        return process
+    }
+
+    func log(_ name: String) -> String {
+        (try? String(contentsOf: directory.appendingPathComponent("\(name).log"), encoding: .utf8)) ?? ""
+    }
+
+    /// Starts plantd, edged and feedd from the etc/ files and waits until each answers on its control endpoint.
+    func startDaemons() throws {
+        for daemon in ["plantd", "edged", "feedd"] {
+            try start(daemon, ["--config", etc.appendingPathComponent("\(daemon).toml").path])
+        }
+        let context = try ZMQContext()
+        for (daemon, port) in [("plantd", "plant_ctl"), ("edged", "edge_ctl"), ("feedd", "feed_ctl")] {
+            let deadline = Date().addingTimeInterval(20)
+            var up = false
+            while !up && Date() < deadline {
+                up = ControlClient.request(context: context, endpoint: endpoint(port),
+                    request: ControlRequest(cmd: "status"), timeoutMilliseconds: 300) != nil
+                if !up {
+                    guard processes[daemon]?.isRunning == true else {
+                        throw ChainError("\(daemon) exited: \(log(daemon))")
+                    }
+                    Thread.sleep(forTimeInterval: 0.1)
+                }
+            }
+            guard up else { throw ChainError("\(daemon) did not answer on its control endpoint: \(log(daemon))") }
+        }
+    }
+
+    /// Runs a program to completion and returns its exit status and output.
+    static func run(_ executable: String, _ arguments: [String], in directory: URL? = nil, timeout: TimeInterval = 60)
+        throws -> (status: Int32, output: String)
+    {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        if let directory { process.currentDirectoryURL = directory }
+        let output = FileManager.default.temporaryDirectory.appendingPathComponent("tickplant-run-\(UUID().uuidString)")
+        FileManager.default.createFile(atPath: output.path, contents: nil)
+        defer { try? FileManager.default.removeItem(at: output) }
+        let handle = try FileHandle(forWritingTo: output)
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        if process.isRunning {
+            process.terminate()
+            process.waitUntilExit()
+            throw ChainError("\(executable) \(arguments) did not finish within \(timeout) s")
+        }
+        try handle.close()
+        return (process.terminationStatus, (try? String(contentsOf: output, encoding: .utf8)) ?? "")
+    }
+
+    /// Waits for a started process to end by itself.
+    func waitForExit(_ name: String, timeout: TimeInterval) throws -> Int32 {
+        guard let process = processes[name] else { throw ChainError("\(name) was not started") }
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        guard !process.isRunning else { throw ChainError("\(name) still running after \(timeout) s: \(log(name))") }
+        return process.terminationStatus
+    }
+
+    func stop(_ name: String) {
+        guard let process = processes.removeValue(forKey: name), process.isRunning else { return }
+        process.terminate()
+        let deadline = Date().addingTimeInterval(5)
+        while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+    }
+
+    /// Stops every process this chain started (SIGTERM, then SIGKILL after 5 s) and removes its directory.
+    func stop() {
+        for name in Array(processes.keys) { stop(name) }
+        try? FileManager.default.removeItem(at: directory)
+    }
+}
+
+struct ChainError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
