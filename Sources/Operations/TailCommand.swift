@@ -16,6 +16,9 @@ public struct TailCommand: AsyncParsableCommand {
     @Option(name: .long, help: "plantd, feedd, or a ZeroMQ endpoint such as tcp://127.0.0.1:7201.")
     public var from: String = "plantd"
 
+    @Flag(name: .long, help: "Use the prefixes literally: AA is every symbol that begins with AA.")
+    public var raw = false
+
     @Option(name: .long, help: "Stop after this many ticks.")
     public var count: Int?
 
@@ -51,7 +54,9 @@ public struct TailCommand: AsyncParsableCommand {
         try socket.setReceiveHighWaterMark(1_000_000)
         try socket.connect(endpoint)
         // A symbol alone means every tick of it: "AAPL" subscribes "AAPL|" so that AAPLX stays out.
-        let topics = prefixes.isEmpty ? [""] : prefixes.map { $0.contains("|") || $0.hasPrefix("#") ? $0 : $0 + "|" }
+        let topics =
+            prefixes.isEmpty
+            ? [""] : prefixes.map { raw || $0.contains("|") || $0.hasPrefix("#") ? $0 : Topic.allTypes(of: $0) }
         for topic in topics { try socket.subscribe(topic) }
         let poller = ZMQPoller()
         try poller.add(socket)

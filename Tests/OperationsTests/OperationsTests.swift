@@ -1,0 +1,131 @@
+import Foundation
+import Testing
+
+import FeedHandler
+import MarketData
+@testable import Operations
+
+@Suite struct TickPrinting {
+    @Test func aTradeLineShowsSymbolTypeVenuePriceSizeAndSequences() {
+        var tick = Tick.trade(symbol: "AAPL", venue: "XNAS", price: Price(fixedPoint: 178_520_000), size: 100)
+        tick.symbolSequence = 812
+        tick.streamSequence = 9001
+        let line = TickText.line(tick)
+        #expect(line.hasPrefix("AAPL     TRADE   XNAS  178.52 x 100 "))
+        #expect(line.hasSuffix("sym#812 stream#9001"))
+    }
+
+    @Test func jsonOutputKeepsPricesExact() throws {
+        var tick = Tick(symbol: "MSFT", type: .quote, venue: "ARCX")
+        tick.bidPrice = Price(fixedPoint: 410_100_000)
+        tick.askPrice = Price(fixedPoint: 410_120_001)
+        let object = try #require(
+            try JSONSerialization.jsonObject(with: Data(TickText.json(tick).utf8)) as? [String: Any])
+        #expect(object["type"] as? String == "QUOTE")
+        #expect(TickText.json(tick).contains(#""ask":410.120001"#))
+    }
+}
+
+@Suite struct StatusTable {
+    @Test func downDaemonsShowDownAndUpOnesTheirFigures() {
+        let status = DaemonStatus(daemon: "plantd", name: "p1", pid: 1, uptimeSeconds: 75, messagesIn: 10,
+            messagesOut: 9, rateIn: 5, rateOut: 4, drops: 1, clients: nil)
+        let table = StatusRow.table([
+            StatusRow(daemon: "plantd", endpoint: "tcp://x:1", up: true, status: status),
+            StatusRow(daemon: "edged", endpoint: "tcp://x:2", up: false, status: nil),
+        ])
+        let lines = table.split(separator: "\n")
+        #expect(lines.count == 3)
+        #expect(lines[0].hasPrefix("DAEMON"))
+        #expect(lines[1].contains("plantd") && lines[1].contains("1m15s") && lines[1].contains(" up "))
+        #expect(lines[2].hasPrefix("edged") && lines[2].contains("DOWN"))
+    }
+
+    @Test func bindEndpointsBecomeConnectable() {
+        #expect(ChainEndpoints.connectable("tcp://*:7201") == "tcp://127.0.0.1:7201")
+        #expect(ChainEndpoints.connectable("tcp://0.0.0.0:7201") == "tcp://127.0.0.1:7201")
+        #expect(ChainEndpoints.connectable("tcp://10.1.2.3:7201") == "tcp://10.1.2.3:7201")
+    }
+
+    @Test func theShippedEtcFilesAreValidAndAgreeOnPorts() throws {
+        let etc = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("etc").path
+        let endpoints = try ChainEndpoints.load(etc: etc)
+        #expect(endpoints.feedPublish == "tcp://127.0.0.1:7101")
+        #expect(endpoints.plantPublish == "tcp://127.0.0.1:7201")
+        #expect(endpoints.edgeControl == "tcp://127.0.0.1:7309")
+        let sim = try SimConfiguration.load(file: "\(etc)/sim.toml")
+        let feed = try FeedConfiguration.load(file: "\(etc)/feedd.toml")
+        guard case let .itch(_, port, _, _) = try #require(feed.venues.first).source else {
+            Issue.record("the first venue of etc/feedd.toml is not ITCH")
+            return
+        }
+        #expect(sim.itchDestination.port == port)
+        #expect(feed.venues.contains { $0.source == .json(.formatA, host: "127.0.0.1", port: sim.jsonAListen.port) })
+        #expect(feed.venues.contains { $0.source == .json(.formatB, host: "127.0.0.1", port: sim.jsonBListen.port) })
+    }
+}
+
+@Suite struct Simulator {
+    @Test func theUniverseStartsWithWellKnownTickersIncludingAAPLAndAAPLX() {
+        var random = SplitMix64(seed: 1)
+        let symbols = SymbolUniverse.symbols(count: 300, random: &random)
+        #expect(symbols.count == 300)
+        #expect(Set(symbols).count == 300)
+        #expect(symbols.prefix(3) == ["AAPL", "MSFT", "AAPLX"])
+        #expect(symbols.allSatisfy { SymbolRules.problem(with: $0) == nil })
+    }
+
+    @Test func theSameSeedMakesTheSameMarket() {
+        var first = SplitMix64(seed: 42)
+        var second = SplitMix64(seed: 42)
+        #expect(SymbolUniverse.symbols(count: 100, random: &first) == SymbolUniverse.symbols(count: 100, random: &second))
+        #expect((0..<10).map { _ in first.next() } == (0..<10).map { _ in second.next() })
+    }
+
+    @Test func civilDatesInvertTheDayCount() {
+        for days in [0, 10_957, 19_327, 20_423, 47_482] {
+            let (year, month, day) = SymbolUniverse.civilDate(daysSinceEpoch: days)
+            #expect(ISO8601Timestamp.daysSinceEpoch(year: year, month: month, day: day) == days)
+        }
+    }
+
+    @Test func theSimulatorSendsDecodableItchAndLogsTheTradesItMakes() throws {
+        let receiver = try UDPReceiver(address: try SocketAddress(host: "127.0.0.1", port: 0), receiveBufferBytes: 1 << 22)
+        var configuration = SimConfiguration()
+        configuration.symbolCount = 20
+        configuration.rate = 1_000_000
+        configuration.jsonShare = 0
+        configuration.itchDestination = ("127.0.0.1", receiver.descriptor.localPort)
+        configuration.jsonAListen = ("127.0.0.1", 0)
+        configuration.jsonBListen = ("127.0.0.1", 0)
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("sim-trades-\(UUID()).jsonl").path
+        defer { try? FileManager.default.removeItem(atPath: log) }
+        let simulator = try MarketSimulator(configuration: configuration, tradeLogPath: log)
+        simulator.run(maxMessages: 2000, shouldStop: { false }, progress: { _, _ in })
+
+        var normalizer = ItchNormalizer(venue: "XNAS", sessionMidnightNs: 0)
+        var ticks: [Tick] = []
+        var sequence = SequenceTracker()
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 65_536, alignment: 8)
+        defer { buffer.deallocate() }
+        while let count = receiver.receive(into: buffer) {
+            let packet = try MoldPacket(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+            try packet.forEachMessage { number, bytes in
+                #expect(sequence.observe(number) != .duplicate)
+                if let message = try? ItchDecoder.decode(bytes) {
+                    normalizer.handle(message, venueSequence: number, into: &ticks)
+                }
+            }
+        }
+        #expect(sequence.gaps == 0)
+        #expect(normalizer.counters.unknownOrder == 0)
+        #expect(normalizer.counters.unknownLocate == 0)
+        let trades = ticks.filter { $0.type == .trade }
+        let logged = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n")
+        #expect(!trades.isEmpty)
+        #expect(trades.count == logged.count)
+        #expect(trades.count == Int(simulator.counters.trades))
+        #expect(logged.first?.contains(#""price":"\#(trades[0].price)""#) == true)
+    }
+}
