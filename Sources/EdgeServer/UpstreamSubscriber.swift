@@ -13,8 +13,6 @@ final class UpstreamSubscriber: Sendable {
     let context: ZMQContext
     let logger: Logger
     private let boundControl = Mutex<String?>(nil)
-    private let startupError = Mutex<(any Error)?>(nil)
-    private let ready = Mutex<Bool>(false)
 
     init(configuration: EdgeConfiguration, hub: EdgeHub, context: ZMQContext, logger: Logger) {
         self.configuration = configuration
@@ -26,25 +24,31 @@ final class UpstreamSubscriber: Sendable {
     var controlEndpoint: String? { boundControl.withLock { $0 } }
 
     func start() throws {
-        hub.upstreamThread.start { [self] thread in
-            do {
-                let socket = try ZMQSocket(context, type: .subscribe)
-                try socket.setReceiveHighWaterMark(configuration.receiveHighWaterMark)
-                try socket.connect(configuration.upstream)
-                let control = try ControlResponder(context: context, endpoint: configuration.controlEndpoint)
-                boundControl.withLock { $0 = try? control.socket.lastEndpoint }
-                ready.withLock { $0 = true }
-                run(thread, socket: socket, control: control)
-            } catch {
-                startupError.withLock { $0 = error }
-                ready.withLock { $0 = true }
-            }
-        }
-        while !ready.withLock({ $0 }) { Thread.sleep(forTimeInterval: 0.002) }
-        if let error = startupError.withLock({ $0 }) { throw error }
+        let endpoints = try hub.upstreamThread.startLoop { [self] _ in try UpstreamLoop(subscriber: self) }
+        boundControl.withLock { $0 = endpoints["control"] }
+    }
+}
+
+/// The upstream thread's sockets and loop.
+private final class UpstreamLoop: SocketLoop {
+    let subscriber: UpstreamSubscriber
+    let socket: ZMQSocket
+    let control: ControlResponder
+    let boundEndpoints: [String: String]
+
+    init(subscriber: UpstreamSubscriber) throws {
+        self.subscriber = subscriber
+        socket = try ZMQSocket(subscriber.context, type: .subscribe)
+        try socket.setReceiveHighWaterMark(subscriber.configuration.receiveHighWaterMark)
+        try socket.connect(subscriber.configuration.upstream)
+        control = try ControlResponder(context: subscriber.context, endpoint: subscriber.configuration.controlEndpoint)
+        boundEndpoints = ["control": try control.socket.lastEndpoint]
     }
 
-    private func run(_ thread: SocketThread, socket: ZMQSocket, control: ControlResponder) {
+    func run(_ thread: SocketThread) {
+        let hub = subscriber.hub
+        let configuration = subscriber.configuration
+        let logger = subscriber.logger
         let poller = ZMQPoller()
         let wakeupIndex = poller.add(descriptor: thread.wakeup.descriptor)
         guard let socketIndex = try? poller.add(socket), let controlIndex = try? poller.add(control.socket) else {

@@ -12,8 +12,6 @@ public final class FeedEngine: Sendable {
     private let context: ZMQContext
     private let logger: Logger
     private let boundEndpoints = Mutex<[String: String]>([:])
-    private let startupError = Mutex<(any Error)?>(nil)
-    private let ready = Mutex<Bool>(false)
 
     public init(configuration: FeedConfiguration, context: ZMQContext, logger: Logger) {
         self.configuration = configuration
@@ -24,19 +22,8 @@ public final class FeedEngine: Sendable {
 
     /// Starts the loop; returns once sockets are bound (or throws what stopped them).
     public func start() throws {
-        thread.start { [self] thread in
-            do {
-                let loop = try FeedLoop(engine: self, context: context)
-                boundEndpoints.withLock { $0 = loop.boundEndpoints }
-                ready.withLock { $0 = true }
-                loop.run(thread)
-            } catch {
-                startupError.withLock { $0 = error }
-                ready.withLock { $0 = true }
-            }
-        }
-        while !ready.withLock({ $0 }) { Thread.sleep(forTimeInterval: 0.002) }
-        if let error = startupError.withLock({ $0 }) { throw error }
+        let endpoints = try thread.startLoop { [self] _ in try FeedLoop(engine: self, context: context) }
+        boundEndpoints.withLock { $0 = endpoints }
     }
 
     /// The endpoints as bound (ephemeral ports resolved): keys "publish", "control".
@@ -48,7 +35,7 @@ public final class FeedEngine: Sendable {
 }
 
 /// The state of the loop, owned by the engine's thread.
-private final class FeedLoop {
+private final class FeedLoop: SocketLoop {
     let configuration: FeedConfiguration
     let logger: Logger
     let publisher: ZMQSocket

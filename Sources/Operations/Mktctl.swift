@@ -1,4 +1,6 @@
 import ArgumentParser
+import Foundation
+import MarketData
 
 /// `mktctl`: the operator's tool (DESIGN section 7).
 public struct Mktctl: AsyncParsableCommand {
@@ -19,4 +21,14 @@ public struct ChainOptions: ParsableArguments {
     public var json = false
 
     public init() {}
+
+    /// The daemons' endpoints from `--etc`; a bad file exits with status 2 like the daemons do.
+    func loadEndpoints() throws -> ChainEndpoints {
+        do {
+            return try ChainEndpoints.load(etc: etc)
+        } catch {
+            FileHandle.standardError.write(Data("mktctl: \(error.description)\n".utf8))
+            throw ExitCode(ConfigError.exitStatus)
+        }
+    }
 }

@@ -21,13 +21,7 @@ public struct StatusCommand: AsyncParsableCommand {
     public func run() async throws {
         var targets: [(daemon: String, endpoint: String)] = []
         if endpoint.isEmpty {
-            let endpoints: ChainEndpoints
-            do {
-                endpoints = try ChainEndpoints.load(etc: options.etc)
-            } catch {
-                FileHandle.standardError.write(Data("mktctl: \(error.description)\n".utf8))
-                throw ExitCode(ConfigError.exitStatus)
-            }
+            let endpoints = try options.loadEndpoints()
             if let control = endpoints.feedControl { targets.append(("feedd", control)) }
             if let control = endpoints.plantControl { targets.append(("plantd", control)) }
             if let control = endpoints.edgeControl { targets.append(("edged", control)) }

@@ -35,13 +35,7 @@ public struct TailCommand: AsyncParsableCommand {
         let endpoint: String
         switch from {
         case "plantd", "feedd":
-            let endpoints: ChainEndpoints
-            do {
-                endpoints = try ChainEndpoints.load(etc: options.etc)
-            } catch {
-                FileHandle.standardError.write(Data("mktctl: \(error.description)\n".utf8))
-                throw ExitCode(ConfigError.exitStatus)
-            }
+            let endpoints = try options.loadEndpoints()
             guard let found = from == "plantd" ? endpoints.plantPublish : endpoints.feedPublish else {
                 throw ValidationError("no \(from).toml in \(options.etc)/ (use --etc or --from ENDPOINT)")
             }

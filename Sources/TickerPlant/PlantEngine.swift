@@ -13,8 +13,6 @@ public final class PlantEngine: Sendable {
     private let context: ZMQContext
     let logger: Logger
     private let boundEndpoints = Mutex<[String: String]>([:])
-    private let startupError = Mutex<(any Error)?>(nil)
-    private let ready = Mutex<Bool>(false)
 
     public init(configuration: PlantConfiguration, context: ZMQContext, logger: Logger) {
         self.configuration = configuration
@@ -24,19 +22,8 @@ public final class PlantEngine: Sendable {
     }
 
     public func start() throws {
-        thread.start { [self] thread in
-            do {
-                let loop = try PlantLoop(engine: self, context: context)
-                boundEndpoints.withLock { $0 = loop.boundEndpoints }
-                ready.withLock { $0 = true }
-                loop.run(thread)
-            } catch {
-                startupError.withLock { $0 = error }
-                ready.withLock { $0 = true }
-            }
-        }
-        while !ready.withLock({ $0 }) { Thread.sleep(forTimeInterval: 0.002) }
-        if let error = startupError.withLock({ $0 }) { throw error }
+        let endpoints = try thread.startLoop { [self] _ in try PlantLoop(engine: self, context: context) }
+        boundEndpoints.withLock { $0 = endpoints }
     }
 
     /// Bound endpoints with ephemeral ports resolved: "publish", "control".
@@ -51,7 +38,7 @@ struct CacheKey: Hashable {
     var type: TickType
 }
 
-private final class PlantLoop {
+private final class PlantLoop: SocketLoop {
     let configuration: PlantConfiguration
     let logger: Logger
     let publisher: ZMQSocket

@@ -32,6 +32,25 @@ public final class SocketThread: Sendable {
         thread.start()
     }
 
+    /// Builds a loop on this thread and runs it. Returns once `makeLoop` has bound the loop's sockets, with the
+    /// endpoints it reports (ephemeral ports resolved), or throws what `makeLoop` threw.
+    public func startLoop(_ makeLoop: @escaping @Sendable (SocketThread) throws -> any SocketLoop) throws -> [String: String] {
+        let outcome = Mutex<Result<[String: String], any Error>?>(nil)
+        start { thread in
+            do {
+                let loop = try makeLoop(thread)
+                outcome.withLock { $0 = .success(loop.boundEndpoints) }
+                loop.run(thread)
+            } catch {
+                outcome.withLock { $0 = .failure(error) }
+            }
+        }
+        while true {
+            if let result = outcome.withLock({ $0 }) { return try result.get() }
+            Thread.sleep(forTimeInterval: 0.002)
+        }
+    }
+
     /// Asks the loop to end; returns at once.
     public func stop() {
         stopping.store(true, ordering: .releasing)
@@ -68,4 +87,12 @@ public final class SocketThread: Sendable {
         }
         waiter?.resume()
     }
+}
+
+/// The work of a socket-owning thread: built on that thread, it binds its sockets in `init` and runs until
+/// `thread.isStopping`.
+public protocol SocketLoop: AnyObject {
+    /// The endpoints it bound, by role ("publish", "control", ...), with ephemeral ports resolved.
+    var boundEndpoints: [String: String] { get }
+    func run(_ thread: SocketThread)
 }

@@ -139,7 +139,7 @@ final class Chain {
         process.arguments = arguments
         process.currentDirectoryURL = directory
         let log = directory.appendingPathComponent("\(name).log")
-        FileManager.default.createFile(atPath: log.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         let handle = try FileHandle(forWritingTo: log)
         process.standardOutput = handle
         process.standardError = handle
@@ -184,7 +184,7 @@ final class Chain {
         process.arguments = arguments
         if let directory { process.currentDirectoryURL = directory }
         let output = FileManager.default.temporaryDirectory.appendingPathComponent("tickplant-run-\(UUID().uuidString)")
-        FileManager.default.createFile(atPath: output.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: output.path, contents: nil)
         defer { try? FileManager.default.removeItem(at: output) }
         let handle = try FileHandle(forWritingTo: output)
         process.standardOutput = handle

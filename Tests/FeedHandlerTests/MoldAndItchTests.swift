@@ -93,7 +93,7 @@ enum SpecBytes {
         }
         let short: [UInt8] = Array(repeating: 0x20, count: 12)
         short.withUnsafeBytes { buffer in
-            #expect(throws: FeedParseError.truncatedPacket(length: 12, needed: 20)) { try MoldPacket(buffer) }
+            _ = #expect(throws: FeedParseError.truncatedPacket(length: 12, needed: 20)) { try MoldPacket(buffer) }
         }
     }
 
