@@ -87,7 +87,9 @@ import ZeroMQ
         #expect(ticks.count > 20)
         #expect(ticks.allSatisfy { $0.symbol == "AAPL" }, "\(Set(ticks.map(\.symbol)))")
         let sequences = ticks.map(\.symbolSequence)
-        #expect(sequences == Array(sequences.first!...sequences.last!), "AAPL symbol_seq has a gap or a duplicate")
+        let firstSequence = try #require(sequences.first)
+        #expect(sequences == Array(firstSequence...(firstSequence + UInt64(sequences.count) - 1)),
+            "AAPL symbol_seq has a gap or a duplicate")
         for trade in ticks where trade.type == .trade {
             #expect(sentAAPLPrices.contains(trade.price.description), "ZeroMQ price \(trade.price) was never sent")
         }
@@ -98,7 +100,8 @@ import ZeroMQ
         #expect(python.count > 20, "\(chain.log("zmq_consumer").prefix(500))")
         #expect(python.allSatisfy { ($0["symbol"] as? String) == "AAPL" && ($0["topic"] as? String)?.hasPrefix("AAPL|") == true })
         let pythonSequences = python.compactMap { $0["symbol_seq"] as? Int }
-        #expect(pythonSequences == Array(pythonSequences.first!...pythonSequences.last!))
+        let firstPython = try #require(pythonSequences.first)
+        #expect(pythonSequences == Array(firstPython..<(firstPython + pythonSequences.count)))
         for trade in python where trade["type"] as? String == "TRADE" {
             let price = Price(fixedPoint: Int64(trade["price"] as? Int ?? -1)).description
             #expect(sentAAPLPrices.contains(price), "Python consumer price \(price) was never sent")
