@@ -1,0 +1,127 @@
+import Testing
+
+@testable import FeedHandler
+
+@Suite struct MoldStreamRecovery {
+    var configuration: MoldStream.Configuration = {
+        var configuration = MoldStream.Configuration()
+        configuration.gapTimeoutNs = 10
+        configuration.retryIntervalNs = 100
+        configuration.giveUpNs = 1000
+        configuration.maxHeldMessages = 5
+        return configuration
+    }()
+
+    /// Feeds sequence numbers (each message's one byte is its sequence) and collects what is delivered.
+    struct Harness {
+        var stream: MoldStream
+        var delivered: [UInt64] = []
+
+        mutating func receive(_ sequences: [UInt64], at now: UInt64) {
+            for sequence in sequences {
+                let byte = [UInt8(truncatingIfNeeded: sequence)]
+                var output: [UInt64] = []
+                byte.withUnsafeBytes { message in
+                    stream.receive(sequence: sequence, message: message, now: now) { number, bytes in
+                        #expect(bytes.first == UInt8(truncatingIfNeeded: number))
+                        output.append(number)
+                    }
+                }
+                delivered += output
+            }
+        }
+
+        mutating func poll(at now: UInt64) -> MoldStream.Action? {
+            var output: [UInt64] = []
+            let action = stream.poll(now: now) { number, _ in output.append(number) }
+            delivered += output
+            return action
+        }
+    }
+
+    @Test func inOrderMessagesAreDeliveredAtOnce() {
+        var harness = Harness(stream: MoldStream(configuration: configuration))
+        harness.receive([1, 2, 3], at: 0)
+        #expect(harness.delivered == [1, 2, 3])
+        #expect(harness.poll(at: 5000) == nil)
+        #expect(!harness.stream.hasOpenGap)
+    }
+
+    @Test func aGapIsRequestedHeldBehindAndReleasedInOrderOnceFilled() {
+        var harness = Harness(stream: MoldStream(configuration: configuration))
+        harness.receive([1, 2, 5, 6], at: 0)
+        #expect(harness.delivered == [1, 2])
+        #expect(harness.stream.heldCount == 2)
+        #expect(harness.poll(at: 5) == nil)  // within gap_timeout: reordering may still fill it
+        #expect(harness.poll(at: 10) == .request(sequence: 3, count: 2))
+        #expect(harness.poll(at: 50) == nil)  // asked already; retry only after retry_interval
+        harness.receive([4], at: 60)  // reordered retransmission
+        harness.receive([3], at: 60)
+        #expect(harness.delivered == [1, 2, 3, 4, 5, 6])
+        harness.receive([5, 3], at: 70)
+        #expect(harness.delivered == [1, 2, 3, 4, 5, 6])
+        #expect(harness.stream.counters.duplicates == 2)
+        #expect(harness.stream.counters.gapsHealed == 1)
+        #expect(!harness.stream.hasOpenGap)
+    }
+
+    @Test func anUnansweredRequestIsRepeated() {
+        var harness = Harness(stream: MoldStream(configuration: configuration))
+        harness.receive([1, 3], at: 0)
+        #expect(harness.poll(at: 10) == .request(sequence: 2, count: 1))
+        #expect(harness.poll(at: 109) == nil)
+        #expect(harness.poll(at: 110) == .request(sequence: 2, count: 1))
+        #expect(harness.stream.counters.requests == 2)
+    }
+
+    @Test func aHeartbeatAheadOfTheLastMessageOpensAGap() {
+        var harness = Harness(stream: MoldStream(configuration: configuration))
+        harness.receive([1, 2, 3], at: 0)
+        harness.stream.heartbeat(nextSequence: 6, now: 100)
+        #expect(harness.poll(at: 110) == .request(sequence: 4, count: 2))
+        harness.receive([4, 5], at: 120)
+        #expect(harness.delivered == [1, 2, 3, 4, 5])
+        #expect(!harness.stream.hasOpenGap)
+    }
+
+    @Test func aGapNeverFilledIsGivenUpReportedAndSkipped() {
+        var harness = Harness(stream: MoldStream(configuration: configuration))
+        harness.receive([1, 2, 5, 6], at: 0)
+        #expect(harness.poll(at: 999) != nil)
+        #expect(harness.poll(at: 1000) == .gaveUp(missing: 3...4, reason: .timeout))
+        #expect(harness.delivered == [1, 2, 5, 6])
+        #expect(harness.stream.counters.messagesLost == 2)
+        #expect(harness.stream.counters.gapsGivenUp == 1)
+        #expect(harness.stream.counters.gapsHealed == 0)
+        harness.receive([7, 3], at: 1001)  // late 3 is a duplicate now; 7 flows
+        #expect(harness.delivered == [1, 2, 5, 6, 7])
+    }
+
+    @Test func twoHolesAreRecoveredOneAfterTheOther() {
+        var harness = Harness(stream: MoldStream(configuration: configuration))
+        harness.receive([1, 3, 5], at: 0)
+        #expect(harness.poll(at: 10) == .request(sequence: 2, count: 1))
+        harness.receive([2], at: 20)
+        #expect(harness.delivered == [1, 2, 3])
+        #expect(harness.stream.hasOpenGap)
+        #expect(harness.poll(at: 30) == .request(sequence: 4, count: 1))
+        harness.receive([4], at: 40)
+        #expect(harness.delivered == [1, 2, 3, 4, 5])
+        #expect(!harness.stream.hasOpenGap)
+    }
+
+    @Test func tooManyHeldMessagesGiveTheGapUpSoMemoryStaysBounded() {
+        var harness = Harness(stream: MoldStream(configuration: configuration))
+        harness.receive([1] + Array(3...9), at: 0)
+        #expect(harness.stream.heldCount == 7)
+        #expect(harness.poll(at: 1) == .gaveUp(missing: 2...2, reason: .heldLimit))
+        #expect(harness.delivered == Array(1...9).filter { $0 != 2 })
+        #expect(harness.stream.heldCount == 0)
+    }
+
+    @Test func aLateJoinerStartsAtOneAndAsksForEverythingBefore() {
+        var harness = Harness(stream: MoldStream(configuration: configuration))
+        harness.receive([500], at: 0)
+        #expect(harness.poll(at: 10) == .request(sequence: 1, count: 499))
+    }
+}
