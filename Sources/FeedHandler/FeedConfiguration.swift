@@ -3,9 +3,54 @@ import MarketData
 
 /// feedd's configuration (etc/feedd.toml), validated once at start.
 public struct FeedConfiguration: Sendable {
+    /// An ITCH 5.0 venue: where its MoldUDP64 packets arrive and how gaps are recovered.
+    public struct ItchSource: Sendable, Equatable {
+        public var listenHost: String
+        public var listenPort: Int
+        /// The venue's retransmission server, `host:port`; without one a gap can only be given up.
+        public var retransmission: (host: String, port: Int)?
+        public var multicastInterface: String?
+        /// How long a missing message may be late before it is asked for.
+        public var gapTimeout: Duration = .milliseconds(20)
+        /// How long a gap may stay open before it is given up and published as a GAP status.
+        public var gapGiveUp: Duration = .seconds(3)
+        /// How long to wait for an answer before asking again.
+        public var retransmissionRetry: Duration = .milliseconds(250)
+        /// Most messages held behind a gap.
+        public var maxHeldMessages = 1_000_000
+
+        public init(listenHost: String, listenPort: Int, retransmission: (host: String, port: Int)? = nil,
+            multicastInterface: String? = nil)
+        {
+            self.listenHost = listenHost
+            self.listenPort = listenPort
+            self.retransmission = retransmission
+            self.multicastInterface = multicastInterface
+        }
+
+        public static func == (lhs: ItchSource, rhs: ItchSource) -> Bool {
+            lhs.listenHost == rhs.listenHost && lhs.listenPort == rhs.listenPort
+                && lhs.retransmission?.host == rhs.retransmission?.host
+                && lhs.retransmission?.port == rhs.retransmission?.port
+                && lhs.multicastInterface == rhs.multicastInterface && lhs.gapTimeout == rhs.gapTimeout
+                && lhs.gapGiveUp == rhs.gapGiveUp && lhs.retransmissionRetry == rhs.retransmissionRetry
+                && lhs.maxHeldMessages == rhs.maxHeldMessages
+        }
+
+        /// The recovery settings in the stream's own terms.
+        public var recovery: MoldStream.Configuration {
+            var configuration = MoldStream.Configuration()
+            configuration.gapTimeoutNs = gapTimeout.nanoseconds
+            configuration.giveUpNs = gapGiveUp.nanoseconds
+            configuration.retryIntervalNs = retransmissionRetry.nanoseconds
+            configuration.maxHeldMessages = maxHeldMessages
+            return configuration
+        }
+    }
+
     public enum VenueProtocol: Sendable, Equatable {
-        /// ITCH 5.0 in MoldUDP64 over UDP, listening on `listen`.
-        case itch(listen: String, port: Int, retransmission: String?, multicastInterface: String?)
+        /// ITCH 5.0 in MoldUDP64 over UDP.
+        case itch(ItchSource)
         /// Newline-delimited JSON over TCP; feedd connects to the venue.
         case json(JSONVenueFormat, host: String, port: Int)
     }
@@ -61,12 +106,21 @@ public struct FeedConfiguration: Sendable {
             if kind == "itch-moldudp64" {
                 let listen = try table.hostPort("listen")
                 try requireNumericHost(listen.host, table: table, key: "listen")
-                let retransmission = try table.optionalString("retransmission")
-                if let retransmission, ConfigReader.parseHostPort(retransmission) == nil {
-                    throw table.error("retransmission", "expected host:port such as \"127.0.0.1:7002\", got \"\(retransmission)\"")
+                var itch = ItchSource(listenHost: listen.host, listenPort: listen.port)
+                if table.has("retransmission") {
+                    let server = try table.hostPort("retransmission")
+                    try requireNumericHost(server.host, table: table, key: "retransmission")
+                    itch.retransmission = server
                 }
-                source = .itch(listen: listen.host, port: listen.port, retransmission: retransmission,
-                    multicastInterface: try table.optionalString("multicast_interface"))
+                itch.multicastInterface = try table.optionalString("multicast_interface")
+                itch.gapTimeout = try table.duration("gap_timeout", default: itch.gapTimeout)
+                itch.gapGiveUp = try table.duration("gap_giveup", default: itch.gapGiveUp)
+                itch.retransmissionRetry = try table.duration("retransmission_retry", default: itch.retransmissionRetry)
+                itch.maxHeldMessages = try table.int("max_held_messages", default: itch.maxHeldMessages, in: 1...100_000_000)
+                guard itch.gapGiveUp > itch.gapTimeout else {
+                    throw table.error("gap_giveup", "expected a duration longer than gap_timeout")
+                }
+                source = .itch(itch)
             } else {
                 let connect = try table.hostPort("connect")
                 try requireNumericHost(connect.host, table: table, key: "connect")

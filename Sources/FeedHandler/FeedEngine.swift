@@ -35,7 +35,7 @@ public final class FeedEngine: Sendable {
 }
 
 /// The state of the loop, owned by the engine's thread.
-private final class FeedLoop: SocketLoop {
+private final class FeedLoop: SocketLoop, TickSink {
     let configuration: FeedConfiguration
     let logger: Logger
     let publisher: ZMQSocket
@@ -56,29 +56,11 @@ private final class FeedLoop: SocketLoop {
     var rateOut = RateMeter()
 
     // Venues
-    var itchVenues: [ItchVenue] = []
+    var itchFeeds: [(feed: ItchFeed, pollIndex: Int, retransmissionIndex: Int)] = []
     var jsonVenues: [JSONVenue] = []
     let wakeupIndex: Int
     let controlIndex: Int
     var badInputLog = LogRateLimiter()
-
-    final class ItchVenue {
-        let venue: String
-        let receiver: UDPReceiver
-        let pollIndex: Int
-        var normalizer: ItchNormalizer
-        var session: MoldSession?
-        var sequence = SequenceTracker()
-        var malformed: UInt64 = 0
-        var unknownTypes: UInt64 = 0
-
-        init(venue: String, receiver: UDPReceiver, pollIndex: Int, normalizer: ItchNormalizer) {
-            self.venue = venue
-            self.receiver = receiver
-            self.pollIndex = pollIndex
-            self.normalizer = normalizer
-        }
-    }
 
     final class JSONVenue {
         let parser: JSONVenueParser
@@ -114,22 +96,20 @@ private final class FeedLoop: SocketLoop {
         controlIndex = try poller.add(control.socket)
         for venue in configuration.venues {
             switch venue.source {
-            case let .itch(host, port, _, interface):
-                let receiver = try UDPReceiver(
-                    address: try SocketAddress(host: host, port: port),
-                    receiveBufferBytes: configuration.udpReceiveBufferBytes, multicastInterface: interface)
-                if receiver.receiveBufferBytes < configuration.udpReceiveBufferBytes {
+            case let .itch(source):
+                let feed = try ItchFeed(venue: venue.venue, source: source, timezone: venue.timezone,
+                    receiveBufferBytes: configuration.udpReceiveBufferBytes, logger: logger)
+                if feed.receiver.receiveBufferBytes < configuration.udpReceiveBufferBytes {
                     logger.warning(
                         "kernel granted a smaller UDP receive buffer than asked; raise net.core.rmem_max",
                         metadata: ["venue": "\(venue.venue)", "asked": "\(configuration.udpReceiveBufferBytes)",
-                            "granted": "\(receiver.receiveBufferBytes)"])
+                            "granted": "\(feed.receiver.receiveBufferBytes)"])
                 }
-                boundEndpoints["udp:\(venue.venue)"] = "\(host):\(receiver.descriptor.localPort)"
-                let index = poller.add(descriptor: receiver.descriptor.raw)
-                itchVenues.append(ItchVenue(
-                    venue: venue.venue, receiver: receiver, pollIndex: index,
-                    normalizer: ItchNormalizer(venue: venue.venue,
-                        sessionMidnightNs: sessionMidnightNanoseconds(timezone: venue.timezone))))
+                boundEndpoints["udp:\(venue.venue)"] = "\(source.listenHost):\(feed.receiver.descriptor.localPort)"
+                let index = poller.add(descriptor: feed.receiver.descriptor.raw)
+                let retransmissionIndex = poller.add(descriptor: -1)
+                poller.disable(retransmissionIndex)
+                itchFeeds.append((feed, index, retransmissionIndex))
             case let .json(format, host, port):
                 let index = poller.add(descriptor: -1)
                 poller.disable(index)
@@ -148,15 +128,23 @@ private final class FeedLoop: SocketLoop {
         defer { datagram.deallocate() }
         while !thread.isStopping {
             connectDueVenues()
+            let timeout = itchFeeds.map(\.feed.pollTimeoutMilliseconds).min() ?? 100
             do {
-                try poller.poll(timeoutMilliseconds: 100)
+                try poller.poll(timeoutMilliseconds: timeout)
             } catch {
                 if !error.isContextTerminated { logger.error("poll failed: \(error)") }
                 break
             }
             if poller.isReadable(wakeupIndex) { thread.wakeup.drain() }
-            for venue in itchVenues where poller.isReadable(venue.pollIndex) {
-                readDatagrams(venue, buffer: datagram)
+            for (feed, index, retransmissionIndex) in itchFeeds {
+                if poller.isReadable(index) { feed.readDatagrams(buffer: datagram, sink: self) }
+                if poller.isReadable(retransmissionIndex) { feed.readRetransmissions(buffer: datagram, sink: self) }
+                feed.recover(sink: self)
+                // The retransmission connection comes and goes; keep the poller watching the current one.
+                let descriptor = feed.retransmission?.descriptor ?? -1
+                if descriptor >= 0 { poller.replace(retransmissionIndex, descriptor: descriptor) } else {
+                    poller.disable(retransmissionIndex)
+                }
             }
             for venue in jsonVenues where venue.connection != nil && poller.isReadable(venue.pollIndex) {
                 readLines(venue, buffer: datagram)
@@ -164,56 +152,12 @@ private final class FeedLoop: SocketLoop {
             if poller.isReadable(controlIndex) {
                 try? control.serveWaiting { body in ControlCodec.respond(to: body, answer: answer) }
             }
-            rateIn.sample(total: received)
+            rateIn.sample(total: messagesIn)
             rateOut.sample(total: published)
         }
         publisher.close()
         control.socket.close()
         logger.info("feedd stopped", metadata: ["published": "\(published)", "dropped": "\(dropped)"])
-    }
-
-    // MARK: ITCH over MoldUDP64
-
-    func readDatagrams(_ venue: ItchVenue, buffer: UnsafeMutableRawBufferPointer) {
-        while let count = venue.receiver.receive(into: buffer) {
-            let receivedNs = WallClock.nowNanoseconds()
-            let bytes = UnsafeRawBufferPointer(rebasing: buffer[0..<count])
-            do {
-                let packet = try MoldPacket(bytes)
-                if venue.session != packet.session {
-                    if venue.session != nil {
-                        logger.notice("MoldUDP64 session changed", metadata: ["venue": "\(venue.venue)",
-                            "from": "\(venue.session!)", "to": "\(packet.session)"])
-                    }
-                    venue.session = packet.session
-                    venue.sequence = SequenceTracker()
-                }
-                try packet.forEachMessage { sequence, message in
-                    switch venue.sequence.observe(sequence) {
-                    case .duplicate:
-                        return
-                    case let .gap(missing):
-                        logger.warning("MoldUDP64 gap", metadata: ["venue": "\(venue.venue)",
-                            "missing": "\(missing.lowerBound)...\(missing.upperBound)"])
-                    case .first, .inOrder, .reset:
-                        break
-                    }
-                    received += 1
-                    do {
-                        let decoded = try ItchDecoder.decode(message)
-                        ticks.removeAll(keepingCapacity: true)
-                        venue.normalizer.handle(decoded, venueSequence: sequence, into: &ticks)
-                        publishTicks(receivedNs: receivedNs)
-                    } catch {
-                        if case FeedParseError.unknownMessageType = error { venue.unknownTypes += 1 } else { venue.malformed += 1 }
-                        logBadInput(venue.venue, "\(error)")
-                    }
-                }
-            } catch {
-                venue.malformed += 1
-                logBadInput(venue.venue, "\(error)")
-            }
-        }
     }
 
     // MARK: JSON venues
@@ -276,9 +220,8 @@ private final class FeedLoop: SocketLoop {
                     do {
                         var tick = try venue.parser.parse(line: line)
                         tick.venueSequence = venue.lines
-                        ticks.removeAll(keepingCapacity: true)
                         ticks.append(tick)
-                        publishTicks(receivedNs: receivedNs)
+                        publish(&ticks, receivedNs: receivedNs)
                     } catch {
                         venue.malformed += 1
                         logBadInput(venue.parser.venue, "line \(venue.lines): \(error)")
@@ -303,13 +246,19 @@ private final class FeedLoop: SocketLoop {
 
     // MARK: Publishing
 
-    func publishTicks(receivedNs: UInt64) {
+    func publish(_ ticks: inout [Tick], receivedNs: UInt64) {
         for index in ticks.indices {
             streamSequence += 1
             ticks[index].streamSequence = streamSequence
             ticks[index].feedReceiveNs = receivedNs
             ticks[index].feedTransmitNs = WallClock.nowNanoseconds()
-            Topic.write(symbol: ticks[index].symbol, type: ticks[index].type, into: &topic)
+            if ticks[index].symbol.utf8.first == UInt8(ascii: "#") {
+                // The feed's own topics (#SYS) are published under their name alone.
+                topic.removeAll(keepingCapacity: true)
+                topic.append(contentsOf: ticks[index].symbol.utf8)
+            } else {
+                Topic.write(symbol: ticks[index].symbol, type: ticks[index].type, into: &topic)
+            }
             let payload = encoder.encode(ticks[index])
             do {
                 let sent = try topic.withUnsafeBytes { topicBytes in
@@ -324,6 +273,7 @@ private final class FeedLoop: SocketLoop {
                 logBadInput("publish", "\(error)")
             }
         }
+        ticks.removeAll(keepingCapacity: true)
     }
 
     func logBadInput(_ source: String, _ problem: String) {
@@ -336,17 +286,35 @@ private final class FeedLoop: SocketLoop {
     // MARK: Control
 
     func answer(_ request: ControlRequest) -> (any Encodable)? {
-        guard request.cmd == "status" else { return nil }
+        switch request.cmd {
+        case "status": return status()
+        case "gaps": return FeedGapsReply(venues: itchFeeds.map { GapSummary($0.feed) }, lost: itchFeeds.flatMap(\.feed.lostGaps))
+        default: return nil
+        }
+    }
+
+    /// JSON lines and ITCH messages taken in.
+    var messagesIn: UInt64 { received + itchFeeds.reduce(0) { $0 + $1.feed.normalizer.counters.messages } }
+
+    func status() -> DaemonStatus {
         var counters: [String: UInt64] = ["stream_seq": streamSequence]
-        var gaps: UInt64 = 0
-        for venue in itchVenues {
-            counters["\(venue.venue).messages"] = venue.normalizer.counters.messages
-            counters["\(venue.venue).malformed"] = venue.malformed
-            counters["\(venue.venue).unknown_types"] = venue.unknownTypes
-            counters["\(venue.venue).unknown_orders"] = venue.normalizer.counters.unknownOrder
-            counters["\(venue.venue).gaps"] = venue.sequence.gaps
-            counters["\(venue.venue).duplicates"] = venue.sequence.duplicates
-            gaps += venue.sequence.gaps
+        var gapsOpen: UInt64 = 0
+        var gapsHealed: UInt64 = 0
+        for (feed, _, _) in itchFeeds {
+            let stream = feed.stream.counters
+            counters["\(feed.venue).messages"] = feed.normalizer.counters.messages
+            counters["\(feed.venue).malformed"] = feed.malformed
+            counters["\(feed.venue).unknown_types"] = feed.unknownTypes
+            counters["\(feed.venue).unknown_orders"] = feed.normalizer.counters.unknownOrder
+            counters["\(feed.venue).duplicates"] = stream.duplicates
+            counters["\(feed.venue).gaps"] = stream.gapsOpened
+            counters["\(feed.venue).gaps_healed"] = stream.gapsHealed
+            counters["\(feed.venue).gaps_given_up"] = stream.gapsGivenUp
+            counters["\(feed.venue).messages_lost"] = stream.messagesLost
+            counters["\(feed.venue).retransmission_requests"] = stream.requests
+            counters["\(feed.venue).held"] = UInt64(feed.stream.heldCount)
+            gapsOpen += feed.stream.hasOpenGap ? 1 : 0
+            gapsHealed += stream.gapsHealed
         }
         for venue in jsonVenues {
             counters["\(venue.parser.venue).lines"] = venue.lines
@@ -356,7 +324,39 @@ private final class FeedLoop: SocketLoop {
         return DaemonStatus(
             daemon: "feedd", name: configuration.name, pid: getpid(),
             uptimeSeconds: Double(MonotonicClock.nowNanoseconds() - started) / 1e9,
-            messagesIn: received, messagesOut: published, rateIn: rateIn.perSecond, rateOut: rateOut.perSecond,
-            drops: dropped, gapsOpen: gaps, gapsHealed: 0, counters: counters)
+            messagesIn: messagesIn,
+            messagesOut: published, rateIn: rateIn.perSecond, rateOut: rateOut.perSecond,
+            drops: dropped, gapsOpen: gapsOpen, gapsHealed: gapsHealed, counters: counters)
+    }
+}
+
+/// The reply to `gaps` on feedd: per ITCH venue its gap counters, and every gap given up (messages lost).
+public struct FeedGapsReply: Codable, Sendable, Equatable {
+    public var venues: [GapSummary]
+    public var lost: [LostGap]
+}
+
+public struct GapSummary: Codable, Sendable, Equatable {
+    public var venue: String
+    public var session: String
+    public var nextSequence: UInt64
+    public var open: Bool
+    public var opened: UInt64
+    public var healed: UInt64
+    public var givenUp: UInt64
+    public var messagesLost: UInt64
+    public var retransmissionRequests: UInt64
+
+    init(_ feed: ItchFeed) {
+        let counters = feed.stream.counters
+        venue = feed.venue
+        session = feed.session?.description ?? ""
+        nextSequence = feed.stream.expected
+        open = feed.stream.hasOpenGap
+        opened = counters.gapsOpened
+        healed = counters.gapsHealed
+        givenUp = counters.gapsGivenUp
+        messagesLost = counters.messagesLost
+        retransmissionRequests = counters.requests
     }
 }

@@ -169,13 +169,16 @@ public final class TCPListener {
         descriptor.setNonBlocking()
     }
 
-    /// Accepts one waiting connection; nil when none waits.
+    /// Accepts one waiting connection, non-blocking like the listener (Linux does not inherit the flag); nil when
+    /// none waits.
     public func accept() -> FileDescriptor? {
         let fd = Glibc.accept(descriptor.raw, nil, nil)
         guard fd >= 0 else { return nil }
         var one: Int32 = 1
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-        return FileDescriptor(fd)
+        let connection = FileDescriptor(fd)
+        connection.setNonBlocking()
+        return connection
     }
 }
 

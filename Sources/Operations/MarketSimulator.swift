@@ -10,6 +10,11 @@ public final class MarketSimulator {
         public var itchPackets: UInt64 = 0
         public var jsonLines: UInt64 = 0
         public var trades: UInt64 = 0
+        public var packetsLost: UInt64 = 0
+        public var packetsDuplicated: UInt64 = 0
+        public var packetsReordered: UInt64 = 0
+        public var packetsCorrupted: UInt64 = 0
+        public var retransmitted: UInt64 = 0
     }
 
     struct Instrument {
@@ -37,6 +42,11 @@ public final class MarketSimulator {
     var pendingMessages: [[UInt8]] = []
     var pendingBytes = 0
     var nextSequence: UInt64 = 1
+    var history: MoldHistory
+    let retransmission: MoldRetransmissionServer
+    var chaosRandom: SplitMix64
+    var reorderedPacket: [UInt8]?
+    var pendingHalts: [(symbol: String, atNs: UInt64, resume: Bool)] = []
     /// Every trade as a JSON line, when asked (`--trade-log`): what the tests compare the chain's output with.
     var tradeLog: FileHandle?
 
@@ -59,6 +69,13 @@ public final class MarketSimulator {
         jsonListeners = try [configuration.jsonAListen, configuration.jsonBListen].map { listen in
             try TCPListener(address: try SocketAddress(host: listen.host, port: listen.port))
         }
+        history = MoldHistory(capacity: configuration.history)
+        retransmission = try MoldRetransmissionServer(
+            address: try SocketAddress(host: configuration.retransmissionListen.host,
+                port: configuration.retransmissionListen.port),
+            session: configuration.itchSession)
+        // Chaos draws from its own generator so that the market is the same with and without it.
+        chaosRandom = SplitMix64(seed: configuration.seed ^ 0x00C4_A055)
         if let tradeLogPath {
             _ = FileManager.default.createFile(atPath: tradeLogPath, contents: nil)
             tradeLog = FileHandle(forWritingAtPath: tradeLogPath)
@@ -72,12 +89,18 @@ public final class MarketSimulator {
     public func run(maxMessages: UInt64? = nil, shouldStop: () -> Bool, progress: (Counters, Double) -> Void) {
         sendDirectory()
         let start = MonotonicClock.nowNanoseconds()
+        pendingHalts = configuration.chaos.halts.flatMap { halt in
+            [(halt.symbol, start + UInt64(halt.afterSeconds * 1e9), false),
+                (halt.symbol, start + UInt64((halt.afterSeconds + 10) * 1e9), true)]
+        }
         var sent: UInt64 = 0
         var lastProgress = start
         var lastHeartbeat = start
         while !shouldStop() {
             acceptClients()
+            retransmission.serve(history: history)
             let now = MonotonicClock.nowNanoseconds()
+            sendDueHalts(now: now)
             let due = UInt64(Double(now - start) / 1e9 * Double(configuration.rate))
             while sent < due {
                 if let maxMessages, sent >= maxMessages { break }
@@ -97,7 +120,26 @@ public final class MarketSimulator {
             usleep(1000)
         }
         flushPackets()
+        if let packet = reorderedPacket { udp.send(packet) }
+        // Serve late retransmission requests for a moment, then say the session is over.
+        let lingerUntil = MonotonicClock.nowNanoseconds() + 1_000_000_000
+        while MonotonicClock.nowNanoseconds() < lingerUntil {
+            retransmission.serve(history: history)
+            udp.send(MoldPacket.heartbeat(session: configuration.itchSession, nextSequence: nextSequence))
+            usleep(20_000)
+        }
+        counters.retransmitted = retransmission.messagesResent
         try? tradeLog?.synchronize()
+    }
+
+    /// Sends the halts and resumptions `--chaos halt=SYMBOL@Ns` asked for, as ITCH trading actions.
+    func sendDueHalts(now: UInt64) {
+        while let next = pendingHalts.min(by: { $0.atNs < $1.atNs }), next.atNs <= now {
+            pendingHalts.removeAll { $0.symbol == next.symbol && $0.atNs == next.atNs }
+            guard let instrument = instruments.first(where: { $0.symbol == next.symbol }) else { continue }
+            queue(ItchEncoder.tradingAction(itchHeader(instrument.locate), symbol: instrument.symbol,
+                state: next.resume ? "T" : "H", reason: next.resume ? "" : "T1"))
+        }
     }
 
     // MARK: Market
@@ -234,12 +276,43 @@ public final class MarketSimulator {
 
     func flushPackets() {
         guard !pendingMessages.isEmpty else { return }
-        udp.send(MoldPacket.encode(session: configuration.itchSession, sequenceNumber: nextSequence,
-            messages: pendingMessages))
+        let packet = MoldPacket.encode(session: configuration.itchSession, sequenceNumber: nextSequence,
+            messages: pendingMessages)
+        for message in pendingMessages { history.append(message) }
         nextSequence += UInt64(pendingMessages.count)
         counters.itchPackets += 1
+        sendWithChaos(packet)
         pendingMessages.removeAll(keepingCapacity: true)
         pendingBytes = 0
+    }
+
+    /// Sends a packet, or loses, duplicates, delays or damages it as `--chaos` asks.
+    func sendWithChaos(_ packet: [UInt8]) {
+        let chaos = configuration.chaos
+        guard !chaos.isEmpty else {
+            udp.send(packet)
+            return
+        }
+        if chaosRandom.nextDouble() < chaos.loss {
+            counters.packetsLost += 1
+        } else if chaosRandom.nextDouble() < chaos.corrupt {
+            counters.packetsCorrupted += 1
+            udp.send(Array(packet.prefix(max(MoldPacket.headerLength + 3, packet.count - 7))))
+        } else if reorderedPacket == nil && chaosRandom.nextDouble() < chaos.reorder {
+            counters.packetsReordered += 1
+            reorderedPacket = packet
+            return
+        } else {
+            udp.send(packet)
+            if chaosRandom.nextDouble() < chaos.duplicate {
+                counters.packetsDuplicated += 1
+                udp.send(packet)
+            }
+        }
+        if let held = reorderedPacket {
+            reorderedPacket = nil
+            udp.send(held)
+        }
     }
 
     func acceptClients() {

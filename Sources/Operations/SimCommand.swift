@@ -32,6 +32,12 @@ public struct SimCommand: AsyncParsableCommand {
     @Option(name: .long, help: "host:port of the format B JSON venue (overrides [json_b] listen).")
     public var jsonBListen: String?
 
+    @Option(name: .long, help: "host:port of the MoldUDP64 retransmission server (overrides [itch] retransmission).")
+    public var retransmissionListen: String?
+
+    @Option(name: .long, help: "Damage the feed on purpose: loss=1%,dup=0.1%,reorder=0.5%,corrupt=0.01%,halt=AAPL@30s.")
+    public var chaos: String?
+
     @Option(name: .long, help: "Write every trade sent as a JSON line to this file.")
     public var tradeLog: String?
 
@@ -43,7 +49,7 @@ public struct SimCommand: AsyncParsableCommand {
     public func validate() throws {
         if let rate, rate <= 0 { throw ValidationError("--rate: expected a positive number, got \(rate)") }
         for (flag, value) in [("--itch-destination", itchDestination), ("--json-a-listen", jsonAListen),
-            ("--json-b-listen", jsonBListen)]
+            ("--json-b-listen", jsonBListen), ("--retransmission-listen", retransmissionListen)]
         {
             if let value, ConfigReader.parseHostPort(value) == nil {
                 throw ValidationError("\(flag): expected host:port such as 127.0.0.1:7001, got \"\(value)\"")
@@ -64,6 +70,16 @@ public struct SimCommand: AsyncParsableCommand {
         if let itchDestination { configuration.itchDestination = ConfigReader.parseHostPort(itchDestination)! }
         if let jsonAListen { configuration.jsonAListen = ConfigReader.parseHostPort(jsonAListen)! }
         if let jsonBListen { configuration.jsonBListen = ConfigReader.parseHostPort(jsonBListen)! }
+        if let retransmissionListen {
+            configuration.retransmissionListen = ConfigReader.parseHostPort(retransmissionListen)!
+        }
+        if let chaos {
+            do {
+                configuration.chaos = try ChaosOptions.parse(chaos)
+            } catch {
+                throw ValidationError("--chaos: \(error.description)")
+            }
+        }
         let simulator = try MarketSimulator(configuration: configuration, tradeLogPath: tradeLog)
         SignalFlag.install()
         let deadline = duration.map { MonotonicClock.nowNanoseconds() + UInt64($0 * 1e9) }
@@ -80,8 +96,13 @@ public struct SimCommand: AsyncParsableCommand {
                 FileHandle.standardError.write(Data(line.utf8))
             })
         let counters = simulator.counters
-        FileHandle.standardError.write(Data(
-            "\nsim: done: itch \(counters.itchMessages) messages, json \(counters.jsonLines) lines, \(counters.trades) trades\n".utf8))
+        var summary = "\nsim: done: itch \(counters.itchMessages) messages, json \(counters.jsonLines) lines, "
+            + "\(counters.trades) trades, \(counters.retransmitted) messages retransmitted"
+        if !configuration.chaos.isEmpty {
+            summary += "; chaos: \(counters.packetsLost) packets lost, \(counters.packetsDuplicated) duplicated, "
+                + "\(counters.packetsReordered) reordered, \(counters.packetsCorrupted) corrupted"
+        }
+        FileHandle.standardError.write(Data((summary + "\n").utf8))
     }
 }
 

@@ -13,6 +13,11 @@ public struct SimConfiguration: Sendable {
     public var itchSession = "TICKPLANT1"
     /// Where MoldUDP64 packets go (feedd's `listen`).
     public var itchDestination = (host: "127.0.0.1", port: 7001)
+    /// The MoldUDP64 retransmission server's address (TCP).
+    public var retransmissionListen = (host: "127.0.0.1", port: 7002)
+    /// Messages kept for retransmission.
+    public var history = 5_000_000
+    public var chaos = ChaosOptions()
     public var jsonAListen = (host: "127.0.0.1", port: 7011)
     public var jsonBListen = (host: "127.0.0.1", port: 7012)
     /// Share of messages for each JSON venue (the rest is ITCH).
@@ -39,6 +44,15 @@ public struct SimConfiguration: Sendable {
             throw itch.error("session", "expected at most 10 ASCII characters, got \"\(configuration.itchSession)\"")
         }
         configuration.itchDestination = try itch.hostPort("destination", default: "127.0.0.1:7001")
+        configuration.retransmissionListen = try itch.hostPort("retransmission", default: "127.0.0.1:7002")
+        configuration.history = try itch.int("history", default: 5_000_000, in: 1000...100_000_000)
+        if let chaos = try sim.optionalString("chaos") {
+            do {
+                configuration.chaos = try ChaosOptions.parse(chaos)
+            } catch {
+                throw sim.error("chaos", error.description)
+            }
+        }
         configuration.jsonAListen = try root.table("json_a").hostPort("listen", default: "127.0.0.1:7011")
         configuration.jsonBListen = try root.table("json_b").hostPort("listen", default: "127.0.0.1:7012")
         try root.finish()

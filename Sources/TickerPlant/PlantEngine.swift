@@ -178,6 +178,16 @@ private final class PlantLoop: SocketLoop {
     }
 
     func publish(_ tick: inout Tick) {
+        if tick.symbol.utf8.first == UInt8(ascii: "#") {
+            // A feed's own status (#SYS: a MoldUDP64 gap given up) passes on under its name, outside symbol_seq.
+            streamSequence += 1
+            tick.streamSequence = streamSequence
+            tick.plantTransmitNs = WallClock.nowNanoseconds()
+            topic.removeAll(keepingCapacity: true)
+            topic.append(contentsOf: tick.symbol.utf8)
+            send(topic: topic, payload: encoder.encode(tick))
+            return
+        }
         let symbolSequence = symbolSequences[tick.symbol, default: 0] + 1
         symbolSequences[tick.symbol] = symbolSequence
         streamSequence += 1

@@ -99,6 +99,7 @@ final class Chain {
 
                 [itch]
                 destination = "127.0.0.1:\(ports["itch"]!)"
+                retransmission = "127.0.0.1:\(ports["retrans"]!)"
 
                 [json_a]
                 listen = "127.0.0.1:\(ports["json_a"]!)"

@@ -56,11 +56,12 @@ import MarketData
         #expect(endpoints.edgeControl == "tcp://127.0.0.1:7309")
         let sim = try SimConfiguration.load(file: "\(etc)/sim.toml")
         let feed = try FeedConfiguration.load(file: "\(etc)/feedd.toml")
-        guard case let .itch(_, port, _, _) = try #require(feed.venues.first).source else {
+        guard case let .itch(itch) = try #require(feed.venues.first).source else {
             Issue.record("the first venue of etc/feedd.toml is not ITCH")
             return
         }
-        #expect(sim.itchDestination.port == port)
+        #expect(sim.itchDestination.port == itch.listenPort)
+        #expect(itch.retransmission?.port == sim.retransmissionListen.port)
         #expect(feed.venues.contains { $0.source == .json(.formatA, host: "127.0.0.1", port: sim.jsonAListen.port) })
         #expect(feed.venues.contains { $0.source == .json(.formatB, host: "127.0.0.1", port: sim.jsonBListen.port) })
     }

@@ -1,0 +1,245 @@
+import Logging
+import MarketData
+
+/// Where a feed hands its ticks and its problems: the feed loop, which stamps and publishes them.
+protocol TickSink: AnyObject {
+    /// Publishes `ticks` (stamping stream_seq and hop times) and empties the array, keeping its capacity.
+    func publish(_ ticks: inout [Tick], receivedNs: UInt64)
+    /// Counts nothing itself; logs a per-message problem at a rate limit.
+    func logBadInput(_ source: String, _ problem: String)
+}
+
+/// A MoldUDP64 gap that was given up: what was lost, when and why. `mktctl gaps` lists them.
+public struct LostGap: Codable, Sendable, Equatable {
+    public var venue: String
+    public var session: String
+    public var firstSequence: UInt64
+    public var lastSequence: UInt64
+    public var reason: String
+    public var atNs: UInt64
+}
+
+/// One ITCH 5.0 venue over MoldUDP64: its UDP socket, the in-order stream with gap recovery, the retransmission
+/// client and the normalizer. Lives on the feed thread.
+final class ItchFeed {
+    let venue: String
+    let source: FeedConfiguration.ItchSource
+    let timezone: String
+    let receiver: UDPReceiver
+    let retransmission: RetransmissionClient?
+    var normalizer: ItchNormalizer
+    var session: MoldSession?
+    var stream: MoldStream
+    var malformed: UInt64 = 0
+    var unknownTypes: UInt64 = 0
+    var sessionsEnded: UInt64 = 0
+    var lostGaps: [LostGap] = []
+    private var ticks: [Tick] = []
+    private var receivedNs: UInt64 = 0
+    /// While recovery releases held messages, their ticks wait so that a GAP status can go out before them.
+    private var deferPublishing = false
+    private let logger: Logger
+
+    init(venue: String, source: FeedConfiguration.ItchSource, timezone: String, receiveBufferBytes: Int,
+        logger: Logger) throws
+    {
+        self.venue = venue
+        self.source = source
+        self.timezone = timezone
+        self.logger = logger
+        receiver = try UDPReceiver(
+            address: try SocketAddress(host: source.listenHost, port: source.listenPort),
+            receiveBufferBytes: receiveBufferBytes, multicastInterface: source.multicastInterface)
+        retransmission = try source.retransmission.map { server in
+            RetransmissionClient(address: try SocketAddress(host: server.host, port: server.port))
+        }
+        normalizer = ItchNormalizer(venue: venue, sessionMidnightNs: sessionMidnightNanoseconds(timezone: timezone))
+        stream = MoldStream(configuration: source.recovery)
+        ticks.reserveCapacity(4)
+    }
+
+    // MARK: Downstream
+
+    /// Reads every waiting datagram.
+    func readDatagrams(buffer: UnsafeMutableRawBufferPointer, sink: TickSink) {
+        while let count = receiver.receive(into: buffer) {
+            receivedNs = WallClock.nowNanoseconds()
+            handlePacket(UnsafeRawBufferPointer(rebasing: buffer[0..<count]), sink: sink)
+        }
+    }
+
+    private func handlePacket(_ bytes: UnsafeRawBufferPointer, sink: TickSink) {
+        let now = MonotonicClock.nowNanoseconds()
+        let packet: MoldPacket
+        do {
+            packet = try MoldPacket(bytes)
+        } catch {
+            malformed += 1
+            sink.logBadInput(venue, "\(error)")
+            return
+        }
+        if session != packet.session {
+            startSession(packet.session)
+        }
+        if packet.isHeartbeat || packet.isEndOfSession {
+            stream.heartbeat(nextSequence: packet.sequenceNumber, now: now)
+            if packet.isEndOfSession {
+                sessionsEnded += 1
+                logger.notice("MoldUDP64 end of session", metadata: ["venue": "\(venue)", "session": "\(packet.session)"])
+            }
+            return
+        }
+        do {
+            try packet.forEachMessage { sequence, message in
+                stream.receive(sequence: sequence, message: message, now: now) { number, bytes in
+                    deliver(number, bytes, sink: sink)
+                }
+            }
+        } catch {
+            // The messages before the damage were taken; the rest is a gap that recovery fills.
+            malformed += 1
+            sink.logBadInput(venue, "\(error)")
+        }
+    }
+
+    /// A new session is a new trading day: sequence numbers, orders and symbols start over.
+    private func startSession(_ newSession: MoldSession) {
+        if let session {
+            logger.notice("MoldUDP64 session changed", metadata: ["venue": "\(venue)", "from": "\(session)",
+                "to": "\(newSession)"])
+        }
+        session = newSession
+        stream = MoldStream(configuration: source.recovery)
+        normalizer = ItchNormalizer(venue: venue, sessionMidnightNs: sessionMidnightNanoseconds(timezone: timezone))
+        retransmission?.reset()
+    }
+
+    /// One message, in order, exactly once.
+    private func deliver(_ sequence: UInt64, _ message: UnsafeRawBufferPointer, sink: TickSink) {
+        do {
+            let decoded = try ItchDecoder.decode(message)
+            normalizer.handle(decoded, venueSequence: sequence, into: &ticks)
+            if !ticks.isEmpty && !deferPublishing { sink.publish(&ticks, receivedNs: receivedNs) }
+        } catch {
+            if case FeedParseError.unknownMessageType = error { unknownTypes += 1 } else { malformed += 1 }
+            sink.logBadInput(venue, "message \(sequence): \(error)")
+        }
+    }
+
+    // MARK: Recovery
+
+    /// Asks for missing messages or gives a gap up; call every loop turn.
+    func recover(sink: TickSink) {
+        guard let session else { return }
+        let now = MonotonicClock.nowNanoseconds()
+        receivedNs = WallClock.nowNanoseconds()
+        deferPublishing = true
+        let action = stream.poll(now: now) { number, bytes in deliver(number, bytes, sink: sink) }
+        deferPublishing = false
+        switch action {
+        case nil:
+            if !ticks.isEmpty { sink.publish(&ticks, receivedNs: receivedNs) }
+        case let .request(sequence, count):
+            if let retransmission, !retransmission.request(session: session, sequence: sequence, count: count, now: now) {
+                sink.logBadInput(venue, "retransmission server \(retransmission.address) unreachable")
+            }
+        case let .gaveUp(missing, reason):
+            let lost = LostGap(venue: venue, session: session.description, firstSequence: missing.lowerBound,
+                lastSequence: missing.upperBound, reason: retransmission == nil ? "no retransmission server configured" : reason.rawValue,
+                atNs: WallClock.nowNanoseconds())
+            lostGaps.append(lost)
+            if lostGaps.count > 1000 { lostGaps.removeFirst(lostGaps.count - 1000) }
+            logger.error("MoldUDP64 gap given up: messages lost", metadata: ["venue": "\(venue)",
+                "session": "\(lost.session)", "missing": "\(missing.lowerBound)...\(missing.upperBound)",
+                "reason": "\(lost.reason)"])
+            var status = Tick(symbol: Topic.system, type: .status, venue: venue)
+            status.quality = .gap
+            status.state = .unspecified
+            status.venueSequence = missing.lowerBound
+            status.reason = "MoldUDP64 session \(lost.session) messages \(missing.lowerBound)-\(missing.upperBound) lost: \(lost.reason)"
+            // Consumers learn of the loss before the messages that were held behind it.
+            ticks.insert(status, at: 0)
+            sink.publish(&ticks, receivedNs: receivedNs)
+        }
+    }
+
+    /// Reads retransmitted packets and feeds their messages to the stream.
+    func readRetransmissions(buffer: UnsafeMutableRawBufferPointer, sink: TickSink) {
+        guard let retransmission else { return }
+        receivedNs = WallClock.nowNanoseconds()
+        retransmission.read(buffer: buffer) { packet in
+            handlePacket(packet, sink: sink)
+        }
+    }
+
+    /// How soon the loop must come back to `recover` (milliseconds), so that gap timers run on time.
+    var pollTimeoutMilliseconds: Int { stream.hasOpenGap ? 5 : 100 }
+}
+
+/// A TCP client of a venue's MoldUDP64 retransmission server. Connects on first need, keeps the connection, and
+/// backs off after a failure.
+final class RetransmissionClient {
+    let address: SocketAddress
+    private(set) var connection: FileDescriptor?
+    private var frames = LengthPrefixedFrames()
+    private var retryAtNs: UInt64 = 0
+    private(set) var requests: UInt64 = 0
+    private(set) var failures: UInt64 = 0
+    private(set) var packetsReceived: UInt64 = 0
+
+    init(address: SocketAddress) { self.address = address }
+
+    var descriptor: Int32 { connection?.raw ?? -1 }
+
+    func reset() {
+        connection = nil
+        frames = LengthPrefixedFrames()
+    }
+
+    /// Sends one request; false when the server cannot be reached now (the stream will ask again or give up).
+    func request(session: MoldSession, sequence: UInt64, count: UInt16, now: UInt64) -> Bool {
+        if connection == nil {
+            guard now >= retryAtNs else { return false }
+            do {
+                connection = try FileDescriptor.connectTCP(to: address, timeoutSeconds: 1)
+                frames = LengthPrefixedFrames()
+            } catch {
+                failures += 1
+                retryAtNs = now + 500_000_000
+                return false
+            }
+        }
+        requests += 1
+        guard connection!.writeAll(MoldRequest.encode(session: session.description, sequence: sequence, count: count))
+        else {
+            failures += 1
+            connection = nil
+            return false
+        }
+        return true
+    }
+
+    /// Reads what arrived and calls `packet` with each whole MoldUDP64 packet.
+    func read(buffer: UnsafeMutableRawBufferPointer, packet: (UnsafeRawBufferPointer) -> Void) {
+        guard let connection else { return }
+        while true {
+            let count: Int?
+            do {
+                count = try connection.readAvailable(into: buffer)
+            } catch {
+                self.connection = nil
+                return
+            }
+            guard let count else { break }
+            if count == 0 {
+                self.connection = nil
+                return
+            }
+            frames.append(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+        }
+        frames.drain { body in
+            packetsReceived += 1
+            packet(body)
+        }
+    }
+}

@@ -1,0 +1,67 @@
+import FeedHandler
+import MarketData
+
+/// What `mktctl sim --chaos` does to the exchange side, e.g. `loss=1%,dup=0.1%,reorder=0.5%,corrupt=0.01%,halt=AAPL@30s`.
+/// Probabilities apply per MoldUDP64 packet; the market itself is unchanged (chaos draws from its own generator), so a
+/// run with chaos and a clean run with the same seed carry the same messages.
+public struct ChaosOptions: Sendable, Equatable {
+    /// Packets not sent (their messages stay retransmittable).
+    public var loss = 0.0
+    /// Packets sent twice.
+    public var duplicate = 0.0
+    /// Packets held back and sent after the next one.
+    public var reorder = 0.0
+    /// Packets sent damaged (cut short, so that a receiver can tell; their messages stay retransmittable).
+    public var corrupt = 0.0
+    /// Symbols halted at a time after the start, resumed 10 seconds later.
+    public var halts: [(symbol: String, afterSeconds: Double)] = []
+
+    public init() {}
+
+    public var isEmpty: Bool { loss == 0 && duplicate == 0 && reorder == 0 && corrupt == 0 && halts.isEmpty }
+
+    public static func == (lhs: ChaosOptions, rhs: ChaosOptions) -> Bool {
+        lhs.loss == rhs.loss && lhs.duplicate == rhs.duplicate && lhs.reorder == rhs.reorder
+            && lhs.corrupt == rhs.corrupt && lhs.halts.map(\.symbol) == rhs.halts.map(\.symbol)
+            && lhs.halts.map(\.afterSeconds) == rhs.halts.map(\.afterSeconds)
+    }
+
+    /// Parses the `--chaos` text; errors say which item is wrong and why.
+    public static func parse(_ text: String) throws(ChaosParseError) -> ChaosOptions {
+        var options = ChaosOptions()
+        for item in text.split(separator: ",") where !item.isEmpty {
+            let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2 else { throw ChaosParseError("\"\(item)\": expected NAME=VALUE") }
+            let (name, value) = (parts[0], parts[1])
+            switch name {
+            case "loss": options.loss = try percentage(name, value)
+            case "dup": options.duplicate = try percentage(name, value)
+            case "reorder": options.reorder = try percentage(name, value)
+            case "corrupt": options.corrupt = try percentage(name, value)
+            case "halt":
+                let halt = value.split(separator: "@").map(String.init)
+                guard halt.count == 2, SymbolRules.problem(with: halt[0]) == nil, halt[1].hasSuffix("s"),
+                    let seconds = Double(halt[1].dropLast()), seconds >= 0
+                else { throw ChaosParseError("\"\(item)\": expected halt=SYMBOL@SECONDSs such as halt=AAPL@30s") }
+                options.halts.append((halt[0], seconds))
+            case "badprice", "negvolume":
+                throw ChaosParseError("\"\(name)\" arrives with the plant's filters; not supported by this build")
+            default:
+                throw ChaosParseError("\"\(name)\": expected loss, dup, reorder, corrupt or halt")
+            }
+        }
+        return options
+    }
+
+    private static func percentage(_ name: String, _ value: String) throws(ChaosParseError) -> Double {
+        guard value.hasSuffix("%"), let number = Double(value.dropLast()), number >= 0, number <= 100 else {
+            throw ChaosParseError("\"\(name)=\(value)\": expected a percentage such as 1% or 0.1%")
+        }
+        return number / 100
+    }
+}
+
+public struct ChaosParseError: Error, CustomStringConvertible, Equatable {
+    public let description: String
+    init(_ description: String) { self.description = description }
+}
