@@ -134,33 +134,42 @@ final class ItchFeed {
         let now = MonotonicClock.nowNanoseconds()
         receivedNs = WallClock.nowNanoseconds()
         deferPublishing = true
-        let action = stream.poll(now: now) { number, bytes in deliver(number, bytes, sink: sink) }
+        let actions = stream.poll(now: now) { number, bytes in deliver(number, bytes, sink: sink) }
         deferPublishing = false
-        switch action {
-        case nil:
-            if !ticks.isEmpty { sink.publish(&ticks, receivedNs: receivedNs) }
-        case let .request(sequence, count):
-            if let retransmission, !retransmission.request(session: session, sequence: sequence, count: count, now: now) {
-                sink.logBadInput(venue, "retransmission server \(retransmission.address) unreachable")
+        var gapStatuses: [Tick] = []
+        for action in actions {
+            switch action {
+            case let .request(sequence, count):
+                if let retransmission,
+                    !retransmission.request(session: session, sequence: sequence, count: count, now: now)
+                {
+                    sink.logBadInput(venue, "retransmission server \(retransmission.address) unreachable")
+                }
+            case let .gaveUp(missing, reason):
+                gapStatuses.append(gaveUp(missing, reason: reason, session: session))
             }
-        case let .gaveUp(missing, reason):
-            let lost = LostGap(venue: venue, session: session.description, firstSequence: missing.lowerBound,
-                lastSequence: missing.upperBound, reason: retransmission == nil ? "no retransmission server configured" : reason.rawValue,
-                atNs: WallClock.nowNanoseconds())
-            lostGaps.append(lost)
-            if lostGaps.count > 1000 { lostGaps.removeFirst(lostGaps.count - 1000) }
-            logger.error("MoldUDP64 gap given up: messages lost", metadata: ["venue": "\(venue)",
-                "session": "\(lost.session)", "missing": "\(missing.lowerBound)...\(missing.upperBound)",
-                "reason": "\(lost.reason)"])
-            var status = Tick(symbol: Topic.system, type: .status, venue: venue)
-            status.quality = .gap
-            status.state = .unspecified
-            status.venueSequence = missing.lowerBound
-            status.reason = "MoldUDP64 session \(lost.session) messages \(missing.lowerBound)-\(missing.upperBound) lost: \(lost.reason)"
-            // Consumers learn of the loss before the messages that were held behind it.
-            ticks.insert(status, at: 0)
-            sink.publish(&ticks, receivedNs: receivedNs)
         }
+        // Consumers learn of a loss before the messages that were held behind it.
+        ticks.insert(contentsOf: gapStatuses, at: 0)
+        if !ticks.isEmpty { sink.publish(&ticks, receivedNs: receivedNs) }
+    }
+
+    /// Records a hole given up and returns the GAP status that tells consumers.
+    private func gaveUp(_ missing: ClosedRange<UInt64>, reason: MoldStream.GiveUpReason, session: MoldSession) -> Tick {
+        let lost = LostGap(venue: venue, session: session.description, firstSequence: missing.lowerBound,
+            lastSequence: missing.upperBound,
+            reason: retransmission == nil ? "no retransmission server configured" : reason.rawValue,
+            atNs: WallClock.nowNanoseconds())
+        lostGaps.append(lost)
+        if lostGaps.count > 1000 { lostGaps.removeFirst(lostGaps.count - 1000) }
+        logger.error("MoldUDP64 gap given up: messages lost", metadata: ["venue": "\(venue)",
+            "session": "\(lost.session)", "missing": "\(missing.lowerBound)...\(missing.upperBound)",
+            "reason": "\(lost.reason)"])
+        var status = Tick(symbol: Topic.system, type: .status, venue: venue)
+        status.quality = .gap
+        status.venueSequence = missing.lowerBound
+        status.reason = "MoldUDP64 session \(lost.session) messages \(missing.lowerBound)-\(missing.upperBound) lost: \(lost.reason)"
+        return status
     }
 
     /// Reads retransmitted packets and feeds their messages to the stream.

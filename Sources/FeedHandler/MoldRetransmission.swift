@@ -1,4 +1,5 @@
 import Glibc
+import MarketData
 
 /// MoldUDP64 retransmission over TCP (DESIGN section 3): each request and each answer is preceded by a big-endian
 /// u16 length. A request is a MoldUDP64 request packet: session (10 bytes), first sequence (u64), count (u16); the
@@ -96,6 +97,8 @@ public final class MoldRetransmissionServer {
     public private(set) var requestsServed: UInt64 = 0
     public private(set) var messagesResent: UInt64 = 0
     public private(set) var badRequests: UInt64 = 0
+    /// Monotonic time of the last request served (0: none yet).
+    public private(set) var lastRequestNs: UInt64 = 0
 
     public init(address: SocketAddress, session: String) throws(SocketError) {
         listener = try TCPListener(address: address)
@@ -138,6 +141,7 @@ public final class MoldRetransmissionServer {
     /// Sends the messages it still has; those older than the history are simply not there (the client gives up).
     private func answer(_ connection: FileDescriptor, from first: UInt64, count: Int, history: MoldHistory) -> Bool {
         requestsServed += 1
+        lastRequestNs = MonotonicClock.nowNanoseconds()
         var batch: [[UInt8]] = []
         var batchBytes = 0
         var batchStart = first

@@ -1,21 +1,23 @@
-/// One MoldUDP64 session's downstream, put back in order: messages are delivered exactly once, in sequence; a message
-/// that arrives ahead of a gap is held (bounded) while the gap is recovered by retransmission, and released once the
-/// gap fills. A gap that cannot be filled within `giveUpNs` is given up: reported, counted, and skipped, never hidden.
+/// One MoldUDP64 session's downstream, put back in order: messages are delivered exactly once, in sequence; messages
+/// that arrive behind a hole are held (bounded) while the hole is recovered by retransmission, and released once it
+/// fills. A hole that cannot be filled within `giveUpNs` is given up: reported, counted and skipped, never hidden.
 ///
-/// Pure logic with the clock passed in, so every path is testable without sockets. Not Sendable: it belongs to the
-/// feed thread.
+/// Holes are kept as a short sorted list of ranges, so finding what to ask for never scans the held messages. Pure
+/// logic with the clock passed in, testable without sockets. Not Sendable: it belongs to the feed thread.
 public struct MoldStream {
     public struct Configuration: Sendable {
-        /// Wait this long for a missing message (or after silence) before asking for it.
+        /// A missing message may be this late (reordering) before it is asked for.
         public var gapTimeoutNs: UInt64 = 20_000_000
         /// Ask again this long after an unanswered request.
         public var retryIntervalNs: UInt64 = 250_000_000
-        /// Give a gap up this long after it opened.
+        /// Give a hole up this long after it was noticed.
         public var giveUpNs: UInt64 = 3_000_000_000
-        /// Most messages held behind a gap; past it the gap is given up at once (memory stays bounded).
+        /// Most messages held behind holes; past it the oldest hole is given up (memory stays bounded).
         public var maxHeldMessages = 1_000_000
         /// Most messages asked for in one request (MoldUDP64 counts are 16 bits).
         public var maxRequestCount = 10_000
+        /// Most requests one `poll` sends.
+        public var maxRequestsPerPoll = 32
 
         public init() {}
     }
@@ -44,9 +46,14 @@ public struct MoldStream {
         public var heldHighWater: Int = 0
     }
 
-    struct OpenGap {
-        var openedNs: UInt64
+    /// A run of missing sequence numbers.
+    struct Hole {
+        var first: UInt64
+        var last: UInt64
+        var noticedNs: UInt64
         var lastRequestNs: UInt64?
+        /// The last sequence number the requests so far asked for.
+        var requestedThrough: UInt64 = 0
     }
 
     public let configuration: Configuration
@@ -55,7 +62,8 @@ public struct MoldStream {
     /// The highest sequence number known to exist (from data or heartbeats).
     public private(set) var highestKnown: UInt64
     private var held: [UInt64: [UInt8]] = [:]
-    private var gap: OpenGap?
+    /// Sorted, disjoint; the first one, when there is one, starts at `expected`.
+    private var holes: [Hole] = []
     public private(set) var counters = Counters()
 
     public init(configuration: Configuration = Configuration(), firstSequence: UInt64 = 1) {
@@ -65,8 +73,9 @@ public struct MoldStream {
     }
 
     /// True while messages are missing.
-    public var hasOpenGap: Bool { gap != nil }
+    public var hasOpenGap: Bool { !holes.isEmpty }
     public var heldCount: Int { held.count }
+    public var openHoles: Int { holes.count }
 
     /// Takes one message; calls `deliver` for it and for every held message it releases, in order.
     public mutating func receive(
@@ -77,97 +86,106 @@ public struct MoldStream {
             counters.duplicates += 1
             return
         }
-        highestKnown = max(highestKnown, sequence)
+        if sequence > highestKnown {
+            if sequence > highestKnown + 1 { openHole(highestKnown + 1, sequence - 1, now: now) }
+            highestKnown = sequence
+        } else {
+            fill(sequence)
+        }
         if sequence == expected {
             deliver(sequence, message)
             counters.delivered += 1
             expected += 1
-            releaseHeld(now: now, deliver: deliver)
-            return
-        }
-        held[sequence] = Array(message)
-        counters.heldHighWater = max(counters.heldHighWater, held.count)
-        if gap == nil {
-            gap = OpenGap(openedNs: now)
-            counters.gapsOpened += 1
+            releaseHeld(deliver: deliver)
+        } else {
+            held[sequence] = Array(message)
+            counters.heldHighWater = max(counters.heldHighWater, held.count)
         }
     }
 
     /// A heartbeat (or an end of session) says messages up to `nextSequence - 1` exist.
     public mutating func heartbeat(nextSequence: UInt64, now: UInt64) {
         guard nextSequence > 0, nextSequence - 1 > highestKnown else { return }
+        openHole(highestKnown + 1, nextSequence - 1, now: now)
         highestKnown = nextSequence - 1
-        if expected <= highestKnown && gap == nil {
-            gap = OpenGap(openedNs: now)
-            counters.gapsOpened += 1
-        }
     }
 
-    /// Decides what to do now: ask for missing messages, or give a gap up. Call it every loop turn.
-    public mutating func poll(now: UInt64, deliver: (UInt64, UnsafeRawBufferPointer) -> Void) -> Action? {
-        guard var open = gap else { return nil }
+    /// Decides what to do now: ask for missing messages, or give a hole up. Call it every loop turn.
+    public mutating func poll(now: UInt64, deliver: (UInt64, UnsafeRawBufferPointer) -> Void) -> [Action] {
+        guard let oldest = holes.first else { return [] }
         if held.count > configuration.maxHeldMessages {
-            return giveUp(reason: .heldLimit, now: now, deliver: deliver)
+            return [giveUpFirstHole(reason: .heldLimit, deliver: deliver)]
         }
-        if now - open.openedNs >= configuration.giveUpNs {
-            return giveUp(reason: .timeout, now: now, deliver: deliver)
+        if now - oldest.noticedNs >= configuration.giveUpNs {
+            return [giveUpFirstHole(reason: .timeout, deliver: deliver)]
         }
-        let due: Bool
-        if let last = open.lastRequestNs {
-            due = now - last >= configuration.retryIntervalNs
+        var actions: [Action] = []
+        for index in holes.indices where actions.count < configuration.maxRequestsPerPoll {
+            let hole = holes[index]
+            let due =
+                if let last = hole.lastRequestNs {
+                    // A hole longer than one request: once the part asked for has arrived, ask for the next part.
+                    hole.first > hole.requestedThrough || now - last >= configuration.retryIntervalNs
+                } else {
+                    now - hole.noticedNs >= configuration.gapTimeoutNs
+                }
+            guard due else { continue }
+            let count = min(hole.last - hole.first + 1, UInt64(configuration.maxRequestCount))
+            holes[index].lastRequestNs = now
+            holes[index].requestedThrough = hole.first + count - 1
+            counters.requests += 1
+            actions.append(.request(sequence: hole.first, count: UInt16(count)))
+        }
+        return actions
+    }
+
+    // MARK: Holes
+
+    private mutating func openHole(_ first: UInt64, _ last: UInt64, now: UInt64) {
+        holes.append(Hole(first: first, last: last, noticedNs: now))
+        counters.gapsOpened += 1
+    }
+
+    /// Takes `sequence` out of the hole that contains it, shrinking or splitting it.
+    private mutating func fill(_ sequence: UInt64) {
+        guard let index = holes.firstIndex(where: { $0.first <= sequence && sequence <= $0.last }) else { return }
+        var hole = holes[index]
+        if hole.first == hole.last {
+            holes.remove(at: index)
+            counters.gapsHealed += 1
+        } else if sequence == hole.first {
+            hole.first += 1
+            holes[index] = hole
+        } else if sequence == hole.last {
+            hole.last -= 1
+            holes[index] = hole
         } else {
-            due = now - open.openedNs >= configuration.gapTimeoutNs
+            var tail = hole
+            hole.last = sequence - 1
+            tail.first = sequence + 1
+            holes[index] = hole
+            holes.insert(tail, at: index + 1)
+            counters.gapsOpened += 1  // each part heals on its own
         }
-        guard due else { return nil }
-        open.lastRequestNs = now
-        gap = open
-        counters.requests += 1
-        let end = firstMissingRunEnd()
-        let count = min(end - expected + 1, UInt64(configuration.maxRequestCount))
-        return .request(sequence: expected, count: UInt16(count))
     }
 
-    /// The last sequence of the run of missing messages that starts at `expected`.
-    private func firstMissingRunEnd() -> UInt64 {
-        let nextHeld = held.keys.min() ?? (highestKnown + 1)
-        return nextHeld - 1
-    }
-
-    /// Delivers the held messages that are now in order. When nothing is missing any more the gap has healed; when
-    /// another hole remains behind the released run, its own clock starts now.
-    private mutating func releaseHeld(now: UInt64, deliver: (UInt64, UnsafeRawBufferPointer) -> Void) {
-        var released = false
+    private mutating func releaseHeld(deliver: (UInt64, UnsafeRawBufferPointer) -> Void) {
         while let message = held.removeValue(forKey: expected) {
             message.withUnsafeBytes { deliver(expected, $0) }
             counters.delivered += 1
             expected += 1
-            released = true
-        }
-        guard gap != nil, released || expected > highestKnown else { return }
-        if expected > highestKnown {
-            gap = nil
-            counters.gapsHealed += 1
-        } else {
-            gap = OpenGap(openedNs: now)
         }
     }
 
-    /// Skips the missing run at `expected`, delivers what was held behind it, and reports what was lost.
-    private mutating func giveUp(
-        reason: GiveUpReason, now: UInt64, deliver: (UInt64, UnsafeRawBufferPointer) -> Void
+    /// Skips the first hole, delivers what was held behind it, and reports what was lost.
+    private mutating func giveUpFirstHole(
+        reason: GiveUpReason, deliver: (UInt64, UnsafeRawBufferPointer) -> Void
     ) -> Action {
-        let end = firstMissingRunEnd()
-        let missing = expected...end
+        let hole = holes.removeFirst()
         counters.gapsGivenUp += 1
-        counters.messagesLost += end - expected + 1
-        expected = end + 1
-        gap = nil  // closed by giving up, which is not a heal
-        releaseHeld(now: now, deliver: deliver)
-        if expected <= highestKnown {
-            // Another hole lies behind what was released: it gets its own clock.
-            gap = OpenGap(openedNs: now)
-            counters.gapsOpened += 1
-        }
-        return .gaveUp(missing: missing, reason: reason)
+        counters.messagesLost += hole.last - hole.first + 1
+        expected = hole.last + 1
+        releaseHeld(deliver: deliver)
+        return .gaveUp(missing: hole.first...hole.last, reason: reason)
     }
 }

@@ -102,10 +102,13 @@ public final class MarketSimulator {
             let now = MonotonicClock.nowNanoseconds()
             sendDueHalts(now: now)
             let due = UInt64(Double(now - start) / 1e9 * Double(configuration.rate))
-            while sent < due {
+            // A bounded burst per turn, so that a simulator running behind still serves retransmission requests.
+            var burst = 0
+            while sent < due && burst < 2000 {
                 if let maxMessages, sent >= maxMessages { break }
                 step()
                 sent += 1
+                burst += 1
             }
             flushPackets()
             if now - lastHeartbeat >= 1_000_000_000 {
@@ -117,16 +120,20 @@ public final class MarketSimulator {
                 lastProgress = now
             }
             if let maxMessages, sent >= maxMessages { break }
-            usleep(1000)
+            if sent >= due { usleep(1000) }
         }
         flushPackets()
         if let packet = reorderedPacket { udp.send(packet) }
-        // Serve late retransmission requests for a moment, then say the session is over.
-        let lingerUntil = MonotonicClock.nowNanoseconds() + 1_000_000_000
-        while MonotonicClock.nowNanoseconds() < lingerUntil {
+        // Keep serving retransmission while receivers still catch up (until 2 s pass without a request, 60 s at most),
+        // sending heartbeats so that a loss at the very end is noticed too.
+        let lingerStart = MonotonicClock.nowNanoseconds()
+        while true {
+            let now = MonotonicClock.nowNanoseconds()
+            let quietSince = max(lingerStart, retransmission.lastRequestNs)
+            if now - quietSince >= 2_000_000_000 || now - lingerStart >= 60_000_000_000 { break }
             retransmission.serve(history: history)
             udp.send(MoldPacket.heartbeat(session: configuration.itchSession, nextSequence: nextSequence))
-            usleep(20_000)
+            usleep(5_000)
         }
         counters.retransmitted = retransmission.messagesResent
         try? tradeLog?.synchronize()

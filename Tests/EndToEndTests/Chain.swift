@@ -107,6 +107,24 @@ final class Chain {
                 [json_b]
                 listen = "127.0.0.1:\(ports["json_b"]!)"
                 """,
+            // ITCH only, so that what the market sends does not depend on when the JSON venues connect.
+            "sim-itch.toml": """
+                [sim]
+                symbols = 300
+                rate = 100000
+                seed = 11
+                json_share = 0
+
+                [itch]
+                destination = "127.0.0.1:\(ports["itch"]!)"
+                retransmission = "127.0.0.1:\(ports["retrans"]!)"
+
+                [json_a]
+                listen = "127.0.0.1:\(ports["json_a"]!)"
+
+                [json_b]
+                listen = "127.0.0.1:\(ports["json_b"]!)"
+                """,
         ]
         for (name, text) in files {
             try text.write(to: etc.appendingPathComponent(name), atomically: true, encoding: .utf8)
@@ -154,26 +172,31 @@ final class Chain {
     }
 
     /// Starts plantd, edged and feedd from the etc/ files and waits until each answers on its control endpoint.
-    func startDaemons() throws {
-        for daemon in ["plantd", "edged", "feedd"] {
+    func startDaemons(_ daemons: [String] = ["plantd", "edged", "feedd"]) throws {
+        let controlPorts = ["plantd": "plant_ctl", "edged": "edge_ctl", "feedd": "feed_ctl"]
+        for daemon in daemons {
             try start(daemon, ["--config", etc.appendingPathComponent("\(daemon).toml").path])
         }
-        let context = try ZMQContext()
-        for (daemon, port) in [("plantd", "plant_ctl"), ("edged", "edge_ctl"), ("feedd", "feed_ctl")] {
-            let deadline = Date().addingTimeInterval(20)
-            var up = false
-            while !up && Date() < deadline {
-                up = ControlClient.request(context: context, endpoint: endpoint(port),
-                    request: ControlRequest(cmd: "status"), timeoutMilliseconds: 300) != nil
-                if !up {
-                    guard processes[daemon]?.isRunning == true else {
-                        throw ChainError("\(daemon) exited: \(log(daemon))")
-                    }
-                    Thread.sleep(forTimeInterval: 0.1)
-                }
-            }
-            guard up else { throw ChainError("\(daemon) did not answer on its control endpoint: \(log(daemon))") }
+        for daemon in daemons { try waitUntilAnswering(daemon, endpoint: endpoint(controlPorts[daemon]!)) }
+    }
+
+    /// Waits until `daemon` answers `status` on `endpoint` (or has exited, which is an error).
+    func waitUntilAnswering(_ daemon: String, endpoint: String, timeout: TimeInterval = 20) throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if status(endpoint) != nil { return }
+            guard processes[daemon]?.isRunning == true else { throw ChainError("\(daemon) exited: \(log(daemon))") }
+            Thread.sleep(forTimeInterval: 0.1)
         }
+        throw ChainError("\(daemon) did not answer on its control endpoint: \(log(daemon))")
+    }
+
+    private let context = try! ZMQContext()
+
+    /// A daemon's `status` reply, nil when it does not answer.
+    func status(_ endpoint: String) -> DaemonStatus? {
+        ControlClient.request(context: context, endpoint: endpoint, request: ControlRequest(cmd: "status"),
+            timeoutMilliseconds: 500).flatMap { try? JSONDecoder().decode(DaemonStatus.self, from: Data($0)) }
     }
 
     /// Runs a program to completion and returns its exit status and output.

@@ -31,7 +31,7 @@ import Testing
             }
         }
 
-        mutating func poll(at now: UInt64) -> MoldStream.Action? {
+        mutating func poll(at now: UInt64) -> [MoldStream.Action] {
             var output: [UInt64] = []
             let action = stream.poll(now: now) { number, _ in output.append(number) }
             delivered += output
@@ -43,7 +43,7 @@ import Testing
         var harness = Harness(stream: MoldStream(configuration: configuration))
         harness.receive([1, 2, 3], at: 0)
         #expect(harness.delivered == [1, 2, 3])
-        #expect(harness.poll(at: 5000) == nil)
+        #expect(harness.poll(at: 5000) == [])
         #expect(!harness.stream.hasOpenGap)
     }
 
@@ -52,9 +52,9 @@ import Testing
         harness.receive([1, 2, 5, 6], at: 0)
         #expect(harness.delivered == [1, 2])
         #expect(harness.stream.heldCount == 2)
-        #expect(harness.poll(at: 5) == nil)  // within gap_timeout: reordering may still fill it
-        #expect(harness.poll(at: 10) == .request(sequence: 3, count: 2))
-        #expect(harness.poll(at: 50) == nil)  // asked already; retry only after retry_interval
+        #expect(harness.poll(at: 5) == [])  // within gap_timeout: reordering may still fill it
+        #expect(harness.poll(at: 10) == [.request(sequence: 3, count: 2)])
+        #expect(harness.poll(at: 50) == [])  // asked already; retry only after retry_interval
         harness.receive([4], at: 60)  // reordered retransmission
         harness.receive([3], at: 60)
         #expect(harness.delivered == [1, 2, 3, 4, 5, 6])
@@ -68,9 +68,9 @@ import Testing
     @Test func anUnansweredRequestIsRepeated() {
         var harness = Harness(stream: MoldStream(configuration: configuration))
         harness.receive([1, 3], at: 0)
-        #expect(harness.poll(at: 10) == .request(sequence: 2, count: 1))
-        #expect(harness.poll(at: 109) == nil)
-        #expect(harness.poll(at: 110) == .request(sequence: 2, count: 1))
+        #expect(harness.poll(at: 10) == [.request(sequence: 2, count: 1)])
+        #expect(harness.poll(at: 109) == [])
+        #expect(harness.poll(at: 110) == [.request(sequence: 2, count: 1)])
         #expect(harness.stream.counters.requests == 2)
     }
 
@@ -78,7 +78,7 @@ import Testing
         var harness = Harness(stream: MoldStream(configuration: configuration))
         harness.receive([1, 2, 3], at: 0)
         harness.stream.heartbeat(nextSequence: 6, now: 100)
-        #expect(harness.poll(at: 110) == .request(sequence: 4, count: 2))
+        #expect(harness.poll(at: 110) == [.request(sequence: 4, count: 2)])
         harness.receive([4, 5], at: 120)
         #expect(harness.delivered == [1, 2, 3, 4, 5])
         #expect(!harness.stream.hasOpenGap)
@@ -87,8 +87,8 @@ import Testing
     @Test func aGapNeverFilledIsGivenUpReportedAndSkipped() {
         var harness = Harness(stream: MoldStream(configuration: configuration))
         harness.receive([1, 2, 5, 6], at: 0)
-        #expect(harness.poll(at: 999) != nil)
-        #expect(harness.poll(at: 1000) == .gaveUp(missing: 3...4, reason: .timeout))
+        #expect(harness.poll(at: 999) != [])
+        #expect(harness.poll(at: 1000) == [.gaveUp(missing: 3...4, reason: .timeout)])
         #expect(harness.delivered == [1, 2, 5, 6])
         #expect(harness.stream.counters.messagesLost == 2)
         #expect(harness.stream.counters.gapsGivenUp == 1)
@@ -97,24 +97,52 @@ import Testing
         #expect(harness.delivered == [1, 2, 5, 6, 7])
     }
 
-    @Test func twoHolesAreRecoveredOneAfterTheOther() {
+    @Test func twoHolesAreAskedForTogetherAndHealSeparately() {
         var harness = Harness(stream: MoldStream(configuration: configuration))
         harness.receive([1, 3, 5], at: 0)
-        #expect(harness.poll(at: 10) == .request(sequence: 2, count: 1))
+        // Both holes are due: both are asked for in the same turn, not one after the other.
+        #expect(harness.poll(at: 10) == [.request(sequence: 2, count: 1), .request(sequence: 4, count: 1)])
         harness.receive([2], at: 20)
         #expect(harness.delivered == [1, 2, 3])
         #expect(harness.stream.hasOpenGap)
-        #expect(harness.poll(at: 30) == .request(sequence: 4, count: 1))
+        #expect(harness.poll(at: 30) == [])
         harness.receive([4], at: 40)
         #expect(harness.delivered == [1, 2, 3, 4, 5])
         #expect(!harness.stream.hasOpenGap)
+        #expect(harness.stream.counters.gapsHealed == 2)
+    }
+
+    @Test func aHoleFilledInPartIsSplitAndTheRestAskedForAgainAtOnce() {
+        var harness = Harness(stream: MoldStream(configuration: configuration))
+        harness.receive([1, 10], at: 0)
+        #expect(harness.poll(at: 10) == [.request(sequence: 2, count: 8)])
+        harness.receive([5], at: 20)  // a reordered packet lands in the middle of the hole
+        #expect(harness.stream.openHoles == 2)
+        harness.receive([2, 3, 4], at: 21)
+        #expect(harness.delivered == [1, 2, 3, 4, 5])
+        #expect(harness.poll(at: 22) == [])  // 6-9 were asked for at 10; the retry waits for retry_interval
+        #expect(harness.poll(at: 110) == [.request(sequence: 6, count: 4)])
+    }
+
+    @Test func aHoleLargerThanOneRequestIsAskedForPieceByPieceWithoutWaiting() {
+        var small = configuration
+        small.maxRequestCount = 3
+        var harness = Harness(stream: MoldStream(configuration: small))
+        harness.receive([8], at: 0)
+        #expect(harness.poll(at: 10) == [.request(sequence: 1, count: 3)])
+        harness.receive([1, 2, 3], at: 11)
+        #expect(harness.poll(at: 12) == [.request(sequence: 4, count: 3)])
+        harness.receive([4, 5, 6], at: 13)
+        #expect(harness.poll(at: 14) == [.request(sequence: 7, count: 1)])
+        harness.receive([7], at: 15)
+        #expect(harness.delivered == Array(1...8))
     }
 
     @Test func tooManyHeldMessagesGiveTheGapUpSoMemoryStaysBounded() {
         var harness = Harness(stream: MoldStream(configuration: configuration))
         harness.receive([1] + Array(3...9), at: 0)
         #expect(harness.stream.heldCount == 7)
-        #expect(harness.poll(at: 1) == .gaveUp(missing: 2...2, reason: .heldLimit))
+        #expect(harness.poll(at: 1) == [.gaveUp(missing: 2...2, reason: .heldLimit)])
         #expect(harness.delivered == Array(1...9).filter { $0 != 2 })
         #expect(harness.stream.heldCount == 0)
     }
@@ -122,6 +150,6 @@ import Testing
     @Test func aLateJoinerStartsAtOneAndAsksForEverythingBefore() {
         var harness = Harness(stream: MoldStream(configuration: configuration))
         harness.receive([500], at: 0)
-        #expect(harness.poll(at: 10) == .request(sequence: 1, count: 499))
+        #expect(harness.poll(at: 10) == [.request(sequence: 1, count: 499)])
     }
 }
