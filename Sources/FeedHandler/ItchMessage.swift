@@ -75,8 +75,28 @@ public enum ItchMessage: Equatable, Sendable {
     case brokenTrade(ItchHeader, matchNumber: UInt64)
     /// h: operational halt ('H') or resumption ('T') on one market centre.
     case operationalHalt(ItchHeader, stock: StockName, marketCode: UInt8, action: UInt8)
-    /// A type of the specification that this build reads but does not act on (L, V, W, K, J, I, N, O).
-    case notActedOn(type: UInt8, ItchHeader)
+    /// L: a market participant's position in a stock.
+    case marketParticipantPosition(ItchHeader, mpid: UInt32, stock: StockName, primaryMarketMaker: Bool, mode: UInt8,
+        state: UInt8)
+    /// V: the market-wide circuit breaker levels for the day (Price(8)).
+    case mwcbDeclineLevel(ItchHeader, level1: UInt64, level2: UInt64, level3: UInt64)
+    /// W: a market-wide circuit breaker level was breached ('1', '2' or '3').
+    case mwcbStatus(ItchHeader, breachedLevel: UInt8)
+    /// K: when an IPO's quotation period ends.
+    case ipoQuotingPeriod(ItchHeader, stock: StockName, releaseTime: UInt32, qualifier: UInt8, price: UInt32)
+    /// J: the price collar of a LULD auction.
+    case luldAuctionCollar(ItchHeader, stock: StockName, referencePrice: UInt32, upperPrice: UInt32,
+        lowerPrice: UInt32, extension: UInt32)
+    /// I: net order imbalance before a cross.
+    case netOrderImbalance(ItchHeader, pairedShares: UInt64, imbalanceShares: UInt64, direction: UInt8,
+        stock: StockName, farPrice: UInt32, nearPrice: UInt32, referencePrice: UInt32, crossType: UInt8,
+        priceVariation: UInt8)
+    /// N: retail price improvement interest.
+    case retailInterest(ItchHeader, stock: StockName, flag: UInt8)
+    /// O: price discovery of a direct listing with a capital raise.
+    case directListingPriceDiscovery(ItchHeader, stock: StockName, openEligible: Bool, minimumPrice: UInt32,
+        maximumPrice: UInt32, nearExecutionPrice: UInt32, nearExecutionTime: UInt64, lowerCollar: UInt32,
+        upperCollar: UInt32)
 }
 
 /// Decodes ITCH 5.0 messages in place.
@@ -159,8 +179,31 @@ public enum ItchDecoder {
             return .brokenTrade(header, matchNumber: bytes.u64(11))
         case UInt8(ascii: "h"):
             return .operationalHalt(header, stock: StockName(raw: bytes.u64(11)), marketCode: bytes.u8(19), action: bytes.u8(20))
-        default:
-            return .notActedOn(type: type, header)
+        case UInt8(ascii: "L"):
+            return .marketParticipantPosition(header, mpid: bytes.u32(11), stock: StockName(raw: bytes.u64(15)),
+                primaryMarketMaker: bytes.u8(23) == UInt8(ascii: "Y"), mode: bytes.u8(24), state: bytes.u8(25))
+        case UInt8(ascii: "V"):
+            return .mwcbDeclineLevel(header, level1: bytes.u64(11), level2: bytes.u64(19), level3: bytes.u64(27))
+        case UInt8(ascii: "W"):
+            return .mwcbStatus(header, breachedLevel: bytes.u8(11))
+        case UInt8(ascii: "K"):
+            return .ipoQuotingPeriod(header, stock: StockName(raw: bytes.u64(11)), releaseTime: bytes.u32(19),
+                qualifier: bytes.u8(23), price: bytes.u32(24))
+        case UInt8(ascii: "J"):
+            return .luldAuctionCollar(header, stock: StockName(raw: bytes.u64(11)), referencePrice: bytes.u32(19),
+                upperPrice: bytes.u32(23), lowerPrice: bytes.u32(27), extension: bytes.u32(31))
+        case UInt8(ascii: "I"):
+            return .netOrderImbalance(header, pairedShares: bytes.u64(11), imbalanceShares: bytes.u64(19),
+                direction: bytes.u8(27), stock: StockName(raw: bytes.u64(28)), farPrice: bytes.u32(36),
+                nearPrice: bytes.u32(40), referencePrice: bytes.u32(44), crossType: bytes.u8(48),
+                priceVariation: bytes.u8(49))
+        case UInt8(ascii: "N"):
+            return .retailInterest(header, stock: StockName(raw: bytes.u64(11)), flag: bytes.u8(19))
+        default:  // "O", the last type specifiedLength knows
+            return .directListingPriceDiscovery(header, stock: StockName(raw: bytes.u64(11)),
+                openEligible: bytes.u8(19) == UInt8(ascii: "Y"), minimumPrice: bytes.u32(20),
+                maximumPrice: bytes.u32(24), nearExecutionPrice: bytes.u32(28), nearExecutionTime: bytes.u64(32),
+                lowerCollar: bytes.u32(40), upperCollar: bytes.u32(44))
         }
     }
 }

@@ -9,7 +9,10 @@ public struct ItchNormalizer {
         public var unknownLocate: UInt64 = 0
         /// Executions, cancels and deletes of an order the book never saw.
         public var unknownOrder: UInt64 = 0
+        /// Messages decoded but informational only (S, Y, L, K, I, N, O, V).
         public var notActedOn: UInt64 = 0
+        /// Broken trades whose execution this session never saw.
+        public var unknownBrokenTrades: UInt64 = 0
     }
 
     public let venue: String
@@ -19,6 +22,14 @@ public struct ItchNormalizer {
     public private(set) var book = VenueBook()
     public private(set) var counters = Counters()
     private var publishedTop: [UInt16: VenueBook.TopOfBook] = [:]
+    /// Which symbol each recent execution was in, so that a broken trade (which names only the match number) can be
+    /// published for its symbol. Bounded: the oldest go first.
+    private var recentMatches: [UInt64: UInt16] = [:]
+    private var recentMatchOrder: [UInt64] = []
+    private var recentMatchStart = 0
+    public static let rememberedMatches = 1_000_000
+    /// The market-wide circuit breaker levels of the day (V), quoted in the STATUS of a breach (W).
+    public private(set) var circuitBreakerLevels: [Price] = []
 
     public init(venue: String, sessionMidnightNs: UInt64) {
         self.venue = venue
@@ -94,7 +105,49 @@ public struct ItchNormalizer {
         case let .operationalHalt(header, _, _, action):
             emitStatus(header, state: action == UInt8(ascii: "H") ? .halted : .trading, reason: "operational halt",
                 venueSequence: venueSequence, into: &ticks)
-        case .systemEvent, .regSHORestriction, .brokenTrade, .notActedOn:
+        case let .brokenTrade(header, matchNumber):
+            guard let locate = recentMatches[matchNumber], let symbol = symbols[locate] else {
+                counters.unknownBrokenTrades += 1
+                return
+            }
+            // Downstream corrects: a STATUS naming the broken trade's id (its match number) for the symbol.
+            var tick = Tick(symbol: symbol, type: .status, venue: venue)
+            tick.tradeID = matchNumber
+            tick.quality = .ok
+            tick.reason = "BROKEN TRADE \(matchNumber)"
+            tick.exchangeTimestampNs = exchangeTime(header)
+            tick.venueSequence = venueSequence
+            ticks.append(tick)
+        case let .mwcbDeclineLevel(_, level1, level2, level3):
+            circuitBreakerLevels = [level1, level2, level3].map { Price(itchPrice8: $0) }
+            counters.notActedOn += 1
+        case let .mwcbStatus(header, breachedLevel):
+            // A market-wide halt: one STATUS on #SYS for every consumer, not one per symbol.
+            let level = Int(breachedLevel) - Int(UInt8(ascii: "0"))
+            var tick = Tick(symbol: Topic.system, type: .status, venue: venue)
+            tick.state = .halted
+            tick.quality = .ok
+            let price = (1...3).contains(level) && circuitBreakerLevels.count == 3
+                ? " at \(circuitBreakerLevels[level - 1])" : ""
+            tick.reason = "MWCB level \(Character(Unicode.Scalar(breachedLevel))) breached\(price)"
+            tick.exchangeTimestampNs = exchangeTime(header)
+            tick.venueSequence = venueSequence
+            ticks.append(tick)
+        case let .luldAuctionCollar(header, _, reference, upper, lower, extensions):
+            guard let symbol = symbols[header.stockLocate] else {
+                counters.unknownLocate += 1
+                return
+            }
+            var tick = Tick(symbol: symbol, type: .status, venue: venue)
+            tick.state = .paused
+            tick.quality = .ok
+            tick.reason = "LULD auction collar: reference \(Price(itchPrice4: reference)), "
+                + "\(Price(itchPrice4: lower))-\(Price(itchPrice4: upper)), extension \(extensions)"
+            tick.exchangeTimestampNs = exchangeTime(header)
+            tick.venueSequence = venueSequence
+            ticks.append(tick)
+        case .systemEvent, .regSHORestriction, .marketParticipantPosition, .ipoQuotingPeriod, .netOrderImbalance,
+            .retailInterest, .directListingPriceDiscovery:
             counters.notActedOn += 1
         }
     }
@@ -109,6 +162,7 @@ public struct ItchNormalizer {
             counters.unknownLocate += 1
             return
         }
+        rememberMatch(matchNumber, locate: locate)
         var tick = Tick(symbol: symbol, type: .trade, venue: venue)
         tick.price = Price(itchPrice4: price)
         tick.size = UInt64(shares)
@@ -116,6 +170,19 @@ public struct ItchNormalizer {
         tick.exchangeTimestampNs = exchangeTime(header)
         tick.venueSequence = venueSequence
         ticks.append(tick)
+    }
+
+    private mutating func rememberMatch(_ matchNumber: UInt64, locate: UInt16) {
+        recentMatches[matchNumber] = locate
+        recentMatchOrder.append(matchNumber)
+        if recentMatchOrder.count - recentMatchStart > ItchNormalizer.rememberedMatches {
+            recentMatches[recentMatchOrder[recentMatchStart]] = nil
+            recentMatchStart += 1
+            if recentMatchStart >= ItchNormalizer.rememberedMatches {
+                recentMatchOrder.removeFirst(recentMatchStart)
+                recentMatchStart = 0
+            }
+        }
     }
 
     private mutating func emitQuoteIfChanged(_ header: ItchHeader, venueSequence: UInt64, into ticks: inout [Tick]) {
