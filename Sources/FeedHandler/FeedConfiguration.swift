@@ -68,6 +68,8 @@ public struct FeedConfiguration: Sendable {
     public var replayEndpoint = "tcp://127.0.0.1:7102"
     public var controlEndpoint = "tcp://127.0.0.1:7109"
     public var sendHighWaterMark: Int32 = 1_000_000
+    /// Ticks kept for the replay ROUTER.
+    public var replayTicks = 200_000
     public var udpReceiveBufferBytes = 8 << 20
     public var reconnectInitial: Duration = .milliseconds(100)
     public var reconnectMaximum: Duration = .seconds(5)
@@ -85,6 +87,7 @@ public struct FeedConfiguration: Sendable {
         configuration.replayEndpoint = try feed.endpoint("replay", default: configuration.replayEndpoint)
         configuration.controlEndpoint = try feed.endpoint("control", default: configuration.controlEndpoint)
         configuration.sendHighWaterMark = Int32(try feed.int("send_hwm", default: 1_000_000, in: 1...100_000_000))
+        configuration.replayTicks = try feed.int("replay_ticks", default: 200_000, in: 1...100_000_000)
         configuration.udpReceiveBufferBytes = try feed.int("udp_receive_buffer", default: 8 << 20, in: 65_536...(1 << 30))
         configuration.reconnectInitial = try feed.duration("reconnect_initial", default: .milliseconds(100))
         configuration.reconnectMaximum = try feed.duration("reconnect_max", default: .seconds(5))

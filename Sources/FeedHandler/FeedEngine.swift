@@ -40,6 +40,8 @@ private final class FeedLoop: SocketLoop, TickSink {
     let logger: Logger
     let publisher: ZMQSocket
     let control: ControlResponder
+    let replay: ZMQSocket
+    var ring: TickRing
     let poller = ZMQPoller()
     var boundEndpoints: [String: String] = [:]
     let started = MonotonicClock.nowNanoseconds()
@@ -60,6 +62,8 @@ private final class FeedLoop: SocketLoop, TickSink {
     var jsonVenues: [JSONVenue] = []
     let wakeupIndex: Int
     let controlIndex: Int
+    let replayIndex: Int
+    var replaysServed: UInt64 = 0
     var badInputLog = LogRateLimiter()
 
     final class JSONVenue {
@@ -92,8 +96,14 @@ private final class FeedLoop: SocketLoop, TickSink {
         boundEndpoints["publish"] = try publisher.lastEndpoint
         control = try ControlResponder(context: context, endpoint: configuration.controlEndpoint)
         boundEndpoints["control"] = try control.socket.lastEndpoint
+        replay = try ZMQSocket(context, type: .router)
+        try replay.setSendHighWaterMark(10_000_000)
+        try replay.bind(configuration.replayEndpoint)
+        boundEndpoints["replay"] = try replay.lastEndpoint
+        ring = TickRing(capacity: configuration.replayTicks)
         wakeupIndex = poller.add(descriptor: engine.thread.wakeup.descriptor)
         controlIndex = try poller.add(control.socket)
+        replayIndex = try poller.add(replay)
         for venue in configuration.venues {
             switch venue.source {
             case let .itch(source):
@@ -152,11 +162,13 @@ private final class FeedLoop: SocketLoop, TickSink {
             if poller.isReadable(controlIndex) {
                 try? control.serveWaiting { body in ControlCodec.respond(to: body, answer: answer) }
             }
+            if poller.isReadable(replayIndex) { serveReplays() }
             rateIn.sample(total: messagesIn)
             rateOut.sample(total: published)
         }
         publisher.close()
         control.socket.close()
+        replay.close()
         logger.info("feedd stopped", metadata: ["published": "\(published)", "dropped": "\(dropped)"])
     }
 
@@ -272,8 +284,41 @@ private final class FeedLoop: SocketLoop, TickSink {
                 dropped += 1
                 logBadInput("publish", "\(error)")
             }
+            // Kept for replay whether or not a subscriber took it: a restarted plant asks for exactly these.
+            topic.withUnsafeBytes { ring.store(sequence: streamSequence, topic: $0, payload: payload) }
         }
         ticks.removeAll(keepingCapacity: true)
+    }
+
+    // MARK: Replay
+
+    /// Answers stream replay requests from DEALER peers: [identity, request] in, then [identity, topic, tick] per tick
+    /// and [identity, "#END", SnapshotEnd] (Proto/control.proto).
+    func serveReplays() {
+        while let frames = try? replay.receiveFrames(dontWait: true), frames.count >= 2 {
+            let identity = frames[0]
+            let end: SnapshotEnd
+            switch ReplayRequest(decoding: frames[frames.count - 1]) {
+            case let .streamReplay(from, maxCount):
+                let result = ring.forEach(from: from, maxCount: maxCount == 0 ? UInt64.max : maxCount) { _, topic, tick in
+                    _ = try? replay.send(identity, more: true, dontWait: true)
+                    _ = try? replay.send(topic, more: true, dontWait: true)
+                    _ = try? replay.send(tick, dontWait: true)
+                }
+                end = SnapshotEnd(streamSequence: streamSequence, tickCount: result.count, complete: result.complete,
+                    error: result.complete ? "" : "ticks before stream_seq \(ring.firstSequence) are no longer kept")
+                replaysServed += 1
+            case .snapshot, .symbolReplay:
+                end = SnapshotEnd(streamSequence: streamSequence, tickCount: 0, complete: false,
+                    error: "feedd serves stream replays only; ask plantd for snapshots")
+            case nil:
+                end = SnapshotEnd(streamSequence: streamSequence, tickCount: 0, complete: false,
+                    error: "not a ControlRequest (Proto/control.proto)")
+            }
+            _ = try? replay.send(identity, more: true, dontWait: true)
+            _ = try? replay.send(SnapshotEnd.topic, more: true, dontWait: true)
+            _ = try? replay.send(end.encoded(), dontWait: true)
+        }
     }
 
     func logBadInput(_ source: String, _ problem: String) {
@@ -297,7 +342,8 @@ private final class FeedLoop: SocketLoop, TickSink {
     var messagesIn: UInt64 { received + itchFeeds.reduce(0) { $0 + $1.feed.normalizer.counters.messages } }
 
     func status() -> DaemonStatus {
-        var counters: [String: UInt64] = ["stream_seq": streamSequence]
+        var counters: [String: UInt64] = ["stream_seq": streamSequence, "replays_served": replaysServed,
+            "replay_first_stream_seq": ring.firstSequence]
         var gapsOpen: UInt64 = 0
         var gapsHealed: UInt64 = 0
         for (feed, _, _) in itchFeeds {

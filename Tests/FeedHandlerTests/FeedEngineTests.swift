@@ -12,6 +12,7 @@ import ZeroMQ
         var configuration = FeedConfiguration()
         configuration.publishEndpoint = "tcp://127.0.0.1:*"
         configuration.controlEndpoint = "tcp://127.0.0.1:*"
+        configuration.replayEndpoint = "tcp://127.0.0.1:*"
         configuration.venues = venues
         configuration.reconnectInitial = .milliseconds(20)
         return configuration
@@ -130,5 +131,56 @@ import ZeroMQ
         let status = try Self.status(context, try #require(engine.endpoints["control"]))
         #expect(status.counters["ARCX.malformed"] == 1)
         #expect(status.counters["ARCX.connected"] == 1)
+    }
+
+    @Test func theReplayRouterServesRecentTicksByStreamSequence() throws {
+        let context = try ZMQContext()
+        var configuration = Self.configuration(venues: [.init(venue: "XNAS",
+            source: .itch(.init(listenHost: "127.0.0.1", listenPort: 0)), timezone: "UTC")])
+        configuration.replayTicks = 4
+        let engine = FeedEngine(configuration: configuration, context: context, logger: Logger(label: "test"))
+        try engine.start()
+        defer {
+            engine.stop()
+            _ = engine.thread.join()
+        }
+        let udpPort = try #require(engine.endpoints["udp:XNAS"].flatMap { ConfigReader.parseHostPort($0)?.port })
+        let sender = try UDPSender(destination: try SocketAddress(host: "127.0.0.1", port: udpPort))
+        let trades = (1...6).map { number in
+            ItchEncoder.trade(ItchHeader(stockLocate: 1, timestamp: number), shares: 100, symbol: "AAPL",
+                price: UInt32(1_000_000 + number), matchNumber: number)
+        }
+        sender.send(MoldPacket.encode(session: "S1", sequenceNumber: 1, messages: [SpecBytes.stockDirectory] + trades))
+
+        let dealer = try ZMQSocket(context, type: .dealer)
+        try dealer.setReceiveTimeout(milliseconds: 2000)
+        try dealer.connect(try #require(engine.endpoints["replay"]))
+        func replay(from: UInt64, max: UInt64) throws -> (ticks: [Tick], end: SnapshotEnd) {
+            try dealer.send(ReplayRequest.streamReplay(fromStreamSequence: from, maxCount: max).encoded())
+            var ticks: [Tick] = []
+            while let frames = try dealer.receiveFrames() {
+                if frames[0] == Array(SnapshotEnd.topic.utf8) {
+                    return (ticks, try #require(SnapshotEnd(decoding: frames[1])))
+                }
+                #expect(frames[0] == Array("AAPL|T".utf8))
+                ticks.append(try TickDecoder.decode(frames[1]))
+            }
+            throw SocketError(operation: "no #END from the replay ROUTER", code: 0)
+        }
+        // Wait for the six trades to be published (stream_seq 1-6); the ring keeps the last four.
+        var status = try Self.status(context, try #require(engine.endpoints["control"]))
+        let deadline = Date().addingTimeInterval(5)
+        while status.counters["stream_seq"] != 6 && Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.05)
+            status = try Self.status(context, try #require(engine.endpoints["control"]))
+        }
+        let recent = try replay(from: 4, max: 2)
+        #expect(recent.ticks.map(\.streamSequence) == [4, 5])
+        #expect(recent.ticks.map(\.price.description) == ["100.0004", "100.0005"])
+        #expect(recent.end == SnapshotEnd(streamSequence: 6, tickCount: 2, complete: true))
+        let tooOld = try replay(from: 1, max: 0)
+        #expect(tooOld.ticks.map(\.streamSequence) == [3, 4, 5, 6])
+        #expect(!tooOld.end.complete)
+        #expect(tooOld.end.error.contains("before stream_seq 3"))
     }
 }

@@ -72,3 +72,20 @@ import Testing
         #expect(throws: TickDecodeError.self) { try TickDecoder.decode([0x0A, 0x04, 0x41, 0x41, 0x50, 0x4C]) }
     }
 }
+
+@Suite struct ReplayMessageCodec {
+    @Test(arguments: [
+        ReplayRequest.snapshot(prefix: "AAPL|"), .snapshot(prefix: ""),
+        .symbolReplay(symbol: "MSFT", fromSymbolSequence: 812), .streamReplay(fromStreamSequence: 9001, maxCount: 50),
+    ])
+    func requestsSurviveEncodeAndDecode(request: ReplayRequest) {
+        #expect(ReplayRequest(decoding: request.encoded()) == request)
+    }
+
+    @Test func snapshotEndsSurviveEncodeAndDecode() {
+        let end = SnapshotEnd(streamSequence: 123, tickCount: 7, complete: false, error: "too old")
+        #expect(SnapshotEnd(decoding: end.encoded()) == end)
+        #expect(ReplayRequest(decoding: [0xFF, 0x01]) == nil)
+        #expect(ReplayRequest(decoding: []) == nil)
+    }
+}
