@@ -359,6 +359,7 @@ private final class FeedLoop: SocketLoop, TickSink {
             counters["\(feed.venue).messages_lost"] = stream.messagesLost
             counters["\(feed.venue).retransmission_requests"] = stream.requests
             counters["\(feed.venue).held"] = UInt64(feed.stream.heldCount)
+            if let drops = feed.receiver.kernelDrops { counters["\(feed.venue).kernel_drops"] = drops }
             gapsOpen += feed.stream.hasOpenGap ? 1 : 0
             gapsHealed += stream.gapsHealed
         }

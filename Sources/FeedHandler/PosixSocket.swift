@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 
 /// A failed socket call, with errno's text.
@@ -116,6 +117,24 @@ public final class UDPReceiver {
             else { throw SocketError.last("join multicast group \(address.host)") }
         }
         descriptor.setNonBlocking()
+    }
+
+    /// Datagrams the kernel dropped because this socket's buffer was full (the `drops` column of /proc/net/udp and
+    /// udp6); nil where the kernel does not say. Read on demand (status requests), never per packet.
+    public var kernelDrops: UInt64? {
+        var info = stat()
+        guard fstat(descriptor.raw, &info) == 0 else { return nil }
+        let inode = String(info.st_ino)
+        for table in ["/proc/net/udp", "/proc/net/udp6"] {
+            guard let text = try? String(contentsOfFile: table, encoding: .utf8) else { continue }
+            for line in text.split(separator: "\n").dropFirst() {
+                let columns = line.split(separator: " ", omittingEmptySubsequences: true)
+                // sl local rem st tx:rx tr:when retrnsmt uid timeout inode ref pointer drops
+                guard columns.count >= 13, columns[9] == inode else { continue }
+                return UInt64(columns[12])
+            }
+        }
+        return nil
     }
 
     /// Reads one datagram into `buffer`; nil when none is waiting.

@@ -6,8 +6,8 @@ import MarketData
 public struct Mktctl: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "mktctl",
-        abstract: "Operate a tickplant chain: status, tail, sim.",
-        subcommands: [StatusCommand.self, TailCommand.self, SimCommand.self])
+        abstract: "Operate a tickplant chain: status, tail, gaps, sim.",
+        subcommands: [StatusCommand.self, TailCommand.self, GapsCommand.self, SimCommand.self])
 
     public init() {}
 }

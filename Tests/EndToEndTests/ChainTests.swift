@@ -136,6 +136,11 @@ import ZeroMQ
             }, "\(daemon) not shown up: \(status.output)")
         }
 
+        let gaps = try Chain.run(mktctl, ["gaps", "--etc", etc])
+        #expect(gaps.status == 0, "\(gaps.output)")
+        #expect(gaps.output.split(separator: "\n").contains { $0.hasPrefix("XNAS") && $0.contains("TICKPLANT1") },
+            "\(gaps.output)")
+
         chain.stop("edged")
         let down = try Chain.run(mktctl, ["status", "--etc", etc, "--timeout", "300"])
         #expect(down.status != 0)
