@@ -71,6 +71,8 @@ private final class FeedLoop: SocketLoop, TickSink {
         let address: SocketAddress
         let pollIndex: Int
         var connection: FileDescriptor?
+        /// A connection being made (non-blocking); it becomes `connection` once up.
+        var connecting: FileDescriptor?
         var pending: [UInt8] = []
         var nextAttemptNs: UInt64 = 0
         var backoffNs: UInt64
@@ -138,7 +140,8 @@ private final class FeedLoop: SocketLoop, TickSink {
         defer { datagram.deallocate() }
         while !thread.isStopping {
             connectDueVenues()
-            let timeout = itchFeeds.map(\.feed.pollTimeoutMilliseconds).min() ?? 100
+            var timeout = itchFeeds.map(\.feed.pollTimeoutMilliseconds).min() ?? 100
+            if jsonVenues.contains(where: { $0.connecting != nil }) { timeout = min(timeout, 10) }
             do {
                 try poller.poll(timeoutMilliseconds: timeout)
             } catch {
@@ -174,19 +177,27 @@ private final class FeedLoop: SocketLoop, TickSink {
 
     // MARK: JSON venues
 
+    /// Moves every JSON venue's connection along without blocking: starts the ones that are due, finishes the ones
+    /// the kernel has made.
     func connectDueVenues() {
         let now = MonotonicClock.nowNanoseconds()
-        for venue in jsonVenues where venue.connection == nil && now >= venue.nextAttemptNs {
+        for venue in jsonVenues where venue.connection == nil {
             do {
-                let connection = try FileDescriptor.connectTCP(to: venue.address)
-                venue.connection = connection
-                venue.connects += 1
-                venue.pending.removeAll(keepingCapacity: true)
-                venue.backoffNs = configuration.reconnectInitial.nanoseconds
-                poller.replace(venue.pollIndex, descriptor: connection.raw)
-                logger.info("connected to JSON venue", metadata: ["venue": "\(venue.parser.venue)",
-                    "address": "\(venue.address)"])
+                if let attempt = venue.connecting {
+                    guard try attempt.connectionEstablished() else { continue }
+                    venue.connecting = nil
+                    venue.connection = attempt
+                    venue.connects += 1
+                    venue.pending.removeAll(keepingCapacity: true)
+                    venue.backoffNs = configuration.reconnectInitial.nanoseconds
+                    poller.replace(venue.pollIndex, descriptor: attempt.raw)
+                    logger.info("connected to JSON venue", metadata: ["venue": "\(venue.parser.venue)",
+                        "address": "\(venue.address)"])
+                } else if now >= venue.nextAttemptNs {
+                    venue.connecting = try FileDescriptor.startTCPConnect(to: venue.address)
+                }
             } catch {
+                venue.connecting = nil
                 scheduleReconnect(venue, now: now, reason: "\(error)")
             }
         }

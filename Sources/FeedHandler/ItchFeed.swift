@@ -133,6 +133,7 @@ final class ItchFeed {
         guard let session else { return }
         let now = MonotonicClock.nowNanoseconds()
         receivedNs = WallClock.nowNanoseconds()
+        if stream.hasOpenGap { retransmission?.progress(now: now) }
         deferPublishing = true
         let actions = stream.poll(now: now) { number, bytes in deliver(number, bytes, sink: sink) }
         deferPublishing = false
@@ -185,11 +186,13 @@ final class ItchFeed {
     var pollTimeoutMilliseconds: Int { stream.hasOpenGap ? 5 : 100 }
 }
 
-/// A TCP client of a venue's MoldUDP64 retransmission server. Connects on first need, keeps the connection, and
-/// backs off after a failure.
+/// A TCP client of a venue's MoldUDP64 retransmission server. Connects on first need without blocking the feed
+/// thread (requests made meanwhile wait, bounded), keeps the connection, and backs off after a failure.
 final class RetransmissionClient {
     let address: SocketAddress
     private(set) var connection: FileDescriptor?
+    private var connecting: FileDescriptor?
+    private var waiting: [[UInt8]] = []
     private var frames = LengthPrefixedFrames()
     private var retryAtNs: UInt64 = 0
     private(set) var requests: UInt64 = 0
@@ -202,27 +205,56 @@ final class RetransmissionClient {
 
     func reset() {
         connection = nil
+        connecting = nil
+        waiting.removeAll()
         frames = LengthPrefixedFrames()
     }
 
-    /// Sends one request; false when the server cannot be reached now (the stream will ask again or give up).
+    /// Sends one request, or keeps it until the connection is up; false when the server cannot be reached now (the
+    /// stream asks again later or gives up).
     func request(session: MoldSession, sequence: UInt64, count: UInt16, now: UInt64) -> Bool {
+        let request = MoldRequest.encode(session: session.description, sequence: sequence, count: count)
+        requests += 1
         if connection == nil {
-            guard now >= retryAtNs else { return false }
-            do {
-                connection = try FileDescriptor.connectTCP(to: address, timeoutSeconds: 1)
-                frames = LengthPrefixedFrames()
-            } catch {
-                failures += 1
-                retryAtNs = now + 500_000_000
-                return false
+            guard progress(now: now) else {
+                if connecting != nil && waiting.count < 64 { waiting.append(request) }
+                return connecting != nil
             }
         }
-        requests += 1
-        guard connection!.writeAll(MoldRequest.encode(session: session.description, sequence: sequence, count: count))
-        else {
+        return send(request)
+    }
+
+    /// Starts or finishes the connection; true once it is up.
+    @discardableResult
+    func progress(now: UInt64) -> Bool {
+        if connection != nil { return true }
+        do {
+            if let attempt = connecting {
+                guard try attempt.connectionEstablished() else { return false }
+                connecting = nil
+                connection = attempt
+                frames = LengthPrefixedFrames()
+                let queued = waiting
+                waiting.removeAll()
+                for request in queued where !send(request) { return false }
+                return true
+            }
+            guard now >= retryAtNs else { return false }
+            connecting = try FileDescriptor.startTCPConnect(to: address)
+            return false
+        } catch {
             failures += 1
-            connection = nil
+            connecting = nil
+            waiting.removeAll()
+            retryAtNs = now + 500_000_000
+            return false
+        }
+    }
+
+    private func send(_ request: [UInt8]) -> Bool {
+        guard let connection, connection.writeAll(request) else {
+            failures += 1
+            self.connection = nil
             return false
         }
         return true

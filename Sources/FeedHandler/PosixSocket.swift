@@ -202,21 +202,31 @@ public final class TCPListener {
 }
 
 extension FileDescriptor {
-    /// Opens a TCP connection. Blocking, bounded by `timeoutSeconds` (SO_SNDTIMEO bounds connect on Linux); then
-    /// switched to non-blocking for the poll loop.
-    public static func connectTCP(to address: SocketAddress, timeoutSeconds: Int = 1) throws(SocketError) -> FileDescriptor {
+    /// Starts a TCP connection without waiting for it: the feed thread must never stall on a venue that does not
+    /// answer. `connectionEstablished()` tells when it is up.
+    public static func startTCPConnect(to address: SocketAddress) throws(SocketError) -> FileDescriptor {
         let fd = socket(address.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw SocketError.last("socket") }
         let descriptor = FileDescriptor(fd)
-        var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        guard address.withSockaddr({ Glibc.connect(fd, $0, $1) }) == 0 else {
-            throw SocketError.last("connect \(address)")
-        }
+        descriptor.setNonBlocking()
         var one: Int32 = 1
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-        descriptor.setNonBlocking()
+        if address.withSockaddr({ Glibc.connect(fd, $0, $1) }) != 0 && errno != EINPROGRESS {
+            throw SocketError.last("connect \(address)")
+        }
         return descriptor
+    }
+
+    /// For a connection started by `startTCPConnect`: true once it is up, false while it is still being made; throws
+    /// the reason it failed.
+    public func connectionEstablished() throws(SocketError) -> Bool {
+        var item = pollfd(fd: raw, events: Int16(POLLOUT), revents: 0)
+        guard Glibc.poll(&item, 1, 0) > 0 else { return false }
+        var error: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        getsockopt(raw, SOL_SOCKET, SO_ERROR, &error, &length)
+        guard error == 0 else { throw SocketError(operation: "connect", code: error) }
+        return true
     }
 
     /// Reads what is available into `buffer`: the byte count, 0 at end of stream, nil when nothing is waiting.
