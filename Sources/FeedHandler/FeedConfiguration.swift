@@ -18,6 +18,10 @@ public struct FeedConfiguration: Sendable {
         public var retransmissionRetry: Duration = .milliseconds(250)
         /// Most messages held behind a gap.
         public var maxHeldMessages = 1_000_000
+        /// Levels per side in BOOK ticks (0: no BOOK ticks).
+        public var bookDepth = 5
+        /// BOOK ticks of a symbol go out at most this often (conflated).
+        public var bookInterval: Duration = .milliseconds(100)
 
         public init(listenHost: String, listenPort: Int, retransmission: (host: String, port: Int)? = nil,
             multicastInterface: String? = nil)
@@ -34,7 +38,8 @@ public struct FeedConfiguration: Sendable {
                 && lhs.retransmission?.port == rhs.retransmission?.port
                 && lhs.multicastInterface == rhs.multicastInterface && lhs.gapTimeout == rhs.gapTimeout
                 && lhs.gapGiveUp == rhs.gapGiveUp && lhs.retransmissionRetry == rhs.retransmissionRetry
-                && lhs.maxHeldMessages == rhs.maxHeldMessages
+                && lhs.maxHeldMessages == rhs.maxHeldMessages && lhs.bookDepth == rhs.bookDepth
+                && lhs.bookInterval == rhs.bookInterval
         }
 
         /// The recovery settings in the stream's own terms.
@@ -120,6 +125,11 @@ public struct FeedConfiguration: Sendable {
                 itch.gapGiveUp = try table.duration("gap_giveup", default: itch.gapGiveUp)
                 itch.retransmissionRetry = try table.duration("retransmission_retry", default: itch.retransmissionRetry)
                 itch.maxHeldMessages = try table.int("max_held_messages", default: itch.maxHeldMessages, in: 1...100_000_000)
+                itch.bookDepth = try table.int("book_depth", default: itch.bookDepth, in: 0...50)
+                itch.bookInterval = try table.duration("book_interval", default: itch.bookInterval)
+                guard itch.bookInterval >= .milliseconds(1) else {
+                    throw table.error("book_interval", "expected at least 1ms")
+                }
                 guard itch.gapGiveUp > itch.gapTimeout else {
                     throw table.error("gap_giveup", "expected a duration longer than gap_timeout")
                 }

@@ -38,6 +38,7 @@ final class ItchFeed {
     private var receivedNs: UInt64 = 0
     /// While recovery releases held messages, their ticks wait so that a GAP status can go out before them.
     private var deferPublishing = false
+    private var nextBookFlushNs: UInt64 = 0
     private let logger: Logger
 
     init(venue: String, source: FeedConfiguration.ItchSource, timezone: String, receiveBufferBytes: Int,
@@ -53,7 +54,8 @@ final class ItchFeed {
         retransmission = try source.retransmission.map { server in
             RetransmissionClient(address: try SocketAddress(host: server.host, port: server.port))
         }
-        normalizer = ItchNormalizer(venue: venue, sessionMidnightNs: sessionMidnightNanoseconds(timezone: timezone))
+        normalizer = ItchNormalizer(venue: venue, sessionMidnightNs: sessionMidnightNanoseconds(timezone: timezone),
+            bookDepth: source.bookDepth)
         stream = MoldStream(configuration: source.recovery)
         ticks.reserveCapacity(4)
     }
@@ -110,7 +112,8 @@ final class ItchFeed {
         }
         session = newSession
         stream = MoldStream(configuration: source.recovery)
-        normalizer = ItchNormalizer(venue: venue, sessionMidnightNs: sessionMidnightNanoseconds(timezone: timezone))
+        normalizer = ItchNormalizer(venue: venue, sessionMidnightNs: sessionMidnightNanoseconds(timezone: timezone),
+            bookDepth: source.bookDepth)
         retransmission?.reset()
     }
 
@@ -153,6 +156,11 @@ final class ItchFeed {
         // Consumers learn of a loss before the messages that were held behind it.
         ticks.insert(contentsOf: gapStatuses, at: 0)
         if !ticks.isEmpty { sink.publish(&ticks, receivedNs: receivedNs) }
+        if now >= nextBookFlushNs {
+            nextBookFlushNs = now + source.bookInterval.nanoseconds
+            normalizer.flushBooks(into: &ticks)
+            if !ticks.isEmpty { sink.publish(&ticks, receivedNs: receivedNs) }
+        }
     }
 
     /// Records a hole given up and returns the GAP status that tells consumers.
@@ -183,7 +191,9 @@ final class ItchFeed {
     }
 
     /// How soon the loop must come back to `recover` (milliseconds), so that gap timers run on time.
-    var pollTimeoutMilliseconds: Int { stream.hasOpenGap ? 5 : 100 }
+    var pollTimeoutMilliseconds: Int {
+        stream.hasOpenGap ? 5 : min(100, max(1, Int(source.bookInterval.nanoseconds / 1_000_000)))
+    }
 }
 
 /// A TCP client of a venue's MoldUDP64 retransmission server. Connects on first need without blocking the feed

@@ -31,9 +31,40 @@ public struct ItchNormalizer {
     /// The market-wide circuit breaker levels of the day (V), quoted in the STATUS of a breach (W).
     public private(set) var circuitBreakerLevels: [Price] = []
 
-    public init(venue: String, sessionMidnightNs: UInt64) {
+    /// Levels per side in BOOK ticks; 0 publishes none.
+    public var bookDepth: Int
+    /// Symbols whose book changed since the last BOOK ticks, in the order they first changed.
+    private var changedBooks: [UInt16] = []
+    private var changedBookSet: Set<UInt16> = []
+    /// Exchange time of the latest book change, stamped on the BOOK ticks it leads to.
+    private var lastBookChangeNs: UInt64 = 0
+
+    public init(venue: String, sessionMidnightNs: UInt64, bookDepth: Int = 0) {
         self.venue = venue
         self.sessionMidnightNs = sessionMidnightNs
+        self.bookDepth = bookDepth
+    }
+
+    /// Appends a BOOK tick for every symbol whose book changed since the last call: conflated, so that a busy book
+    /// costs one tick per `book_interval`, not one per order.
+    public mutating func flushBooks(into ticks: inout [Tick]) {
+        guard bookDepth > 0 else { return }
+        for locate in changedBooks {
+            guard let symbol = symbols[locate] else { continue }
+            let depth = book.depth(of: locate, levels: bookDepth)
+            var tick = Tick(symbol: symbol, type: .book, venue: venue)
+            tick.bids = depth.bids.map { BookLevel(price: Price(itchPrice4: $0.price), size: $0.size) }
+            tick.asks = depth.asks.map { BookLevel(price: Price(itchPrice4: $0.price), size: $0.size) }
+            tick.exchangeTimestampNs = lastBookChangeNs
+            ticks.append(tick)
+        }
+        changedBooks.removeAll(keepingCapacity: true)
+        changedBookSet.removeAll(keepingCapacity: true)
+    }
+
+    private mutating func markBookChanged(_ locate: UInt16) {
+        guard bookDepth > 0, changedBookSet.insert(locate).inserted else { return }
+        changedBooks.append(locate)
     }
 
     /// Appends the ticks `message` produces to `ticks` (at most two: a trade and the quote it changed).
@@ -188,6 +219,8 @@ public struct ItchNormalizer {
     private mutating func emitQuoteIfChanged(_ header: ItchHeader, venueSequence: UInt64, into ticks: inout [Tick]) {
         let locate = header.stockLocate == 0 ? nil : header.stockLocate
         guard let locate, let symbol = symbols[locate] else { return }
+        markBookChanged(locate)
+        lastBookChangeNs = exchangeTime(header)
         let top = book.top(of: locate)
         guard publishedTop[locate] != top else { return }
         publishedTop[locate] = top

@@ -55,6 +55,16 @@ public struct VenueBook {
 
     public func top(of locate: UInt16) -> TopOfBook { levels[locate]?.top ?? TopOfBook() }
 
+    /// The best `depth` levels of each side, best first (prices in ITCH Price(4), sizes summed over orders).
+    public func depth(of locate: UInt16, levels depth: Int) -> (bids: [(price: UInt32, size: UInt64)],
+        asks: [(price: UInt32, size: UInt64)])
+    {
+        guard let book = levels[locate] else { return ([], []) }
+        let bids = book.bids.sorted { $0.key > $1.key }.prefix(depth).map { (price: $0.key, size: $0.value) }
+        let asks = book.asks.sorted { $0.key < $1.key }.prefix(depth).map { (price: $0.key, size: $0.value) }
+        return (Array(bids), Array(asks))
+    }
+
     public func order(_ reference: UInt64) -> Order? { orders[reference] }
 
     public mutating func add(reference: UInt64, locate: UInt16, side: OrderSide, price: UInt32, shares: UInt32) {

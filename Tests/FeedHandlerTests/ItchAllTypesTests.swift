@@ -172,4 +172,33 @@ import MarketData
         #expect(ticks.filter { $0.type == .quote }.map(\.askPrice.description) == ["179", "178.9", "178.9"])
         #expect(ticks.filter { $0.type == .quote }.map(\.askSize) == [100, 50, 30])
     }
+
+    @Test func bookTicksCarryTheTopLevelsBestFirstConflatedPerFlush() throws {
+        var normalizer = ItchNormalizer(venue: "XNAS", sessionMidnightNs: 0, bookDepth: 2)
+        var ticks: [Tick] = []
+        let h = ItchHeader(stockLocate: 1, timestamp: 5)
+        let messages = [
+            SpecBytes.stockDirectory,
+            ItchEncoder.addOrder(h, reference: 1, side: .buy, shares: 100, symbol: "AAPL", price: 1_000_000),
+            ItchEncoder.addOrder(h, reference: 2, side: .buy, shares: 200, symbol: "AAPL", price: 1_001_000),
+            ItchEncoder.addOrder(h, reference: 3, side: .buy, shares: 300, symbol: "AAPL", price: 999_000),
+            ItchEncoder.addOrder(h, reference: 4, side: .buy, shares: 50, symbol: "AAPL", price: 1_001_000),
+            ItchEncoder.addOrder(h, reference: 5, side: .sell, shares: 400, symbol: "AAPL", price: 1_003_000),
+        ]
+        for bytes in messages {
+            normalizer.handle(try bytes.withUnsafeBytes { try ItchDecoder.decode($0) }, venueSequence: 1, into: &ticks)
+        }
+        ticks.removeAll()
+        normalizer.flushBooks(into: &ticks)
+        #expect(ticks.count == 1)  // five changes, one BOOK tick
+        let book = try #require(ticks.first)
+        #expect(book.type == .book && book.symbol == "AAPL")
+        #expect(book.bids == [BookLevel(price: Price(fixedPoint: 100_100_000), size: 250),
+            BookLevel(price: Price(fixedPoint: 100_000_000), size: 100)])
+        #expect(book.asks == [BookLevel(price: Price(fixedPoint: 100_300_000), size: 400)])
+        #expect(book.exchangeTimestampNs == 5)
+        ticks.removeAll()
+        normalizer.flushBooks(into: &ticks)
+        #expect(ticks.isEmpty)  // nothing changed since
+    }
 }
