@@ -130,3 +130,21 @@ import MarketData
         #expect(logged.first?.contains(#""price":"\#(trades[0].price)""#) == true)
     }
 }
+
+@Suite struct ChaosSpecification {
+    @Test func theChaosTextParsesIntoProbabilitiesAndHalts() throws {
+        let chaos = try ChaosOptions.parse("loss=1%,dup=0.1%,reorder=0.5%,corrupt=0.01%,halt=AAPL@30s")
+        #expect(chaos.loss == 0.01)
+        #expect(chaos.duplicate == 0.001)
+        #expect(chaos.reorder == 0.005)
+        #expect(chaos.corrupt == 0.0001)
+        #expect(chaos.halts.map(\.symbol) == ["AAPL"])
+        #expect(chaos.halts.map(\.afterSeconds) == [30])
+        #expect(try ChaosOptions.parse("").isEmpty)
+    }
+
+    @Test(arguments: ["loss=1", "loss=150%", "dup", "flood=1%", "halt=AAPL", "halt=AA|PL@3s", "badprice=0.1%"])
+    func aWrongChaosItemIsRefusedWithItsReason(text: String) {
+        #expect(throws: ChaosParseError.self) { try ChaosOptions.parse(text) }
+    }
+}
