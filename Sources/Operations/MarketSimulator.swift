@@ -49,6 +49,11 @@ public final class MarketSimulator {
     var pendingHalts: [(symbol: String, atNs: UInt64, resume: Bool)] = []
     /// Every trade as a JSON line, when asked (`--trade-log`): what the tests compare the chain's output with.
     var tradeLog: FileHandle?
+    /// Replays a recorded ITCH file instead of generating a market (`--itch FILE`).
+    public var itchSource: ItchFileReader?
+    /// Records every ITCH message sent (`--write-itch FILE`).
+    public var itchRecorder: ItchFileWriter?
+    public private(set) var sourceExhausted = false
 
     public init(configuration: SimConfiguration, tradeLogPath: String? = nil) throws {
         self.configuration = configuration
@@ -87,7 +92,7 @@ public final class MarketSimulator {
     /// Runs until `shouldStop` says so or `maxMessages` are sent, pacing to the configured rate.
     /// `progress` is called about once a second.
     public func run(maxMessages: UInt64? = nil, shouldStop: () -> Bool, progress: (Counters, Double) -> Void) {
-        sendDirectory()
+        if itchSource == nil { sendDirectory() }
         let start = MonotonicClock.nowNanoseconds()
         pendingHalts = configuration.chaos.halts.flatMap { halt in
             [(halt.symbol, start + UInt64(halt.afterSeconds * 1e9), false),
@@ -104,9 +109,17 @@ public final class MarketSimulator {
             let due = UInt64(Double(now - start) / 1e9 * Double(configuration.rate))
             // A bounded burst per turn, so that a simulator running behind still serves retransmission requests.
             var burst = 0
-            while sent < due && burst < 2000 {
+            while sent < due && burst < 2000 && !sourceExhausted {
                 if let maxMessages, sent >= maxMessages { break }
-                step()
+                if let itchSource {
+                    guard let message = itchSource.next() else {
+                        sourceExhausted = true
+                        break
+                    }
+                    queue(message)
+                } else {
+                    step()
+                }
                 sent += 1
                 burst += 1
             }
@@ -120,6 +133,7 @@ public final class MarketSimulator {
                 lastProgress = now
             }
             if let maxMessages, sent >= maxMessages { break }
+            if sourceExhausted { break }
             if sent >= due { usleep(1000) }
         }
         flushPackets()
@@ -137,6 +151,7 @@ public final class MarketSimulator {
         }
         counters.retransmitted = retransmission.messagesResent
         try? tradeLog?.synchronize()
+        try? itchRecorder?.close()
     }
 
     /// Sends the halts and resumptions `--chaos halt=SYMBOL@Ns` asked for, as ITCH trading actions.
@@ -285,7 +300,10 @@ public final class MarketSimulator {
         guard !pendingMessages.isEmpty else { return }
         let packet = MoldPacket.encode(session: configuration.itchSession, sequenceNumber: nextSequence,
             messages: pendingMessages)
-        for message in pendingMessages { history.append(message) }
+        for message in pendingMessages {
+            history.append(message)
+            itchRecorder?.append(message)
+        }
         nextSequence += UInt64(pendingMessages.count)
         counters.itchPackets += 1
         sendWithChaos(packet)

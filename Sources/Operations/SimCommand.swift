@@ -38,6 +38,12 @@ public struct SimCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Damage the feed on purpose: loss=1%,dup=0.1%,reorder=0.5%,corrupt=0.01%,halt=AAPL@30s.")
     public var chaos: String?
 
+    @Option(name: .long, help: "Replay this ITCH 5.0 file (Nasdaq's sample-file format, plain or gzip) instead of generating a market.")
+    public var itch: String?
+
+    @Option(name: .long, help: "Also write every ITCH message sent to this file (plain ITCH 5.0 file format).")
+    public var writeItch: String?
+
     @Option(name: .long, help: "Write every trade sent as a JSON line to this file.")
     public var tradeLog: String?
 
@@ -81,6 +87,20 @@ public struct SimCommand: AsyncParsableCommand {
             }
         }
         let simulator = try MarketSimulator(configuration: configuration, tradeLogPath: tradeLog)
+        if let itch {
+            do {
+                simulator.itchSource = try ItchFileReader(path: itch)
+            } catch {
+                throw ValidationError("--itch: cannot read \(itch): \(error.localizedDescription)")
+            }
+        }
+        if let writeItch {
+            do {
+                simulator.itchRecorder = try ItchFileWriter(path: writeItch)
+            } catch {
+                throw ValidationError("--write-itch: cannot write \(writeItch): \(error.localizedDescription)")
+            }
+        }
         SignalFlag.install()
         let deadline = duration.map { MonotonicClock.nowNanoseconds() + UInt64($0 * 1e9) }
         let quiet = self.quiet
@@ -91,8 +111,13 @@ public struct SimCommand: AsyncParsableCommand {
             shouldStop: { SignalFlag.isSet || deadline.map { MonotonicClock.nowNanoseconds() >= $0 } ?? false },
             progress: { counters, rate in
                 guard !quiet else { return }
-                let line = String(format: "\rsim: %.0f msg/s  itch %llu msgs in %llu packets  json %llu lines  trades %llu",
+                var line = String(format: "\rsim: %.0f msg/s  itch %llu msgs in %llu packets  json %llu lines  trades %llu",
                     rate, counters.itchMessages, counters.itchPackets, counters.jsonLines, counters.trades)
+                if counters.packetsLost + counters.packetsDuplicated + counters.packetsReordered > 0 {
+                    line += String(format: "  chaos: lost %llu dup %llu reordered %llu corrupt %llu",
+                        counters.packetsLost, counters.packetsDuplicated, counters.packetsReordered,
+                        counters.packetsCorrupted)
+                }
                 FileHandle.standardError.write(Data(line.utf8))
             })
         let counters = simulator.counters

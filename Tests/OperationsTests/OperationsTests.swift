@@ -148,3 +148,78 @@ import MarketData
         #expect(throws: ChaosParseError.self) { try ChaosOptions.parse(text) }
     }
 }
+
+@Suite struct ItchFiles {
+    static func simulator(port: Int, seed: UInt64 = 5) throws -> MarketSimulator {
+        var configuration = SimConfiguration()
+        configuration.symbolCount = 20
+        configuration.rate = 1_000_000
+        configuration.jsonShare = 0
+        configuration.seed = seed
+        configuration.itchDestination = ("127.0.0.1", port)
+        configuration.retransmissionListen = ("127.0.0.1", 0)
+        configuration.jsonAListen = ("127.0.0.1", 0)
+        configuration.jsonBListen = ("127.0.0.1", 0)
+        return try MarketSimulator(configuration: configuration)
+    }
+
+    /// Every ITCH message that arrived on `receiver`, in sequence order.
+    static func received(_ receiver: UDPReceiver) throws -> [[UInt8]] {
+        var messages: [UInt64: [UInt8]] = [:]
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 65_536, alignment: 8)
+        defer { buffer.deallocate() }
+        while let count = receiver.receive(into: buffer) {
+            let packet = try MoldPacket(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+            try packet.forEachMessage { sequence, bytes in messages[sequence] = Array(bytes) }
+        }
+        return messages.keys.sorted().map { messages[$0]! }
+    }
+
+    @Test func aRecordedDayReplaysPlainAndGzippedAsTheSameMessages() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("itch-\(UUID())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let file = directory.appendingPathComponent("day.itch").path
+
+        let live = try UDPReceiver(address: try SocketAddress(host: "127.0.0.1", port: 0), receiveBufferBytes: 1 << 22)
+        let recording = try Self.simulator(port: live.descriptor.localPort)
+        recording.itchRecorder = try ItchFileWriter(path: file)
+        recording.run(maxMessages: 3000, shouldStop: { false }, progress: { _, _ in })
+        let sent = try Self.received(live)
+        #expect(sent.count > 3000)  // adds, executions, deletes and the stock directory
+        #expect(sent.first?.first == UInt8(ascii: "S"))
+
+        let plain = try ItchFileReader(path: file)
+        var fromFile: [[UInt8]] = []
+        while let message = plain.next() { fromFile.append(message) }
+        #expect(fromFile == sent)
+
+        let gzip = try ExternalTool.run("/bin/gzip", ["-k", file])
+        #expect(gzip == 0)
+        let compressed = try ItchFileReader(path: file + ".gz")
+        var fromGzip: [[UInt8]] = []
+        while let message = compressed.next() { fromGzip.append(message) }
+        #expect(fromGzip == sent)
+
+        // Replayed by the simulator, the file goes out as the same MoldUDP64 messages.
+        let replayReceiver = try UDPReceiver(address: try SocketAddress(host: "127.0.0.1", port: 0),
+            receiveBufferBytes: 1 << 22)
+        let replay = try Self.simulator(port: replayReceiver.descriptor.localPort, seed: 99)
+        replay.itchSource = try ItchFileReader(path: file + ".gz")
+        replay.run(shouldStop: { false }, progress: { _, _ in })
+        #expect(replay.sourceExhausted)
+        #expect(try Self.received(replayReceiver) == sent)
+    }
+}
+
+enum ExternalTool {
+    /// Runs a tool to completion; its exit status.
+    static func run(_ path: String, _ arguments: [String]) throws -> Int32 {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
+        try process.run()
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+}
