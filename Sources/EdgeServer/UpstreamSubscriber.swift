@@ -12,7 +12,6 @@ final class UpstreamSubscriber: Sendable {
     let hub: EdgeHub
     let context: ZMQContext
     let logger: Logger
-    private let boundControl = Mutex<String?>(nil)
 
     init(configuration: EdgeConfiguration, hub: EdgeHub, context: ZMQContext, logger: Logger) {
         self.configuration = configuration
@@ -21,11 +20,10 @@ final class UpstreamSubscriber: Sendable {
         self.logger = logger
     }
 
-    var controlEndpoint: String? { boundControl.withLock { $0 } }
+    var controlEndpoint: String? { hub.upstreamThread.boundEndpoints["control"] }
 
     func start() throws {
-        let endpoints = try hub.upstreamThread.startLoop { [self] _ in try UpstreamLoop(subscriber: self) }
-        boundControl.withLock { $0 = endpoints["control"] }
+        _ = try hub.upstreamThread.startLoop { [self] _ in try UpstreamLoop(subscriber: self) }
     }
 }
 

@@ -11,7 +11,6 @@ public final class FeedEngine: Sendable {
     public let thread: SocketThread
     private let context: ZMQContext
     private let logger: Logger
-    private let boundEndpoints = Mutex<[String: String]>([:])
 
     public init(configuration: FeedConfiguration, context: ZMQContext, logger: Logger) {
         self.configuration = configuration
@@ -22,12 +21,11 @@ public final class FeedEngine: Sendable {
 
     /// Starts the loop; returns once sockets are bound (or throws what stopped them).
     public func start() throws {
-        let endpoints = try thread.startLoop { [self] _ in try FeedLoop(engine: self, context: context) }
-        boundEndpoints.withLock { $0 = endpoints }
+        _ = try thread.startLoop { [self] _ in try FeedLoop(engine: self, context: context) }
     }
 
     /// The endpoints as bound (ephemeral ports resolved): keys "publish", "control".
-    public var endpoints: [String: String] { boundEndpoints.withLock { $0 } }
+    public var endpoints: [String: String] { thread.boundEndpoints }
 
     public func stop() { thread.stop() }
 

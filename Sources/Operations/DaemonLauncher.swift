@@ -32,6 +32,14 @@ public struct EngineService: Service {
         self.stop = stop
     }
 
+    /// A service for an engine whose work runs on a socket thread: stopping asks the thread to end and waits for it.
+    public init(start: @escaping @Sendable () throws -> Void, thread: SocketThread) {
+        self.init(start: { try start() }, stop: {
+            thread.stop()
+            await thread.finished()
+        })
+    }
+
     public func run() async throws {
         try await start()
         try? await gracefulShutdown()

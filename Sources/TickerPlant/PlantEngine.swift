@@ -12,7 +12,6 @@ public final class PlantEngine: Sendable {
     public let thread: SocketThread
     private let context: ZMQContext
     let logger: Logger
-    private let boundEndpoints = Mutex<[String: String]>([:])
 
     public init(configuration: PlantConfiguration, context: ZMQContext, logger: Logger) {
         self.configuration = configuration
@@ -22,12 +21,11 @@ public final class PlantEngine: Sendable {
     }
 
     public func start() throws {
-        let endpoints = try thread.startLoop { [self] _ in try PlantLoop(engine: self, context: context) }
-        boundEndpoints.withLock { $0 = endpoints }
+        _ = try thread.startLoop { [self] _ in try PlantLoop(engine: self, context: context) }
     }
 
     /// Bound endpoints with ephemeral ports resolved: "publish", "control".
-    public var endpoints: [String: String] { boundEndpoints.withLock { $0 } }
+    public var endpoints: [String: String] { thread.boundEndpoints }
 
     public func stop() { thread.stop() }
 }

@@ -9,6 +9,7 @@ public final class SocketThread: Sendable {
     /// Readable when someone called `stop()` or wants the loop to look at its command queue.
     public let wakeup = PollWakeup()
     private let stopping = Atomic<Bool>(false)
+    private let endpoints = Mutex<[String: String]>([:])
     private let completion = Mutex<CompletionState>(.running)
 
     private enum CompletionState {
@@ -46,10 +47,17 @@ public final class SocketThread: Sendable {
             }
         }
         while true {
-            if let result = outcome.withLock({ $0 }) { return try result.get() }
+            if let result = outcome.withLock({ $0 }) {
+                let bound = try result.get()
+                endpoints.withLock { $0 = bound }
+                return bound
+            }
             Thread.sleep(forTimeInterval: 0.002)
         }
     }
+
+    /// The endpoints the running loop bound, by role, with ephemeral ports resolved (empty before `startLoop`).
+    public var boundEndpoints: [String: String] { endpoints.withLock { $0 } }
 
     /// Asks the loop to end; returns at once.
     public func stop() {

@@ -12,10 +12,7 @@ struct Feedd: AsyncParsableCommand {
         try await DaemonLauncher.run(daemon: "feedd", options: options, load: FeedConfiguration.load) {
             configuration, context, logger in
             let engine = FeedEngine(configuration: configuration, context: context, logger: logger)
-            return EngineService(start: { try engine.start() }, stop: {
-                engine.stop()
-                await engine.thread.finished()
-            })
+            return EngineService(start: engine.start, thread: engine.thread)
         }
     }
 }

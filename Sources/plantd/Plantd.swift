@@ -12,10 +12,7 @@ struct Plantd: AsyncParsableCommand {
         try await DaemonLauncher.run(daemon: "plantd", options: options, load: PlantConfiguration.load) {
             configuration, context, logger in
             let engine = PlantEngine(configuration: configuration, context: context, logger: logger)
-            return EngineService(start: { try engine.start() }, stop: {
-                engine.stop()
-                await engine.thread.finished()
-            })
+            return EngineService(start: engine.start, thread: engine.thread)
         }
     }
 }
