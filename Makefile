@@ -5,7 +5,7 @@ SWIFT ?= swift
 RELEASE_BIN = .build/release
 DEBUG_BIN = .build/debug
 
-.PHONY: all build release run test deps test-deps proto proto-check clean
+.PHONY: all build release run test bench deps test-deps proto proto-check clean
 
 all: build
 
@@ -32,6 +32,10 @@ test: test-deps proto-check
 	$(SWIFT) build --build-tests
 	TICKPLANT_PYTHON=$(CURDIR)/.venv/bin/python TICKPLANT_RELEASE_BIN_DIR=$(CURDIR)/$(RELEASE_BIN) \
 		$(SWIFT) test --skip-build
+
+## Run the benchmarks (ordo-one/benchmark, in their own package under Benchmarks/): throughput and mallocs per message.
+bench: deps
+	cd Benchmarks && $(SWIFT) package --disable-sandbox benchmark
 
 ## Regenerate the committed protobuf-c code from Proto/*.proto.
 proto:

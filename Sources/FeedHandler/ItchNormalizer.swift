@@ -25,9 +25,11 @@ public struct ItchNormalizer {
     /// Which symbol each recent execution was in, so that a broken trade (which names only the match number) can be
     /// published for its symbol. Bounded: the oldest go first.
     private var recentMatches: [UInt64: UInt16] = [:]
-    private var recentMatchOrder: [UInt64] = []
-    private var recentMatchStart = 0
-    public static let rememberedMatches = 1_000_000
+    /// The remembered match numbers, oldest first from `recentMatchCursor`: a fixed ring, so remembering one more
+    /// evicts the oldest and never grows an array on the per-trade path.
+    private var recentMatchRing: [UInt64] = []
+    private var recentMatchCursor = 0
+    public static let rememberedMatches = 1 << 20
     /// The market-wide circuit breaker levels of the day (V), quoted in the STATUS of a breach (W).
     public private(set) var circuitBreakerLevels: [Price] = []
 
@@ -204,16 +206,12 @@ public struct ItchNormalizer {
     }
 
     private mutating func rememberMatch(_ matchNumber: UInt64, locate: UInt16) {
+        if recentMatchRing.isEmpty { recentMatchRing = Array(repeating: 0, count: ItchNormalizer.rememberedMatches) }
+        let evicted = recentMatchRing[recentMatchCursor]
+        if evicted != 0 && recentMatches[evicted] != nil && evicted != matchNumber { recentMatches[evicted] = nil }
+        recentMatchRing[recentMatchCursor] = matchNumber
+        recentMatchCursor = recentMatchCursor + 1 == recentMatchRing.count ? 0 : recentMatchCursor + 1
         recentMatches[matchNumber] = locate
-        recentMatchOrder.append(matchNumber)
-        if recentMatchOrder.count - recentMatchStart > ItchNormalizer.rememberedMatches {
-            recentMatches[recentMatchOrder[recentMatchStart]] = nil
-            recentMatchStart += 1
-            if recentMatchStart >= ItchNormalizer.rememberedMatches {
-                recentMatchOrder.removeFirst(recentMatchStart)
-                recentMatchStart = 0
-            }
-        }
     }
 
     private mutating func emitQuoteIfChanged(_ header: ItchHeader, venueSequence: UInt64, into ticks: inout [Tick]) {

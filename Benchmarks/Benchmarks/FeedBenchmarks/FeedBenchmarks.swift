@@ -1,0 +1,113 @@
+import Benchmark
+import FeedHandler
+import MarketData
+
+/// feedd's per-message path, without sockets: ITCH decode -> book -> normalize -> protobuf encode. One iteration is
+/// one ITCH message from a steady market (every order added is later executed or deleted, so the book stays the same
+/// size); mallocs are counted per iteration and must stay 0.
+let benchmarks: @Sendable () -> Void = {
+    let perMessage = Benchmark.Configuration(
+        metrics: [.throughput, .wallClock, .mallocCountTotal, .instructions],
+        scalingFactor: .kilo, maxDuration: .seconds(3))
+
+    Benchmark("ITCH decode+book+normalize+encode", configuration: perMessage) { benchmark in
+        let messages = SteadyMarket.messages(symbols: 200, orders: 20_000)
+        var normalizer = ItchNormalizer(venue: "XNAS", sessionMidnightNs: 0)
+        let encoder = TickEncoder()
+        var ticks: [Tick] = []
+        ticks.reserveCapacity(8)
+        func process(_ message: [UInt8], _ index: Int) {
+            message.withUnsafeBytes { bytes in
+                guard let decoded = try? ItchDecoder.decode(bytes) else { return }
+                normalizer.handle(decoded, venueSequence: UInt64(index), into: &ticks)
+            }
+            for tick in ticks { blackHole(encoder.encode(tick).count) }
+            ticks.removeAll(keepingCapacity: true)
+        }
+        // Warm up: the book, the symbol table and the buffers reach their steady size first.
+        for (index, message) in messages.enumerated() { process(message, index) }
+        benchmark.startMeasurement()
+        var index = SteadyMarket.directorySize(symbols: 200)
+        for _ in benchmark.scaledIterations {
+            process(messages[index], index)
+            index += 1
+            if index == messages.count { index = SteadyMarket.directorySize(symbols: 200) }
+        }
+    }
+
+    Benchmark("ITCH decode only", configuration: perMessage) { benchmark in
+        let messages = SteadyMarket.messages(symbols: 200, orders: 20_000)
+        benchmark.startMeasurement()
+        var index = 0
+        for _ in benchmark.scaledIterations {
+            messages[index].withUnsafeBytes { blackHole(try? ItchDecoder.decode($0)) }
+            index = index + 1 == messages.count ? 0 : index + 1
+        }
+    }
+
+    Benchmark("Price parse", configuration: perMessage) { benchmark in
+        let texts: [[UInt8]] = ["178.52", "0.0001", "12345.678901", "99.5"].map { Array($0.utf8) }
+        benchmark.startMeasurement()
+        var index = 0
+        for _ in benchmark.scaledIterations {
+            texts[index].withUnsafeBytes { blackHole(Price.parse($0)) }
+            index = (index + 1) & 3
+        }
+    }
+
+    Benchmark("Tick encode (protobuf-c)", configuration: perMessage) { benchmark in
+        let encoder = TickEncoder()
+        var tick = Tick.trade(symbol: "AAPL", venue: "XNAS", price: Price(fixedPoint: 178_520_000), size: 100,
+            exchangeTimestampNs: 1_701_432_000_000_000_000)
+        tick.streamSequence = 1
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations {
+            tick.streamSequence &+= 1
+            blackHole(encoder.encode(tick).count)
+        }
+    }
+}
+
+/// A deterministic market of ITCH messages: a stock directory, then rounds in which orders are added near a moving
+/// price and later executed (in part, then whole) or deleted, so the live book neither grows nor empties.
+enum SteadyMarket {
+    static func directorySize(symbols: Int) -> Int { symbols }
+
+    static func messages(symbols: Int, orders: Int) -> [[UInt8]] {
+        var messages: [[UInt8]] = []
+        for locate in 1...symbols {
+            messages.append(ItchEncoder.stockDirectory(ItchHeader(stockLocate: UInt16(locate), timestamp: 0),
+                symbol: "S\(locate)"))
+        }
+        var match: UInt64 = 1
+        let live = 8  // orders alive per symbol at any time
+        for reference in 1...UInt64(orders) {
+            let locate = UInt16((reference - 1) % UInt64(symbols) + 1)
+            let header = ItchHeader(stockLocate: locate, timestamp: reference)
+            let side: OrderSide = reference % 2 == 0 ? .buy : .sell
+            let price = UInt32(1_000_000 + (side == .buy ? -1 : 1) * Int(reference % 7) * 100)
+            messages.append(ItchEncoder.addOrder(header, reference: reference, side: side, shares: 300,
+                symbol: "S\(locate)", price: price))
+            // Retire the order added `live` rounds ago for this symbol.
+            let old = reference &- UInt64(symbols * live)
+            guard reference > UInt64(symbols * live) else { continue }
+            switch old % 3 {
+            case 0:
+                messages.append(ItchEncoder.orderExecuted(header, reference: old, shares: 100, matchNumber: match))
+                messages.append(ItchEncoder.orderExecuted(header, reference: old, shares: 200, matchNumber: match + 1))
+                match += 2
+            case 1:
+                messages.append(ItchEncoder.orderCancel(header, reference: old, shares: 100))
+                messages.append(ItchEncoder.orderDelete(header, reference: old))
+            default:
+                messages.append(ItchEncoder.orderDelete(header, reference: old))
+            }
+        }
+        // Close the remaining orders so that the next pass over the messages starts from the same book.
+        for old in (UInt64(orders) - UInt64(symbols * live) + 1)...UInt64(orders) {
+            let locate = UInt16((old - 1) % UInt64(symbols) + 1)
+            messages.append(ItchEncoder.orderDelete(ItchHeader(stockLocate: locate, timestamp: old), reference: old))
+        }
+        return messages
+    }
+}
