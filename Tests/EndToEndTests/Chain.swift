@@ -91,44 +91,31 @@ final class Chain {
                 [clients]
                 heartbeat_interval = "1s"
                 """,
-            "sim.toml": """
-                [sim]
-                symbols = 200
-                rate = 3000
-                seed = 7
-
-                [itch]
-                destination = "127.0.0.1:\(ports["itch"]!)"
-                retransmission = "127.0.0.1:\(ports["retrans"]!)"
-
-                [json_a]
-                listen = "127.0.0.1:\(ports["json_a"]!)"
-
-                [json_b]
-                listen = "127.0.0.1:\(ports["json_b"]!)"
-                """,
+            "sim.toml": simulator("symbols = 200\nrate = 3000\nseed = 7"),
             // ITCH only, so that what the market sends does not depend on when the JSON venues connect.
-            "sim-itch.toml": """
-                [sim]
-                symbols = 300
-                rate = 100000
-                seed = 11
-                json_share = 0
-
-                [itch]
-                destination = "127.0.0.1:\(ports["itch"]!)"
-                retransmission = "127.0.0.1:\(ports["retrans"]!)"
-
-                [json_a]
-                listen = "127.0.0.1:\(ports["json_a"]!)"
-
-                [json_b]
-                listen = "127.0.0.1:\(ports["json_b"]!)"
-                """,
+            "sim-itch.toml": simulator("symbols = 300\nrate = 100000\nseed = 11\njson_share = 0"),
         ]
         for (name, text) in files {
             try text.write(to: etc.appendingPathComponent(name), atomically: true, encoding: .utf8)
         }
+    }
+
+    /// A simulator configuration with these `[sim]` lines, sending to this chain's feedd.
+    private func simulator(_ market: String) -> String {
+        """
+        [sim]
+        \(market)
+
+        [itch]
+        destination = "127.0.0.1:\(ports["itch"]!)"
+        retransmission = "127.0.0.1:\(ports["retrans"]!)"
+
+        [json_a]
+        listen = "127.0.0.1:\(ports["json_a"]!)"
+
+        [json_b]
+        listen = "127.0.0.1:\(ports["json_b"]!)"
+        """
     }
 
     /// A port nobody listens on now (the kernel's pick), for the configuration files.
