@@ -65,6 +65,37 @@ import Testing
         #expect(try TickDecoder.decode(bytes).bids.count == 50)
     }
 
+    @Test func theSizeBoundThatSkipsSizingHoldsForTheLargestValues() throws {
+        // Every field at the value that encodes longest: the bound must never be below the real size, or packing
+        // would write past the buffer.
+        let largest = Price(fixedPoint: Int64.min + 1)
+        var tick = Tick(symbol: "ABCDEFGHIJKLMNOP", type: .bar, venue: "XNASXNAS")
+        tick.exchangeTimestampNs = .max
+        tick.feedReceiveNs = .max
+        tick.feedTransmitNs = .max
+        tick.plantReceiveNs = .max
+        tick.plantTransmitNs = .max
+        tick.venueSequence = .max
+        tick.streamSequence = .max
+        tick.symbolSequence = .max
+        (tick.price, tick.bidPrice, tick.askPrice) = (largest, largest, largest)
+        (tick.open, tick.high, tick.low, tick.close) = (largest, largest, largest, largest)
+        (tick.size, tick.tradeID, tick.bidSize, tick.askSize, tick.volume) = (.max, .max, .max, .max, .max)
+        tick.bids = Array(repeating: BookLevel(price: largest, size: .max, orders: .max), count: 10)
+        tick.asks = tick.bids
+        tick.state = .quotationOnly
+        tick.quality = .recovering
+        tick.reason = String(repeating: "r", count: 300)
+        tick.barStartNs = .max
+        tick.barIntervalSeconds = .max
+        let encoded = TickEncoder().encodeToArray(tick)
+        #expect(TickEncoder.sizeBound(of: tick) >= encoded.count)
+        #expect(try TickDecoder.decode(encoded) == tick)
+        // And the path that skips sizing (a buffer already large enough) writes the same bytes.
+        let warm = TickEncoder(initialCapacity: TickEncoder.sizeBound(of: tick))
+        #expect(warm.encodeToArray(tick) == encoded)
+    }
+
     @Test func garbageIsNotATick() {
         #expect(throws: TickDecodeError.self) { try TickDecoder.decode([0xFF, 0xFF, 0xFF, 0x01]) }
         #expect(throws: TickDecodeError.self) { try TickDecoder.decode([]) }
