@@ -1,4 +1,8 @@
+import EdgeServer
+import FeedHandler
+import Foundation
 import MarketData
+import TickerPlant
 
 /// Where mktctl finds each daemon: from the etc/ files (`--etc DIR`), read with the daemons' own loaders.
 public struct ChainEndpoints: Sendable {
@@ -13,18 +17,12 @@ public struct ChainEndpoints: Sendable {
         endpoint.replacingOccurrences(of: "tcp://*:", with: "tcp://127.0.0.1:")
             .replacingOccurrences(of: "tcp://0.0.0.0:", with: "tcp://127.0.0.1:")
     }
-}
 
-import EdgeServer
-import FeedHandler
-import TickerPlant
-
-extension ChainEndpoints {
     /// Reads etc/feedd.toml, etc/plantd.toml and etc/edged.toml under `directory`; a file that is missing leaves its
     /// daemon unknown, a file that is wrong is an error.
     public static func load(etc directory: String) throws(ConfigError) -> ChainEndpoints {
         var endpoints = ChainEndpoints()
-        let fileExists = { (name: String) in FileManagerShim.exists("\(directory)/\(name)") }
+        let fileExists = { (name: String) in FileManager.default.fileExists(atPath: "\(directory)/\(name)") }
         if fileExists("feedd.toml") {
             let feed = try FeedConfiguration.load(file: "\(directory)/feedd.toml")
             endpoints.feedControl = connectable(feed.controlEndpoint)
@@ -40,10 +38,4 @@ extension ChainEndpoints {
         }
         return endpoints
     }
-}
-
-import Foundation
-
-enum FileManagerShim {
-    static func exists(_ path: String) -> Bool { FileManager.default.fileExists(atPath: path) }
 }
