@@ -184,4 +184,53 @@ import ZeroMQ
         #expect(!tooOld.end.complete)
         #expect(tooOld.end.error.contains("before stream_seq 3"))
     }
+
+    @Test func aVenueThatNeverAnswersTheConnectDoesNotHoldUpTheOthers() throws {
+        // A listener whose accept queue is full: the kernel leaves further connects pending, like a blackholed venue.
+        let listener = try TCPListener(address: try SocketAddress(host: "127.0.0.1", port: 0), backlog: 0)
+        let filler = try FileDescriptor.startTCPConnect(to: try SocketAddress(host: "127.0.0.1",
+            port: listener.descriptor.localPort))
+        Thread.sleep(forTimeInterval: 0.2)
+        let context = try ZMQContext()
+        let engine = FeedEngine(
+            configuration: Self.configuration(venues: [
+                .init(venue: "ARCX", source: .json(.formatA, host: "127.0.0.1", port: listener.descriptor.localPort),
+                    timezone: "UTC"),
+                .init(venue: "XNAS", source: .itch(.init(listenHost: "127.0.0.1", listenPort: 0)), timezone: "UTC"),
+            ]),
+            context: context, logger: Logger(label: "test"))
+        try engine.start()
+        defer {
+            engine.stop()
+            _ = engine.thread.join()
+            filler.close()
+        }
+        let subscriber = try ZMQSocket(context, type: .subscribe)
+        try subscriber.subscribe("AAPL|T")
+        try subscriber.setReceiveTimeout(milliseconds: 2000)
+        try subscriber.connect(try #require(engine.endpoints["publish"]))
+        Thread.sleep(forTimeInterval: 0.3)
+        let udpPort = try #require(engine.endpoints["udp:XNAS"].flatMap { ConfigReader.parseHostPort($0)?.port })
+        let sender = try UDPSender(destination: try SocketAddress(host: "127.0.0.1", port: udpPort))
+        sender.send(MoldPacket.encode(session: "S1", sequenceNumber: 1, messages: [SpecBytes.stockDirectory]))
+        // Each trade must come out promptly while the JSON venue's connect hangs (a blocking connect would stall the
+        // feed thread for its whole timeout).
+        var delays: [Double] = []
+        for number in 1...5 {
+            let sentAt = Date()
+            sender.send(MoldPacket.encode(session: "S1", sequenceNumber: UInt64(number + 1), messages: [
+                ItchEncoder.trade(ItchHeader(stockLocate: 1, timestamp: UInt64(number)), shares: 100, symbol: "AAPL",
+                    price: 1_000_000, matchNumber: UInt64(number))
+            ]))
+            guard try subscriber.receiveFrames() != nil else {
+                Issue.record("trade \(number) did not come out within 2 s")
+                return
+            }
+            delays.append(Date().timeIntervalSince(sentAt))
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        #expect(delays.allSatisfy { $0 < 0.5 }, "trade delays \(delays)")
+        let status = try Self.status(context, try #require(engine.endpoints["control"]))
+        #expect(status.counters["ARCX.connected"] == 0)
+    }
 }
