@@ -10,7 +10,7 @@ public final class FeedEngine: Sendable {
     public let configuration: FeedConfiguration
     public let thread: SocketThread
     private let context: ZMQContext
-    private let logger: Logger
+    let logger: Logger
 
     public init(configuration: FeedConfiguration, context: ZMQContext, logger: Logger) {
         self.configuration = configuration
@@ -28,8 +28,6 @@ public final class FeedEngine: Sendable {
     public var endpoints: [String: String] { thread.boundEndpoints }
 
     public func stop() { thread.stop() }
-
-    fileprivate var log: Logger { logger }
 }
 
 /// The state of the loop, owned by the engine's thread.
@@ -88,7 +86,7 @@ private final class FeedLoop: SocketLoop, TickSink {
 
     init(engine: FeedEngine, context: ZMQContext) throws {
         configuration = engine.configuration
-        logger = engine.log
+        logger = engine.logger
         publisher = try ZMQSocket(context, type: .publish)
         try publisher.setSendHighWaterMark(configuration.sendHighWaterMark)
         try publisher.setNoDrop(true)
@@ -368,6 +366,13 @@ private final class FeedLoop: SocketLoop, TickSink {
             counters["\(feed.venue).messages_lost"] = stream.messagesLost
             counters["\(feed.venue).retransmission_requests"] = stream.requests
             counters["\(feed.venue).held"] = UInt64(feed.stream.heldCount)
+            counters["\(feed.venue).held_high_water"] = UInt64(stream.heldHighWater)
+            counters["\(feed.venue).sessions_ended"] = feed.sessionsEnded
+            counters["\(feed.venue).unknown_broken_trades"] = feed.normalizer.counters.unknownBrokenTrades
+            if let retransmission = feed.retransmission {
+                counters["\(feed.venue).retransmission_failures"] = retransmission.failures
+                counters["\(feed.venue).retransmitted_packets"] = retransmission.packetsReceived
+            }
             if let drops = feed.receiver.kernelDrops { counters["\(feed.venue).kernel_drops"] = drops }
             gapsOpen += feed.stream.hasOpenGap ? 1 : 0
             gapsHealed += stream.gapsHealed

@@ -205,7 +205,6 @@ final class RetransmissionClient {
     private var waiting: [[UInt8]] = []
     private var frames = LengthPrefixedFrames()
     private var retryAtNs: UInt64 = 0
-    private(set) var requests: UInt64 = 0
     private(set) var failures: UInt64 = 0
     private(set) var packetsReceived: UInt64 = 0
 
@@ -224,7 +223,6 @@ final class RetransmissionClient {
     /// stream asks again later or gives up).
     func request(session: MoldSession, sequence: UInt64, count: UInt16, now: UInt64) -> Bool {
         let request = MoldRequest.encode(session: session.description, sequence: sequence, count: count)
-        requests += 1
         if connection == nil {
             guard progress(now: now) else {
                 if connecting != nil && waiting.count < 64 { waiting.append(request) }

@@ -28,6 +28,9 @@ public struct LengthPrefixedFrames {
     private var pending: [UInt8] = []
     /// Frames longer than this mean the peer does not speak the protocol.
     public let maximumFrame: Int
+    /// Set once a frame announced more than `maximumFrame` bytes: nothing more is read, so a peer that does not speak
+    /// the protocol cannot make us buffer without bound.
+    public private(set) var violated = false
 
     public init(maximumFrame: Int = 65_535) { self.maximumFrame = maximumFrame }
 
@@ -37,8 +40,12 @@ public struct LengthPrefixedFrames {
     public mutating func drain(_ body: (UnsafeRawBufferPointer) -> Void) {
         var offset = 0
         pending.withUnsafeBytes { bytes in
-            while bytes.count - offset >= 2 {
+            while !violated && bytes.count - offset >= 2 {
                 let length = Int(bytes.u16(offset))
+                guard length <= maximumFrame else {
+                    violated = true
+                    break
+                }
                 guard bytes.count - offset - 2 >= length else { break }
                 body(UnsafeRawBufferPointer(rebasing: bytes[(offset + 2)..<(offset + 2 + length)]))
                 offset += 2 + length
@@ -46,8 +53,6 @@ public struct LengthPrefixedFrames {
         }
         pending.removeFirst(offset)
     }
-
-    public var bufferedBytes: Int { pending.count }
 }
 
 /// The messages a venue has sent in one session, by sequence number, so that it can retransmit them. Keeps the last
@@ -86,7 +91,7 @@ public struct MoldHistory {
 public final class MoldRetransmissionServer {
     final class Client {
         let connection: FileDescriptor
-        var frames = LengthPrefixedFrames(maximumFrame: 64)
+        var frames = LengthPrefixedFrames(maximumFrame: MoldRequest.length)
         init(connection: FileDescriptor) { self.connection = connection }
     }
 
@@ -133,6 +138,10 @@ public final class MoldRetransmissionServer {
                     return
                 }
                 keep = answer(client.connection, from: request.sequence, count: Int(request.count), history: history)
+            }
+            if client.frames.violated {
+                badRequests += 1
+                keep = false
             }
             return !keep
         }

@@ -117,6 +117,8 @@ import ZeroMQ
         #expect(status.counters["XNAS.gaps_healed"] == 1)
         #expect(status.counters["XNAS.messages_lost"] == 0)
         #expect(status.counters["XNAS.duplicates"] == 1)
+        #expect((status.counters["XNAS.retransmitted_packets"] ?? 0) > 0)
+        #expect(status.counters["XNAS.held_high_water"] == 120)  // 81-200 waited behind the gap
         #expect(try #require(venue.server).messagesResent >= 30)
     }
 

@@ -152,4 +152,20 @@ import Testing
         harness.receive([500], at: 0)
         #expect(harness.poll(at: 10) == [.request(sequence: 1, count: 499)])
     }
+
+    @Test func framesSplitAcrossReadsAreReassembledAndOversizedOnesStopTheStream() {
+        var frames = LengthPrefixedFrames(maximumFrame: 4)
+        var seen: [[UInt8]] = []
+        for chunk: [UInt8] in [[0, 2, 7], [8, 0, 1], [9]] {
+            chunk.withUnsafeBytes { frames.append($0) }
+            frames.drain { seen.append(Array($0)) }
+        }
+        #expect(seen == [[7, 8], [9]])
+        #expect(!frames.violated)
+        let oversized: [UInt8] = [0, 3, 1, 2, 3, 0, 200, 1, 0, 1, 5]
+        oversized.withUnsafeBytes { frames.append($0) }
+        frames.drain { seen.append(Array($0)) }
+        #expect(seen == [[7, 8], [9], [1, 2, 3]])  // the frame before the bad one still counts, nothing after it
+        #expect(frames.violated)
+    }
 }
