@@ -18,17 +18,30 @@ public struct ItchNormalizer {
     public let venue: String
     /// Nanoseconds since the epoch of midnight of the session date, in the venue's zone: ITCH stamps count from it.
     public let sessionMidnightNs: UInt64
-    public private(set) var symbols: [UInt16: String] = [:]
     public private(set) var book = VenueBook()
     public private(set) var counters = Counters()
-    private var publishedTop: [UInt16: VenueBook.TopOfBook] = [:]
+
+    /// What the normalizer knows of one stock locate.
+    private struct LocateState {
+        /// From the stock directory (R); nil until the venue names the locate.
+        var symbol: String?
+        /// The top of book last published as a QUOTE.
+        var publishedTop = VenueBook.TopOfBook()
+        /// Listed in `changedBooks` since the last BOOK flush.
+        var bookChanged = false
+    }
+
+    /// Indexed by stock locate, which venues assign densely from 1: an array lookup instead of a hash per message.
+    private var locates: [LocateState] = []
     /// Which symbol each recent execution was in, so that a broken trade (which names only the match number) can be
-    /// published for its symbol. Bounded: the oldest go first.
-    private var recentMatches: [UInt64: UInt16] = [:]
-    /// The remembered match numbers, oldest first from `recentMatchCursor`: a fixed ring, so remembering one more
-    /// evicts the oldest and never grows an array on the per-trade path.
-    private var recentMatchRing: [UInt64] = []
-    private var recentMatchCursor = 0
+    /// published for its symbol. Venues number matches upwards through the day, so a table indexed by the match
+    /// number's low bits keeps the latest `rememberedMatches` without hashing or growing; a later match evicts the
+    /// one it shares a slot with, which is always older.
+    private var recentMatches: [RememberedMatch] = []
+    private struct RememberedMatch {
+        var matchNumber: UInt64 = 0
+        var locate: UInt16 = 0
+    }
     public static let rememberedMatches = 1 << 20
     /// The market-wide circuit breaker levels of the day (V), quoted in the STATUS of a breach (W).
     public private(set) var circuitBreakerLevels: [Price] = []
@@ -37,7 +50,6 @@ public struct ItchNormalizer {
     public var bookDepth: Int
     /// Symbols whose book changed since the last BOOK ticks, in the order they first changed.
     private var changedBooks: [UInt16] = []
-    private var changedBookSet: Set<UInt16> = []
     /// Exchange time of the latest book change, stamped on the BOOK ticks it leads to.
     private var lastBookChangeNs: UInt64 = 0
 
@@ -52,20 +64,26 @@ public struct ItchNormalizer {
     public mutating func flushBooks(into ticks: inout [Tick]) {
         guard bookDepth > 0 else { return }
         for locate in changedBooks {
-            guard let symbol = symbols[locate] else { continue }
+            locates[Int(locate)].bookChanged = false
+            guard let symbol = symbol(of: locate) else { continue }
             let depth = book.depth(of: locate, levels: bookDepth)
             var tick = Tick(symbol: symbol, type: .book, venue: venue)
-            tick.bids = depth.bids.map { BookLevel(price: Price(itchPrice4: $0.price), size: $0.size) }
-            tick.asks = depth.asks.map { BookLevel(price: Price(itchPrice4: $0.price), size: $0.size) }
+            tick.bids = depth.bids.map { BookLevel(price: Price(itchPrice4: $0.price), size: $0.size, orders: $0.orders) }
+            tick.asks = depth.asks.map { BookLevel(price: Price(itchPrice4: $0.price), size: $0.size, orders: $0.orders) }
             tick.exchangeTimestampNs = lastBookChangeNs
             ticks.append(tick)
         }
         changedBooks.removeAll(keepingCapacity: true)
-        changedBookSet.removeAll(keepingCapacity: true)
+    }
+
+    /// The symbol the stock directory gave `locate`, nil when none did.
+    public func symbol(of locate: UInt16) -> String? {
+        Int(locate) < locates.count ? locates[Int(locate)].symbol : nil
     }
 
     private mutating func markBookChanged(_ locate: UInt16) {
-        guard bookDepth > 0, changedBookSet.insert(locate).inserted else { return }
+        guard bookDepth > 0, !locates[Int(locate)].bookChanged else { return }
+        locates[Int(locate)].bookChanged = true
         changedBooks.append(locate)
     }
 
@@ -74,9 +92,13 @@ public struct ItchNormalizer {
         counters.messages += 1
         switch message {
         case let .stockDirectory(header, stock, _, _):
-            symbols[header.stockLocate] = stock.description
+            let index = Int(header.stockLocate)
+            if index >= locates.count {
+                locates.append(contentsOf: repeatElement(LocateState(), count: index + 1 - locates.count))
+            }
+            locates[index].symbol = stock.description
         case let .addOrder(header, reference, side, shares, _, price, _):
-            guard symbols[header.stockLocate] != nil else {
+            guard symbol(of: header.stockLocate) != nil else {
                 counters.unknownLocate += 1
                 return
             }
@@ -139,7 +161,10 @@ public struct ItchNormalizer {
             emitStatus(header, state: action == UInt8(ascii: "H") ? .halted : .trading, reason: "operational halt",
                 venueSequence: venueSequence, into: &ticks)
         case let .brokenTrade(header, matchNumber):
-            guard let locate = recentMatches[matchNumber], let symbol = symbols[locate] else {
+            let slot = Int(truncatingIfNeeded: matchNumber) & (ItchNormalizer.rememberedMatches - 1)
+            guard !recentMatches.isEmpty, recentMatches[slot].matchNumber == matchNumber, matchNumber != 0,
+                let symbol = symbol(of: recentMatches[slot].locate)
+            else {
                 counters.unknownBrokenTrades += 1
                 return
             }
@@ -167,7 +192,7 @@ public struct ItchNormalizer {
             tick.venueSequence = venueSequence
             ticks.append(tick)
         case let .luldAuctionCollar(header, _, reference, upper, lower, extensions):
-            guard let symbol = symbols[header.stockLocate] else {
+            guard let symbol = symbol(of: header.stockLocate) else {
                 counters.unknownLocate += 1
                 return
             }
@@ -191,7 +216,7 @@ public struct ItchNormalizer {
         _ header: ItchHeader, locate: UInt16, price: UInt32, shares: UInt32, matchNumber: UInt64,
         venueSequence: UInt64, into ticks: inout [Tick]
     ) {
-        guard let symbol = symbols[locate] else {
+        guard let symbol = symbol(of: locate) else {
             counters.unknownLocate += 1
             return
         }
@@ -206,22 +231,21 @@ public struct ItchNormalizer {
     }
 
     private mutating func rememberMatch(_ matchNumber: UInt64, locate: UInt16) {
-        if recentMatchRing.isEmpty { recentMatchRing = Array(repeating: 0, count: ItchNormalizer.rememberedMatches) }
-        let evicted = recentMatchRing[recentMatchCursor]
-        if evicted != 0 && recentMatches[evicted] != nil && evicted != matchNumber { recentMatches[evicted] = nil }
-        recentMatchRing[recentMatchCursor] = matchNumber
-        recentMatchCursor = recentMatchCursor + 1 == recentMatchRing.count ? 0 : recentMatchCursor + 1
-        recentMatches[matchNumber] = locate
+        if recentMatches.isEmpty {
+            recentMatches = Array(repeating: RememberedMatch(), count: ItchNormalizer.rememberedMatches)
+        }
+        let slot = Int(truncatingIfNeeded: matchNumber) & (ItchNormalizer.rememberedMatches - 1)
+        recentMatches[slot] = RememberedMatch(matchNumber: matchNumber, locate: locate)
     }
 
     private mutating func emitQuoteIfChanged(_ header: ItchHeader, venueSequence: UInt64, into ticks: inout [Tick]) {
         let locate = header.stockLocate == 0 ? nil : header.stockLocate
-        guard let locate, let symbol = symbols[locate] else { return }
+        guard let locate, let symbol = symbol(of: locate) else { return }
         markBookChanged(locate)
         lastBookChangeNs = exchangeTime(header)
         let top = book.top(of: locate)
-        guard publishedTop[locate] != top else { return }
-        publishedTop[locate] = top
+        guard locates[Int(locate)].publishedTop != top else { return }
+        locates[Int(locate)].publishedTop = top
         var tick = Tick(symbol: symbol, type: .quote, venue: venue)
         tick.bidPrice = Price(itchPrice4: top.bidPrice)
         tick.bidSize = top.bidSize
@@ -235,7 +259,7 @@ public struct ItchNormalizer {
     private mutating func emitStatus(
         _ header: ItchHeader, state: TradingState, reason: String, venueSequence: UInt64, into ticks: inout [Tick]
     ) {
-        guard let symbol = symbols[header.stockLocate] else {
+        guard let symbol = symbol(of: header.stockLocate) else {
             counters.unknownLocate += 1
             return
         }

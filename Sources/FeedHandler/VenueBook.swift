@@ -1,5 +1,9 @@
 /// One venue's orders and the price levels they make, per stock locate. ITCH executions and cancels name only an
 /// order reference, so the book is what gives them a price and a symbol.
+///
+/// Built for the per-message path: orders live in an `IntegerKeyTable`, symbols in an array indexed by stock locate
+/// (a 16-bit number the venue assigns densely), and each side's levels in a sorted array with the best level last,
+/// where most changes happen, so that the top of book is one read and the depth a walk from the end.
 public struct VenueBook {
     public struct Order: Equatable, Sendable {
         public var locate: UInt16
@@ -17,70 +21,130 @@ public struct VenueBook {
         public var askSize: UInt64 = 0
     }
 
-    struct SymbolLevels {
-        var bids: [UInt32: UInt64] = [:]
-        var asks: [UInt32: UInt64] = [:]
-        var top = TopOfBook()
+    /// One price level: the shares and the number of orders resting at the price.
+    public struct Level: Equatable, Sendable {
+        public var price: UInt32
+        public var size: UInt64
+        public var orders: UInt32
+    }
 
-        mutating func change(side: OrderSide, price: UInt32, by delta: Int64) {
-            if side == .buy {
-                let size = UInt64(max(0, Int64(bids[price, default: 0]) + delta))
-                bids[price] = size == 0 ? nil : size
-                if size > 0 && price >= top.bidPrice {
-                    top.bidPrice = price
-                    top.bidSize = size
-                } else if price == top.bidPrice {
-                    // The best level emptied: the next best is found by a scan (books are shallow per symbol).
-                    top.bidPrice = bids.keys.max() ?? 0
-                    top.bidSize = bids[top.bidPrice] ?? 0
-                }
+    /// One side's levels sorted so that the best is last: bids by rising price, asks by falling price.
+    struct SideLevels {
+        var levels: [Level] = []
+        let bestIsHighest: Bool
+
+        init(bestIsHighest: Bool) { self.bestIsHighest = bestIsHighest }
+
+        var best: Level? { levels.last }
+
+        /// True when `price` sorts before `other` on this side (is worse than it).
+        @inline(__always)
+        private func isWorse(_ price: UInt32, than other: UInt32) -> Bool {
+            bestIsHighest ? price < other : price > other
+        }
+
+        /// Index of the level at `price`, or where it would be inserted.
+        private func position(of price: UInt32) -> Int {
+            // Most changes are at or near the top, so look there first before a binary search.
+            var high = levels.count
+            if high > 0 && !isWorse(levels[high - 1].price, than: price) {
+                if levels[high - 1].price == price { return high - 1 }
+                high -= 1
             } else {
-                let size = UInt64(max(0, Int64(asks[price, default: 0]) + delta))
-                asks[price] = size == 0 ? nil : size
-                if size > 0 && (top.askPrice == 0 || price <= top.askPrice) {
-                    top.askPrice = price
-                    top.askSize = size
-                } else if price == top.askPrice {
-                    top.askPrice = asks.keys.min() ?? 0
-                    top.askSize = asks[top.askPrice] ?? 0
+                return high
+            }
+            var low = 0
+            while low < high {
+                let middle = (low + high) / 2
+                if isWorse(levels[middle].price, than: price) { low = middle + 1 } else { high = middle }
+            }
+            return low
+        }
+
+        mutating func change(price: UInt32, shares: Int64, orders: Int32) {
+            let index = position(of: price)
+            if index < levels.count && levels[index].price == price {
+                let size = Int64(levels[index].size) + shares
+                if size <= 0 {
+                    levels.remove(at: index)
+                } else {
+                    levels[index].size = UInt64(size)
+                    levels[index].orders = UInt32(clamping: Int64(levels[index].orders) + Int64(orders))
                 }
+            } else if shares > 0 {
+                levels.insert(Level(price: price, size: UInt64(shares), orders: UInt32(clamping: max(0, orders))),
+                    at: index)
+            }
+        }
+
+        /// The best `count` levels, best first.
+        func top(_ count: Int) -> ArraySlice<Level>.SubSequence { levels.suffix(count) }
+    }
+
+    struct SymbolBook {
+        var bids = SideLevels(bestIsHighest: true)
+        var asks = SideLevels(bestIsHighest: false)
+
+        var top: TopOfBook {
+            TopOfBook(bidPrice: bids.best?.price ?? 0, bidSize: bids.best?.size ?? 0,
+                askPrice: asks.best?.price ?? 0, askSize: asks.best?.size ?? 0)
+        }
+
+        mutating func change(side: OrderSide, price: UInt32, shares: Int64, orders: Int32) {
+            if side == .buy {
+                bids.change(price: price, shares: shares, orders: orders)
+            } else {
+                asks.change(price: price, shares: shares, orders: orders)
             }
         }
     }
 
-    public private(set) var orders: [UInt64: Order] = [:]
-    var levels: [UInt16: SymbolLevels] = [:]
+    private var orders = IntegerKeyTable<Order>()
+    /// Indexed by stock locate; grows to the highest locate seen.
+    private var symbolBooks: [SymbolBook] = []
 
     public init() {}
 
-    public func top(of locate: UInt16) -> TopOfBook { levels[locate]?.top ?? TopOfBook() }
+    /// Orders resting in the book.
+    public var orderCount: Int { orders.count }
+
+    public func top(of locate: UInt16) -> TopOfBook {
+        Int(locate) < symbolBooks.count ? symbolBooks[Int(locate)].top : TopOfBook()
+    }
 
     /// The best `depth` levels of each side, best first (prices in ITCH Price(4), sizes summed over orders).
-    public func depth(of locate: UInt16, levels depth: Int) -> (bids: [(price: UInt32, size: UInt64)],
-        asks: [(price: UInt32, size: UInt64)])
-    {
-        guard let book = levels[locate] else { return ([], []) }
-        let bids = book.bids.sorted { $0.key > $1.key }.prefix(depth).map { (price: $0.key, size: $0.value) }
-        let asks = book.asks.sorted { $0.key < $1.key }.prefix(depth).map { (price: $0.key, size: $0.value) }
-        return (Array(bids), Array(asks))
+    public func depth(of locate: UInt16, levels depth: Int) -> (bids: [Level], asks: [Level]) {
+        guard Int(locate) < symbolBooks.count else { return ([], []) }
+        let book = symbolBooks[Int(locate)]
+        return (book.bids.top(depth).reversed(), book.asks.top(depth).reversed())
     }
 
     public func order(_ reference: UInt64) -> Order? { orders[reference] }
 
     public mutating func add(reference: UInt64, locate: UInt16, side: OrderSide, price: UInt32, shares: UInt32) {
-        orders[reference] = Order(locate: locate, side: side, price: price, shares: shares)
-        levels[locate, default: SymbolLevels()].change(side: side, price: price, by: Int64(shares))
+        if let replaced = orders[reference] {
+            // A venue reusing a live reference: the old order goes, so that its shares do not linger in a level.
+            change(replaced, shares: -Int64(replaced.shares), orders: -1)
+        }
+        let order = Order(locate: locate, side: side, price: price, shares: shares)
+        orders[reference] = order
+        change(order, shares: Int64(shares), orders: 1)
     }
 
     /// Takes `shares` off an order (execution or partial cancel); returns the order as it was, nil when unknown.
     @discardableResult
     public mutating func reduce(reference: UInt64, shares: UInt32) -> Order? {
-        guard var order = orders[reference] else { return nil }
-        let before = order
-        let taken = min(shares, order.shares)
-        order.shares -= taken
-        orders[reference] = order.shares == 0 ? nil : order
-        levels[order.locate, default: SymbolLevels()].change(side: order.side, price: order.price, by: -Int64(taken))
+        var before: Order?
+        var removesOrder = false
+        orders.update(reference) { order in
+            before = order
+            let taken = min(shares, order.shares)
+            order.shares -= taken
+            removesOrder = order.shares == 0
+        }
+        guard let before else { return nil }
+        if removesOrder { orders.removeValue(forKey: reference) }
+        change(before, shares: -Int64(min(shares, before.shares)), orders: removesOrder ? -1 : 0)
         return before
     }
 
@@ -88,7 +152,15 @@ public struct VenueBook {
     @discardableResult
     public mutating func delete(reference: UInt64) -> Order? {
         guard let order = orders.removeValue(forKey: reference) else { return nil }
-        levels[order.locate, default: SymbolLevels()].change(side: order.side, price: order.price, by: -Int64(order.shares))
+        change(order, shares: -Int64(order.shares), orders: -1)
         return order
+    }
+
+    private mutating func change(_ order: Order, shares: Int64, orders: Int32) {
+        let index = Int(order.locate)
+        if index >= symbolBooks.count {
+            symbolBooks.append(contentsOf: repeatElement(SymbolBook(), count: index + 1 - symbolBooks.count))
+        }
+        symbolBooks[index].change(side: order.side, price: order.price, shares: shares, orders: orders)
     }
 }

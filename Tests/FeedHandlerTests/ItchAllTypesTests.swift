@@ -126,6 +126,18 @@ import MarketData
         #expect(normalizer.counters.unknownBrokenTrades == 1)
     }
 
+    @Test func aBrokenTradeOlderThanTheRememberedMatchesIsCountedNotMisattributed() throws {
+        // Match 555 + 2^20 takes 555's place: breaking 555 afterwards must not name the later trade's symbol.
+        let later = SpecBytes.be(1, 2) + SpecBytes.be(9, 2) + SpecBytes.be(1, 6)
+        let execution = [UInt8(ascii: "E")] + later + SpecBytes.be(1001, 8) + SpecBytes.be(10, 4)
+            + SpecBytes.be(555 + UInt64(ItchNormalizer.rememberedMatches), 8)
+        let broken = EveryItchMessageType.header("B") + SpecBytes.be(555, 8)
+        let (ticks, normalizer) = try run([SpecBytes.stockDirectory, SpecBytes.addOrder, SpecBytes.orderExecuted,
+            execution, broken])
+        #expect(ticks.filter { $0.type == .status }.isEmpty)
+        #expect(normalizer.counters.unknownBrokenTrades == 1)
+    }
+
     @Test func aCircuitBreakerBreachHaltsTheMarketOnSys() throws {
         let levels = EveryItchMessageType.header("V") + SpecBytes.be(4_500_00000000, 8) + SpecBytes.be(4_200_00000000, 8)
             + SpecBytes.be(3_900_00000000, 8)
@@ -193,9 +205,9 @@ import MarketData
         #expect(ticks.count == 1)  // five changes, one BOOK tick
         let book = try #require(ticks.first)
         #expect(book.type == .book && book.symbol == "AAPL")
-        #expect(book.bids == [BookLevel(price: Price(fixedPoint: 100_100_000), size: 250),
-            BookLevel(price: Price(fixedPoint: 100_000_000), size: 100)])
-        #expect(book.asks == [BookLevel(price: Price(fixedPoint: 100_300_000), size: 400)])
+        #expect(book.bids == [BookLevel(price: Price(fixedPoint: 100_100_000), size: 250, orders: 2),
+            BookLevel(price: Price(fixedPoint: 100_000_000), size: 100, orders: 1)])
+        #expect(book.asks == [BookLevel(price: Price(fixedPoint: 100_300_000), size: 400, orders: 1)])
         #expect(book.exchangeTimestampNs == 5)
         ticks.removeAll()
         normalizer.flushBooks(into: &ticks)

@@ -1,0 +1,110 @@
+import Testing
+
+@testable import FeedHandler
+
+/// The book's fast structures (an open-addressing order table, sorted level arrays, locate-indexed symbols) checked
+/// against plain Swift dictionaries over long random sequences, where a wrong probe or shift shows up as a mismatch.
+@Suite struct VenueBookModelTests {
+    /// A small deterministic generator, so that a failure repeats.
+    struct SplitMix64: RandomNumberGenerator {
+        var state: UInt64
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var mixed = state
+            mixed = (mixed ^ (mixed >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            mixed = (mixed ^ (mixed >> 27)) &* 0x94D0_49BB_1331_11EB
+            return mixed ^ (mixed >> 31)
+        }
+    }
+
+    @Test func integerKeyTableMatchesADictionaryThroughGrowthAndDeletes() {
+        var random = SplitMix64(state: 7)
+        var table = IntegerKeyTable<UInt32>()
+        var model: [UInt64: UInt32] = [:]
+        // Keys from a narrow range collide and cluster, which exercises backward-shift deletion; a few huge ones
+        // check that the hash uses the high bits.
+        for step in 0..<200_000 {
+            let key = step % 97 == 0 ? UInt64.max - UInt64.random(in: 0..<4, using: &random)
+                : UInt64.random(in: 0..<5_000, using: &random)
+            switch UInt8.random(in: 0..<10, using: &random) {
+            case 0..<5:
+                let value = UInt32(truncatingIfNeeded: step)
+                table[key] = value
+                model[key] = value
+            case 5..<8:
+                #expect(table.removeValue(forKey: key) == model.removeValue(forKey: key))
+            default:
+                let changed = table.update(key) { $0 &+= 1 }
+                #expect(changed == (model[key] != nil))
+                if changed { model[key]! &+= 1 }
+            }
+            if step % 1_000 == 0 {
+                #expect(table.count == model.count)
+                for probe in 0..<5_000 as Range<UInt64> where table[probe] != model[probe] {
+                    Issue.record("key \(probe): table \(String(describing: table[probe])), model \(String(describing: model[probe]))")
+                    return
+                }
+            }
+        }
+        #expect(table.count == model.count)
+    }
+
+    @Test func bookTopAndDepthMatchAModelOverRandomOrderFlow() {
+        var random = SplitMix64(state: 42)
+        var book = VenueBook()
+        var orders: [UInt64: VenueBook.Order] = [:]
+        var nextReference: UInt64 = 1
+        for step in 0..<60_000 {
+            let action = UInt8.random(in: 0..<10, using: &random)
+            if action < 5 || orders.isEmpty {
+                let locate = UInt16.random(in: 1...3, using: &random)
+                let side: OrderSide = Bool.random(using: &random) ? .buy : .sell
+                let price = UInt32.random(in: 990...1_010, using: &random) * 100
+                let shares = UInt32.random(in: 1...500, using: &random)
+                book.add(reference: nextReference, locate: locate, side: side, price: price, shares: shares)
+                orders[nextReference] = .init(locate: locate, side: side, price: price, shares: shares)
+                nextReference += 1
+            } else {
+                let reference = orders.keys.randomElement(using: &random)!
+                if action < 8 {
+                    let shares = UInt32.random(in: 1...300, using: &random)
+                    #expect(book.reduce(reference: reference, shares: shares) == orders[reference])
+                    orders[reference]!.shares -= min(shares, orders[reference]!.shares)
+                    if orders[reference]!.shares == 0 { orders[reference] = nil }
+                } else {
+                    #expect(book.delete(reference: reference) == orders.removeValue(forKey: reference))
+                }
+            }
+            guard step % 500 == 0 else { continue }
+            #expect(book.orderCount == orders.count)
+            for locate in UInt16(1)...3 {
+                let (bids, asks) = book.depth(of: locate, levels: 5)
+                #expect(bids == Self.levels(orders.values, locate: locate, side: .buy, best: >, depth: 5))
+                #expect(asks == Self.levels(orders.values, locate: locate, side: .sell, best: <, depth: 5))
+                let top = book.top(of: locate)
+                #expect(top.bidPrice == bids.first?.price ?? 0 && top.bidSize == bids.first?.size ?? 0)
+                #expect(top.askPrice == asks.first?.price ?? 0 && top.askSize == asks.first?.size ?? 0)
+            }
+        }
+    }
+
+    @Test func reusingALiveReferenceReplacesTheOldOrderInItsLevel() {
+        var book = VenueBook()
+        book.add(reference: 1, locate: 1, side: .buy, price: 10_000, shares: 100)
+        book.add(reference: 1, locate: 1, side: .buy, price: 10_100, shares: 50)
+        #expect(book.depth(of: 1, levels: 5).bids == [.init(price: 10_100, size: 50, orders: 1)])
+        #expect(book.orderCount == 1)
+    }
+
+    static func levels(
+        _ orders: Dictionary<UInt64, VenueBook.Order>.Values, locate: UInt16, side: OrderSide,
+        best: (UInt32, UInt32) -> Bool, depth: Int
+    ) -> [VenueBook.Level] {
+        var byPrice: [UInt32: VenueBook.Level] = [:]
+        for order in orders where order.locate == locate && order.side == side {
+            byPrice[order.price, default: .init(price: order.price, size: 0, orders: 0)].size += UInt64(order.shares)
+            byPrice[order.price]!.orders += 1
+        }
+        return Array(byPrice.values.sorted { best($0.price, $1.price) }.prefix(depth))
+    }
+}
