@@ -5,7 +5,7 @@ SWIFT ?= swift
 RELEASE_BIN = .build/release
 DEBUG_BIN = .build/debug
 
-.PHONY: all build release run test bench deps test-deps proto proto-check clean
+.PHONY: all build release run test bench bench-check deps test-deps proto proto-check clean
 
 all: build
 
@@ -27,15 +27,22 @@ run: release
 
 ## Build and run every test: unit tests of each module and the end-to-end tests with the real executables.
 ## The chaos test drives 100 000 messages/s through release executables (a debug feedd would be the bottleneck).
+## Then the benchmarks' allocation check: the per-message paths must not allocate.
 test: test-deps proto-check
 	$(SWIFT) build -c release
 	$(SWIFT) build --build-tests
 	TICKPLANT_PYTHON=$(CURDIR)/.venv/bin/python TICKPLANT_RELEASE_BIN_DIR=$(CURDIR)/$(RELEASE_BIN) \
 		$(SWIFT) test --skip-build
+	$(MAKE) bench-check
 
 ## Run the benchmarks (ordo-one/benchmark, in their own package under Benchmarks/): throughput and mallocs per message.
 bench: deps
 	cd Benchmarks && $(SWIFT) package --disable-sandbox benchmark
+
+## Fail when a benchmark allocates more than Benchmarks/Thresholds/ allows: 0 mallocs per sample (a thousand or a
+## million iterations). A new benchmark needs its file there too: FeedBenchmarks.<name>.p90.json.
+bench-check: deps
+	cd Benchmarks && $(SWIFT) package --disable-sandbox benchmark thresholds check --no-progress
 
 ## Regenerate the committed protobuf-c code from Proto/*.proto.
 proto:
