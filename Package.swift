@@ -32,6 +32,8 @@ let package = Package(
             name: "CTickProto",
             linkerSettings: [.linkedLibrary("protobuf-c")]
         ),
+        // recvmmsg for feedd's batched UDP receive: Swift's Glibc module does not export it.
+        .target(name: "CSocketBatch"),
 
         // MARK: Libraries
         .target(name: "ZeroMQ", dependencies: ["CZeroMQ"]),
@@ -45,7 +47,7 @@ let package = Package(
         .target(
             name: "FeedHandler",
             dependencies: [
-                "MarketData", "ZeroMQ",
+                "MarketData", "ZeroMQ", "CSocketBatch",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

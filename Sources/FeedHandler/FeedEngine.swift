@@ -134,6 +134,7 @@ private final class FeedLoop: SocketLoop, TickSink {
     func run(_ thread: SocketThread) {
         let datagram = UnsafeMutableRawBufferPointer.allocate(byteCount: 65_536, alignment: 8)
         defer { datagram.deallocate() }
+        let batch = DatagramBatch()
         while !thread.isStopping {
             connectDueVenues()
             var timeout = itchFeeds.map(\.feed.pollTimeoutMilliseconds).min() ?? 100
@@ -146,7 +147,7 @@ private final class FeedLoop: SocketLoop, TickSink {
             }
             if poller.isReadable(wakeupIndex) { thread.wakeup.drain() }
             for (feed, index, retransmissionIndex) in itchFeeds {
-                if poller.isReadable(index) { feed.readDatagrams(buffer: datagram, sink: self) }
+                if poller.isReadable(index) { feed.readDatagrams(batch: batch, sink: self) }
                 if poller.isReadable(retransmissionIndex) { feed.readRetransmissions(buffer: datagram, sink: self) }
                 feed.recover(sink: self)
                 // The retransmission connection comes and goes; keep the poller watching the current one.

@@ -62,13 +62,28 @@ final class ItchFeed {
 
     // MARK: Downstream
 
-    /// Reads every waiting datagram.
-    func readDatagrams(buffer: UnsafeMutableRawBufferPointer, sink: TickSink) {
-        while let count = receiver.receive(into: buffer) {
+    /// Reads the waiting datagrams a batch at a time (one recvmmsg per batch). After `maximumBatchesPerTurn` full
+    /// batches it returns, so that the other venues and the retransmission sockets get their turn; the poller calls
+    /// again at once while datagrams wait.
+    func readDatagrams(batch: DatagramBatch, sink: TickSink) {
+        for _ in 0..<ItchFeed.maximumBatchesPerTurn {
+            let count = receiver.receive(into: batch)
+            guard count > 0 else { return }
             receivedNs = WallClock.nowNanoseconds()
-            handlePacket(UnsafeRawBufferPointer(rebasing: buffer[0..<count]), sink: sink)
+            for index in 0..<count {
+                guard let datagram = batch.datagram(index) else {
+                    // Longer than any MoldUDP64 packet on an Ethernet path: counted, and its messages recovered.
+                    malformed += 1
+                    sink.logBadInput(venue, "datagram longer than \(batch.slotSize) bytes, cut by the kernel")
+                    continue
+                }
+                handlePacket(datagram, sink: sink)
+            }
+            if count < batch.capacity { return }
         }
     }
+
+    static let maximumBatchesPerTurn = 16
 
     private func handlePacket(_ bytes: UnsafeRawBufferPointer, sink: TickSink) {
         let now = MonotonicClock.nowNanoseconds()

@@ -1,3 +1,4 @@
+import CSocketBatch
 import Foundation
 import Glibc
 
@@ -101,7 +102,11 @@ public final class UDPReceiver {
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
         var size = Int32(clamping: requested)
-        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        // SO_RCVBUFFORCE passes net.core.rmem_max where the process may (CAP_NET_ADMIN); elsewhere the plain option
+        // gets what rmem_max allows, and the caller warns when that is less than asked.
+        if setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, socklen_t(MemoryLayout<Int32>.size)) != 0 {
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        }
         var granted: Int32 = 0
         var grantedLength = socklen_t(MemoryLayout<Int32>.size)
         getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &granted, &grantedLength)
@@ -137,6 +142,15 @@ public final class UDPReceiver {
         return nil
     }
 
+    /// Reads the waiting datagrams into `batch`, as many as it holds, in one system call (recvmmsg); returns how many
+    /// (0 when none is waiting or the call failed).
+    public func receive(into batch: DatagramBatch) -> Int {
+        let count = tickplant_receive_batch(descriptor.raw, batch.storage.baseAddress!.assumingMemoryBound(to: UInt8.self),
+            batch.slotSize, UInt32(batch.capacity), batch.lengths.baseAddress!)
+        batch.count = max(0, Int(count))
+        return batch.count
+    }
+
     /// Reads one datagram into `buffer`; nil when none is waiting.
     public func receive(into buffer: UnsafeMutableRawBufferPointer) -> Int? {
         while true {
@@ -145,6 +159,37 @@ public final class UDPReceiver {
             if errno == EINTR { continue }
             return nil
         }
+    }
+}
+
+/// Buffers for up to `capacity` datagrams of at most `slotSize` bytes each, filled by `UDPReceiver.receive(into:)`
+/// and reused for every batch, so that receiving allocates nothing.
+public final class DatagramBatch {
+    public let capacity: Int
+    public let slotSize: Int
+    fileprivate let storage: UnsafeMutableRawBufferPointer
+    fileprivate let lengths: UnsafeMutableBufferPointer<Int>
+    /// Datagrams the last receive filled.
+    public fileprivate(set) var count = 0
+
+    /// `capacity` is capped at the C shim's TICKPLANT_BATCH_MAX (64).
+    public init(capacity: Int = 32, slotSize: Int = 9_216) {
+        self.capacity = min(capacity, Int(TICKPLANT_BATCH_MAX))
+        self.slotSize = slotSize
+        storage = .allocate(byteCount: self.capacity * slotSize, alignment: 16)
+        lengths = .allocate(capacity: self.capacity)
+    }
+
+    deinit {
+        storage.deallocate()
+        lengths.deallocate()
+    }
+
+    /// Datagram `index` of the last receive, or nil when it was longer than a slot and the kernel cut it.
+    public func datagram(_ index: Int) -> UnsafeRawBufferPointer? {
+        let length = lengths[index]
+        guard length <= slotSize else { return nil }
+        return UnsafeRawBufferPointer(start: storage.baseAddress! + index * slotSize, count: length)
     }
 }
 
