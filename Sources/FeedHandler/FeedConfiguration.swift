@@ -66,6 +66,12 @@ public struct FeedConfiguration: Sendable {
         public var source: VenueProtocol
         /// IANA zone of the session date that ITCH timestamps count from.
         public var timezone: String
+
+        public init(venue: String, source: VenueProtocol, timezone: String) {
+            self.venue = venue
+            self.source = source
+            self.timezone = timezone
+        }
     }
 
     public var name = "feedd"

@@ -6,7 +6,7 @@ import MarketData
 /// one ITCH message from a steady market (every order added is later executed or deleted, so the book stays the same
 /// size); mallocs are counted per iteration and must stay 0.
 /// The market is built once: a benchmark's closure runs once per sample, and building it there would be measured.
-let steadyMarket = SteadyMarket.messages(symbols: 200, orders: 20_000)
+let steadyMarket = SyntheticItchMarket.messages(symbols: 200, orders: 20_000)
 
 let benchmarks: @Sendable () -> Void = {
     // `make bench-check` holds every benchmark to the files in Thresholds/: 0 mallocs in the 90th percentile of
@@ -38,11 +38,11 @@ let benchmarks: @Sendable () -> Void = {
         // Warm up: the book, the symbol table and the buffers reach their steady size first.
         for (index, message) in messages.enumerated() { process(message, index) }
         benchmark.startMeasurement()
-        var index = SteadyMarket.directorySize(symbols: 200)
+        var index = SyntheticItchMarket.directorySize(symbols: 200)
         for _ in benchmark.scaledIterations {
             process(messages[index], index)
             index += 1
-            if index == messages.count { index = SteadyMarket.directorySize(symbols: 200) }
+            if index == messages.count { index = SyntheticItchMarket.directorySize(symbols: 200) }
         }
     }
 
@@ -76,49 +76,5 @@ let benchmarks: @Sendable () -> Void = {
             tick.streamSequence &+= 1
             blackHole(encoder.encode(tick).count)
         }
-    }
-}
-
-/// A deterministic market of ITCH messages: a stock directory, then rounds in which orders are added near a moving
-/// price and later executed (in part, then whole) or deleted, so the live book neither grows nor empties.
-enum SteadyMarket {
-    static func directorySize(symbols: Int) -> Int { symbols }
-
-    static func messages(symbols: Int, orders: Int) -> [[UInt8]] {
-        var messages: [[UInt8]] = []
-        for locate in 1...symbols {
-            messages.append(ItchEncoder.stockDirectory(ItchHeader(stockLocate: UInt16(locate), timestamp: 0),
-                symbol: "S\(locate)"))
-        }
-        var match: UInt64 = 1
-        let live = 8  // orders alive per symbol at any time
-        for reference in 1...UInt64(orders) {
-            let locate = UInt16((reference - 1) % UInt64(symbols) + 1)
-            let header = ItchHeader(stockLocate: locate, timestamp: reference)
-            let side: OrderSide = reference % 2 == 0 ? .buy : .sell
-            let price = UInt32(1_000_000 + (side == .buy ? -1 : 1) * Int(reference % 7) * 100)
-            messages.append(ItchEncoder.addOrder(header, reference: reference, side: side, shares: 300,
-                symbol: "S\(locate)", price: price))
-            // Retire the order added `live` rounds ago for this symbol.
-            let old = reference &- UInt64(symbols * live)
-            guard reference > UInt64(symbols * live) else { continue }
-            switch old % 3 {
-            case 0:
-                messages.append(ItchEncoder.orderExecuted(header, reference: old, shares: 100, matchNumber: match))
-                messages.append(ItchEncoder.orderExecuted(header, reference: old, shares: 200, matchNumber: match + 1))
-                match += 2
-            case 1:
-                messages.append(ItchEncoder.orderCancel(header, reference: old, shares: 100))
-                messages.append(ItchEncoder.orderDelete(header, reference: old))
-            default:
-                messages.append(ItchEncoder.orderDelete(header, reference: old))
-            }
-        }
-        // Close the remaining orders so that the next pass over the messages starts from the same book.
-        for old in (UInt64(orders) - UInt64(symbols * live) + 1)...UInt64(orders) {
-            let locate = UInt16((old - 1) % UInt64(symbols) + 1)
-            messages.append(ItchEncoder.orderDelete(ItchHeader(stockLocate: locate, timestamp: old), reference: old))
-        }
-        return messages
     }
 }

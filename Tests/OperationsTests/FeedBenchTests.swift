@@ -1,0 +1,24 @@
+import Foundation
+import Testing
+
+@testable import Operations
+
+/// `mktctl bench feed` on a small market at a rate any machine keeps up with: the bench itself must count right.
+@Suite(.serialized) struct FeedBenchTests {
+    @Test func everyMessageSentIsCountedByTheBareReceiverAndByFeedd() throws {
+        var settings = FeedBench.Settings()
+        settings.messages = 60_000
+        settings.symbols = 20
+        let bench = FeedBench(settings: settings) { _ in }
+        let bare = try bench.runRawReceiver()
+        #expect(bare.sent >= 60_000)
+        #expect(bare.received == bare.sent)
+        let feedd = try bench.runFeedEngine(rate: 60_000, messages: 60_000)
+        #expect(feedd.sent >= 60_000)
+        #expect(feedd.received == feedd.sent)
+        #expect(feedd.lost == 0 && feedd.gaps == 0 && feedd.kernelDrops == 0)
+        #expect(feedd.ticksPublished > 10_000)  // the subscriber drained ticks: quotes and trades of the market
+        let table = FeedBench.table([bare, feedd])
+        #expect(table.contains("bare receiver (recvmmsg, count)") && table.contains("feedd at 60 k/s"))
+    }
+}
