@@ -1,9 +1,11 @@
 import FeedHandler
 import MarketData
 
-/// What `mktctl sim --chaos` does to the exchange side, e.g. `loss=1%,dup=0.1%,reorder=0.5%,corrupt=0.01%,halt=AAPL@30s`.
-/// Probabilities apply per MoldUDP64 packet; the market itself is unchanged (chaos draws from its own generator), so a
-/// run with chaos and a clean run with the same seed carry the same messages.
+/// What `mktctl sim --chaos` does to the exchange side, e.g.
+/// `loss=1%,dup=0.1%,reorder=0.5%,corrupt=0.01%,badprice=0.01%,negvolume=0.01%,halt=AAPL@30s`.
+/// loss, dup, reorder and corrupt apply per MoldUDP64 packet; badprice and negvolume add bad trades after market
+/// events. The market itself is unchanged (chaos draws from its own generator), so a run with chaos and a clean run
+/// with the same seed carry the same market.
 public struct ChaosOptions: Sendable, Equatable {
     /// Packets not sent (their messages stay retransmittable).
     public var loss = 0.0
@@ -13,16 +15,29 @@ public struct ChaosOptions: Sendable, Equatable {
     public var reorder = 0.0
     /// Packets sent damaged (cut short, so that a receiver can tell; their messages stay retransmittable).
     public var corrupt = 0.0
+    /// Per market event, the chance of an extra trade at a bad price (0, or ten times the symbol's price) on ITCH or a
+    /// JSON venue: the plant's price filter must catch it.
+    public var badPrice = 0.0
+    /// Per market event, the chance of an extra ITCH trade with a bad volume. ITCH share counts are unsigned, so the
+    /// bad volume a venue can really send is 0 shares: the plant's size filter must catch it.
+    public var negativeVolume = 0.0
     /// Symbols halted at a time after the start, resumed 10 seconds later.
     public var halts: [(symbol: String, afterSeconds: Double)] = []
 
     public init() {}
 
-    public var isEmpty: Bool { loss == 0 && duplicate == 0 && reorder == 0 && corrupt == 0 && halts.isEmpty }
+    public var isEmpty: Bool {
+        loss == 0 && duplicate == 0 && reorder == 0 && corrupt == 0 && badPrice == 0 && negativeVolume == 0
+            && halts.isEmpty
+    }
+
+    /// Whether packets are damaged on the way (as opposed to bad data inside whole packets).
+    var damagesPackets: Bool { loss > 0 || duplicate > 0 || reorder > 0 || corrupt > 0 }
 
     public static func == (lhs: ChaosOptions, rhs: ChaosOptions) -> Bool {
         lhs.loss == rhs.loss && lhs.duplicate == rhs.duplicate && lhs.reorder == rhs.reorder
-            && lhs.corrupt == rhs.corrupt && lhs.halts.map(\.symbol) == rhs.halts.map(\.symbol)
+            && lhs.corrupt == rhs.corrupt && lhs.badPrice == rhs.badPrice && lhs.negativeVolume == rhs.negativeVolume
+            && lhs.halts.map(\.symbol) == rhs.halts.map(\.symbol)
             && lhs.halts.map(\.afterSeconds) == rhs.halts.map(\.afterSeconds)
     }
 
@@ -44,10 +59,11 @@ public struct ChaosOptions: Sendable, Equatable {
                     let seconds = Double(halt[1].dropLast()), seconds >= 0
                 else { throw ChaosParseError("\"\(item)\": expected halt=SYMBOL@SECONDSs such as halt=AAPL@30s") }
                 options.halts.append((halt[0], seconds))
-            case "badprice", "negvolume":
-                throw ChaosParseError("\"\(name)\" arrives with the plant's filters; not supported by this build")
+            case "badprice": options.badPrice = try percentage(name, value)
+            case "negvolume": options.negativeVolume = try percentage(name, value)
             default:
-                throw ChaosParseError("\"\(name)\": expected loss, dup, reorder, corrupt or halt")
+                throw ChaosParseError(
+                    "\"\(name)\": expected loss, dup, reorder, corrupt, badprice, negvolume or halt")
             }
         }
         return options

@@ -15,6 +15,10 @@ public final class MarketSimulator {
         public var packetsReordered: UInt64 = 0
         public var packetsCorrupted: UInt64 = 0
         public var retransmitted: UInt64 = 0
+        /// Trades `--chaos badprice=` added at a bad price.
+        public var badPrices: UInt64 = 0
+        /// Trades `--chaos negvolume=` added with a bad (zero) volume.
+        public var badVolumes: UInt64 = 0
     }
 
     struct Instrument {
@@ -118,7 +122,10 @@ public final class MarketSimulator {
                     }
                     queue(message)
                 } else {
-                    step()
+                    let instrument = step()
+                    if configuration.chaos.badPrice > 0 || configuration.chaos.negativeVolume > 0 {
+                        sendBadTrades(instrument)
+                    }
                 }
                 sent += 1
                 burst += 1
@@ -182,8 +189,9 @@ public final class MarketSimulator {
         return ItchHeader(stockLocate: locate, trackingNumber: 0, timestamp: now &- sessionMidnightNs)
     }
 
-    /// One market event.
-    func step() {
+    /// One market event; returns the instrument it moved.
+    @discardableResult
+    func step() -> Int {
         let index = pickInstrument()
         // Random walk of one cent either way, never below a dollar.
         let move = Int64(random.next() % 3) - 1
@@ -196,7 +204,43 @@ public final class MarketSimulator {
         } else {
             itchEvent(index)
         }
+        return index
     }
+
+    /// The bad trades `--chaos badprice=,negvolume=` add after an event in `index`. They take match numbers from a
+    /// range of their own, so the market's trades keep the numbers of a clean run; the trade log marks them.
+    func sendBadTrades(_ index: Int) {
+        let chaos = configuration.chaos
+        let instrument = instruments[index]
+        if chaos.badPrice > 0 && chaosRandom.nextDouble() < chaos.badPrice {
+            counters.badPrices += 1
+            // Half at 0 (non-positive), half at ten times the price (a jump no market makes in one trade).
+            let price = chaosRandom.next() % 2 == 0 ? 0 : instrument.mid &* 10
+            let venue = chaosRandom.nextDouble()
+            if venue < configuration.jsonShare {
+                sendJSON(index, formatB: false, price: Price(itchPrice4: price), chaos: "badprice")
+            } else if venue < 2 * configuration.jsonShare {
+                sendJSON(index, formatB: true, price: Price(itchPrice4: price), chaos: "badprice")
+            } else {
+                sendChaosTrade(instrument, price: price, shares: 100, chaos: "badprice")
+            }
+        }
+        if chaos.negativeVolume > 0 && chaosRandom.nextDouble() < chaos.negativeVolume {
+            counters.badVolumes += 1
+            sendChaosTrade(instrument, price: instrument.mid, shares: 0, chaos: "negvolume")
+        }
+    }
+
+    /// An ITCH non-cross trade (P) that `--chaos` made up.
+    func sendChaosTrade(_ instrument: Instrument, price: UInt32, shares: UInt32, chaos: String) {
+        queue(ItchEncoder.trade(itchHeader(instrument.locate), shares: shares, symbol: instrument.symbol, price: price,
+            matchNumber: MarketSimulator.chaosMatchNumbers + counters.badPrices + counters.badVolumes))
+        logTrade(venue: configuration.itchVenue, symbol: instrument.symbol, price: Price(itchPrice4: price),
+            size: UInt64(shares), chaos: chaos)
+    }
+
+    /// Match numbers of made-up trades start here, far above any the market reaches.
+    static let chaosMatchNumbers: UInt64 = 1 << 62
 
     func itchEvent(_ index: Int) {
         let instrument = instruments[index]
@@ -244,9 +288,9 @@ public final class MarketSimulator {
         }
     }
 
-    func sendJSON(_ index: Int, formatB: Bool) {
+    func sendJSON(_ index: Int, formatB: Bool, price chaosPrice: Price? = nil, chaos: String? = nil) {
         let instrument = instruments[index]
-        let price = Price(itchPrice4: instrument.mid)
+        let price = chaosPrice ?? Price(itchPrice4: instrument.mid)
         let nowNs = WallClock.nowNanoseconds()
         let line: String
         if formatB {
@@ -259,13 +303,16 @@ public final class MarketSimulator {
         let bytes = Array((line + "\n").utf8)
         jsonClients[formatB ? 1 : 0] = clients.filter { $0.writeAll(bytes) }
         counters.jsonLines += 1
-        logTrade(venue: formatB ? "json-b" : "json-a", symbol: instrument.symbol, price: price, size: 0)
+        logTrade(venue: formatB ? "json-b" : "json-a", symbol: instrument.symbol, price: price, size: 0, chaos: chaos)
     }
 
-    func logTrade(venue: String, symbol: String, price: Price, size: UInt64) {
+    /// Logs a trade sent; `chaos` names the option that made it up (the line then says `"chaos":"badprice"`).
+    func logTrade(venue: String, symbol: String, price: Price, size: UInt64, chaos: String? = nil) {
         counters.trades += 1
         guard let tradeLog else { return }
-        tradeLog.write(Data(#"{"venue":"\#(venue)","symbol":"\#(symbol)","price":"\#(price)","size":\#(size)}"#.utf8 + [10]))
+        let marker = chaos.map { #","chaos":"\#($0)""# } ?? ""
+        tradeLog.write(Data(
+            #"{"venue":"\#(venue)","symbol":"\#(symbol)","price":"\#(price)","size":\#(size)\#(marker)}"#.utf8 + [10]))
     }
 
     func iso8601(_ nanoseconds: UInt64) -> String {
@@ -314,7 +361,7 @@ public final class MarketSimulator {
     /// Sends a packet, or loses, duplicates, delays or damages it as `--chaos` asks.
     func sendWithChaos(_ packet: [UInt8]) {
         let chaos = configuration.chaos
-        guard !chaos.isEmpty else {
+        guard chaos.damagesPackets else {
             udp.send(packet)
             return
         }

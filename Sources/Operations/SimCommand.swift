@@ -113,10 +113,12 @@ public struct SimCommand: AsyncParsableCommand {
                 guard !quiet else { return }
                 var line = String(format: "\rsim: %.0f msg/s  itch %llu msgs in %llu packets  json %llu lines  trades %llu",
                     rate, counters.itchMessages, counters.itchPackets, counters.jsonLines, counters.trades)
-                if counters.packetsLost + counters.packetsDuplicated + counters.packetsReordered > 0 {
-                    line += String(format: "  chaos: lost %llu dup %llu reordered %llu corrupt %llu",
+                if counters.packetsLost + counters.packetsDuplicated + counters.packetsReordered
+                    + counters.packetsCorrupted + counters.badPrices + counters.badVolumes > 0
+                {
+                    line += String(format: "  chaos: lost %llu dup %llu reordered %llu corrupt %llu badprice %llu negvolume %llu",
                         counters.packetsLost, counters.packetsDuplicated, counters.packetsReordered,
-                        counters.packetsCorrupted)
+                        counters.packetsCorrupted, counters.badPrices, counters.badVolumes)
                 }
                 FileHandle.standardError.write(Data(line.utf8))
             })
@@ -125,7 +127,8 @@ public struct SimCommand: AsyncParsableCommand {
             + "\(counters.trades) trades, \(counters.retransmitted) messages retransmitted"
         if !configuration.chaos.isEmpty {
             summary += "; chaos: \(counters.packetsLost) packets lost, \(counters.packetsDuplicated) duplicated, "
-                + "\(counters.packetsReordered) reordered, \(counters.packetsCorrupted) corrupted"
+                + "\(counters.packetsReordered) reordered, \(counters.packetsCorrupted) corrupted, "
+                + "\(counters.badPrices) bad prices, \(counters.badVolumes) bad volumes"
         }
         FileHandle.standardError.write(Data((summary + "\n").utf8))
     }

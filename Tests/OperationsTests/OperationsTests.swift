@@ -91,19 +91,25 @@ import MarketData
         }
     }
 
-    @Test func theSimulatorSendsDecodableItchAndLogsTheTradesItMakes() throws {
+    /// Runs the simulator for `steps` market events with ITCH only and returns the trades a normalizer makes of
+    /// what arrived, the lines of the trade log, and the simulator's counters.
+    static func runSimulator(steps: UInt64, chaos: ChaosOptions = ChaosOptions()) throws
+        -> (trades: [Tick], logged: [Substring], counters: MarketSimulator.Counters, normalizer: ItchNormalizer)
+    {
         let receiver = try UDPReceiver(address: try SocketAddress(host: "127.0.0.1", port: 0), receiveBufferBytes: 1 << 22)
         var configuration = SimConfiguration()
         configuration.symbolCount = 20
         configuration.rate = 1_000_000
         configuration.jsonShare = 0
+        configuration.chaos = chaos
         configuration.itchDestination = ("127.0.0.1", receiver.descriptor.localPort)
         configuration.jsonAListen = ("127.0.0.1", 0)
         configuration.jsonBListen = ("127.0.0.1", 0)
+        configuration.retransmissionListen = ("127.0.0.1", 0)
         let log = FileManager.default.temporaryDirectory.appendingPathComponent("sim-trades-\(UUID()).jsonl").path
         defer { try? FileManager.default.removeItem(atPath: log) }
         let simulator = try MarketSimulator(configuration: configuration, tradeLogPath: log)
-        simulator.run(maxMessages: 2000, shouldStop: { false }, progress: { _, _ in })
+        simulator.run(maxMessages: steps, shouldStop: { false }, progress: { _, _ in })
 
         var normalizer = ItchNormalizer(venue: "XNAS", sessionMidnightNs: 0)
         var ticks: [Tick] = []
@@ -120,14 +126,41 @@ import MarketData
             }
         }
         #expect(sequence.gaps == 0)
+        let logged = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n")
+        return (ticks.filter { $0.type == .trade }, logged, simulator.counters, normalizer)
+    }
+
+    @Test func theSimulatorSendsDecodableItchAndLogsTheTradesItMakes() throws {
+        let (trades, logged, counters, normalizer) = try Self.runSimulator(steps: 2000)
         #expect(normalizer.counters.unknownOrder == 0)
         #expect(normalizer.counters.unknownLocate == 0)
-        let trades = ticks.filter { $0.type == .trade }
-        let logged = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n")
         #expect(!trades.isEmpty)
         #expect(trades.count == logged.count)
-        #expect(trades.count == Int(simulator.counters.trades))
+        #expect(trades.count == Int(counters.trades))
         #expect(logged.first?.contains(#""price":"\#(trades[0].price)""#) == true)
+    }
+
+    @Test func badPriceAndVolumeChaosAddsMarkedTradesAndLeavesTheMarketAlone() throws {
+        let clean = try Self.runSimulator(steps: 3000)
+        let chaos = try Self.runSimulator(steps: 3000, chaos: try ChaosOptions.parse("badprice=5%,negvolume=5%"))
+        let madeUp = chaos.trades.filter { $0.tradeID >= MarketSimulator.chaosMatchNumbers }
+        #expect(madeUp.count == Int(chaos.counters.badPrices + chaos.counters.badVolumes))
+        #expect(chaos.counters.badPrices > 50 && chaos.counters.badVolumes > 50)  // 5% of 3000 events each
+        // Every made-up trade is bad in the way its option says: a zero or tenfold price, or zero shares.
+        let market = Dictionary(clean.trades.map { ($0.symbol, $0.price) }, uniquingKeysWith: { first, _ in first })
+        for trade in madeUp {
+            if trade.size == 0 { continue }
+            let reference = try #require(market[trade.symbol] ?? clean.trades.first?.price)
+            #expect(trade.price == .zero || trade.price.fixedPoint > 5 * reference.fixedPoint)
+        }
+        #expect(madeUp.filter { $0.size == 0 }.count == Int(chaos.counters.badVolumes))
+        // The log marks them; the rest of the market is the clean run's, trade for trade.
+        #expect(chaos.logged.filter { $0.contains(#""chaos":"badprice""#) }.count == Int(chaos.counters.badPrices))
+        #expect(chaos.logged.filter { $0.contains(#""chaos":"negvolume""#) }.count == Int(chaos.counters.badVolumes))
+        let real = chaos.trades.filter { $0.tradeID < MarketSimulator.chaosMatchNumbers }
+        #expect(real.map(\.symbol) == clean.trades.map(\.symbol))
+        #expect(real.map(\.price) == clean.trades.map(\.price))
+        #expect(real.map(\.size) == clean.trades.map(\.size))
     }
 }
 
@@ -141,9 +174,11 @@ import MarketData
         #expect(chaos.halts.map(\.symbol) == ["AAPL"])
         #expect(chaos.halts.map(\.afterSeconds) == [30])
         #expect(try ChaosOptions.parse("").isEmpty)
+        let bad = try ChaosOptions.parse("badprice=0.01%,negvolume=0.02%")
+        #expect(bad.badPrice == 0.0001 && bad.negativeVolume == 0.0002 && !bad.isEmpty)
     }
 
-    @Test(arguments: ["loss=1", "loss=150%", "dup", "flood=1%", "halt=AAPL", "halt=AA|PL@3s", "badprice=0.1%"])
+    @Test(arguments: ["loss=1", "loss=150%", "dup", "flood=1%", "halt=AAPL", "halt=AA|PL@3s", "badprice=-1%", "negvolume"])
     func aWrongChaosItemIsRefusedWithItsReason(text: String) {
         #expect(throws: ChaosParseError.self) { try ChaosOptions.parse(text) }
     }
