@@ -84,6 +84,23 @@ public final class ConfigReader {
         return try string(key)
     }
 
+    /// A list of strings, each checked by `problem` (nil when fine, else what is wrong with it).
+    public func strings(_ key: String, default fallback: [String], problem: (String) -> String? = { _ in nil })
+        throws(ConfigError) -> [String]
+    {
+        guard let value = value(key) else { return fallback }
+        guard let array = value.array else { throw error(key, "expected a list of strings, got \(found(value))") }
+        var result: [String] = []
+        for element in array {
+            guard let text = element.string else {
+                throw error(key, "expected a list of strings, got \(found(element)) in it")
+            }
+            if let problem = problem(text) { throw error(key, "\(problem), got \"\(text)\"") }
+            result.append(text)
+        }
+        return result
+    }
+
     public func int(_ key: String, default fallback: Int? = nil, in range: ClosedRange<Int>) throws(ConfigError) -> Int {
         guard let value = value(key) else {
             if let fallback { return fallback }

@@ -255,15 +255,7 @@ public struct FeedBench {
                 String(format: "%.2f", run.seconds), formatRate(run.messagesPerSecond),
                 run.ticksPublished == 0 ? "-" : "\(run.ticksPublished)"]
         }
-        let widths = header.indices.map { column in ([header] + rows).map { $0[column].count }.max()! }
-        func line(_ cells: [String]) -> String {
-            cells.enumerated().map { column, cell in
-                column == 0 ? cell.padding(toLength: widths[column], withPad: " ", startingAt: 0)
-                    : String(repeating: " ", count: widths[column] - cell.count) + cell
-            }.joined(separator: "  ")
-        }
-        return ([line(header), line(widths.map { String(repeating: "-", count: $0) })] + rows.map(line))
-            .joined(separator: "\n")
+        return TextTable.render(header: header, rows: rows)
     }
 }
 

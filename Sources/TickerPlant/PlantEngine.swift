@@ -67,6 +67,13 @@ private final class PlantLoop: SocketLoop {
     var rateOut = RateMeter()
     var nextHeartbeat = MonotonicClock.nowNanoseconds()
     var badInputLog = LogRateLimiter()
+    var filters: TickFilters
+    /// What the filters made of the latest tick; reused, so filtering allocates nothing per tick.
+    var outcomes: [FilterOutcome] = []
+    /// The latest rejections of each symbol, newest last (`mktctl why`).
+    var rejections: [String: [Rejection]] = [:]
+    var quarantined: UInt64 = 0
+    static let rejectionsKept = 20
 
     /// One SUB per feedd, so that each feed's stream_seq can be checked on its own.
     final class Upstream {
@@ -85,6 +92,8 @@ private final class PlantLoop: SocketLoop {
     init(engine: PlantEngine, context: ZMQContext) throws {
         configuration = engine.configuration
         logger = engine.logger
+        filters = TickFilters(configuration: engine.configuration.filters)
+        outcomes.reserveCapacity(8)
         publisher = try ZMQSocket(context, type: .extendedPublish)
         try publisher.setSendHighWaterMark(configuration.sendHighWaterMark)
         try publisher.setVerboseSubscriptions(true)
@@ -127,6 +136,8 @@ private final class PlantLoop: SocketLoop {
             if poller.isReadable(controlIndex) {
                 try? control.serveWaiting { body in ControlCodec.respond(to: body, answer: answer) }
             }
+            filters.expireHeld(nowNs: MonotonicClock.nowNanoseconds(), into: &outcomes)
+            deliverOutcomes()
             rateIn.sample(total: received)
             rateOut.sample(total: published)
         }
@@ -171,19 +182,36 @@ private final class PlantLoop: SocketLoop {
                     "missing": "\(missing.lowerBound)...\(missing.upperBound)"])
             }
             tick.plantReceiveNs = receivedNs
-            publish(&tick)
+            filters.admit(tick, nowNs: MonotonicClock.nowNanoseconds(), into: &outcomes)
+            deliverOutcomes()
         }
+    }
+
+    /// Publishes what the filters let through and quarantines what they rejected, in the order they decided.
+    func deliverOutcomes() {
+        guard !outcomes.isEmpty else { return }
+        for outcome in outcomes {
+            switch outcome {
+            case .publish(var tick):
+                publish(&tick)
+            case let .quarantine(tick, rule, reason, enforced):
+                quarantine(tick, rule: rule, reason: reason, enforced: enforced)
+            }
+        }
+        outcomes.removeAll(keepingCapacity: true)
     }
 
     func publish(_ tick: inout Tick) {
         if tick.symbol.utf8.first == UInt8(ascii: "#") {
-            // A feed's own status (#SYS: a MoldUDP64 gap given up) passes on under its name, outside symbol_seq.
+            // A feed's own status (#SYS: a MoldUDP64 gap given up, a market-wide halt) passes on under its name,
+            // outside symbol_seq.
             streamSequence += 1
             tick.streamSequence = streamSequence
             tick.plantTransmitNs = WallClock.nowNanoseconds()
             topic.removeAll(keepingCapacity: true)
             topic.append(contentsOf: tick.symbol.utf8)
             send(topic: topic, payload: encoder.encode(tick))
+            if tick.type == .status && tick.state == .halted { announceMarketHalt(tick) }
             return
         }
         let symbolSequence = symbolSequences[tick.symbol, default: 0] + 1
@@ -195,6 +223,40 @@ private final class PlantLoop: SocketLoop {
         lastValues[CacheKey(symbol: tick.symbol, type: tick.type)] = tick
         Topic.write(symbol: tick.symbol, type: tick.type, into: &topic)
         send(topic: topic, payload: encoder.encode(tick))
+    }
+
+    /// A market-wide halt reaches every symbol's subscribers: a HALTED STATUS for each symbol seen so far (a
+    /// consumer of `AAPL|` does not watch `#SYS`). Each symbol's own trading action ends it.
+    func announceMarketHalt(_ halt: Tick) {
+        for symbol in symbolSequences.keys.sorted() {
+            var status = Tick(symbol: symbol, type: .status, venue: halt.venue)
+            status.state = .halted
+            status.quality = .ok
+            status.reason = halt.reason
+            status.exchangeTimestampNs = halt.exchangeTimestampNs
+            status.plantReceiveNs = halt.plantReceiveNs
+            publish(&status)
+        }
+    }
+
+    /// A rejected tick (or a shadow rule's copy) goes to `#Q|SYMBOL` with the rule and reason, never lost silently.
+    func quarantine(_ rejected: Tick, rule: FilterRule, reason: String, enforced: Bool) {
+        var tick = rejected
+        tick.reason = "\(rule.rawValue)\(enforced ? "" : " (shadow)"): \(reason)"
+        streamSequence += 1
+        tick.streamSequence = streamSequence
+        tick.plantTransmitNs = WallClock.nowNanoseconds()
+        topic.removeAll(keepingCapacity: true)
+        topic.append(contentsOf: Topic.quarantinePrefix.utf8)
+        topic.append(contentsOf: tick.symbol.utf8)
+        send(topic: topic, payload: encoder.encode(tick), counts: false)
+        quarantined += 1
+        var kept = rejections[tick.symbol, default: []]
+        if kept.count == Self.rejectionsKept { kept.removeFirst() }
+        kept.append(Rejection(atNs: tick.plantTransmitNs, rule: rule, enforced: enforced, reason: reason,
+            type: rejected.type.description, venue: rejected.venue, price: rejected.price.description,
+            size: rejected.size, streamSequence: tick.streamSequence))
+        rejections[tick.symbol] = kept
     }
 
     func publishHeartbeat() {
@@ -246,6 +308,14 @@ private final class PlantLoop: SocketLoop {
                 "stream_seq": streamSequence, "symbols": UInt64(symbolSequences.count), "malformed": malformed,
                 "subscriptions": UInt64(subscriptions.values.reduce(0, +)),
             ]
+            counters["quarantined"] = quarantined
+            let filterCounters = filters.counters
+            for rule in FilterRule.allCases {
+                counters["filter.\(rule.rawValue).rejected"] = filterCounters.rejected[rule, default: 0]
+                counters["filter.\(rule.rawValue).shadowed"] = filterCounters.shadowed[rule, default: 0]
+            }
+            counters["filter.price.held"] = filterCounters.held
+            counters["filter.price.jumps_confirmed"] = filterCounters.jumpsConfirmed
             var gaps: UInt64 = 0
             for (index, feed) in feeds.enumerated() {
                 counters["feed\(index + 1).gaps"] = feed.sequence.gaps
@@ -259,10 +329,38 @@ private final class PlantLoop: SocketLoop {
                 drops: dropped, gapsOpen: gaps, counters: counters)
         case "subs":
             return SubscriptionsReply(prefixes: subscriptions)
+        case "why":
+            guard let symbol = request.symbol, !symbol.isEmpty else { return ControlErrorReply(error: "why: give a symbol") }
+            return WhyReply(symbol: symbol, rejections: (rejections[symbol] ?? []).reversed(),
+                modes: Dictionary(uniqueKeysWithValues: FilterRule.allCases.map {
+                    ($0.rawValue, configuration.filters.mode($0).rawValue)
+                }))
         default:
             return nil
         }
     }
+}
+
+/// One tick a rule rejected (or, in shadow mode, would have).
+public struct Rejection: Codable, Sendable, Equatable {
+    public var atNs: UInt64
+    public var rule: FilterRule
+    /// False for a shadow rule: the tick went on, a copy went to quarantine.
+    public var enforced: Bool
+    public var reason: String
+    public var type: String
+    public var venue: String
+    public var price: String
+    public var size: UInt64
+    /// The quarantine message's stream_seq on plantd's PUB.
+    public var streamSequence: UInt64
+}
+
+/// The reply to `why` on plantd: the symbol's latest rejections, newest first, and how each rule runs.
+public struct WhyReply: Codable, Sendable, Equatable {
+    public var symbol: String
+    public var rejections: [Rejection]
+    public var modes: [String: String]
 }
 
 /// The reply to `subs` on plantd: each prefix subscribed downstream and how many subscribers hold it.

@@ -81,6 +81,9 @@ final class Chain {
                 snapshot = "\(endpoint("plant_snap"))"
                 control = "\(endpoint("plant_ctl"))"
                 heartbeat_interval = "500ms"
+
+                [filters]
+                unsized_venues = ["ARCX", "BATS"]
                 """,
             "edged.toml": """
                 [edge]

@@ -1,0 +1,298 @@
+import MarketData
+
+/// The plant's data-quality rules (DESIGN section 6). Each is named, has its own counters, and runs enforced (a tick
+/// it rejects goes to quarantine instead of downstream), in shadow (a copy goes to quarantine, the tick goes on) or
+/// off.
+public enum FilterRule: String, Sendable, CaseIterable, Codable {
+    /// Trades at a price of zero or below, or jumping beyond `max_jump_pct` from the last good trade unless the next
+    /// trades confirm the new level.
+    case price
+    /// Trades of zero shares (a negative volume cannot travel: sizes are unsigned from the venue on).
+    case size
+    /// Ticks older than the last accepted tick of the same symbol and venue by more than `time_tolerance`.
+    case time
+    /// Trades while the symbol, or the whole market, is halted, paused or quoting only.
+    case halt
+    /// Ticks of the venues' test symbols.
+    case testSymbol = "test_symbol"
+}
+
+public enum FilterMode: String, Sendable, CaseIterable {
+    case enforce, shadow, off
+}
+
+/// How the rules are set (`[filters]` in etc/plantd.toml).
+public struct FilterConfiguration: Sendable, Equatable {
+    public var modes: [FilterRule: FilterMode] = Dictionary(uniqueKeysWithValues: FilterRule.allCases.map { ($0, .enforce) })
+    /// A trade further than this from the last good trade of its symbol is held until confirmed.
+    public var maxJumpPercent = 10.0
+    /// Trades near the new level that make a jump real; until then the jump and its followers are held.
+    public var jumpConfirmTrades = 2
+    /// A jump not confirmed within this time goes to quarantine.
+    public var jumpHoldNs: UInt64 = 2_000_000_000
+    public var timeToleranceNs: UInt64 = 2_000_000_000
+    /// Nasdaq's and NYSE's published test symbols.
+    public var testSymbols: Set<String> = ["ZVZZT", "ZWZZT", "ZXZZT", "ZJZZT", "ZAZZT", "ZBZZT", "ZCZZT", "ZEXIT",
+        "ZIEXT", "ZTEST", "NTEST", "ATEST", "CTEST", "PTEST"]
+    /// Venues whose trades carry no size (our JSON venues): their size 0 means "not reported", not a bad volume.
+    public var unsizedVenues: Set<String> = []
+
+    public init() {}
+
+    public func mode(_ rule: FilterRule) -> FilterMode { modes[rule] ?? .enforce }
+}
+
+/// What the filters make of one tick, in the order it must happen.
+public enum FilterOutcome: Equatable, Sendable {
+    /// Goes downstream.
+    case publish(Tick)
+    /// Goes to `#Q|SYMBOL`; `enforced` false for a shadow rule's copy (the tick itself went on).
+    case quarantine(Tick, rule: FilterRule, reason: String, enforced: Bool)
+}
+
+/// Per rule: how many ticks it rejected (enforced) and would have rejected (shadow).
+public struct FilterCounters: Sendable, Equatable {
+    public var rejected: [FilterRule: UInt64] = [:]
+    public var shadowed: [FilterRule: UInt64] = [:]
+    /// Trades held while a price jump waits for confirmation, and jumps confirmed.
+    public var held: UInt64 = 0
+    public var jumpsConfirmed: UInt64 = 0
+}
+
+/// The rules' state for every symbol, on plantd's thread. Feed it every tick in arrival order with `admit`, and call
+/// `expireHeld` now and then so that an unconfirmed jump does not wait for ever.
+public struct TickFilters {
+    public let configuration: FilterConfiguration
+    public private(set) var counters = FilterCounters()
+
+    struct SymbolState {
+        /// Fixed point of the last trade let through; 0 before the first.
+        var lastGoodPrice: Int64 = 0
+        /// A price jump and the trades since, waiting for confirmation (the jump first).
+        var held: [Tick] = []
+        var heldSinceNs: UInt64 = 0
+        var state: TradingState = .trading
+        var stateReason = ""
+        /// When the state was set, in the order of the plant's events, to tell it from a market-wide halt.
+        var stateEvent: UInt64 = 0
+        /// The latest exchange time accepted from each venue.
+        var lastExchangeNs: [(venue: String, ns: UInt64)] = []
+    }
+
+    /// Each symbol's place in `states`: one hash per tick.
+    private var symbolIndex: [String: Int] = [:]
+    private var states: [SymbolState] = []
+    /// Symbols (their index) with held trades, so that expiry does not walk every symbol.
+    private var symbolsHolding: Set<Int> = []
+    /// A market-wide halt (MWCB): symbols whose own state is older than this are halted.
+    private var marketHalt: (event: UInt64, reason: String)?
+    private var events: UInt64 = 0
+
+    public init(configuration: FilterConfiguration) {
+        self.configuration = configuration
+    }
+
+    /// Whether the whole market is halted, and why.
+    public var marketHaltReason: String? { marketHalt?.reason }
+
+    /// Runs `tick` through the rules and appends what follows from it to `outcomes`: nothing while a jump is held,
+    /// several ticks when one is confirmed or refuted.
+    public mutating func admit(_ tick: Tick, nowNs: UInt64, into outcomes: inout [FilterOutcome]) {
+        events &+= 1
+        // The rules' reasons read these copies, so that they never overlap with the changes `check` makes.
+        let configuration = self.configuration
+        let marketHalt = self.marketHalt
+        if tick.symbol.utf8.first == UInt8(ascii: "#") {
+            noteSystemStatus(tick)
+            outcomes.append(.publish(tick))
+            return
+        }
+        let index: Int
+        if let known = symbolIndex[tick.symbol] {
+            index = known
+        } else {
+            index = states.count
+            symbolIndex[tick.symbol] = index
+            states.append(SymbolState())
+        }
+        // The state is moved out and back (not copied), so that changing its arrays never copies them.
+        var state = SymbolState()
+        swap(&state, &states[index])
+        defer { swap(&state, &states[index]) }
+        if tick.type == .status && tick.state != .unspecified {
+            state.state = tick.state
+            state.stateReason = tick.reason
+            state.stateEvent = events
+        }
+        if check(.testSymbol, tick, outcomes: &outcomes, reason: {
+            configuration.testSymbols.contains(tick.symbol) ? "\(tick.symbol) is a test symbol" : nil
+        }) { return }
+        if tick.type == .trade {
+            if check(.halt, tick, outcomes: &outcomes, reason: { Self.haltReason(state, marketHalt: marketHalt) }) {
+                return
+            }
+            if check(.size, tick, outcomes: &outcomes, reason: {
+                tick.size == 0 && !configuration.unsizedVenues.contains(tick.venue) ? "zero volume" : nil
+            }) { return }
+        }
+        if tick.type != .status && tick.exchangeTimestampNs != 0 {
+            let venueIndex = state.lastExchangeNs.firstIndex { $0.venue == tick.venue }
+            let last = venueIndex.map { state.lastExchangeNs[$0].ns } ?? 0
+            if check(.time, tick, outcomes: &outcomes, reason: {
+                tick.exchangeTimestampNs &+ configuration.timeToleranceNs < last
+                    ? "\(Self.seconds(last - tick.exchangeTimestampNs)) older than the last accepted \(tick.venue) tick"
+                    : nil
+            }) { return }
+            if tick.exchangeTimestampNs > last {
+                if let venueIndex {
+                    state.lastExchangeNs[venueIndex].ns = tick.exchangeTimestampNs
+                } else {
+                    state.lastExchangeNs.append((tick.venue, tick.exchangeTimestampNs))
+                }
+            }
+        }
+        guard tick.type == .trade else {
+            outcomes.append(.publish(tick))
+            return
+        }
+        admitTrade(tick, index: index, state: &state, nowNs: nowNs, outcomes: &outcomes)
+    }
+
+    /// Quarantines jumps held longer than `jumpHoldNs` without confirmation.
+    public mutating func expireHeld(nowNs: UInt64, into outcomes: inout [FilterOutcome]) {
+        guard !symbolsHolding.isEmpty else { return }
+        for index in symbolsHolding {
+            guard !states[index].held.isEmpty, nowNs &- states[index].heldSinceNs >= configuration.jumpHoldNs
+            else { continue }
+            var state = SymbolState()
+            swap(&state, &states[index])
+            refuteHeld(&state, because: "not confirmed within \(Self.seconds(configuration.jumpHoldNs))",
+                outcomes: &outcomes)
+            swap(&state, &states[index])
+            symbolsHolding.remove(index)
+        }
+    }
+
+    /// Runs one rule: returns true when the tick was rejected (the caller stops); a shadow rule's rejection appends a
+    /// copy to quarantine and lets the tick go on.
+    private mutating func check(
+        _ rule: FilterRule, _ tick: Tick, outcomes: inout [FilterOutcome], reason: () -> String?
+    ) -> Bool {
+        let mode = configuration.mode(rule)
+        guard mode != .off, let reason = reason() else { return false }
+        if mode == .enforce {
+            counters.rejected[rule, default: 0] += 1
+            outcomes.append(.quarantine(tick, rule: rule, reason: reason, enforced: true))
+            return true
+        }
+        counters.shadowed[rule, default: 0] += 1
+        outcomes.append(.quarantine(tick, rule: rule, reason: reason, enforced: false))
+        return false
+    }
+
+    private static func haltReason(_ state: SymbolState, marketHalt: (event: UInt64, reason: String)?) -> String? {
+        if let marketHalt, marketHalt.event > state.stateEvent { return "trade during a market-wide halt (\(marketHalt.reason))" }
+        switch state.state {
+        case .halted, .paused, .quotationOnly:
+            let why = state.stateReason.isEmpty ? "" : " (\(state.stateReason))"
+            return "trade while \(state.state)\(why)"
+        case .trading, .unspecified:
+            return nil
+        }
+    }
+
+    /// A market-wide status on #SYS: an MWCB halt applies to every symbol until its own state says otherwise.
+    private mutating func noteSystemStatus(_ tick: Tick) {
+        guard tick.type == .status else { return }
+        switch tick.state {
+        case .halted: marketHalt = (events, tick.reason)
+        case .trading: marketHalt = nil
+        default: break
+        }
+    }
+
+    private mutating func admitTrade(
+        _ tick: Tick, index: Int, state: inout SymbolState, nowNs: UInt64, outcomes: inout [FilterOutcome]
+    ) {
+        let mode = configuration.mode(.price)
+        let price = tick.price.fixedPoint
+        if price <= 0 {
+            if check(.price, tick, outcomes: &outcomes, reason: { "non-positive price \(tick.price)" }) { return }
+        } else if mode == .enforce && !state.held.isEmpty {
+            if isNear(price, state.held[0].price.fixedPoint) {
+                // Another trade at the new level: it confirms the jump once enough have come.
+                state.held.append(tick)
+                counters.held += 1
+                if state.held.count > configuration.jumpConfirmTrades {
+                    counters.jumpsConfirmed += 1
+                    for held in state.held { outcomes.append(.publish(held)) }
+                    state.lastGoodPrice = price
+                    state.held.removeAll(keepingCapacity: true)
+                    symbolsHolding.remove(index)
+                }
+                return
+            }
+            refuteHeld(&state, because: "the next trade was at \(tick.price)", outcomes: &outcomes)
+            symbolsHolding.remove(index)
+        }
+        if price > 0 && state.lastGoodPrice > 0 && !isNear(price, state.lastGoodPrice) {
+            let jump = Self.percent(price, from: state.lastGoodPrice)
+            let reason = "jump of \(jump) from the last good trade at \(Price(fixedPoint: state.lastGoodPrice)) "
+                + "(max \(configuration.maxJumpPercent)%)"
+            switch mode {
+            case .enforce:
+                // Held, not rejected: a real move is confirmed by the trades that follow it.
+                state.held = [tick]
+                state.heldSinceNs = nowNs
+                counters.held += 1
+                symbolsHolding.insert(index)
+                return
+            case .shadow:
+                counters.shadowed[.price, default: 0] += 1
+                outcomes.append(.quarantine(tick, rule: .price, reason: reason, enforced: false))
+            case .off:
+                break
+            }
+        }
+        if price > 0 { state.lastGoodPrice = price }
+        outcomes.append(.publish(tick))
+    }
+
+    /// The held jump was not real: it and the trades held with it go to quarantine.
+    private mutating func refuteHeld(_ state: inout SymbolState, because why: String, outcomes: inout [FilterOutcome]) {
+        let first = state.held[0].price.fixedPoint
+        for held in state.held {
+            counters.rejected[.price, default: 0] += 1
+            let reason = "jump of \(Self.percent(first, from: state.lastGoodPrice)) from the last good trade at "
+                + "\(Price(fixedPoint: state.lastGoodPrice)) (max \(configuration.maxJumpPercent)%), \(why)"
+            outcomes.append(.quarantine(held, rule: .price, reason: reason, enforced: true))
+        }
+        state.held.removeAll(keepingCapacity: true)
+    }
+
+    private func isNear(_ price: Int64, _ reference: Int64) -> Bool {
+        let difference = Double(price > reference ? price - reference : reference - price)
+        return difference * 100 <= configuration.maxJumpPercent * Double(reference)
+    }
+
+    static func percent(_ price: Int64, from reference: Int64) -> String {
+        guard reference > 0 else { return "?" }
+        let value = (Double(price) - Double(reference)) * 100 / Double(reference)
+        return (value >= 0 ? "+" : "") + String(Int((value * 10).rounded())).insertingDecimal() + "%"
+    }
+
+    static func seconds(_ nanoseconds: UInt64) -> String {
+        let tenths = (nanoseconds + 50_000_000) / 100_000_000
+        return "\(tenths / 10).\(tenths % 10) s"
+    }
+}
+
+extension String {
+    /// "123" as tenths: "12.3"; "-5" as "-0.5".
+    fileprivate func insertingDecimal() -> String {
+        let negative = hasPrefix("-")
+        var digits = negative ? String(dropFirst()) : self
+        while digits.count < 2 { digits = "0" + digits }
+        return (negative ? "-" : "") + digits.dropLast() + "." + digits.suffix(1)
+    }
+}
