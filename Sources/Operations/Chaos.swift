@@ -21,8 +21,9 @@ public struct ChaosOptions: Sendable, Equatable {
     /// Per market event, the chance of an extra ITCH trade with a bad volume. ITCH share counts are unsigned, so the
     /// bad volume a venue can really send is 0 shares: the plant's size filter must catch it.
     public var negativeVolume = 0.0
-    /// Symbols halted at a time after the start, resumed 10 seconds later.
-    public var halts: [(symbol: String, afterSeconds: Double)] = []
+    /// Symbols halted at a time after the start and resumed `forSeconds` later (`halt=AAPL@30s`, 10 s by default, or
+    /// `halt=AAPL@30s+5s`).
+    public var halts: [(symbol: String, afterSeconds: Double, forSeconds: Double)] = []
 
     public init() {}
 
@@ -39,6 +40,7 @@ public struct ChaosOptions: Sendable, Equatable {
             && lhs.corrupt == rhs.corrupt && lhs.badPrice == rhs.badPrice && lhs.negativeVolume == rhs.negativeVolume
             && lhs.halts.map(\.symbol) == rhs.halts.map(\.symbol)
             && lhs.halts.map(\.afterSeconds) == rhs.halts.map(\.afterSeconds)
+            && lhs.halts.map(\.forSeconds) == rhs.halts.map(\.forSeconds)
     }
 
     /// Parses the `--chaos` text; errors say which item is wrong and why.
@@ -55,10 +57,16 @@ public struct ChaosOptions: Sendable, Equatable {
             case "corrupt": options.corrupt = try percentage(name, value)
             case "halt":
                 let halt = value.split(separator: "@").map(String.init)
-                guard halt.count == 2, SymbolRules.problem(with: halt[0]) == nil, halt[1].hasSuffix("s"),
-                    let seconds = Double(halt[1].dropLast()), seconds >= 0
-                else { throw ChaosParseError("\"\(item)\": expected halt=SYMBOL@SECONDSs such as halt=AAPL@30s") }
-                options.halts.append((halt[0], seconds))
+                let times = halt.count == 2 ? halt[1].split(separator: "+", omittingEmptySubsequences: false).map(String.init) : []
+                let seconds = times.map { $0.hasSuffix("s") ? Double($0.dropLast()) : nil }
+                guard halt.count == 2, SymbolRules.problem(with: halt[0]) == nil, (1...2).contains(times.count),
+                    let after = seconds[0], after >= 0, let duration = seconds.count == 2 ? seconds[1] : 10,
+                    duration > 0
+                else {
+                    throw ChaosParseError(
+                        "\"\(item)\": expected halt=SYMBOL@SECONDSs such as halt=AAPL@30s, or halt=AAPL@30s+5s to resume after 5 s")
+                }
+                options.halts.append((halt[0], after, duration))
             case "badprice": options.badPrice = try percentage(name, value)
             case "negvolume": options.negativeVolume = try percentage(name, value)
             default:

@@ -100,7 +100,7 @@ public final class MarketSimulator {
         let start = MonotonicClock.nowNanoseconds()
         pendingHalts = configuration.chaos.halts.flatMap { halt in
             [(halt.symbol, start + UInt64(halt.afterSeconds * 1e9), false),
-                (halt.symbol, start + UInt64((halt.afterSeconds + 10) * 1e9), true)]
+                (halt.symbol, start + UInt64((halt.afterSeconds + halt.forSeconds) * 1e9), true)]
         }
         var sent: UInt64 = 0
         var lastProgress = start

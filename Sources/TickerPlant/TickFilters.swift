@@ -66,8 +66,10 @@ public struct TickFilters {
     public private(set) var counters = FilterCounters()
 
     struct SymbolState {
-        /// Fixed point of the last trade let through; 0 before the first.
+        /// Fixed point of the last trade let through; before the first, the middle of the latest two-sided quote, so
+        /// that a symbol's first trade is judged too; 0 while neither is known.
         var lastGoodPrice: Int64 = 0
+        var hasTraded = false
         /// A price jump and the trades since, waiting for confirmation (the jump first).
         var held: [Tick] = []
         var heldSinceNs: UInt64 = 0
@@ -152,6 +154,11 @@ public struct TickFilters {
             }
         }
         guard tick.type == .trade else {
+            if tick.type == .quote && !state.hasTraded && tick.bidPrice.fixedPoint > 0
+                && tick.askPrice.fixedPoint >= tick.bidPrice.fixedPoint
+            {
+                state.lastGoodPrice = tick.bidPrice.fixedPoint / 2 + tick.askPrice.fixedPoint / 2
+            }
             outcomes.append(.publish(tick))
             return
         }
@@ -227,6 +234,7 @@ public struct TickFilters {
                     counters.jumpsConfirmed += 1
                     for held in state.held { outcomes.append(.publish(held)) }
                     state.lastGoodPrice = price
+                    state.hasTraded = true
                     state.held.removeAll(keepingCapacity: true)
                     symbolsHolding.remove(index)
                 }
@@ -237,8 +245,7 @@ public struct TickFilters {
         }
         if price > 0 && state.lastGoodPrice > 0 && !isNear(price, state.lastGoodPrice) {
             let jump = Self.percent(price, from: state.lastGoodPrice)
-            let reason = "jump of \(jump) from the last good trade at \(Price(fixedPoint: state.lastGoodPrice)) "
-                + "(max \(configuration.maxJumpPercent)%)"
+            let reason = "jump of \(jump) from \(Self.reference(state)) (max \(configuration.maxJumpPercent)%)"
             switch mode {
             case .enforce:
                 // Held, not rejected: a real move is confirmed by the trades that follow it.
@@ -254,7 +261,10 @@ public struct TickFilters {
                 break
             }
         }
-        if price > 0 { state.lastGoodPrice = price }
+        if price > 0 {
+            state.lastGoodPrice = price
+            state.hasTraded = true
+        }
         outcomes.append(.publish(tick))
     }
 
@@ -263,11 +273,15 @@ public struct TickFilters {
         let first = state.held[0].price.fixedPoint
         for held in state.held {
             counters.rejected[.price, default: 0] += 1
-            let reason = "jump of \(Self.percent(first, from: state.lastGoodPrice)) from the last good trade at "
-                + "\(Price(fixedPoint: state.lastGoodPrice)) (max \(configuration.maxJumpPercent)%), \(why)"
+            let reason = "jump of \(Self.percent(first, from: state.lastGoodPrice)) from \(Self.reference(state)) "
+                + "(max \(configuration.maxJumpPercent)%), \(why)"
             outcomes.append(.quarantine(held, rule: .price, reason: reason, enforced: true))
         }
         state.held.removeAll(keepingCapacity: true)
+    }
+
+    private static func reference(_ state: SymbolState) -> String {
+        (state.hasTraded ? "the last good trade at " : "the quote's middle ") + "\(Price(fixedPoint: state.lastGoodPrice))"
     }
 
     private func isNear(_ price: Int64, _ reference: Int64) -> Bool {

@@ -173,12 +173,14 @@ import MarketData
         #expect(chaos.corrupt == 0.0001)
         #expect(chaos.halts.map(\.symbol) == ["AAPL"])
         #expect(chaos.halts.map(\.afterSeconds) == [30])
+        #expect(chaos.halts.map(\.forSeconds) == [10])
+        #expect(try ChaosOptions.parse("halt=MSFT@2s+3.5s").halts.map(\.forSeconds) == [3.5])
         #expect(try ChaosOptions.parse("").isEmpty)
         let bad = try ChaosOptions.parse("badprice=0.01%,negvolume=0.02%")
         #expect(bad.badPrice == 0.0001 && bad.negativeVolume == 0.0002 && !bad.isEmpty)
     }
 
-    @Test(arguments: ["loss=1", "loss=150%", "dup", "flood=1%", "halt=AAPL", "halt=AA|PL@3s", "badprice=-1%", "negvolume"])
+    @Test(arguments: ["loss=1", "loss=150%", "dup", "flood=1%", "halt=AAPL", "halt=AA|PL@3s", "badprice=-1%", "negvolume", "halt=AAPL@1s+", "halt=AAPL@1s+0s"])
     func aWrongChaosItemIsRefusedWithItsReason(text: String) {
         #expect(throws: ChaosParseError.self) { try ChaosOptions.parse(text) }
     }

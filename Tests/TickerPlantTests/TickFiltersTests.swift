@@ -65,6 +65,17 @@ import MarketData
             == "jump of +900.0% from the last good trade at 100 (max 10.0%), the next trade was at 100.05")
     }
 
+    @Test func aSymbolsFirstTradeIsJudgedAgainstTheQuoteBeforeIt() {
+        var quote = Tick(symbol: "AAPL", type: .quote, venue: "XNAS")
+        quote.bidPrice = try! Price(parsing: "99.9")
+        quote.askPrice = try! Price(parsing: "100.1")
+        let result = Self.run([quote, Self.trade("1000"), Self.trade("100")])
+        #expect(result.published.map(\.type) == [.quote, .trade])
+        #expect(result.published.last?.price.description == "100")
+        #expect(result.quarantined.first?.reason
+            == "jump of +900.0% from the quote's middle 100 (max 10.0%), the next trade was at 100")
+    }
+
     @Test func aJumpConfirmedByTheNextTradesIsReleasedInOrder() {
         let result = Self.run([Self.trade("100"), Self.trade("150"), Self.trade("150.5"), Self.trade("149.8"),
             Self.trade("150.1")])
