@@ -11,6 +11,8 @@ public struct PlantConfiguration: Sendable {
     public var sendHighWaterMark: Int32 = 1_000_000
     public var receiveHighWaterMark: Int32 = 1_000_000
     public var heartbeatInterval: Duration = .seconds(1)
+    /// Published ticks kept in memory for symbol and stream replays.
+    public var replayTicks = 1_000_000
     public var filters = FilterConfiguration()
 
     public init() {}
@@ -27,6 +29,7 @@ public struct PlantConfiguration: Sendable {
         configuration.sendHighWaterMark = Int32(try plant.int("send_hwm", default: 1_000_000, in: 1...100_000_000))
         configuration.receiveHighWaterMark = Int32(try plant.int("receive_hwm", default: 1_000_000, in: 1...100_000_000))
         configuration.heartbeatInterval = try plant.duration("heartbeat_interval", default: .seconds(1))
+        configuration.replayTicks = try plant.int("replay_ticks", default: 1_000_000, in: 1...100_000_000)
         configuration.filters = try loadFilters(try root.table("filters"))
         try root.finish()
         return configuration

@@ -41,6 +41,14 @@ private final class PlantLoop: SocketLoop {
     let logger: Logger
     let publisher: ZMQSocket
     let control: ControlResponder
+    /// The snapshot/replay ROUTER (the Clone pattern's state request).
+    let snapshots: ZMQSocket
+    let snapshotIndex: Int
+    var snapshotsServed: UInt64 = 0
+    /// The latest published ticks as they went out, tagged with their symbol_seq: symbol and stream replays.
+    var ring: TickRing
+    /// The latest market-wide status (#SYS), part of a snapshot that asks for it.
+    var lastSystemStatus: Tick?
     var feeds: [Upstream] = []
     let poller = ZMQPoller()
     let wakeupIndex: Int
@@ -102,9 +110,16 @@ private final class PlantLoop: SocketLoop {
         boundEndpoints["publish"] = try publisher.lastEndpoint
         control = try ControlResponder(context: context, endpoint: configuration.controlEndpoint)
         boundEndpoints["control"] = try control.socket.lastEndpoint
+        snapshots = try ZMQSocket(context, type: .router)
+        // A snapshot is sent whole in one turn: the high-water mark must hold the largest one.
+        try snapshots.setSendHighWaterMark(10_000_000)
+        try snapshots.bind(configuration.snapshotEndpoint)
+        boundEndpoints["snapshot"] = try snapshots.lastEndpoint
+        ring = TickRing(capacity: configuration.replayTicks)
         wakeupIndex = poller.add(descriptor: engine.thread.wakeup.descriptor)
         publisherIndex = try poller.add(publisher)
         controlIndex = try poller.add(control.socket)
+        snapshotIndex = try poller.add(snapshots)
         for endpoint in configuration.feeds {
             let socket = try ZMQSocket(context, type: .subscribe)
             try socket.setReceiveHighWaterMark(configuration.receiveHighWaterMark)
@@ -113,7 +128,8 @@ private final class PlantLoop: SocketLoop {
             feeds.append(Upstream(endpoint: endpoint, socket: socket, pollIndex: try poller.add(socket)))
         }
         logger.info("plantd publishing", metadata: ["publish": "\(boundEndpoints["publish"]!)",
-            "control": "\(boundEndpoints["control"]!)", "feeds": "\(configuration.feeds)"])
+            "snapshot": "\(boundEndpoints["snapshot"]!)", "control": "\(boundEndpoints["control"]!)",
+            "feeds": "\(configuration.feeds)"])
     }
 
     func run(_ thread: SocketThread) {
@@ -136,6 +152,7 @@ private final class PlantLoop: SocketLoop {
             if poller.isReadable(controlIndex) {
                 try? control.serveWaiting { body in ControlCodec.respond(to: body, answer: answer) }
             }
+            if poller.isReadable(snapshotIndex) { serveSnapshots() }
             filters.expireHeld(nowNs: MonotonicClock.nowNanoseconds(), into: &outcomes)
             deliverOutcomes()
             rateIn.sample(total: received)
@@ -143,6 +160,7 @@ private final class PlantLoop: SocketLoop {
         }
         publisher.close()
         control.socket.close()
+        snapshots.close()
         for feed in feeds { feed.socket.close() }
         logger.info("plantd stopped", metadata: ["published": "\(published)"])
     }
@@ -177,9 +195,15 @@ private final class PlantLoop: SocketLoop {
                 }
                 continue
             }
-            if case let .gap(missing) = feed.sequence.observe(tick.streamSequence) {
+            switch feed.sequence.observe(tick.streamSequence) {
+            case let .gap(missing):
                 logger.warning("feed stream gap", metadata: ["feed": "\(feed.endpoint)",
                     "missing": "\(missing.lowerBound)...\(missing.upperBound)"])
+            case .duplicate:
+                // Already published (a feed replayed what we had): counted by the tracker, not sent twice.
+                continue
+            case .first, .inOrder, .reset:
+                break
             }
             tick.plantReceiveNs = receivedNs
             filters.admit(tick, nowNs: MonotonicClock.nowNanoseconds(), into: &outcomes)
@@ -211,6 +235,7 @@ private final class PlantLoop: SocketLoop {
             topic.removeAll(keepingCapacity: true)
             topic.append(contentsOf: tick.symbol.utf8)
             send(topic: topic, payload: encoder.encode(tick))
+            if tick.symbol == Topic.system && tick.type == .status { lastSystemStatus = tick }
             if tick.type == .status && tick.state == .halted { announceMarketHalt(tick) }
             return
         }
@@ -222,7 +247,7 @@ private final class PlantLoop: SocketLoop {
         tick.plantTransmitNs = WallClock.nowNanoseconds()
         lastValues[CacheKey(symbol: tick.symbol, type: tick.type)] = tick
         Topic.write(symbol: tick.symbol, type: tick.type, into: &topic)
-        send(topic: topic, payload: encoder.encode(tick))
+        send(topic: topic, payload: encoder.encode(tick), tag: symbolSequence)
     }
 
     /// A market-wide halt reaches every symbol's subscribers: a HALTED STATUS for each symbol seen so far (a
@@ -267,10 +292,17 @@ private final class PlantLoop: SocketLoop {
         topic.removeAll(keepingCapacity: true)
         topic.append(contentsOf: Topic.heartbeat.utf8)
         let payload = encoder.encode(heartbeat)
-        send(topic: topic, payload: payload, counts: false)
+        send(topic: topic, payload: payload, counts: false, heartbeat: true)
     }
 
-    func send(topic: [UInt8], payload: UnsafeRawBufferPointer, counts: Bool = true) {
+    /// Sends one message on the XPUB. Every message but the heartbeat has a stream_seq and is kept in the ring,
+    /// tagged with its symbol_seq (0 for plant topics).
+    func send(topic: [UInt8], payload: UnsafeRawBufferPointer, counts: Bool = true, tag: UInt64 = 0,
+        heartbeat: Bool = false)
+    {
+        if !heartbeat {
+            topic.withUnsafeBytes { ring.store(sequence: streamSequence, topic: $0, payload: payload, tag: tag) }
+        }
         do {
             let sent = try topic.withUnsafeBytes { topicBytes in
                 Result { () throws(ZMQError) -> Bool in
@@ -285,6 +317,67 @@ private final class PlantLoop: SocketLoop {
             }
         } catch {
             dropped += 1
+        }
+    }
+
+    // MARK: Snapshot and replay
+
+    /// Answers DEALER peers on the snapshot ROUTER: [identity, ControlRequest] in; [identity, topic, Tick] per tick
+    /// and then [identity, "#END", SnapshotEnd] out. Served between ticks on the publishing thread, so a snapshot is
+    /// atomic with respect to the stream: it holds exactly the ticks up to the stream_seq its end names.
+    func serveSnapshots() {
+        while let frames = try? snapshots.receiveFrames(dontWait: true), frames.count >= 2 {
+            let identity = frames[0]
+            var count: UInt64 = 0
+            var complete = true
+            var error = ""
+            func reply(_ topic: [UInt8], _ payload: UnsafeRawBufferPointer) {
+                _ = try? snapshots.send(identity, more: true, dontWait: true)
+                _ = try? topic.withUnsafeBytes { try snapshots.send($0, more: true, dontWait: true) }
+                _ = try? snapshots.send(payload, dontWait: true)
+                count += 1
+            }
+            switch ReplayRequest(decoding: frames[frames.count - 1]) {
+            case let .snapshot(prefix):
+                let prefixBytes = Array(prefix.utf8)
+                if let status = lastSystemStatus, Array(Topic.system.utf8).starts(with: prefixBytes) {
+                    reply(Array(Topic.system.utf8), encoder.encode(status))
+                }
+                let keys = lastValues.keys.filter { key in
+                    Array(Topic.make(symbol: key.symbol, type: key.type).utf8).starts(with: prefixBytes)
+                }
+                for key in keys.sorted(by: { ($0.symbol, lastValues[$0]!.symbolSequence)
+                    < ($1.symbol, lastValues[$1]!.symbolSequence) })
+                {
+                    Topic.write(symbol: key.symbol, type: key.type, into: &topic)
+                    reply(topic, encoder.encode(lastValues[key]!))
+                }
+            case let .symbolReplay(symbol, from):
+                if let problem = SymbolRules.problem(with: symbol) {
+                    complete = false
+                    error = "symbol \"\(symbol)\": \(problem)"
+                    break
+                }
+                let result = ring.forEach(topicPrefix: Array((symbol + "|").utf8), fromTag: from) { _, topic, tick in
+                    tick.withUnsafeBytes { reply(topic, $0) }
+                }
+                // Complete when the ring reaches back to `from`, or nothing of the symbol was ever published from it.
+                let start = max(from, 1)
+                complete = result.oldestTag.map { $0 <= start } ?? ((symbolSequences[symbol] ?? 0) < start)
+            case let .streamReplay(from, maxCount):
+                let result = ring.forEach(from: from, maxCount: maxCount == 0 ? UInt64.max : maxCount) { _, topic, tick in
+                    tick.withUnsafeBytes { reply(topic, $0) }
+                }
+                complete = result.complete
+            case nil:
+                complete = false
+                error = "not a request this plantd knows (a ControlRequest of Proto/control.proto)"
+            }
+            let end = SnapshotEnd(streamSequence: streamSequence, tickCount: count, complete: complete, error: error)
+            _ = try? snapshots.send(identity, more: true, dontWait: true)
+            _ = try? snapshots.send(SnapshotEnd.topic, more: true, dontWait: true)
+            _ = try? snapshots.send(end.encoded(), dontWait: true)
+            snapshotsServed += 1
         }
     }
 
@@ -309,6 +402,8 @@ private final class PlantLoop: SocketLoop {
                 "subscriptions": UInt64(subscriptions.values.reduce(0, +)),
             ]
             counters["quarantined"] = quarantined
+            counters["snapshots_served"] = snapshotsServed
+            counters["replay_first_stream_seq"] = ring.firstSequence
             let filterCounters = filters.counters
             for rule in FilterRule.allCases {
                 counters["filter.\(rule.rawValue).rejected"] = filterCounters.rejected[rule, default: 0]
@@ -320,6 +415,7 @@ private final class PlantLoop: SocketLoop {
             for (index, feed) in feeds.enumerated() {
                 counters["feed\(index + 1).gaps"] = feed.sequence.gaps
                 counters["feed\(index + 1).missing"] = feed.sequence.missingMessages
+                counters["feed\(index + 1).duplicates"] = feed.sequence.duplicates
                 gaps += feed.sequence.gaps
             }
             return DaemonStatus(

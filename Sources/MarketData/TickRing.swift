@@ -5,6 +5,8 @@ public struct TickRing {
     public let capacity: Int
     private var topics: [[UInt8]]
     private var payloads: [[UInt8]]
+    /// A number the publisher keeps with each tick: plantd its symbol_seq, so that one symbol can be replayed.
+    private var tags: [UInt64]
     /// stream_seq of the newest tick stored (0: none yet).
     public private(set) var lastSequence: UInt64 = 0
 
@@ -12,6 +14,7 @@ public struct TickRing {
         self.capacity = max(capacity, 1)
         topics = Array(repeating: [], count: self.capacity)
         payloads = Array(repeating: [], count: self.capacity)
+        tags = Array(repeating: 0, count: self.capacity)
     }
 
     /// The oldest stream_seq still stored.
@@ -20,8 +23,11 @@ public struct TickRing {
     }
 
     /// Stores the tick published with `sequence`, which must follow the previous one.
-    public mutating func store(sequence: UInt64, topic: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer) {
+    public mutating func store(
+        sequence: UInt64, topic: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer, tag: UInt64 = 0
+    ) {
         let slot = Int(sequence % UInt64(capacity))
+        tags[slot] = tag
         topics[slot].removeAll(keepingCapacity: true)
         topics[slot].append(contentsOf: topic)
         payloads[slot].removeAll(keepingCapacity: true)
@@ -45,5 +51,29 @@ public struct TickRing {
             count += 1
         }
         return (count, start == from || from == 0)
+    }
+
+    /// Calls `body` with each stored tick whose topic is exactly `topic` or begins with it, and whose tag is at least
+    /// `fromTag`, oldest first. Returns how many it gave and the smallest tag among the stored ticks of that topic
+    /// (nil when none is stored), so the caller can tell whether the ring reached back far enough.
+    public func forEach(
+        topicPrefix topic: [UInt8], fromTag: UInt64, _ body: (UInt64, [UInt8], [UInt8]) -> Void
+    ) -> (count: UInt64, oldestTag: UInt64?) {
+        guard lastSequence > 0 else { return (0, nil) }
+        var count: UInt64 = 0
+        var oldestTag: UInt64?
+        var sequence = firstSequence
+        while sequence <= lastSequence {
+            let slot = Int(sequence % UInt64(capacity))
+            if topics[slot].starts(with: topic) {
+                if oldestTag == nil { oldestTag = tags[slot] }
+                if tags[slot] >= fromTag {
+                    body(sequence, topics[slot], payloads[slot])
+                    count += 1
+                }
+            }
+            sequence += 1
+        }
+        return (count, oldestTag)
     }
 }
