@@ -34,6 +34,8 @@ let package = Package(
         ),
         // recvmmsg for feedd's batched UDP receive: Swift's Glibc module does not export it.
         .target(name: "CSocketBatch"),
+        // CRC-32C of the plant's journal records (the SSE 4.2 instruction where there is one).
+        .target(name: "CChecksum"),
 
         // MARK: Libraries
         .target(name: "ZeroMQ", dependencies: ["CZeroMQ"]),
@@ -54,7 +56,7 @@ let package = Package(
         .target(
             name: "TickerPlant",
             dependencies: [
-                "MarketData", "ZeroMQ",
+                "MarketData", "ZeroMQ", "CChecksum",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

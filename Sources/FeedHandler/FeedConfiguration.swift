@@ -159,11 +159,3 @@ public struct FeedConfiguration: Sendable {
         }
     }
 }
-
-/// Nanoseconds since the epoch of the last midnight in `timezone`: ITCH timestamps count from it.
-public func sessionMidnightNanoseconds(timezone: String, now: Date = Date()) -> UInt64 {
-    var calendar = Calendar(identifier: .gregorian)
-    calendar.timeZone = TimeZone(identifier: timezone) ?? TimeZone(secondsFromGMT: 0)!
-    let midnight = calendar.startOfDay(for: now)
-    return UInt64(max(0, midnight.timeIntervalSince1970)) * 1_000_000_000
-}

@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 
 /// The clocks of DESIGN section 11: hop stamps use CLOCK_REALTIME (comparable across hosts only as far as NTP or PTP
@@ -26,4 +27,12 @@ extension Duration {
     public var nanoseconds: UInt64 {
         UInt64(components.seconds) * 1_000_000_000 + UInt64(components.attoseconds / 1_000_000_000)
     }
+}
+
+/// Nanoseconds since the epoch of the last midnight in `timezone`: ITCH timestamps count from it.
+public func sessionMidnightNanoseconds(timezone: String, now: Date = Date()) -> UInt64 {
+    var calendar = Calendar(identifier: .gregorian)
+    calendar.timeZone = TimeZone(identifier: timezone) ?? TimeZone(secondsFromGMT: 0)!
+    let midnight = calendar.startOfDay(for: now)
+    return UInt64(max(0, midnight.timeIntervalSince1970)) * 1_000_000_000
 }
