@@ -26,6 +26,14 @@ public struct SequenceTracker: Sendable, Equatable {
     /// Starts the tracker as if `sequence - 1` had been seen (a snapshot said where the stream stood).
     public init(expecting sequence: UInt64) { expected = sequence }
 
+    /// Undoes the gap `observe` just reported, to wait at `expected` again while the missing numbers are fetched:
+    /// a gap that is filled is not counted as one.
+    public mutating func rewind(to expected: UInt64, forgetting missing: ClosedRange<UInt64>) {
+        self.expected = expected
+        gaps -= min(gaps, 1)
+        missingMessages -= min(missingMessages, missing.upperBound - missing.lowerBound + 1)
+    }
+
     public mutating func observe(_ sequence: UInt64) -> Outcome {
         if expected == 0 {
             expected = sequence &+ 1

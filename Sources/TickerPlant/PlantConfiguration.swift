@@ -1,3 +1,4 @@
+import Foundation
 import MarketData
 
 /// plantd's configuration (etc/plantd.toml), validated once at start.
@@ -5,6 +6,10 @@ public struct PlantConfiguration: Sendable {
     public var name = "plantd"
     /// Every feedd's PUB endpoint.
     public var feeds: [String] = ["tcp://127.0.0.1:7101"]
+    /// Each feed's replay ROUTER, in the order of `feeds` (fewer: the rest have none): what the plant missed is asked
+    /// for there, after a restart and after a gap.
+    public var replays: [String] = []
+    public var journal = JournalConfiguration()
     public var publishEndpoint = "tcp://127.0.0.1:7201"
     public var snapshotEndpoint = "tcp://127.0.0.1:7202"
     public var controlEndpoint = "tcp://127.0.0.1:7209"
@@ -23,6 +28,12 @@ public struct PlantConfiguration: Sendable {
         let plant = try root.table("plant")
         configuration.name = try plant.string("name", default: "plantd")
         configuration.feeds = try plant.endpoints("feeds")
+        if plant.has("replays") {
+            configuration.replays = try plant.endpoints("replays")
+            if configuration.replays.count > configuration.feeds.count {
+                throw plant.error("replays", "expected at most one replay endpoint per feed (\(configuration.feeds.count)), got \(configuration.replays.count)")
+            }
+        }
         configuration.publishEndpoint = try plant.endpoint("publish", default: configuration.publishEndpoint)
         configuration.snapshotEndpoint = try plant.endpoint("snapshot", default: configuration.snapshotEndpoint)
         configuration.controlEndpoint = try plant.endpoint("control", default: configuration.controlEndpoint)
@@ -31,6 +42,7 @@ public struct PlantConfiguration: Sendable {
         configuration.heartbeatInterval = try plant.duration("heartbeat_interval", default: .seconds(1))
         configuration.replayTicks = try plant.int("replay_ticks", default: 1_000_000, in: 1...100_000_000)
         configuration.filters = try loadFilters(try root.table("filters"))
+        configuration.journal = try loadJournal(try root.table("journal"))
         try root.finish()
         return configuration
     }
@@ -56,5 +68,25 @@ public struct PlantConfiguration: Sendable {
         for name in shadow { filters.modes[FilterRule(rawValue: name)!] = .shadow }
         for name in off { filters.modes[FilterRule(rawValue: name)!] = .off }
         return filters
+    }
+
+    static func loadJournal(_ table: ConfigReader) throws(ConfigError) -> JournalConfiguration {
+        var journal = JournalConfiguration()
+        journal.directory = try table.optionalString("directory")
+        if journal.directory?.isEmpty == true { throw table.error("directory", "expected a directory, got \"\"") }
+        journal.segmentBytes = try table.int("segment_bytes", default: journal.segmentBytes, in: 65_536...(1 << 40))
+        let fsync = try table.string("fsync", default: "10ms")
+        if fsync == "off" {
+            journal.fsyncInterval = nil
+        } else {
+            let interval = try table.duration("fsync", default: .milliseconds(10))
+            guard interval > .zero else { throw table.error("fsync", "expected a duration above 0 or \"off\", got \"\(fsync)\"") }
+            journal.fsyncInterval = interval
+        }
+        journal.timezone = try table.string("timezone", default: journal.timezone)
+        if TimeZone(identifier: journal.timezone) == nil {
+            throw table.error("timezone", "expected an IANA time zone such as \"America/New_York\", got \"\(journal.timezone)\"")
+        }
+        return journal
     }
 }

@@ -36,7 +36,7 @@ struct CacheKey: Hashable {
     var type: TickType
 }
 
-private final class PlantLoop: SocketLoop {
+final class PlantLoop: SocketLoop {
     let configuration: PlantConfiguration
     let logger: Logger
     let publisher: ZMQSocket
@@ -83,19 +83,17 @@ private final class PlantLoop: SocketLoop {
     var quarantined: UInt64 = 0
     static let rejectionsKept = 20
 
-    /// One SUB per feedd, so that each feed's stream_seq can be checked on its own.
-    final class Upstream {
-        let endpoint: String
-        let socket: ZMQSocket
-        let pollIndex: Int
-        var sequence = SequenceTracker()
-
-        init(endpoint: String, socket: ZMQSocket, pollIndex: Int) {
-            self.endpoint = endpoint
-            self.socket = socket
-            self.pollIndex = pollIndex
-        }
-    }
+    /// The messages of the current turn, journaled and then published together (`flushOutbound`).
+    var outbound = OutboundBatch()
+    let journal: JournalWriter?
+    var recoveryCounters: [String: UInt64] = [:]
+    /// The feed, and its stream_seq, of the tick being processed: journaled with what it produces, so that a
+    /// restarted plant knows where each feed stood. 0 for what the plant makes on its own.
+    var currentFeedID: UInt32 = 0
+    var currentFeedSequence: UInt64 = 0
+    /// Ticks processed since the last flush: a long drain flushes every `flushEvery` so downstream never waits long.
+    var unflushedTicks = 0
+    static let flushEvery = 256
 
     init(engine: PlantEngine, context: ZMQContext) throws {
         configuration = engine.configuration
@@ -120,13 +118,20 @@ private final class PlantLoop: SocketLoop {
         publisherIndex = try poller.add(publisher)
         controlIndex = try poller.add(control.socket)
         snapshotIndex = try poller.add(snapshots)
-        for endpoint in configuration.feeds {
-            let socket = try ZMQSocket(context, type: .subscribe)
-            try socket.setReceiveHighWaterMark(configuration.receiveHighWaterMark)
-            try socket.subscribe("")
-            try socket.connect(endpoint)
-            feeds.append(Upstream(endpoint: endpoint, socket: socket, pollIndex: try poller.add(socket)))
+        for (index, endpoint) in configuration.feeds.enumerated() {
+            let replay = index < configuration.replays.count ? configuration.replays[index] : nil
+            feeds.append(try Upstream(endpoint: endpoint, replayEndpoint: replay, context: context, poller: poller,
+                receiveHighWaterMark: configuration.receiveHighWaterMark))
         }
+        if let directory = configuration.journal.directory {
+            let recovery = try JournalRecovery(directory: directory, ringCapacity: configuration.replayTicks)
+            journal = try JournalWriter(configuration: configuration.journal, directory: directory,
+                nextIndex: recovery.nextSegmentIndex)
+            restore(from: recovery)
+        } else {
+            journal = nil
+        }
+        for feed in feeds { startCatchUp(feed) }
         logger.info("plantd publishing", metadata: ["publish": "\(boundEndpoints["publish"]!)",
             "snapshot": "\(boundEndpoints["snapshot"]!)", "control": "\(boundEndpoints["control"]!)",
             "feeds": "\(configuration.feeds)"])
@@ -136,6 +141,7 @@ private final class PlantLoop: SocketLoop {
         while !thread.isStopping {
             let now = MonotonicClock.nowNanoseconds()
             if now >= nextHeartbeat {
+                flushOutbound()
                 publishHeartbeat()
                 nextHeartbeat = now + configuration.heartbeatInterval.nanoseconds
             }
@@ -147,68 +153,31 @@ private final class PlantLoop: SocketLoop {
                 break
             }
             if poller.isReadable(wakeupIndex) { thread.wakeup.drain() }
-            for feed in feeds where poller.isReadable(feed.pollIndex) { drain(feed) }
+            for feed in feeds {
+                if poller.isReadable(feed.pollIndex) { drain(feed) }
+                if let index = feed.replayPollIndex, poller.isReadable(index) { drainReplay(feed) }
+                checkReplayTimeout(feed)
+            }
             if poller.isReadable(publisherIndex) { readSubscriptions() }
             if poller.isReadable(controlIndex) {
                 try? control.serveWaiting { body in ControlCodec.respond(to: body, answer: answer) }
             }
             if poller.isReadable(snapshotIndex) { serveSnapshots() }
+            currentFeedID = 0
+            currentFeedSequence = 0
             filters.expireHeld(nowNs: MonotonicClock.nowNanoseconds(), into: &outcomes)
             deliverOutcomes()
+            flushOutbound()
             rateIn.sample(total: received)
             rateOut.sample(total: published)
         }
+        flushOutbound()
+        journal?.close()
         publisher.close()
         control.socket.close()
         snapshots.close()
-        for feed in feeds { feed.socket.close() }
+        for feed in feeds { feed.close() }
         logger.info("plantd stopped", metadata: ["published": "\(published)"])
-    }
-
-    /// Takes what one feed has queued, in bounded batches so that other feeds and the control endpoint get turns.
-    func drain(_ feed: Upstream) {
-        for _ in 0..<4096 {
-            do {
-                guard try feed.socket.receive(into: topicMessage, dontWait: true) else { return }
-                guard topicMessage.hasMore else {
-                    malformed += 1
-                    continue
-                }
-                _ = try feed.socket.receive(into: payloadMessage)
-                while payloadMessage.hasMore { _ = try feed.socket.receive(into: payloadMessage) }
-            } catch {
-                if !error.isContextTerminated { logger.error("receive failed: \(error)") }
-                return
-            }
-            received += 1
-            let receivedNs = WallClock.nowNanoseconds()
-            var tick: Tick
-            do {
-                tick = try payloadMessage.withUnsafeBytes { bytes in
-                    Result { () throws(TickDecodeError) -> Tick in try TickDecoder.decode(bytes) }
-                }.get()
-            } catch {
-                malformed += 1
-                if let heldBack = badInputLog.admit() {
-                    logger.warning("skipped undecodable tick", metadata: ["feed": "\(feed.endpoint)",
-                        "problem": "\(error)", "similar_messages_not_logged": "\(heldBack)"])
-                }
-                continue
-            }
-            switch feed.sequence.observe(tick.streamSequence) {
-            case let .gap(missing):
-                logger.warning("feed stream gap", metadata: ["feed": "\(feed.endpoint)",
-                    "missing": "\(missing.lowerBound)...\(missing.upperBound)"])
-            case .duplicate:
-                // Already published (a feed replayed what we had): counted by the tracker, not sent twice.
-                continue
-            case .first, .inOrder, .reset:
-                break
-            }
-            tick.plantReceiveNs = receivedNs
-            filters.admit(tick, nowNs: MonotonicClock.nowNanoseconds(), into: &outcomes)
-            deliverOutcomes()
-        }
     }
 
     /// Publishes what the filters let through and quarantines what they rejected, in the order they decided.
@@ -247,7 +216,7 @@ private final class PlantLoop: SocketLoop {
         tick.plantTransmitNs = WallClock.nowNanoseconds()
         lastValues[CacheKey(symbol: tick.symbol, type: tick.type)] = tick
         Topic.write(symbol: tick.symbol, type: tick.type, into: &topic)
-        send(topic: topic, payload: encoder.encode(tick), tag: symbolSequence)
+        send(topic: topic, payload: encoder.encode(tick), symbolSequence: symbolSequence)
     }
 
     /// A market-wide halt reaches every symbol's subscribers: a HALTED STATUS for each symbol seen so far (a
@@ -274,7 +243,7 @@ private final class PlantLoop: SocketLoop {
         topic.removeAll(keepingCapacity: true)
         topic.append(contentsOf: Topic.quarantinePrefix.utf8)
         topic.append(contentsOf: tick.symbol.utf8)
-        send(topic: topic, payload: encoder.encode(tick), counts: false)
+        send(topic: topic, payload: encoder.encode(tick))
         quarantined += 1
         var kept = rejections[tick.symbol, default: []]
         if kept.count == Self.rejectionsKept { kept.removeFirst() }
@@ -292,92 +261,44 @@ private final class PlantLoop: SocketLoop {
         topic.removeAll(keepingCapacity: true)
         topic.append(contentsOf: Topic.heartbeat.utf8)
         let payload = encoder.encode(heartbeat)
-        send(topic: topic, payload: payload, counts: false, heartbeat: true)
+        _ = topic.withUnsafeBytes { publishNow(topic: $0, payload: payload) }
     }
 
-    /// Sends one message on the XPUB. Every message but the heartbeat has a stream_seq and is kept in the ring,
-    /// tagged with its symbol_seq (0 for plant topics).
-    func send(topic: [UInt8], payload: UnsafeRawBufferPointer, counts: Bool = true, tag: UInt64 = 0,
-        heartbeat: Bool = false)
-    {
-        if !heartbeat {
-            topic.withUnsafeBytes { ring.store(sequence: streamSequence, topic: $0, payload: payload, tag: tag) }
+    /// Queues one message for the XPUB: journaled and published by `flushOutbound`, with its stream_seq, its
+    /// symbol_seq (0 for plant topics) and the feed it came from.
+    func send(topic: [UInt8], payload: UnsafeRawBufferPointer, symbolSequence: UInt64 = 0) {
+        topic.withUnsafeBytes { topicBytes in
+            outbound.append(streamSequence: streamSequence, symbolSequence: symbolSequence, feedID: currentFeedID,
+                feedSequence: currentFeedSequence, topic: topicBytes, payload: payload)
         }
-        do {
-            let sent = try topic.withUnsafeBytes { topicBytes in
-                Result { () throws(ZMQError) -> Bool in
-                    guard try publisher.send(topicBytes, more: true, dontWait: true) else { return false }
-                    return try publisher.send(payload, dontWait: true)
-                }
-            }.get()
-            if sent {
-                if counts { published += 1 }
+    }
+
+    /// Writes the turn's messages to the journal, then publishes them and keeps them for replays: a message is on
+    /// disk (in the kernel's hands) before any consumer can see it, so a crash never leaves consumers ahead of the
+    /// journal.
+    func flushOutbound() {
+        unflushedTicks = 0
+        guard !outbound.isEmpty else { return }
+        journal?.append(outbound)
+        outbound.forEach { record in
+            ring.store(sequence: record.streamSequence, topic: record.topic, payload: record.payload,
+                tag: record.symbolSequence)
+            if publishNow(topic: record.topic, payload: record.payload) {
+                if !record.topic.starts(with: Topic.quarantinePrefix.utf8) { published += 1 }
             } else {
                 dropped += 1
             }
-        } catch {
-            dropped += 1
         }
+        outbound.removeAll()
     }
 
-    // MARK: Snapshot and replay
-
-    /// Answers DEALER peers on the snapshot ROUTER: [identity, ControlRequest] in; [identity, topic, Tick] per tick
-    /// and then [identity, "#END", SnapshotEnd] out. Served between ticks on the publishing thread, so a snapshot is
-    /// atomic with respect to the stream: it holds exactly the ticks up to the stream_seq its end names.
-    func serveSnapshots() {
-        while let frames = try? snapshots.receiveFrames(dontWait: true), frames.count >= 2 {
-            let identity = frames[0]
-            var count: UInt64 = 0
-            var complete = true
-            var error = ""
-            func reply(_ topic: [UInt8], _ payload: UnsafeRawBufferPointer) {
-                _ = try? snapshots.send(identity, more: true, dontWait: true)
-                _ = try? topic.withUnsafeBytes { try snapshots.send($0, more: true, dontWait: true) }
-                _ = try? snapshots.send(payload, dontWait: true)
-                count += 1
-            }
-            switch ReplayRequest(decoding: frames[frames.count - 1]) {
-            case let .snapshot(prefix):
-                let prefixBytes = Array(prefix.utf8)
-                if let status = lastSystemStatus, Array(Topic.system.utf8).starts(with: prefixBytes) {
-                    reply(Array(Topic.system.utf8), encoder.encode(status))
-                }
-                let keys = lastValues.keys.filter { key in
-                    Array(Topic.make(symbol: key.symbol, type: key.type).utf8).starts(with: prefixBytes)
-                }
-                for key in keys.sorted(by: { ($0.symbol, lastValues[$0]!.symbolSequence)
-                    < ($1.symbol, lastValues[$1]!.symbolSequence) })
-                {
-                    Topic.write(symbol: key.symbol, type: key.type, into: &topic)
-                    reply(topic, encoder.encode(lastValues[key]!))
-                }
-            case let .symbolReplay(symbol, from):
-                if let problem = SymbolRules.problem(with: symbol) {
-                    complete = false
-                    error = "symbol \"\(symbol)\": \(problem)"
-                    break
-                }
-                let result = ring.forEach(topicPrefix: Array((symbol + "|").utf8), fromTag: from) { _, topic, tick in
-                    tick.withUnsafeBytes { reply(topic, $0) }
-                }
-                // Complete when the ring reaches back to `from`, or nothing of the symbol was ever published from it.
-                let start = max(from, 1)
-                complete = result.oldestTag.map { $0 <= start } ?? ((symbolSequences[symbol] ?? 0) < start)
-            case let .streamReplay(from, maxCount):
-                let result = ring.forEach(from: from, maxCount: maxCount == 0 ? UInt64.max : maxCount) { _, topic, tick in
-                    tick.withUnsafeBytes { reply(topic, $0) }
-                }
-                complete = result.complete
-            case nil:
-                complete = false
-                error = "not a request this plantd knows (a ControlRequest of Proto/control.proto)"
-            }
-            let end = SnapshotEnd(streamSequence: streamSequence, tickCount: count, complete: complete, error: error)
-            _ = try? snapshots.send(identity, more: true, dontWait: true)
-            _ = try? snapshots.send(SnapshotEnd.topic, more: true, dontWait: true)
-            _ = try? snapshots.send(end.encoded(), dontWait: true)
-            snapshotsServed += 1
+    /// Sends one message on the XPUB now; false when it could not go (the high-water mark, counted as a drop).
+    func publishNow(topic: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer) -> Bool {
+        do {
+            guard try publisher.send(topic, more: true, dontWait: true) else { return false }
+            return try publisher.send(payload, dontWait: true)
+        } catch {
+            return false
         }
     }
 
@@ -404,6 +325,8 @@ private final class PlantLoop: SocketLoop {
             counters["quarantined"] = quarantined
             counters["snapshots_served"] = snapshotsServed
             counters["replay_first_stream_seq"] = ring.firstSequence
+            counters.merge(journal?.counters ?? [:]) { $1 }
+            counters.merge(recoveryCounters) { $1 }
             let filterCounters = filters.counters
             for rule in FilterRule.allCases {
                 counters["filter.\(rule.rawValue).rejected"] = filterCounters.rejected[rule, default: 0]
@@ -416,6 +339,9 @@ private final class PlantLoop: SocketLoop {
                 counters["feed\(index + 1).gaps"] = feed.sequence.gaps
                 counters["feed\(index + 1).missing"] = feed.sequence.missingMessages
                 counters["feed\(index + 1).duplicates"] = feed.sequence.duplicates
+                counters["feed\(index + 1).replays"] = feed.replaysRequested
+                counters["feed\(index + 1).replayed"] = feed.ticksReplayed
+                counters["feed\(index + 1).lost"] = feed.ticksLost
                 gaps += feed.sequence.gaps
             }
             return DaemonStatus(

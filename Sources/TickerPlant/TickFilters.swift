@@ -165,6 +165,32 @@ public struct TickFilters {
         admitTrade(tick, index: index, state: &state, nowNs: nowNs, outcomes: &outcomes)
     }
 
+    /// Takes in a tick the plant published before it restarted (its last values from the journal): the last good
+    /// trade and the trading state, so that the rules go on where they were.
+    public mutating func remember(_ tick: Tick) {
+        guard tick.symbol.utf8.first != UInt8(ascii: "#") else { return }
+        let index: Int
+        if let known = symbolIndex[tick.symbol] {
+            index = known
+        } else {
+            index = states.count
+            symbolIndex[tick.symbol] = index
+            states.append(SymbolState())
+        }
+        switch tick.type {
+        case .trade where tick.price.fixedPoint > 0:
+            states[index].lastGoodPrice = tick.price.fixedPoint
+            states[index].hasTraded = true
+        case .status where tick.state != .unspecified:
+            events &+= 1
+            states[index].state = tick.state
+            states[index].stateReason = tick.reason
+            states[index].stateEvent = events
+        default:
+            break
+        }
+    }
+
     /// Quarantines jumps held longer than `jumpHoldNs` without confirmation.
     public mutating func expireHeld(nowNs: UInt64, into outcomes: inout [FilterOutcome]) {
         guard !symbolsHolding.isEmpty else { return }

@@ -28,6 +28,13 @@ public final class ZMQPoller {
         items[index].socket = nil
     }
 
+    /// Stops or starts watching the socket or descriptor at `index` for input without forgetting it: a consumer that
+    /// must not read a socket for a while (zmq_poll would report it readable in every turn) pauses it.
+    public func setWatching(_ index: Int, _ watching: Bool) {
+        items[index].events = watching ? Int16(ZMQ_POLLIN) : 0
+        items[index].revents = 0
+    }
+
     /// Replaces the descriptor watched at `index` (a TCP connection that was re-established).
     public func replace(_ index: Int, descriptor: Int32) {
         items[index] = zmq_pollitem_t(socket: nil, fd: descriptor, events: Int16(ZMQ_POLLIN), revents: 0)

@@ -1,0 +1,66 @@
+import MarketData
+import ZeroMQ
+
+extension PlantLoop {
+    // MARK: Snapshot and replay
+
+    /// Answers DEALER peers on the snapshot ROUTER: [identity, ControlRequest] in; [identity, topic, Tick] per tick
+    /// and then [identity, "#END", SnapshotEnd] out. Served between ticks on the publishing thread, so a snapshot is
+    /// atomic with respect to the stream: it holds exactly the ticks up to the stream_seq its end names.
+    func serveSnapshots() {
+        flushOutbound()
+        while let frames = try? snapshots.receiveFrames(dontWait: true), frames.count >= 2 {
+            let identity = frames[0]
+            var count: UInt64 = 0
+            var complete = true
+            var error = ""
+            func reply(_ topic: [UInt8], _ payload: UnsafeRawBufferPointer) {
+                _ = try? snapshots.send(identity, more: true, dontWait: true)
+                _ = try? topic.withUnsafeBytes { try snapshots.send($0, more: true, dontWait: true) }
+                _ = try? snapshots.send(payload, dontWait: true)
+                count += 1
+            }
+            switch ReplayRequest(decoding: frames[frames.count - 1]) {
+            case let .snapshot(prefix):
+                let prefixBytes = Array(prefix.utf8)
+                if let status = lastSystemStatus, Array(Topic.system.utf8).starts(with: prefixBytes) {
+                    reply(Array(Topic.system.utf8), encoder.encode(status))
+                }
+                let keys = lastValues.keys.filter { key in
+                    Array(Topic.make(symbol: key.symbol, type: key.type).utf8).starts(with: prefixBytes)
+                }
+                for key in keys.sorted(by: { ($0.symbol, lastValues[$0]!.symbolSequence)
+                    < ($1.symbol, lastValues[$1]!.symbolSequence) })
+                {
+                    Topic.write(symbol: key.symbol, type: key.type, into: &topic)
+                    reply(topic, encoder.encode(lastValues[key]!))
+                }
+            case let .symbolReplay(symbol, from):
+                if let problem = SymbolRules.problem(with: symbol) {
+                    complete = false
+                    error = "symbol \"\(symbol)\": \(problem)"
+                    break
+                }
+                let result = ring.forEach(topicPrefix: Array((symbol + "|").utf8), fromTag: from) { _, topic, tick in
+                    tick.withUnsafeBytes { reply(topic, $0) }
+                }
+                // Complete when the ring reaches back to `from`, or nothing of the symbol was ever published from it.
+                let start = max(from, 1)
+                complete = result.oldestTag.map { $0 <= start } ?? ((symbolSequences[symbol] ?? 0) < start)
+            case let .streamReplay(from, maxCount):
+                let result = ring.forEach(from: from, maxCount: maxCount == 0 ? UInt64.max : maxCount) { _, topic, tick in
+                    tick.withUnsafeBytes { reply(topic, $0) }
+                }
+                complete = result.complete
+            case nil:
+                complete = false
+                error = "not a request this plantd knows (a ControlRequest of Proto/control.proto)"
+            }
+            let end = SnapshotEnd(streamSequence: streamSequence, tickCount: count, complete: complete, error: error)
+            _ = try? snapshots.send(identity, more: true, dontWait: true)
+            _ = try? snapshots.send(SnapshotEnd.topic, more: true, dontWait: true)
+            _ = try? snapshots.send(end.encoded(), dontWait: true)
+            snapshotsServed += 1
+        }
+    }
+}

@@ -1,0 +1,241 @@
+import Foundation
+import Logging
+import MarketData
+import ZeroMQ
+
+/// One feedd as plantd sees it: its PUB (one SUB each, so each feed's stream_seq is checked on its own) and, when
+/// configured, its replay ROUTER, from which the plant takes what it missed: after a restart (from where the
+/// journal says the feed stood) and whenever the live stream shows a gap.
+final class Upstream {
+    let endpoint: String
+    let feedID: UInt32
+    let socket: ZMQSocket
+    let pollIndex: Int
+    let replayEndpoint: String?
+    let replaySocket: ZMQSocket?
+    let replayPollIndex: Int?
+    var sequence = SequenceTracker()
+    /// Reading the SUB waits while a replay fills what comes before its next message.
+    var replaying = false
+    var replayStartedNs: UInt64 = 0
+    /// The live tick that showed a gap, processed once the replay before it is done.
+    var stashed: Tick?
+    /// The last stream_seq of this feed the journal holds (0: none), asked for from the next one on at start.
+    var resumeAfter: UInt64 = 0
+    var replaysRequested: UInt64 = 0
+    var ticksReplayed: UInt64 = 0
+    var ticksLost: UInt64 = 0
+
+    init(endpoint: String, replayEndpoint: String?, context: ZMQContext, poller: ZMQPoller,
+        receiveHighWaterMark: Int32) throws
+    {
+        self.endpoint = endpoint
+        self.replayEndpoint = replayEndpoint
+        feedID = JournalFormat.feedID(endpoint)
+        socket = try ZMQSocket(context, type: .subscribe)
+        try socket.setReceiveHighWaterMark(receiveHighWaterMark)
+        try socket.subscribe("")
+        try socket.connect(endpoint)
+        pollIndex = try poller.add(socket)
+        if let replayEndpoint {
+            let dealer = try ZMQSocket(context, type: .dealer)
+            // A replay arrives as one burst; a small high-water mark would make the ROUTER drop part of it.
+            try dealer.setReceiveHighWaterMark(0)
+            try dealer.connect(replayEndpoint)
+            replaySocket = dealer
+            replayPollIndex = try poller.add(dealer)
+        } else {
+            replaySocket = nil
+            replayPollIndex = nil
+        }
+    }
+
+    func close() {
+        socket.close()
+        replaySocket?.close()
+    }
+}
+
+extension PlantLoop {
+    /// How long a replay may go unanswered before the plant goes on without it (the gap is then counted as lost).
+    static let replayTimeoutNs: UInt64 = 5_000_000_000
+
+    /// At start: a feed the journal knows continues after its last journaled tick, from the feed's replay ROUTER.
+    func startCatchUp(_ feed: Upstream) {
+        guard feed.resumeAfter > 0 else { return }
+        feed.sequence = SequenceTracker(expecting: feed.resumeAfter + 1)
+        if feed.replaySocket != nil {
+            requestReplay(feed, from: feed.resumeAfter + 1, count: 0)
+            logger.info("catching up from feedd's replay", metadata: ["feed": "\(feed.endpoint)",
+                "from_stream_seq": "\(feed.resumeAfter + 1)"])
+        }
+    }
+
+    /// Asks the feed's replay ROUTER for `count` ticks (0: all it has) from `from`, and stops reading the live
+    /// stream until they are in.
+    func requestReplay(_ feed: Upstream, from: UInt64, count: UInt64) {
+        guard let dealer = feed.replaySocket else { return }
+        _ = try? dealer.send(ReplayRequest.streamReplay(fromStreamSequence: from, maxCount: count).encoded(),
+            dontWait: true)
+        feed.replaying = true
+        feed.replayStartedNs = MonotonicClock.nowNanoseconds()
+        feed.replaysRequested += 1
+        poller.setWatching(feed.pollIndex, false)
+    }
+
+    /// Takes what one feed has queued, in bounded batches so that other feeds and the control endpoint get turns.
+    func drain(_ feed: Upstream) {
+        defer { flushOutbound() }
+        for _ in 0..<4096 where !feed.replaying {
+            do {
+                guard try feed.socket.receive(into: topicMessage, dontWait: true) else { return }
+                guard topicMessage.hasMore else {
+                    malformed += 1
+                    continue
+                }
+                _ = try feed.socket.receive(into: payloadMessage)
+                while payloadMessage.hasMore { _ = try feed.socket.receive(into: payloadMessage) }
+            } catch {
+                if !error.isContextTerminated { logger.error("receive failed: \(error)") }
+                return
+            }
+            guard var tick = decodePayload(feed) else { continue }
+            process(&tick, from: feed, live: true)
+            unflushedTicks += 1
+            if unflushedTicks >= Self.flushEvery { flushOutbound() }
+        }
+    }
+
+    /// Takes a replay's answer: its ticks in order, then the end that resumes the live stream.
+    func drainReplay(_ feed: Upstream) {
+        guard let dealer = feed.replaySocket else { return }
+        defer { flushOutbound() }
+        while let frames = try? dealer.receiveFrames(dontWait: true), frames.count >= 2 {
+            if frames[0] == Array(SnapshotEnd.topic.utf8) {
+                let end = SnapshotEnd(decoding: frames[1])
+                if end?.complete != true {
+                    logger.warning("feedd could not replay all that was missed", metadata: ["feed": "\(feed.endpoint)",
+                        "from_stream_seq": "\(feed.sequence.expected)", "error": "\(end?.error ?? "undecodable end")"])
+                }
+                finishReplay(feed)
+                return
+            }
+            received += 1
+            var tick: Tick
+            do {
+                tick = try frames[1].withUnsafeBytes { bytes in
+                    Result { () throws(TickDecodeError) -> Tick in try TickDecoder.decode(bytes) }
+                }.get()
+            } catch {
+                malformed += 1
+                continue
+            }
+            tick.plantReceiveNs = WallClock.nowNanoseconds()
+            // Past the stashed tick, the replay is ahead of where the live stream resumes: the rest comes live.
+            if let stashed = feed.stashed, tick.streamSequence >= stashed.streamSequence { continue }
+            feed.ticksReplayed += 1
+            process(&tick, from: feed, live: false)
+            unflushedTicks += 1
+            if unflushedTicks >= Self.flushEvery { flushOutbound() }
+        }
+    }
+
+    /// Ends a replay: what it could not fill is lost (counted), the stashed live tick goes on, and the live stream
+    /// is read again.
+    func finishReplay(_ feed: Upstream) {
+        feed.replaying = false
+        poller.setWatching(feed.pollIndex, true)
+        if var stashed = feed.stashed {
+            feed.stashed = nil
+            process(&stashed, from: feed, live: false)
+        }
+    }
+
+    func checkReplayTimeout(_ feed: Upstream) {
+        guard feed.replaying, MonotonicClock.nowNanoseconds() - feed.replayStartedNs > Self.replayTimeoutNs else {
+            return
+        }
+        logger.error("feedd's replay did not answer; going on without it", metadata: ["feed": "\(feed.endpoint)",
+            "replay": "\(feed.replayEndpoint ?? "")"])
+        finishReplay(feed)
+    }
+
+    func decodePayload(_ feed: Upstream) -> Tick? {
+        received += 1
+        let receivedNs = WallClock.nowNanoseconds()
+        do {
+            var tick = try payloadMessage.withUnsafeBytes { bytes in
+                Result { () throws(TickDecodeError) -> Tick in try TickDecoder.decode(bytes) }
+            }.get()
+            tick.plantReceiveNs = receivedNs
+            return tick
+        } catch {
+            malformed += 1
+            if let heldBack = badInputLog.admit() {
+                logger.warning("skipped undecodable tick", metadata: ["feed": "\(feed.endpoint)",
+                    "problem": "\(error)", "similar_messages_not_logged": "\(heldBack)"])
+            }
+            return nil
+        }
+    }
+
+    /// One tick of a feed, in the feed's order: a duplicate is dropped; a live tick after a gap waits while the
+    /// feed's replay fills the gap (when there is a replay endpoint); everything else goes through the filters.
+    func process(_ tick: inout Tick, from feed: Upstream, live: Bool) {
+        let expected = feed.sequence.expected
+        switch feed.sequence.observe(tick.streamSequence) {
+        case let .gap(missing):
+            if live && feed.replaySocket != nil {
+                feed.sequence.rewind(to: expected, forgetting: missing)
+                feed.stashed = tick
+                requestReplay(feed, from: missing.lowerBound, count: missing.upperBound - missing.lowerBound + 1)
+                return
+            }
+            feed.ticksLost += missing.upperBound - missing.lowerBound + 1
+            logger.warning("feed stream gap", metadata: ["feed": "\(feed.endpoint)",
+                "missing": "\(missing.lowerBound)...\(missing.upperBound)"])
+        case .duplicate:
+            // Already published (a replay overlapping the live stream): counted by the tracker, not sent twice.
+            return
+        case .first, .inOrder, .reset:
+            break
+        }
+        currentFeedID = feed.feedID
+        currentFeedSequence = tick.streamSequence
+        filters.admit(tick, nowNs: MonotonicClock.nowNanoseconds(), into: &outcomes)
+        deliverOutcomes()
+    }
+
+    // MARK: Recovery
+
+    /// Takes up where the journal ends: the stream and symbol sequences, the last values (and the filters' memory of
+    /// them), the replay ring, and where each feed stood.
+    func restore(from recovery: JournalRecovery) {
+        let started = MonotonicClock.nowNanoseconds()
+        streamSequence = recovery.streamSequence
+        ring = recovery.ring
+        for value in recovery.lastValues {
+            guard let tick = try? TickDecoder.decode(value.payload) else { continue }
+            lastValues[CacheKey(symbol: tick.symbol, type: tick.type)] = tick
+            symbolSequences[tick.symbol] = max(symbolSequences[tick.symbol] ?? 0, tick.symbolSequence)
+            filters.remember(tick)
+        }
+        for feed in feeds { feed.resumeAfter = recovery.feedCursors[feed.feedID] ?? 0 }
+        recoveryCounters = ["journal.recovered_records": recovery.records,
+            "journal.recovered_segments": UInt64(recovery.segments.count),
+            "journal.damaged": recovery.damage == nil ? 0 : 1]
+        var metadata: Logger.Metadata = ["records": "\(recovery.records)", "segments": "\(recovery.segments.count)",
+            "stream_seq": "\(streamSequence)", "symbols": "\(symbolSequences.count)",
+            "ms": "\((MonotonicClock.nowNanoseconds() - started) / 1_000_000)"]
+        if let damage = recovery.damage {
+            metadata["damage"] = "\(damage)"
+            if damage.isTornTail {
+                logger.warning("journal recovered; its last record was cut short by a crash and removed", metadata: metadata)
+            } else {
+                logger.error("journal damaged: recovered up to the damage; the rest is set aside", metadata: metadata)
+            }
+        } else if recovery.records > 0 {
+            logger.info("journal recovered", metadata: metadata)
+        }
+    }
+}

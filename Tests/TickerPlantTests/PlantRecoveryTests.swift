@@ -1,0 +1,179 @@
+import Foundation
+import Logging
+import Testing
+
+import MarketData
+@testable import TickerPlant
+import ZeroMQ
+
+/// plantd restarting on its journal, in-process, with a stand-in feedd: a PUB for the live stream and a replay
+/// ROUTER that answers from everything it published, as feedd's does.
+@Suite(.serialized) struct PlantRecoveryTests {
+    final class FakeFeed {
+        let publisher: ZMQSocket
+        let replay: ZMQSocket
+        let encoder = TickEncoder()
+        var ring = TickRing(capacity: 100_000)
+        var sequence: UInt64 = 0
+        var topic: [UInt8] = []
+
+        init(context: ZMQContext) throws {
+            publisher = try ZMQSocket(context, type: .publish)
+            try publisher.setSendHighWaterMark(1_000_000)
+            try publisher.bind("tcp://127.0.0.1:*")
+            replay = try ZMQSocket(context, type: .router)
+            try replay.bind("tcp://127.0.0.1:*")
+        }
+
+        /// Publishes `count` trades over three symbols; the venue_seq names each one.
+        func publish(_ count: Int) throws {
+            for _ in 0..<count {
+                sequence += 1
+                let symbol = ["AAPL", "MSFT", "NVDA"][Int(sequence % 3)]
+                var tick = Tick.trade(symbol: symbol, venue: "XNAS",
+                    price: Price(fixedPoint: 100_000_000 + Int64(sequence % 7) * 10_000), size: 100)
+                tick.streamSequence = sequence
+                tick.venueSequence = sequence
+                Topic.write(symbol: symbol, type: .trade, into: &topic)
+                let payload = encoder.encode(tick)
+                topic.withUnsafeBytes { ring.store(sequence: sequence, topic: $0, payload: payload) }
+                _ = try topic.withUnsafeBytes { try publisher.send($0, more: true) }
+                _ = try publisher.send(payload)
+            }
+        }
+
+        /// Answers one replay request, if one is waiting within `timeout`.
+        func serveReplay(timeout: TimeInterval) throws -> Bool {
+            try replay.setReceiveTimeout(milliseconds: Int32(timeout * 1000))
+            guard let frames = try replay.receiveFrames(),
+                case let .streamReplay(from, maxCount) = ReplayRequest(decoding: frames[frames.count - 1])
+            else { return false }
+            var count: UInt64 = 0
+            let result = ring.forEach(from: from, maxCount: maxCount == 0 ? .max : maxCount) { _, topic, tick in
+                _ = try? replay.send(frames[0], more: true)
+                _ = try? replay.send(topic, more: true)
+                _ = try? replay.send(tick)
+                count += 1
+            }
+            _ = try replay.send(frames[0], more: true)
+            _ = try replay.send(SnapshotEnd.topic, more: true)
+            _ = try replay.send(SnapshotEnd(streamSequence: sequence, tickCount: count, complete: result.complete).encoded())
+            return true
+        }
+    }
+
+    static func engine(_ context: ZMQContext, feed: FakeFeed, journal: String) throws -> PlantEngine {
+        var configuration = PlantConfiguration()
+        configuration.feeds = [try feed.publisher.lastEndpoint]
+        configuration.replays = [try feed.replay.lastEndpoint]
+        configuration.publishEndpoint = "tcp://127.0.0.1:*"
+        configuration.controlEndpoint = "tcp://127.0.0.1:*"
+        configuration.snapshotEndpoint = "tcp://127.0.0.1:*"
+        configuration.journal.directory = journal
+        let engine = PlantEngine(configuration: configuration, context: context, logger: Logger(label: "test"))
+        try engine.start()
+        return engine
+    }
+
+    static func collect(_ socket: ZMQSocket, until count: Int, timeout: TimeInterval = 5) throws -> [Tick] {
+        var ticks: [Tick] = []
+        let deadline = Date().addingTimeInterval(timeout)
+        try socket.setReceiveTimeout(milliseconds: 100)
+        while ticks.count < count && Date() < deadline {
+            guard let frames = try socket.receiveFrames() else { continue }
+            ticks.append(try TickDecoder.decode(frames[1]))
+        }
+        return ticks
+    }
+
+    @Test func aRestartedPlantGoesOnFromItsJournalAndTakesWhatItMissedFromTheFeedsReplay() throws {
+        let journal = FileManager.default.temporaryDirectory.appendingPathComponent("plant-journal-\(UUID())").path
+        defer { try? FileManager.default.removeItem(atPath: journal) }
+        let context = try ZMQContext()
+        let feed = try FakeFeed(context: context)
+
+        // First life: 300 ticks.
+        let first = try Self.engine(context, feed: feed, journal: journal)
+        let consumer = try ZMQSocket(context, type: .subscribe)
+        try consumer.subscribe("")
+        try consumer.connect(try #require(first.endpoints["publish"]))
+        Thread.sleep(forTimeInterval: 0.5)
+        try feed.publish(300)
+        let before = try Self.collect(consumer, until: 300)
+        #expect(before.count == 300)
+        first.stop()
+        _ = first.thread.join()
+        consumer.close()
+
+        // While the plant is down the feed goes on: nobody takes these 200.
+        try feed.publish(200)
+
+        // Second life: it asks the feed for everything after its journal's last tick, then goes on live.
+        let second = try Self.engine(context, feed: feed, journal: journal)
+        defer {
+            second.stop()
+            _ = second.thread.join()
+        }
+        let again = try ZMQSocket(context, type: .subscribe)
+        defer { again.close() }
+        try again.subscribe("")
+        try again.connect(try #require(second.endpoints["publish"]))
+        Thread.sleep(forTimeInterval: 0.5)
+        #expect(try feed.serveReplay(timeout: 5), "the restarted plant did not ask for a replay")
+        Thread.sleep(forTimeInterval: 0.3)
+        try feed.publish(100)
+        let after = try Self.collect(again, until: 300)
+
+        // Every tick the feed sent, once, in order, with the plant's sequences running on from the first life.
+        let all = (before + after).filter { !$0.symbol.hasPrefix("#") }
+        #expect(all.map(\.venueSequence) == Array(1...600))
+        #expect(all.map(\.streamSequence) == Array(1...600))
+        for symbol in ["AAPL", "MSFT", "NVDA"] {
+            let sequences = all.filter { $0.symbol == symbol }.map(\.symbolSequence)
+            #expect(sequences == Array(1...UInt64(sequences.count)), "\(symbol)")
+        }
+
+        // The plant says what it recovered and replayed.
+        let control = try ZMQSocket(context, type: .request)
+        defer { control.close() }
+        try control.setReceiveTimeout(milliseconds: 2000)
+        try control.connect(try #require(second.endpoints["control"]))
+        try control.send(#"{"cmd":"status"}"#)
+        let status = try JSONDecoder().decode(DaemonStatus.self, from: Data(try #require(try control.receiveFrames())[0]))
+        #expect(status.counters["journal.recovered_records"] == 300)
+        #expect(status.counters["feed1.replayed"] == 200)
+        #expect(status.counters["feed1.lost"] == 0)
+        #expect(status.counters["journal.records"] == 300)
+    }
+
+    @Test func aGapInTheLiveStreamIsFilledFromTheFeedsReplay() throws {
+        let journal = FileManager.default.temporaryDirectory.appendingPathComponent("plant-journal-\(UUID())").path
+        defer { try? FileManager.default.removeItem(atPath: journal) }
+        let context = try ZMQContext()
+        let feed = try FakeFeed(context: context)
+        let engine = try Self.engine(context, feed: feed, journal: journal)
+        defer {
+            engine.stop()
+            _ = engine.thread.join()
+        }
+        let consumer = try ZMQSocket(context, type: .subscribe)
+        defer { consumer.close() }
+        try consumer.subscribe("")
+        try consumer.connect(try #require(engine.endpoints["publish"]))
+        Thread.sleep(forTimeInterval: 0.5)
+        try feed.publish(10)
+        // Ticks 11-15 are "lost on the way": stored for replay, never published.
+        for _ in 0..<5 {
+            feed.sequence += 1
+            var tick = Tick.trade(symbol: "AAPL", venue: "XNAS", price: Price(fixedPoint: 100_000_000), size: 100)
+            tick.streamSequence = feed.sequence
+            tick.venueSequence = feed.sequence
+            let payload = feed.encoder.encode(tick)
+            Array("AAPL|T".utf8).withUnsafeBytes { feed.ring.store(sequence: feed.sequence, topic: $0, payload: payload) }
+        }
+        try feed.publish(10)
+        #expect(try feed.serveReplay(timeout: 5), "the plant did not ask for the missing ticks")
+        let ticks = try Self.collect(consumer, until: 25)
+        #expect(ticks.map(\.venueSequence) == Array(1...25))
+    }
+}
