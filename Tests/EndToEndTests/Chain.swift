@@ -85,6 +85,19 @@ final class Chain {
                 [filters]
                 unsized_venues = ["ARCX", "BATS"]
                 """,
+            // plantd with a journal and feedd's replay ROUTER: what the crash test restarts.
+            "plantd-journal.toml": """
+                [plant]
+                feeds = ["\(endpoint("feed_pub"))"]
+                replays = ["\(endpoint("feed_replay"))"]
+                publish = "\(endpoint("plant_pub"))"
+                snapshot = "\(endpoint("plant_snap"))"
+                control = "\(endpoint("plant_ctl"))"
+                heartbeat_interval = "500ms"
+
+                [journal]
+                directory = "\(directory.appendingPathComponent("journal").path)"
+                """,
             "edged.toml": """
                 [edge]
                 listen = "127.0.0.1:\(ports["edge_http"]!)"
