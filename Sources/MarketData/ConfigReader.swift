@@ -152,7 +152,7 @@ public final class ConfigReader {
         throw error(key, "expected a duration such as \"250ms\", \"2s\" or \"1m\", got \(found(value))")
     }
 
-    static func parseDuration(_ text: String) -> Duration? {
+    public static func parseDuration(_ text: String) -> Duration? {
         let units: [(String, Int64)] = [("ms", 1), ("s", 1000), ("m", 60_000)]
         for (suffix, milliseconds) in units where text.hasSuffix(suffix) {
             let number = text.dropLast(suffix.count)

@@ -1,11 +1,12 @@
 import ArgumentParser
 import Foundation
+import MarketData
 
 /// `mktctl bench`: measurements with a progress line and a table at the end.
 public struct BenchCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Measure parts of the chain on this machine.",
-        subcommands: [FeedBenchCommand.self])
+        subcommands: [FeedBenchCommand.self, JournalBenchCommand.self])
 
     public init() {}
 }
@@ -80,5 +81,61 @@ public struct FeedBenchCommand: ParsableCommand {
             }
         }
         if runs[1].lost > 0 { throw ExitCode(1) }
+    }
+}
+
+/// `mktctl bench journal`: plantd's journal append rate with its fsync policy, and the time a restart takes to read it.
+public struct JournalBenchCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "journal",
+        abstract: "Append ticks to a journal as plantd does (fsync on its own thread), then recover it as a restart does.")
+
+    @Option(name: .long, help: "Ticks to write.")
+    public var ticks = 10_000_000
+
+    @Option(name: .long, help: "Ticks per write, like plantd's publishing turns.")
+    public var batch = 256
+
+    @Option(name: .long, help: "fsync interval such as 10ms, or off.")
+    public var fsync = "10ms"
+
+    @Option(name: .long, help: "Directory for the journal (a new one under it; removed afterwards).")
+    public var directory = FileManager.default.temporaryDirectory.path
+
+    @Flag(name: .long, help: "Print the result as JSON.")
+    public var json = false
+
+    public init() {}
+
+    public func run() throws {
+        guard ticks > 0, batch > 0 else { throw ValidationError("--ticks and --batch: expected positive numbers") }
+        var interval: Duration?
+        if fsync != "off" {
+            guard let parsed = ConfigReader.parseDuration(fsync), parsed > .zero else {
+                throw ValidationError("--fsync: expected a duration such as 10ms, or off, got \"\(fsync)\"")
+            }
+            interval = parsed
+        }
+        let journal = directory + "/tickplant-journal-bench-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: journal) }
+        let result = try JournalBench.run(ticks: ticks, batch: batch, fsync: interval, directory: journal) { line in
+            FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8))
+        }
+        FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try encoder.encode(result), as: UTF8.self))
+            return
+        }
+        print(TextTable.render(header: ["what", "figure"], rows: [
+            ["ticks written", "\(result.ticks)"],
+            ["bytes", String(format: "%.0f MB (%.0f bytes a tick)", Double(result.bytes) / 1e6,
+                Double(result.bytes) / Double(result.ticks))],
+            ["append rate", String(format: "%.2f M ticks/s (%.2f s)", result.ticksPerSecond / 1e6, result.appendSeconds)],
+            ["fsyncs", "\(result.fsyncs) (\(fsync))"],
+            ["recovery", String(format: "%.2f s for %llu records (%.2f M/s)", result.recoverySeconds,
+                result.recoveredRecords, Double(result.recoveredRecords) / result.recoverySeconds / 1e6)],
+        ]))
     }
 }
