@@ -6,7 +6,7 @@ import MarketData
 public struct BenchCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Measure parts of the chain on this machine.",
-        subcommands: [FeedBenchCommand.self, JournalBenchCommand.self])
+        subcommands: [FeedBenchCommand.self, PlantBenchCommand.self, JournalBenchCommand.self])
 
     public init() {}
 }
@@ -137,5 +137,44 @@ public struct JournalBenchCommand: ParsableCommand {
             ["recovery", String(format: "%.2f s for %llu records (%.2f M/s)", result.recoverySeconds,
                 result.recoveredRecords, Double(result.recoveredRecords) / result.recoverySeconds / 1e6)],
         ]))
+    }
+}
+
+/// `mktctl bench plant`: plantd in to out beside a bare libzmq relay, same messages, same publisher and consumer.
+public struct PlantBenchCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "plant",
+        abstract: "Ticks per second through plantd (every filter on; then with its journal) beside a bare libzmq SUB->PUB relay.")
+
+    @Option(name: .long, help: "Ticks per run.")
+    public var ticks = 2_000_000
+
+    @Option(name: .long, help: "Symbols in the market.")
+    public var symbols = 500
+
+    @Flag(name: .long, help: "Print the runs as JSON instead of a table.")
+    public var json = false
+
+    public init() {}
+
+    public func run() throws {
+        guard ticks > 0, symbols > 0 else { throw ValidationError("--ticks and --symbols: expected positive numbers") }
+        let progress: @Sendable (String) -> Void = { line in
+            FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8))
+        }
+        progress("encoding \(ticks) ticks")
+        let bench = PlantBench(ticks: ticks, symbols: symbols, progress: progress)
+        let journal = FileManager.default.temporaryDirectory.path + "/tickplant-plant-bench-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: journal) }
+        let runs = [try bench.runBareRelay(), try bench.runPlant(), try bench.runPlant(journal: journal)]
+        FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try encoder.encode(runs), as: UTF8.self))
+        } else {
+            print(PlantBench.table(runs))
+        }
+        if runs.contains(where: { $0.received < $0.sent }) { throw ExitCode(1) }
     }
 }

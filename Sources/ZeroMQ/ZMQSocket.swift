@@ -213,6 +213,23 @@ public final class ZMQSocket {
         }.get()
     }
 
+    /// Sends the frame last received into `message` on, without copying it (libzmq takes its buffer over; the message
+    /// is empty afterwards): how a relay forwards.
+    @discardableResult
+    public func send(_ message: ZMQMessage, more: Bool = false, dontWait: Bool = false) throws(ZMQError) -> Bool {
+        var flags: Int32 = 0
+        if more { flags |= ZMQ_SNDMORE }
+        if dontWait { flags |= ZMQ_DONTWAIT }
+        let socket = try raw
+        while true {
+            if zmq_msg_send(message.storage, socket, flags) >= 0 { return true }
+            let error = ZMQError.last("send")
+            if error.code == EINTR { continue }
+            if error.isWouldBlock { return false }
+            throw error
+        }
+    }
+
     /// Sends every frame as one multipart message.
     public func send(frames: [[UInt8]]) throws(ZMQError) {
         for (index, frame) in frames.enumerated() {

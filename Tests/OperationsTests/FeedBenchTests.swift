@@ -22,3 +22,15 @@ import Testing
         #expect(table.contains("bare receiver (recvmmsg, count)") && table.contains("feedd at 60 k/s"))
     }
 }
+
+/// `mktctl bench plant` on a small market: both relays deliver every tick, so their rates compare like with like.
+@Suite(.serialized) struct PlantBenchTests {
+    @Test func theBareRelayAndPlantdDeliverEveryTick() throws {
+        let bench = PlantBench(ticks: 20_000, symbols: 50) { _ in }
+        let bare = try bench.runBareRelay()
+        let plant = try bench.runPlant()
+        #expect(bare.received == 20_000 && bare.seconds > 0)
+        #expect(plant.received == 20_000 && plant.seconds > 0)
+        #expect(PlantBench.table([bare, plant]).contains("plantd, every filter on"))
+    }
+}
