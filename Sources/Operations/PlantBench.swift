@@ -87,7 +87,8 @@ public struct PlantBench {
             downstream: endpoint)
     }
 
-    /// plantd's engine in this process, every filter on, no journal (or with one in `journal`).
+    /// plantd's engine in this process, every filter on, no journal (or with one in `journal`), no aggregation (so
+    /// that it sends exactly the messages the bare relay does).
     public func runPlant(journal: String? = nil) throws -> Run {
         let context = try ZMQContext()
         let publisher = try feedPublisher(context)
@@ -100,6 +101,9 @@ public struct PlantBench {
         configuration.sendHighWaterMark = 0
         configuration.replayTicks = 100_000
         configuration.journal.directory = journal
+        // The NBBO and bars would add ticks of their own; the relays are compared on the same messages.
+        configuration.aggregation.nbbo = false
+        configuration.aggregation.barIntervals = []
         var logger = Logger(label: "bench")
         logger.logLevel = .warning
         let engine = PlantEngine(configuration: configuration, context: context, logger: logger)

@@ -96,8 +96,12 @@ public struct JournalRecovery {
             tag: record.symbolSequence)
         // Plant topics (#SYS, #Q|...) are not last values of a symbol.
         guard record.topic.first != UInt8(ascii: "#") else { return }
+        // One last value per topic and venue (the cache keeps every venue's and the consolidated one).
+        let venue = Self.venueField(record.payload)
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
         for byte in record.topic { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        hash = (hash ^ 0x7C) &* 0x100_0000_01b3
+        for byte in venue { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
         if let index = lastByTopic[hash], lastValues[index].topic.elementsEqual(record.topic) {
             lastValues[index].payload.removeAll(keepingCapacity: true)
             lastValues[index].payload.append(contentsOf: record.payload)
@@ -107,6 +111,39 @@ public struct JournalRecovery {
             lastValues.append(LastValue(topic: Array(record.topic), payload: Array(record.payload),
                 symbolSequence: record.symbolSequence))
         }
+    }
+
+    /// The bytes of field 3 (venue) of an encoded Tick, found without decoding the rest; empty when absent.
+    static func venueField(_ payload: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
+        var offset = 0
+        func varint() -> UInt64? {
+            var value: UInt64 = 0
+            var shift: UInt64 = 0
+            while offset < payload.count && shift < 64 {
+                let byte = payload[offset]
+                offset += 1
+                value |= UInt64(byte & 0x7F) << shift
+                if byte & 0x80 == 0 { return value }
+                shift += 7
+            }
+            return nil
+        }
+        while offset < payload.count {
+            guard let key = varint() else { break }
+            switch key & 7 {
+            case 0: guard varint() != nil else { return UnsafeRawBufferPointer(start: nil, count: 0) }
+            case 1: offset += 8
+            case 5: offset += 4
+            case 2:
+                guard let length = varint(), offset + Int(length) <= payload.count else {
+                    return UnsafeRawBufferPointer(start: nil, count: 0)
+                }
+                if key >> 3 == 3 { return UnsafeRawBufferPointer(rebasing: payload[offset..<(offset + Int(length))]) }
+                offset += Int(length)
+            default: return UnsafeRawBufferPointer(start: nil, count: 0)
+            }
+        }
+        return UnsafeRawBufferPointer(start: nil, count: 0)
     }
 
     /// Keeps what came before the damage: the damaged tail goes beside the segment as `.damaged`, the segment is cut

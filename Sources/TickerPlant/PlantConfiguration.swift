@@ -10,6 +10,7 @@ public struct PlantConfiguration: Sendable {
     /// for there, after a restart and after a gap.
     public var replays: [String] = []
     public var journal = JournalConfiguration()
+    public var aggregation = AggregationConfiguration()
     public var publishEndpoint = "tcp://127.0.0.1:7201"
     public var snapshotEndpoint = "tcp://127.0.0.1:7202"
     public var controlEndpoint = "tcp://127.0.0.1:7209"
@@ -43,6 +44,7 @@ public struct PlantConfiguration: Sendable {
         configuration.replayTicks = try plant.int("replay_ticks", default: 1_000_000, in: 1...100_000_000)
         configuration.filters = try loadFilters(try root.table("filters"))
         configuration.journal = try loadJournal(try root.table("journal"))
+        configuration.aggregation = try loadAggregation(try root.table("aggregation"))
         try root.finish()
         return configuration
     }
@@ -88,5 +90,24 @@ public struct PlantConfiguration: Sendable {
             throw table.error("timezone", "expected an IANA time zone such as \"America/New_York\", got \"\(journal.timezone)\"")
         }
         return journal
+    }
+
+    static func loadAggregation(_ table: ConfigReader) throws(ConfigError) -> AggregationConfiguration {
+        var aggregation = AggregationConfiguration()
+        aggregation.nbbo = try table.bool("nbbo", default: true)
+        let stale = try table.duration("stale_after", default: .seconds(5))
+        guard stale > .zero else { throw table.error("stale_after", "expected a duration above 0") }
+        aggregation.staleAfterNs = stale.nanoseconds
+        var intervals: [UInt32] = []
+        for text in try table.strings("bars", default: ["1s", "1m"]) {
+            guard let duration = ConfigReader.parseDuration(text), duration >= .seconds(1),
+                duration.nanoseconds % 1_000_000_000 == 0, duration <= .seconds(86_400)
+            else {
+                throw table.error("bars", "expected whole seconds from 1s to 24h such as \"1s\" or \"1m\", got \"\(text)\"")
+            }
+            intervals.append(UInt32(duration.nanoseconds / 1_000_000_000))
+        }
+        aggregation.barIntervals = intervals
+        return aggregation
     }
 }

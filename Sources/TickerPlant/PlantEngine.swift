@@ -30,10 +30,11 @@ public final class PlantEngine: Sendable {
     public func stop() { thread.stop() }
 }
 
-/// Key of the last-value cache.
+/// Key of the last-value cache: every venue's last tick of each type, and the consolidated ones (venue CONS).
 struct CacheKey: Hashable {
     var symbol: String
     var type: TickType
+    var venue: String
 }
 
 final class PlantLoop: SocketLoop {
@@ -47,8 +48,8 @@ final class PlantLoop: SocketLoop {
     var snapshotsServed: UInt64 = 0
     /// The latest published ticks as they went out, tagged with their symbol_seq: symbol and stream replays.
     var ring: TickRing
-    /// The latest market-wide status (#SYS), part of a snapshot that asks for it.
-    var lastSystemStatus: Tick?
+    /// The latest market-wide status (#SYS) of each venue, part of a snapshot that asks for it.
+    var lastSystemStatus: [String: Tick] = [:]
     var feeds: [Upstream] = []
     let poller = ZMQPoller()
     let wakeupIndex: Int
@@ -78,6 +79,9 @@ final class PlantLoop: SocketLoop {
     var filters: TickFilters
     /// What the filters made of the latest tick; reused, so filtering allocates nothing per tick.
     var outcomes: [FilterOutcome] = []
+    var aggregator: Aggregator
+    /// What the aggregator derived (NBBO, bars, staleness), published after the tick that led to it.
+    var derived: [Tick] = []
     /// The latest rejections of each symbol, newest last (`mktctl why`).
     var rejections: [String: [Rejection]] = [:]
     var quarantined: UInt64 = 0
@@ -99,6 +103,7 @@ final class PlantLoop: SocketLoop {
         configuration = engine.configuration
         logger = engine.logger
         filters = TickFilters(configuration: engine.configuration.filters)
+        aggregator = Aggregator(configuration: engine.configuration.aggregation)
         outcomes.reserveCapacity(8)
         publisher = try ZMQSocket(context, type: .extendedPublish)
         try publisher.setSendHighWaterMark(configuration.sendHighWaterMark)
@@ -167,6 +172,8 @@ final class PlantLoop: SocketLoop {
             currentFeedSequence = 0
             filters.expireHeld(nowNs: MonotonicClock.nowNanoseconds(), into: &outcomes)
             deliverOutcomes()
+            aggregator.advance(wallNs: WallClock.nowNanoseconds(), nowNs: MonotonicClock.nowNanoseconds(), into: &derived)
+            publishDerived()
             flushOutbound()
             rateIn.sample(total: received)
             rateOut.sample(total: published)
@@ -180,18 +187,34 @@ final class PlantLoop: SocketLoop {
         logger.info("plantd stopped", metadata: ["published": "\(published)"])
     }
 
-    /// Publishes what the filters let through and quarantines what they rejected, in the order they decided.
+    /// Publishes what the filters let through and quarantines what they rejected, in the order they decided, each
+    /// followed by what the aggregator derived from it.
     func deliverOutcomes() {
         guard !outcomes.isEmpty else { return }
         for outcome in outcomes {
             switch outcome {
             case .publish(var tick):
                 publish(&tick)
+                publishDerived()
             case let .quarantine(tick, rule, reason, enforced):
                 quarantine(tick, rule: rule, reason: reason, enforced: enforced)
             }
         }
         outcomes.removeAll(keepingCapacity: true)
+    }
+
+    /// Publishes the NBBO, bars and staleness the aggregator derived. A quality STATUS keeps the symbol's trading
+    /// state, so a consumer reading either field of a STATUS is right.
+    func publishDerived() {
+        guard !derived.isEmpty else { return }
+        for var tick in derived {
+            tick.plantReceiveNs = WallClock.nowNanoseconds()
+            if tick.type == .status && tick.state == .unspecified && !tick.symbol.hasPrefix("#") {
+                tick.state = filters.tradingState(of: tick.symbol)
+            }
+            publish(&tick)
+        }
+        derived.removeAll(keepingCapacity: true)
     }
 
     func publish(_ tick: inout Tick) {
@@ -204,7 +227,7 @@ final class PlantLoop: SocketLoop {
             topic.removeAll(keepingCapacity: true)
             topic.append(contentsOf: tick.symbol.utf8)
             send(topic: topic, payload: encoder.encode(tick))
-            if tick.symbol == Topic.system && tick.type == .status { lastSystemStatus = tick }
+            if tick.symbol == Topic.system && tick.type == .status { lastSystemStatus[tick.venue] = tick }
             if tick.type == .status && tick.state == .halted { announceMarketHalt(tick) }
             return
         }
@@ -214,7 +237,10 @@ final class PlantLoop: SocketLoop {
         tick.symbolSequence = symbolSequence
         tick.streamSequence = streamSequence
         tick.plantTransmitNs = WallClock.nowNanoseconds()
-        lastValues[CacheKey(symbol: tick.symbol, type: tick.type)] = tick
+        lastValues[CacheKey(symbol: tick.symbol, type: tick.type, venue: tick.venue)] = tick
+        if tick.venue != Venue.consolidated {
+            aggregator.observe(tick, nowNs: MonotonicClock.nowNanoseconds(), into: &derived)
+        }
         Topic.write(symbol: tick.symbol, type: tick.type, into: &topic)
         send(topic: topic, payload: encoder.encode(tick), symbolSequence: symbolSequence)
     }

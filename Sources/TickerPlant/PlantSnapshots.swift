@@ -23,8 +23,10 @@ extension PlantLoop {
             switch ReplayRequest(decoding: frames[frames.count - 1]) {
             case let .snapshot(prefix):
                 let prefixBytes = Array(prefix.utf8)
-                if let status = lastSystemStatus, Array(Topic.system.utf8).starts(with: prefixBytes) {
-                    reply(Array(Topic.system.utf8), encoder.encode(status))
+                if Array(Topic.system.utf8).starts(with: prefixBytes) {
+                    for (_, status) in lastSystemStatus.sorted(by: { $0.key < $1.key }) {
+                        reply(Array(Topic.system.utf8), encoder.encode(status))
+                    }
                 }
                 let keys = lastValues.keys.filter { key in
                     Array(Topic.make(symbol: key.symbol, type: key.type).utf8).starts(with: prefixBytes)

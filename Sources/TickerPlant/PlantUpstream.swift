@@ -216,7 +216,7 @@ extension PlantLoop {
         ring = recovery.ring
         for value in recovery.lastValues {
             guard let tick = try? TickDecoder.decode(value.payload) else { continue }
-            lastValues[CacheKey(symbol: tick.symbol, type: tick.type)] = tick
+            lastValues[CacheKey(symbol: tick.symbol, type: tick.type, venue: tick.venue)] = tick
             symbolSequences[tick.symbol] = max(symbolSequences[tick.symbol] ?? 0, tick.symbolSequence)
             filters.remember(tick)
         }

@@ -94,6 +94,13 @@ public struct TickFilters {
         self.configuration = configuration
     }
 
+    /// The symbol's trading state as its STATUS ticks (and a market-wide halt) left it.
+    public func tradingState(of symbol: String) -> TradingState {
+        guard let index = symbolIndex[symbol] else { return marketHalt == nil ? .trading : .halted }
+        if let marketHalt, marketHalt.event > states[index].stateEvent { return .halted }
+        return states[index].state == .unspecified ? .trading : states[index].state
+    }
+
     /// Whether the whole market is halted, and why.
     public var marketHaltReason: String? { marketHalt?.reason }
 
