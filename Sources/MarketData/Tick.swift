@@ -140,6 +140,20 @@ public struct Tick: Equatable, Sendable {
         return tick
     }
 
+    /// Every field back to its zero (type TRADE until set), keeping the book arrays' capacity: a decoder that fills
+    /// one tick again and again allocates nothing for them.
+    public mutating func reset() {
+        var bids = self.bids
+        var asks = self.asks
+        self.bids = []
+        self.asks = []
+        bids.removeAll(keepingCapacity: true)
+        asks.removeAll(keepingCapacity: true)
+        self = Tick(symbol: "", type: .trade, venue: "")
+        self.bids = bids
+        self.asks = asks
+    }
+
     /// The topic this tick is published under.
     public var topic: String { Topic.make(symbol: symbol, type: type) }
 }

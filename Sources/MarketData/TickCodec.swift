@@ -112,9 +112,16 @@ public final class TickEncoder {
     }
 }
 
-/// Decodes protobuf ticks with protobuf-c.
+/// Decodes protobuf ticks: `TickWire` on every path, protobuf-c's unpack kept as the reference the tests compare with.
 public enum TickDecoder {
     public static func decode(_ bytes: UnsafeRawBufferPointer) throws(TickDecodeError) -> Tick {
+        var tick = Tick(symbol: "", type: .trade, venue: "")
+        try TickWire.decode(bytes, into: &tick)
+        return tick
+    }
+
+    /// protobuf-c's reading of the same bytes (allocates; for tests and comparisons).
+    public static func decodeWithProtobufC(_ bytes: UnsafeRawBufferPointer) throws(TickDecodeError) -> Tick {
         guard let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), !bytes.isEmpty else {
             throw TickDecodeError(byteCount: 0, reason: "empty frame")
         }

@@ -62,7 +62,11 @@ final class PlantLoop: SocketLoop {
     let topicMessage = ZMQMessage()
     let payloadMessage = ZMQMessage()
     var topic: [UInt8] = []
+    /// A passed-on tick's bytes with the plant's fields replaced; reused.
+    var spliced: [UInt8] = []
     var streamSequence: UInt64 = 0
+    /// The monotonic time the tick being processed was taken in (read once per tick).
+    var tickMonotonicNs: UInt64 = MonotonicClock.nowNanoseconds()
     var symbolSequences: [String: UInt64] = [:]
     /// The last tick of every (symbol, type), served to snapshots.
     var lastValues: [CacheKey: Tick] = [:]
@@ -170,9 +174,10 @@ final class PlantLoop: SocketLoop {
             if poller.isReadable(snapshotIndex) { serveSnapshots() }
             currentFeedID = 0
             currentFeedSequence = 0
-            filters.expireHeld(nowNs: MonotonicClock.nowNanoseconds(), into: &outcomes)
+            tickMonotonicNs = MonotonicClock.nowNanoseconds()
+            filters.expireHeld(nowNs: tickMonotonicNs, into: &outcomes)
             deliverOutcomes()
-            aggregator.advance(wallNs: WallClock.nowNanoseconds(), nowNs: MonotonicClock.nowNanoseconds(), into: &derived)
+            aggregator.advance(wallNs: WallClock.nowNanoseconds(), nowNs: tickMonotonicNs, into: &derived)
             publishDerived()
             flushOutbound()
             rateIn.sample(total: received)
@@ -189,12 +194,15 @@ final class PlantLoop: SocketLoop {
 
     /// Publishes what the filters let through and quarantines what they rejected, in the order they decided, each
     /// followed by what the aggregator derived from it.
-    func deliverOutcomes() {
+    /// `passedOn` is the incoming encoding of the tick just admitted, for the common case where the filters passed it
+    /// on as it was.
+    func deliverOutcomes(passedOn: UnsafeRawBufferPointer? = nil) {
         guard !outcomes.isEmpty else { return }
+        let asItCame = outcomes.count == 1 ? passedOn : nil
         for outcome in outcomes {
             switch outcome {
             case .publish(var tick):
-                publish(&tick)
+                publish(&tick, passedOn: asItCame)
                 publishDerived()
             case let .quarantine(tick, rule, reason, enforced):
                 quarantine(tick, rule: rule, reason: reason, enforced: enforced)
@@ -217,7 +225,10 @@ final class PlantLoop: SocketLoop {
         derived.removeAll(keepingCapacity: true)
     }
 
-    func publish(_ tick: inout Tick) {
+    /// Publishes a tick under its topic with the plant's sequences and stamps. `passedOn` is the tick's incoming
+    /// encoding when the tick is exactly what came in: then the plant's four fields are spliced into those bytes
+    /// instead of encoding the whole tick again.
+    func publish(_ tick: inout Tick, passedOn: UnsafeRawBufferPointer? = nil) {
         if tick.symbol.utf8.first == UInt8(ascii: "#") {
             // A feed's own status (#SYS: a MoldUDP64 gap given up, a market-wide halt) passes on under its name,
             // outside symbol_seq.
@@ -239,10 +250,17 @@ final class PlantLoop: SocketLoop {
         tick.plantTransmitNs = WallClock.nowNanoseconds()
         lastValues[CacheKey(symbol: tick.symbol, type: tick.type, venue: tick.venue)] = tick
         if tick.venue != Venue.consolidated {
-            aggregator.observe(tick, nowNs: MonotonicClock.nowNanoseconds(), into: &derived)
+            aggregator.observe(tick, nowNs: tickMonotonicNs, into: &derived)
         }
         Topic.write(symbol: tick.symbol, type: tick.type, into: &topic)
-        send(topic: topic, payload: encoder.encode(tick), symbolSequence: symbolSequence)
+        if let passedOn, (try? TickWire.replacingPlantFields(of: passedOn, plantReceiveNs: tick.plantReceiveNs,
+            plantTransmitNs: tick.plantTransmitNs, streamSequence: streamSequence, symbolSequence: symbolSequence,
+            into: &spliced)) != nil
+        {
+            spliced.withUnsafeBytes { send(topic: topic, payload: $0, symbolSequence: symbolSequence) }
+        } else {
+            send(topic: topic, payload: encoder.encode(tick), symbolSequence: symbolSequence)
+        }
     }
 
     /// A market-wide halt reaches every symbol's subscribers: a HALTED STATUS for each symbol seen so far (a

@@ -1,0 +1,196 @@
+/// The protobuf wire format of Proto/tick.proto read and patched directly, for the per-tick paths.
+///
+/// protobuf-c's unpack allocates the message, its strings and its levels on every call and frees them after; this
+/// reads the fields straight into a `Tick` (symbols and venues are short enough for Swift's inline strings, so a
+/// tick without book levels allocates nothing). Tests hold it to protobuf-c byte for byte: protobuf-c stays the
+/// encoder and the reference. Unknown fields are skipped by their wire type, as protobuf requires.
+public enum TickWire {
+    /// Fields of Proto/tick.proto this reader knows.
+    enum Field: UInt64 {
+        case symbol = 1, type, venue, exchangeTs, feedRx, feedTx, plantRx, plantTx, venueSeq, streamSeq, symbolSeq
+        case price, size, bidPrice, askPrice, tradeID, bidSize, askSize, bids, asks, state, quality, reason
+        case open, high, low, close, volume, barStart, barInterval
+    }
+
+    struct Reader {
+        let bytes: UnsafeRawBufferPointer
+        var offset = 0
+
+        var atEnd: Bool { offset >= bytes.count }
+
+        mutating func varint() throws(TickDecodeError) -> UInt64 {
+            var value: UInt64 = 0
+            var shift: UInt64 = 0
+            while offset < bytes.count {
+                let byte = bytes[offset]
+                offset += 1
+                if shift == 63 && byte > 1 { throw error("varint overflows 64 bits") }
+                value |= UInt64(byte & 0x7F) << shift
+                if byte & 0x80 == 0 { return value }
+                shift += 7
+                if shift > 63 { throw error("varint longer than 10 bytes") }
+            }
+            throw error("truncated varint")
+        }
+
+        mutating func fixed64() throws(TickDecodeError) -> UInt64 {
+            guard bytes.count - offset >= 8 else { throw error("truncated fixed64") }
+            defer { offset += 8 }
+            return UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
+        }
+
+        mutating func lengthDelimited() throws(TickDecodeError) -> UnsafeRawBufferPointer {
+            let length = try varint()
+            guard length <= UInt64(bytes.count - offset) else { throw error("length \(length) runs past the end") }
+            defer { offset += Int(length) }
+            return UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + Int(length))])
+        }
+
+        /// Skips a field of `wireType` this reader does not know.
+        mutating func skip(wireType: UInt64) throws(TickDecodeError) {
+            switch wireType {
+            case 0: _ = try varint()
+            case 1: _ = try fixed64()
+            case 2: _ = try lengthDelimited()
+            case 5:
+                guard bytes.count - offset >= 4 else { throw error("truncated fixed32") }
+                offset += 4
+            default: throw error("wire type \(wireType) is not protobuf's")
+            }
+        }
+
+        func error(_ reason: String) -> TickDecodeError { TickDecodeError(byteCount: bytes.count, reason: reason) }
+    }
+
+    @inline(__always)
+    static func zigzag(_ value: UInt64) -> Int64 { Int64(bitPattern: value >> 1) ^ -Int64(bitPattern: value & 1) }
+
+    /// Reads an encoded Tick into `tick`, every field reset first: the tick's arrays keep their capacity.
+    public static func decode(_ bytes: UnsafeRawBufferPointer, into tick: inout Tick) throws(TickDecodeError) {
+        guard !bytes.isEmpty else { throw TickDecodeError(byteCount: 0, reason: "empty frame") }
+        tick.reset()
+        var reader = Reader(bytes: bytes)
+        var typeValue: UInt64 = 0
+        while !reader.atEnd {
+            let key = try reader.varint()
+            let wireType = key & 7
+            guard let field = Field(rawValue: key >> 3), wireType == expectedWireType(key >> 3) else {
+                try reader.skip(wireType: wireType)
+                continue
+            }
+            switch field {
+            case .symbol: tick.symbol = String(decoding: try reader.lengthDelimited(), as: UTF8.self)
+            case .type: typeValue = try reader.varint()
+            case .venue: tick.venue = String(decoding: try reader.lengthDelimited(), as: UTF8.self)
+            case .exchangeTs: tick.exchangeTimestampNs = try reader.fixed64()
+            case .feedRx: tick.feedReceiveNs = try reader.fixed64()
+            case .feedTx: tick.feedTransmitNs = try reader.fixed64()
+            case .plantRx: tick.plantReceiveNs = try reader.fixed64()
+            case .plantTx: tick.plantTransmitNs = try reader.fixed64()
+            case .venueSeq: tick.venueSequence = try reader.varint()
+            case .streamSeq: tick.streamSequence = try reader.varint()
+            case .symbolSeq: tick.symbolSequence = try reader.varint()
+            case .price: tick.price = Price(fixedPoint: zigzag(try reader.varint()))
+            case .size: tick.size = try reader.varint()
+            case .bidPrice: tick.bidPrice = Price(fixedPoint: zigzag(try reader.varint()))
+            case .askPrice: tick.askPrice = Price(fixedPoint: zigzag(try reader.varint()))
+            case .tradeID: tick.tradeID = try reader.varint()
+            case .bidSize: tick.bidSize = try reader.varint()
+            case .askSize: tick.askSize = try reader.varint()
+            case .bids: tick.bids.append(try level(try reader.lengthDelimited()))
+            case .asks: tick.asks.append(try level(try reader.lengthDelimited()))
+            case .state: tick.state = TradingState(rawValue: UInt8(truncatingIfNeeded: try reader.varint())) ?? .unspecified
+            case .quality: tick.quality = DataQuality(rawValue: UInt8(truncatingIfNeeded: try reader.varint())) ?? .unspecified
+            case .reason: tick.reason = String(decoding: try reader.lengthDelimited(), as: UTF8.self)
+            case .open: tick.open = Price(fixedPoint: zigzag(try reader.varint()))
+            case .high: tick.high = Price(fixedPoint: zigzag(try reader.varint()))
+            case .low: tick.low = Price(fixedPoint: zigzag(try reader.varint()))
+            case .close: tick.close = Price(fixedPoint: zigzag(try reader.varint()))
+            case .volume: tick.volume = try reader.varint()
+            case .barStart: tick.barStartNs = try reader.fixed64()
+            case .barInterval: tick.barIntervalSeconds = UInt32(truncatingIfNeeded: try reader.varint())
+            }
+        }
+        guard typeValue != 0, typeValue <= UInt64(UInt8.max), let type = TickType(rawValue: UInt8(typeValue)) else {
+            throw TickDecodeError(byteCount: bytes.count, reason: "unknown tick type \(typeValue)")
+        }
+        tick.type = type
+    }
+
+    /// The wire type each known field has in Proto/tick.proto (a field sent with another is skipped as unknown).
+    @inline(__always)
+    static func expectedWireType(_ number: UInt64) -> UInt64 {
+        switch number {
+        case 1, 3, 19, 20, 23: 2
+        case 4, 5, 6, 7, 8, 29: 1
+        default: 0
+        }
+    }
+
+    static func level(_ bytes: UnsafeRawBufferPointer) throws(TickDecodeError) -> BookLevel {
+        var reader = Reader(bytes: bytes)
+        var level = BookLevel(price: .zero, size: 0)
+        while !reader.atEnd {
+            let key = try reader.varint()
+            switch (key >> 3, key & 7) {
+            case (1, 0): level.price = Price(fixedPoint: zigzag(try reader.varint()))
+            case (2, 0): level.size = try reader.varint()
+            case (3, 0): level.orders = UInt32(truncatingIfNeeded: try reader.varint())
+            default: try reader.skip(wireType: key & 7)
+            }
+        }
+        return level
+    }
+
+    // MARK: The plant's fields
+
+    /// Copies an encoded tick into `output` without its plant fields (plant_rx_ns, plant_tx_ns, stream_seq,
+    /// symbol_seq), then appends them with the given values: what plantd publishes for a tick it passes on
+    /// unchanged, at the cost of a copy instead of a decode-and-encode. Protobuf readers take fields in any order.
+    public static func replacingPlantFields(
+        of payload: UnsafeRawBufferPointer, plantReceiveNs: UInt64, plantTransmitNs: UInt64, streamSequence: UInt64,
+        symbolSequence: UInt64, into output: inout [UInt8]
+    ) throws(TickDecodeError) {
+        output.removeAll(keepingCapacity: true)
+        var reader = Reader(bytes: payload)
+        var copiedFrom = 0
+        while !reader.atEnd {
+            let fieldStart = reader.offset
+            let key = try reader.varint()
+            try reader.skip(wireType: key & 7)
+            switch key >> 3 {
+            case Field.plantRx.rawValue, Field.plantTx.rawValue, Field.streamSeq.rawValue, Field.symbolSeq.rawValue:
+                output.append(contentsOf: UnsafeRawBufferPointer(rebasing: payload[copiedFrom..<fieldStart]))
+                copiedFrom = reader.offset
+            default:
+                break
+            }
+        }
+        output.append(contentsOf: UnsafeRawBufferPointer(rebasing: payload[copiedFrom...]))
+        appendFixed64(7, plantReceiveNs, to: &output)
+        appendFixed64(8, plantTransmitNs, to: &output)
+        appendVarintField(10, streamSequence, to: &output)
+        appendVarintField(11, symbolSequence, to: &output)
+    }
+
+    static func appendFixed64(_ field: UInt64, _ value: UInt64, to output: inout [UInt8]) {
+        guard value != 0 else { return }  // proto3 leaves zero out
+        appendVarint(field << 3 | 1, to: &output)
+        withUnsafeBytes(of: value.littleEndian) { output.append(contentsOf: $0) }
+    }
+
+    static func appendVarintField(_ field: UInt64, _ value: UInt64, to output: inout [UInt8]) {
+        guard value != 0 else { return }
+        appendVarint(field << 3, to: &output)
+        appendVarint(value, to: &output)
+    }
+
+    static func appendVarint(_ value: UInt64, to output: inout [UInt8]) {
+        var value = value
+        while value >= 0x80 {
+            output.append(UInt8(truncatingIfNeeded: value) | 0x80)
+            value >>= 7
+        }
+        output.append(UInt8(value))
+    }
+}

@@ -1,0 +1,126 @@
+import Testing
+
+@testable import MarketData
+
+/// The wire reader and the plant-field splice, held to protobuf-c (the encoder and the reference).
+@Suite struct TickWireTests {
+    struct Generator: RandomNumberGenerator {
+        var state: UInt64
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var mixed = state
+            mixed = (mixed ^ (mixed >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            mixed = (mixed ^ (mixed >> 27)) &* 0x94D0_49BB_1331_11EB
+            return mixed ^ (mixed >> 31)
+        }
+    }
+
+    /// A tick with random values in every field its type may use, extremes included.
+    static func randomTick(_ random: inout Generator) -> Tick {
+        func value() -> UInt64 {
+            switch random.next() % 4 {
+            case 0: 0
+            case 1: UInt64.max
+            case 2: random.next() % 1_000
+            default: random.next()
+            }
+        }
+        func price() -> Price { Price(fixedPoint: Int64(bitPattern: value()) / (random.next() % 2 == 0 ? 1 : 3)) }
+        let type = TickType.allCases[Int(random.next() % 5)]
+        var tick = Tick(symbol: ["AAPL", "BRK.A", "GOOGL", "X", "ABCDEFGHIJKLMNOPQRST"][Int(random.next() % 5)],
+            type: type, venue: ["XNAS", "ARCX", "CONS", ""][Int(random.next() % 4)])
+        tick.exchangeTimestampNs = value()
+        tick.feedReceiveNs = value()
+        tick.feedTransmitNs = value()
+        tick.plantReceiveNs = value()
+        tick.plantTransmitNs = value()
+        tick.venueSequence = value()
+        tick.streamSequence = value()
+        tick.symbolSequence = value()
+        tick.price = price()
+        tick.size = value()
+        tick.tradeID = value()
+        tick.bidPrice = price()
+        tick.askPrice = price()
+        tick.bidSize = value()
+        tick.askSize = value()
+        tick.bids = (0..<Int(random.next() % 4)).map { _ in
+            BookLevel(price: price(), size: value(), orders: UInt32(truncatingIfNeeded: value()))
+        }
+        tick.asks = (0..<Int(random.next() % 4)).map { _ in BookLevel(price: price(), size: value()) }
+        tick.state = TradingState.allCases[Int(random.next() % 5)]
+        tick.quality = DataQuality.allCases[Int(random.next() % 5)]
+        tick.reason = random.next() % 2 == 0 ? "" : "LULD auction collar: reference 178.52 \u{2014} é"
+        tick.open = price()
+        tick.high = price()
+        tick.low = price()
+        tick.close = price()
+        tick.volume = value()
+        tick.barStartNs = value()
+        tick.barIntervalSeconds = UInt32(truncatingIfNeeded: value())
+        return tick
+    }
+
+    @Test func theWireReaderReadsWhatProtobufCReadsForTenThousandRandomTicks() throws {
+        var random = Generator(state: 5)
+        let encoder = TickEncoder()
+        var reused = Tick(symbol: "", type: .trade, venue: "")
+        for _ in 0..<10_000 {
+            let tick = Self.randomTick(&random)
+            let bytes = encoder.encodeToArray(tick)
+            let reference = try bytes.withUnsafeBytes { try TickDecoder.decodeWithProtobufC($0) }
+            try bytes.withUnsafeBytes { try TickWire.decode($0, into: &reused) }
+            #expect(reused == reference)
+            #expect(reused == tick)
+        }
+    }
+
+    @Test func unknownFieldsAreSkippedAndDamageIsAnErrorNeverACrash() throws {
+        let encoder = TickEncoder()
+        var tick = Tick.trade(symbol: "AAPL", venue: "XNAS", price: Price(fixedPoint: 178_520_000), size: 100)
+        tick.streamSequence = 42
+        let bytes = encoder.encodeToArray(tick)
+        // A field from a later version of tick.proto (number 40, each wire type) is skipped.
+        // (The key of field 40 takes two varint bytes: 40 << 3 | wire type is above 127.)
+        let future: [UInt8] = [0xC0, 0x02, 0x96, 0x01, 0xC2, 0x02, 3, 1, 2, 3, 0xC1, 0x02] + [UInt8](repeating: 9, count: 8)
+            + [0xC5, 0x02, 1, 2, 3, 4]
+        #expect(try (future + bytes).withUnsafeBytes { try TickDecoder.decode($0) } == tick)
+        // Every truncation is an error, not a crash or a wrong tick taken for right.
+        for length in 1..<bytes.count {
+            let cut = Array(bytes.prefix(length))
+            if let decoded = try? cut.withUnsafeBytes({ try TickDecoder.decode($0) }) {
+                #expect(decoded != tick, "a tick cut to \(length) bytes read as whole")
+            }
+        }
+        // Random garbage: errors or some tick, never a crash.
+        var random = Generator(state: 11)
+        for _ in 0..<20_000 {
+            let garbage = (0..<Int(random.next() % 40)).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+            _ = try? garbage.withUnsafeBytes { try TickDecoder.decode($0) }
+        }
+        #expect(throws: TickDecodeError.self) { try [UInt8]([0x10, 0x09]).withUnsafeBytes { try TickDecoder.decode($0) } }
+    }
+
+    @Test func replacingThePlantFieldsGivesTheTickWithTheNewValuesForProtobufCToo() throws {
+        var random = Generator(state: 23)
+        let encoder = TickEncoder()
+        var output: [UInt8] = []
+        for _ in 0..<2_000 {
+            let tick = Self.randomTick(&random)
+            let bytes = encoder.encodeToArray(tick)
+            let (receive, transmit, stream, symbol) = (random.next(), random.next() % 3 == 0 ? 0 : random.next(),
+                random.next() % 1_000_000, random.next() % 1_000)
+            try bytes.withUnsafeBytes { payload in
+                try TickWire.replacingPlantFields(of: payload, plantReceiveNs: receive, plantTransmitNs: transmit,
+                    streamSequence: stream, symbolSequence: symbol, into: &output)
+            }
+            var expected = tick
+            expected.plantReceiveNs = receive
+            expected.plantTransmitNs = transmit
+            expected.streamSequence = stream
+            expected.symbolSequence = symbol
+            #expect(try output.withUnsafeBytes { try TickDecoder.decodeWithProtobufC($0) } == expected)
+            #expect(try output.withUnsafeBytes { try TickDecoder.decode($0) } == expected)
+        }
+    }
+}
