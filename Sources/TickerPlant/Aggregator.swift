@@ -59,12 +59,13 @@ public struct Aggregator {
 
     /// Takes a tick the plant published and appends what follows from it: a new NBBO, a bar that closed, a venue
     /// that is fresh again.
-    public mutating func observe(_ tick: Tick, nowNs: UInt64, into output: inout [Tick]) {
+    /// `symbolID` as for `TickFilters.admit`: the caller's number for the symbol, or nil to look it up here.
+    public mutating func observe(_ tick: Tick, symbolID: Int? = nil, nowNs: UInt64, into output: inout [Tick]) {
         guard tick.venue != Venue.consolidated, tick.symbol.utf8.first != UInt8(ascii: "#") else { return }
         noteVenue(tick.venue, nowNs: nowNs, into: &output)
         switch tick.type {
         case .quote where configuration.nbbo:
-            let index = self.index(of: tick.symbol)
+            let index = self.index(of: tick.symbol, symbolID: symbolID)
             var state = SymbolState(bars: [])
             swap(&state, &states[index])
             defer { swap(&state, &states[index]) }
@@ -85,7 +86,7 @@ public struct Aggregator {
             guard !configuration.barIntervals.isEmpty, tick.price.fixedPoint > 0, tick.exchangeTimestampNs > 0 else {
                 return
             }
-            let index = self.index(of: tick.symbol)
+            let index = self.index(of: tick.symbol, symbolID: symbolID)
             for (slot, interval) in configuration.barIntervals.enumerated() {
                 let length = UInt64(interval) * 1_000_000_000
                 let start = tick.exchangeTimestampNs / length * length
@@ -136,7 +137,15 @@ public struct Aggregator {
         }
     }
 
-    private mutating func index(of symbol: String) -> Int {
+    private mutating func index(of symbol: String, symbolID: Int?) -> Int {
+        if let symbolID {
+            while symbolID >= states.count {
+                symbols.append("")
+                states.append(SymbolState(bars: Array(repeating: nil, count: configuration.barIntervals.count)))
+            }
+            if symbols[symbolID].isEmpty { symbols[symbolID] = symbol }
+            return symbolID
+        }
         if let index = symbolIndex[symbol] { return index }
         symbolIndex[symbol] = states.count
         symbols.append(symbol)

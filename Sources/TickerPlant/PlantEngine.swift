@@ -30,12 +30,6 @@ public final class PlantEngine: Sendable {
     public func stop() { thread.stop() }
 }
 
-/// Key of the last-value cache: every venue's last tick of each type, and the consolidated ones (venue CONS).
-struct CacheKey: Hashable {
-    var symbol: String
-    var type: TickType
-    var venue: String
-}
 
 final class PlantLoop: SocketLoop {
     let configuration: PlantConfiguration
@@ -67,9 +61,14 @@ final class PlantLoop: SocketLoop {
     var streamSequence: UInt64 = 0
     /// The monotonic time the tick being processed was taken in (read once per tick).
     var tickMonotonicNs: UInt64 = MonotonicClock.nowNanoseconds()
-    var symbolSequences: [String: UInt64] = [:]
-    /// The last tick of every (symbol, type), served to snapshots.
-    var lastValues: [CacheKey: Tick] = [:]
+    /// The symbol table: one lookup per tick gives a symbol's number, which indexes its symbol_seq, its last values
+    /// and the filters' and aggregator's state.
+    var symbolIDs: [String: Int] = [:]
+    var symbolNames: [String] = []
+    var symbolSequenceOf: [UInt64] = []
+    /// The last-value cache: each symbol's last tick of every (type, venue), the consolidated ones (venue CONS)
+    /// among them, served to snapshots.
+    var lastValuesOf: [[Tick]] = []
     /// Prefixes subscribed downstream and how many subscribers hold each.
     var subscriptions: [String: Int] = [:]
     var received: UInt64 = 0
@@ -196,13 +195,13 @@ final class PlantLoop: SocketLoop {
     /// followed by what the aggregator derived from it.
     /// `passedOn` is the incoming encoding of the tick just admitted, for the common case where the filters passed it
     /// on as it was.
-    func deliverOutcomes(passedOn: UnsafeRawBufferPointer? = nil) {
+    func deliverOutcomes(passedOn: UnsafeRawBufferPointer? = nil, symbolID: Int? = nil) {
         guard !outcomes.isEmpty else { return }
         let asItCame = outcomes.count == 1 ? passedOn : nil
         for outcome in outcomes {
             switch outcome {
             case .publish(var tick):
-                publish(&tick, passedOn: asItCame)
+                publish(&tick, passedOn: asItCame, symbolID: tick.symbol.utf8.first == UInt8(ascii: "#") ? nil : symbolID)
                 publishDerived()
             case let .quarantine(tick, rule, reason, enforced):
                 quarantine(tick, rule: rule, reason: reason, enforced: enforced)
@@ -218,7 +217,7 @@ final class PlantLoop: SocketLoop {
         for var tick in derived {
             tick.plantReceiveNs = WallClock.nowNanoseconds()
             if tick.type == .status && tick.state == .unspecified && !tick.symbol.hasPrefix("#") {
-                tick.state = filters.tradingState(of: tick.symbol)
+                tick.state = filters.tradingState(symbolID: symbolIDs[tick.symbol])
             }
             publish(&tick)
         }
@@ -228,7 +227,7 @@ final class PlantLoop: SocketLoop {
     /// Publishes a tick under its topic with the plant's sequences and stamps. `passedOn` is the tick's incoming
     /// encoding when the tick is exactly what came in: then the plant's four fields are spliced into those bytes
     /// instead of encoding the whole tick again.
-    func publish(_ tick: inout Tick, passedOn: UnsafeRawBufferPointer? = nil) {
+    func publish(_ tick: inout Tick, passedOn: UnsafeRawBufferPointer? = nil, symbolID knownID: Int? = nil) {
         if tick.symbol.utf8.first == UInt8(ascii: "#") {
             // A feed's own status (#SYS: a MoldUDP64 gap given up, a market-wide halt) passes on under its name,
             // outside symbol_seq.
@@ -242,15 +241,16 @@ final class PlantLoop: SocketLoop {
             if tick.type == .status && tick.state == .halted { announceMarketHalt(tick) }
             return
         }
-        let symbolSequence = symbolSequences[tick.symbol, default: 0] + 1
-        symbolSequences[tick.symbol] = symbolSequence
+        let id = knownID ?? symbolID(tick.symbol)
+        let symbolSequence = symbolSequenceOf[id] + 1
+        symbolSequenceOf[id] = symbolSequence
         streamSequence += 1
         tick.symbolSequence = symbolSequence
         tick.streamSequence = streamSequence
         tick.plantTransmitNs = WallClock.nowNanoseconds()
-        lastValues[CacheKey(symbol: tick.symbol, type: tick.type, venue: tick.venue)] = tick
+        remember(tick, symbolID: id)
         if tick.venue != Venue.consolidated {
-            aggregator.observe(tick, nowNs: tickMonotonicNs, into: &derived)
+            aggregator.observe(tick, symbolID: id, nowNs: tickMonotonicNs, into: &derived)
         }
         Topic.write(symbol: tick.symbol, type: tick.type, into: &topic)
         if let passedOn, (try? TickWire.replacingPlantFields(of: passedOn, plantReceiveNs: tick.plantReceiveNs,
@@ -263,10 +263,30 @@ final class PlantLoop: SocketLoop {
         }
     }
 
+    /// The number of a symbol in the symbol table, given one when it is new.
+    func symbolID(_ symbol: String) -> Int {
+        if let id = symbolIDs[symbol] { return id }
+        let id = symbolNames.count
+        symbolIDs[symbol] = id
+        symbolNames.append(symbol)
+        symbolSequenceOf.append(0)
+        lastValuesOf.append([])
+        return id
+    }
+
+    /// Keeps `tick` as the last value of its (type, venue).
+    func remember(_ tick: Tick, symbolID id: Int) {
+        if let slot = lastValuesOf[id].firstIndex(where: { $0.type == tick.type && $0.venue == tick.venue }) {
+            lastValuesOf[id][slot] = tick
+        } else {
+            lastValuesOf[id].append(tick)
+        }
+    }
+
     /// A market-wide halt reaches every symbol's subscribers: a HALTED STATUS for each symbol seen so far (a
     /// consumer of `AAPL|` does not watch `#SYS`). Each symbol's own trading action ends it.
     func announceMarketHalt(_ halt: Tick) {
-        for symbol in symbolSequences.keys.sorted() {
+        for symbol in symbolNames.sorted() {
             var status = Tick(symbol: symbol, type: .status, venue: halt.venue)
             status.state = .halted
             status.quality = .ok
@@ -363,7 +383,7 @@ final class PlantLoop: SocketLoop {
         switch request.cmd {
         case "status":
             var counters: [String: UInt64] = [
-                "stream_seq": streamSequence, "symbols": UInt64(symbolSequences.count), "malformed": malformed,
+                "stream_seq": streamSequence, "symbols": UInt64(symbolNames.count), "malformed": malformed,
                 "subscriptions": UInt64(subscriptions.values.reduce(0, +)),
             ]
             counters["quarantined"] = quarantined

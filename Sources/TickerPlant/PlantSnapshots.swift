@@ -28,14 +28,15 @@ extension PlantLoop {
                         reply(Array(Topic.system.utf8), encoder.encode(status))
                     }
                 }
-                let keys = lastValues.keys.filter { key in
-                    Array(Topic.make(symbol: key.symbol, type: key.type).utf8).starts(with: prefixBytes)
+                var matching: [Tick] = []
+                for values in lastValuesOf {
+                    for tick in values where Array(Topic.make(symbol: tick.symbol, type: tick.type).utf8).starts(with: prefixBytes) {
+                        matching.append(tick)
+                    }
                 }
-                for key in keys.sorted(by: { ($0.symbol, lastValues[$0]!.symbolSequence)
-                    < ($1.symbol, lastValues[$1]!.symbolSequence) })
-                {
-                    Topic.write(symbol: key.symbol, type: key.type, into: &topic)
-                    reply(topic, encoder.encode(lastValues[key]!))
+                for tick in matching.sorted(by: { ($0.symbol, $0.symbolSequence) < ($1.symbol, $1.symbolSequence) }) {
+                    Topic.write(symbol: tick.symbol, type: tick.type, into: &topic)
+                    reply(topic, encoder.encode(tick))
                 }
             case let .symbolReplay(symbol, from):
                 if let problem = SymbolRules.problem(with: symbol) {
@@ -48,7 +49,7 @@ extension PlantLoop {
                 }
                 // Complete when the ring reaches back to `from`, or nothing of the symbol was ever published from it.
                 let start = max(from, 1)
-                complete = result.oldestTag.map { $0 <= start } ?? ((symbolSequences[symbol] ?? 0) < start)
+                complete = result.oldestTag.map { $0 <= start } ?? ((symbolIDs[symbol].map { symbolSequenceOf[$0] } ?? 0) < start)
             case let .streamReplay(from, maxCount):
                 let result = ring.forEach(from: from, maxCount: maxCount == 0 ? UInt64.max : maxCount) { _, topic, tick in
                     tick.withUnsafeBytes { reply(topic, $0) }

@@ -205,8 +205,9 @@ extension PlantLoop {
         }
         currentFeedID = feed.feedID
         currentFeedSequence = tick.streamSequence
-        filters.admit(tick, nowNs: tickMonotonicNs, into: &outcomes)
-        deliverOutcomes(passedOn: passedOn)
+        let id = tick.symbol.utf8.first == UInt8(ascii: "#") ? nil : symbolID(tick.symbol)
+        filters.admit(tick, symbolID: id, nowNs: tickMonotonicNs, into: &outcomes)
+        deliverOutcomes(passedOn: passedOn, symbolID: id)
     }
 
     // MARK: Recovery
@@ -219,16 +220,17 @@ extension PlantLoop {
         ring = recovery.ring
         for value in recovery.lastValues {
             guard let tick = try? TickDecoder.decode(value.payload) else { continue }
-            lastValues[CacheKey(symbol: tick.symbol, type: tick.type, venue: tick.venue)] = tick
-            symbolSequences[tick.symbol] = max(symbolSequences[tick.symbol] ?? 0, tick.symbolSequence)
-            filters.remember(tick)
+            let id = symbolID(tick.symbol)
+            remember(tick, symbolID: id)
+            symbolSequenceOf[id] = max(symbolSequenceOf[id], tick.symbolSequence)
+            filters.remember(tick, symbolID: id)
         }
         for feed in feeds { feed.resumeAfter = recovery.feedCursors[feed.feedID] ?? 0 }
         recoveryCounters = ["journal.recovered_records": recovery.records,
             "journal.recovered_segments": UInt64(recovery.segments.count),
             "journal.damaged": recovery.damage == nil ? 0 : 1]
         var metadata: Logger.Metadata = ["records": "\(recovery.records)", "segments": "\(recovery.segments.count)",
-            "stream_seq": "\(streamSequence)", "symbols": "\(symbolSequences.count)",
+            "stream_seq": "\(streamSequence)", "symbols": "\(symbolNames.count)",
             "ms": "\((MonotonicClock.nowNanoseconds() - started) / 1_000_000)"]
         if let damage = recovery.damage {
             metadata["damage"] = "\(damage)"

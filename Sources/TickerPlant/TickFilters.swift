@@ -94,9 +94,28 @@ public struct TickFilters {
         self.configuration = configuration
     }
 
+    /// The place of a symbol's state: `symbolID` when the caller numbers its symbols (plantd's symbol table, one
+    /// lookup per tick for everything), else from this filter's own table. One instance uses one way or the other.
+    private mutating func slot(for symbol: String, symbolID: Int?) -> Int {
+        if let symbolID {
+            if symbolID >= states.count {
+                states.append(contentsOf: repeatElement(SymbolState(), count: symbolID + 1 - states.count))
+            }
+            return symbolID
+        }
+        if let known = symbolIndex[symbol] { return known }
+        symbolIndex[symbol] = states.count
+        states.append(SymbolState())
+        return states.count - 1
+    }
+
     /// The symbol's trading state as its STATUS ticks (and a market-wide halt) left it.
     public func tradingState(of symbol: String) -> TradingState {
-        guard let index = symbolIndex[symbol] else { return marketHalt == nil ? .trading : .halted }
+        tradingState(symbolID: symbolIndex[symbol])
+    }
+
+    public func tradingState(symbolID index: Int?) -> TradingState {
+        guard let index, index < states.count else { return marketHalt == nil ? .trading : .halted }
         if let marketHalt, marketHalt.event > states[index].stateEvent { return .halted }
         return states[index].state == .unspecified ? .trading : states[index].state
     }
@@ -106,7 +125,9 @@ public struct TickFilters {
 
     /// Runs `tick` through the rules and appends what follows from it to `outcomes`: nothing while a jump is held,
     /// several ticks when one is confirmed or refuted.
-    public mutating func admit(_ tick: Tick, nowNs: UInt64, into outcomes: inout [FilterOutcome]) {
+    public mutating func admit(
+        _ tick: Tick, symbolID: Int? = nil, nowNs: UInt64, into outcomes: inout [FilterOutcome]
+    ) {
         events &+= 1
         // The rules' reasons read these copies, so that they never overlap with the changes `check` makes.
         let configuration = self.configuration
@@ -116,14 +137,7 @@ public struct TickFilters {
             outcomes.append(.publish(tick))
             return
         }
-        let index: Int
-        if let known = symbolIndex[tick.symbol] {
-            index = known
-        } else {
-            index = states.count
-            symbolIndex[tick.symbol] = index
-            states.append(SymbolState())
-        }
+        let index = slot(for: tick.symbol, symbolID: symbolID)
         // The state is moved out and back (not copied), so that changing its arrays never copies them.
         var state = SymbolState()
         swap(&state, &states[index])
@@ -174,16 +188,9 @@ public struct TickFilters {
 
     /// Takes in a tick the plant published before it restarted (its last values from the journal): the last good
     /// trade and the trading state, so that the rules go on where they were.
-    public mutating func remember(_ tick: Tick) {
+    public mutating func remember(_ tick: Tick, symbolID: Int? = nil) {
         guard tick.symbol.utf8.first != UInt8(ascii: "#") else { return }
-        let index: Int
-        if let known = symbolIndex[tick.symbol] {
-            index = known
-        } else {
-            index = states.count
-            symbolIndex[tick.symbol] = index
-            states.append(SymbolState())
-        }
+        let index = slot(for: tick.symbol, symbolID: symbolID)
         switch tick.type {
         case .trade where tick.price.fixedPoint > 0:
             states[index].lastGoodPrice = tick.price.fixedPoint
