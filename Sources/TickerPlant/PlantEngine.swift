@@ -69,6 +69,9 @@ final class PlantLoop: SocketLoop {
     /// The last-value cache: each symbol's last tick of every (type, venue), the consolidated ones (venue CONS)
     /// among them, served to snapshots.
     var lastValuesOf: [[Tick]] = []
+    /// Each symbol's data quality as last published, and the feed that last brought it.
+    var qualityOf: [DataQuality] = []
+    var feedOfSymbol: [Int] = []
     /// Prefixes subscribed downstream and how many subscribers hold each.
     var subscriptions: [String: Int] = [:]
     var received: UInt64 = 0
@@ -128,8 +131,10 @@ final class PlantLoop: SocketLoop {
         snapshotIndex = try poller.add(snapshots)
         for (index, endpoint) in configuration.feeds.enumerated() {
             let replay = index < configuration.replays.count ? configuration.replays[index] : nil
-            feeds.append(try Upstream(endpoint: endpoint, replayEndpoint: replay, context: context, poller: poller,
-                receiveHighWaterMark: configuration.receiveHighWaterMark))
+            let feed = try Upstream(endpoint: endpoint, replayEndpoint: replay, context: context, poller: poller,
+                receiveHighWaterMark: configuration.receiveHighWaterMark)
+            feed.number = index
+            feeds.append(feed)
         }
         if let directory = configuration.journal.directory {
             let recovery = try JournalRecovery(directory: directory, ringCapacity: configuration.replayTicks)
@@ -271,6 +276,8 @@ final class PlantLoop: SocketLoop {
         symbolNames.append(symbol)
         symbolSequenceOf.append(0)
         lastValuesOf.append([])
+        qualityOf.append(.ok)
+        feedOfSymbol.append(-1)
         return id
     }
 

@@ -22,6 +22,8 @@ final class Upstream {
     var stashed: Tick?
     /// The last stream_seq of this feed the journal holds (0: none), asked for from the next one on at start.
     var resumeAfter: UInt64 = 0
+    /// Its place in the plant's feeds, which each symbol remembers (the feed that last brought it).
+    var number = 0
     var replaysRequested: UInt64 = 0
     var ticksReplayed: UInt64 = 0
     var ticksLost: UInt64 = 0
@@ -81,6 +83,8 @@ extension PlantLoop {
         feed.replayStartedNs = MonotonicClock.nowNanoseconds()
         feed.replaysRequested += 1
         poller.setWatching(feed.pollIndex, false)
+        setQuality(.recovering, ofSymbolsFrom: feed, unless: .recovering,
+            reason: "catching up from \(feed.endpoint)'s replay from stream_seq \(from)")
     }
 
     /// Takes what one feed has queued, in bounded batches so that other feeds and the control endpoint get turns.
@@ -117,7 +121,7 @@ extension PlantLoop {
                     logger.warning("feedd could not replay all that was missed", metadata: ["feed": "\(feed.endpoint)",
                         "from_stream_seq": "\(feed.sequence.expected)", "error": "\(end?.error ?? "undecodable end")"])
                 }
-                finishReplay(feed)
+                finishReplay(feed, complete: end?.complete == true)
                 return
             }
             received += 1
@@ -143,13 +147,47 @@ extension PlantLoop {
 
     /// Ends a replay: what it could not fill is lost (counted), the stashed live tick goes on, and the live stream
     /// is read again.
-    func finishReplay(_ feed: Upstream) {
+    func finishReplay(_ feed: Upstream, complete: Bool) {
         feed.replaying = false
         poller.setWatching(feed.pollIndex, true)
+        // Caught up when the replay brought everything up to the live tick that waited (or, with none waiting, when
+        // it said it was complete); otherwise processing that tick finds the rest lost and says GAP.
+        let caughtUp = feed.stashed.map { feed.sequence.expected == $0.streamSequence } ?? complete
+        if caughtUp {
+            setQuality(.ok, ofSymbolsFrom: feed, only: .recovering, reason: "caught up")
+        } else if feed.stashed == nil {
+            setQuality(.gap, ofSymbolsFrom: feed, only: .recovering,
+                reason: "\(feed.endpoint)'s replay did not bring all that was missed")
+        }
         if var stashed = feed.stashed {
             feed.stashed = nil
             process(&stashed, from: feed, live: false)
         }
+        flushOutbound()
+    }
+
+    /// A per-symbol quality change (DESIGN's STATUS: OK, STALE, GAP, RECOVERING) for every symbol `feed` brought,
+    /// published as a STATUS that keeps the symbol's trading state, so that consumers know whether the prices they
+    /// show can be trusted. `unless` skips symbols already in that quality; `only` takes only those in it.
+    func setQuality(_ quality: DataQuality, ofSymbolsFrom feed: Upstream, unless skipped: DataQuality? = nil,
+        only required: DataQuality? = nil, reason: String)
+    {
+        for id in symbolNames.indices where feedOfSymbol[id] == feed.number {
+            if let skipped, qualityOf[id] == skipped { continue }
+            if let required, qualityOf[id] != required { continue }
+            setQuality(quality, symbolID: id, reason: reason)
+        }
+    }
+
+    func setQuality(_ quality: DataQuality, symbolID id: Int, reason: String) {
+        guard qualityOf[id] != quality else { return }
+        qualityOf[id] = quality
+        var status = Tick(symbol: symbolNames[id], type: .status, venue: Venue.consolidated)
+        status.quality = quality
+        status.state = filters.tradingState(symbolID: id)
+        status.reason = reason
+        status.plantReceiveNs = WallClock.nowNanoseconds()
+        publish(&status, symbolID: id)
     }
 
     func checkReplayTimeout(_ feed: Upstream) {
@@ -158,7 +196,7 @@ extension PlantLoop {
         }
         logger.error("feedd's replay did not answer; going on without it", metadata: ["feed": "\(feed.endpoint)",
             "replay": "\(feed.replayEndpoint ?? "")"])
-        finishReplay(feed)
+        finishReplay(feed, complete: false)
     }
 
     func decodePayload(_ feed: Upstream) -> Tick? {
@@ -197,6 +235,8 @@ extension PlantLoop {
             feed.ticksLost += missing.upperBound - missing.lowerBound + 1
             logger.warning("feed stream gap", metadata: ["feed": "\(feed.endpoint)",
                 "missing": "\(missing.lowerBound)...\(missing.upperBound)"])
+            setQuality(.gap, ofSymbolsFrom: feed,
+                reason: "ticks \(missing.lowerBound)...\(missing.upperBound) of \(feed.endpoint) lost")
         case .duplicate:
             // Already published (a replay overlapping the live stream): counted by the tracker, not sent twice.
             return
@@ -206,6 +246,16 @@ extension PlantLoop {
         currentFeedID = feed.feedID
         currentFeedSequence = tick.streamSequence
         let id = tick.symbol.utf8.first == UInt8(ascii: "#") ? nil : symbolID(tick.symbol)
+        if let id {
+            feedOfSymbol[id] = feed.number
+            // A symbol that had a gap is whole again from its next tick on; one still recovering waits for the end.
+            if qualityOf[id] == .gap { setQuality(.ok, symbolID: id, reason: "receiving again after a gap") }
+        } else if tick.type == .status && tick.quality == .gap {
+            // feedd gave a MoldUDP64 gap up: the venue's symbols have lost ticks.
+            for index in lastValuesOf.indices where lastValuesOf[index].contains(where: { $0.venue == tick.venue }) {
+                setQuality(.gap, symbolID: index, reason: tick.reason)
+            }
+        }
         filters.admit(tick, symbolID: id, nowNs: tickMonotonicNs, into: &outcomes)
         deliverOutcomes(passedOn: passedOn, symbolID: id)
     }

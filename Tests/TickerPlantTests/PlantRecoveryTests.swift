@@ -173,7 +173,48 @@ import ZeroMQ
         }
         try feed.publish(10)
         #expect(try feed.serveReplay(timeout: 5), "the plant did not ask for the missing ticks")
-        let ticks = try Self.collect(consumer, until: 25)
-        #expect(ticks.map(\.venueSequence) == Array(1...25))
+        let ticks = try Self.collect(consumer, until: 31)
+        let trades = ticks.filter { $0.type == .trade }
+        #expect(trades.map(\.venueSequence) == Array(1...25))
+        // While the gap was being filled, each symbol the feed brings was RECOVERING; then OK again, before the
+        // ticks that came after the gap.
+        let statuses = ticks.filter { $0.type == .status }
+        #expect(statuses.map(\.quality) == [.recovering, .recovering, .recovering, .ok, .ok, .ok])
+        #expect(Set(statuses.map(\.symbol)) == ["AAPL", "MSFT", "NVDA"])
+        #expect(statuses.allSatisfy { $0.venue == "CONS" && $0.state == .trading })
+        let firstOK = try #require(ticks.firstIndex { $0.quality == .ok && $0.type == .status })
+        #expect(ticks[..<firstOK].filter { $0.type == .trade }.map(\.venueSequence) == Array(1...15))
+    }
+
+    @Test func aGapFeeddGaveUpMarksTheVenuesSymbolsUntilTheirNextTick() throws {
+        let journal = FileManager.default.temporaryDirectory.appendingPathComponent("plant-journal-\(UUID())").path
+        defer { try? FileManager.default.removeItem(atPath: journal) }
+        let context = try ZMQContext()
+        let feed = try FakeFeed(context: context)
+        let engine = try Self.engine(context, feed: feed, journal: journal)
+        defer {
+            engine.stop()
+            _ = engine.thread.join()
+        }
+        let consumer = try ZMQSocket(context, type: .subscribe)
+        defer { consumer.close() }
+        try consumer.subscribe("AAPL|")
+        try consumer.connect(try #require(engine.endpoints["publish"]))
+        Thread.sleep(forTimeInterval: 0.5)
+        try feed.publish(3)  // MSFT, NVDA, AAPL
+        // feedd gives a MoldUDP64 gap of XNAS up: a GAP status on #SYS.
+        feed.sequence += 1
+        var gap = Tick(symbol: Topic.system, type: .status, venue: "XNAS")
+        gap.quality = .gap
+        gap.reason = "XNAS session S1: messages 100...120 lost"
+        gap.streamSequence = feed.sequence
+        _ = try feed.publisher.send(Topic.system, more: true)
+        _ = try feed.publisher.send(feed.encoder.encodeToArray(gap))
+        try feed.publish(3)
+        let ticks = try Self.collect(consumer, until: 4)
+        #expect(ticks.map(\.type) == [.trade, .status, .status, .trade])
+        #expect(ticks[1].quality == .gap && ticks[1].reason == "XNAS session S1: messages 100...120 lost")
+        #expect(ticks[2].quality == .ok && ticks[2].reason == "receiving again after a gap")
+        #expect(ticks.map(\.symbolSequence) == [1, 2, 3, 4])
     }
 }
