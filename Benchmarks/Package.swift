@@ -20,6 +20,16 @@ let package = Package(
             ],
             path: "Benchmarks/FeedBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
-        )
+        ),
+        .executableTarget(
+            name: "PlantBenchmarks",
+            dependencies: [
+                .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "TickerPlant", package: "tickplant"),
+                .product(name: "MarketData", package: "tickplant"),
+            ],
+            path: "Benchmarks/PlantBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
     ]
 )

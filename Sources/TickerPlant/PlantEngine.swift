@@ -198,21 +198,30 @@ final class PlantLoop: SocketLoop {
 
     /// Publishes what the filters let through and quarantines what they rejected, in the order they decided, each
     /// followed by what the aggregator derived from it.
-    /// `passedOn` is the incoming encoding of the tick just admitted, for the common case where the filters passed it
-    /// on as it was.
-    func deliverOutcomes(passedOn: UnsafeRawBufferPointer? = nil, symbolID: Int? = nil) {
+    /// `admitted` is the tick just admitted (what `.passed` stands for) and `passedOn` its incoming encoding, which is
+    /// what goes out, with the plant's fields spliced in, when the tick passed as it came.
+    func deliverOutcomes(admitted: inout Tick, passedOn: UnsafeRawBufferPointer? = nil, symbolID: Int? = nil) {
         guard !outcomes.isEmpty else { return }
-        let asItCame = outcomes.count == 1 ? passedOn : nil
         for outcome in outcomes {
             switch outcome {
+            case .passed:
+                publish(&admitted, passedOn: passedOn,
+                    symbolID: admitted.symbol.utf8.first == UInt8(ascii: "#") ? nil : symbolID)
+                publishDerived()
             case .publish(var tick):
-                publish(&tick, passedOn: asItCame, symbolID: tick.symbol.utf8.first == UInt8(ascii: "#") ? nil : symbolID)
+                publish(&tick, symbolID: symbolID)
                 publishDerived()
             case let .quarantine(tick, rule, reason, enforced):
                 quarantine(tick, rule: rule, reason: reason, enforced: enforced)
             }
         }
         outcomes.removeAll(keepingCapacity: true)
+    }
+
+    /// Delivers outcomes that follow from no admitted tick (held jumps expiring).
+    func deliverOutcomes() {
+        var none = Tick(symbol: "", type: .trade, venue: "")
+        deliverOutcomes(admitted: &none)
     }
 
     /// Publishes the NBBO, bars and staleness the aggregator derived. A quality STATUS keeps the symbol's trading

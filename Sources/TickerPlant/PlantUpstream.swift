@@ -257,7 +257,7 @@ extension PlantLoop {
             }
         }
         filters.admit(tick, symbolID: id, nowNs: tickMonotonicNs, into: &outcomes)
-        deliverOutcomes(passedOn: passedOn, symbolID: id)
+        deliverOutcomes(admitted: &tick, passedOn: passedOn, symbolID: id)
     }
 
     // MARK: Recovery

@@ -44,7 +44,9 @@ public struct FilterConfiguration: Sendable, Equatable {
 
 /// What the filters make of one tick, in the order it must happen.
 public enum FilterOutcome: Equatable, Sendable {
-    /// Goes downstream.
+    /// The tick just admitted goes downstream as it came: the common case, which copies nothing.
+    case passed
+    /// Goes downstream (a held trade released by a confirmed jump).
     case publish(Tick)
     /// Goes to `#Q|SYMBOL`; `enforced` false for a shadow rule's copy (the tick itself went on).
     case quarantine(Tick, rule: FilterRule, reason: String, enforced: Bool)
@@ -77,6 +79,8 @@ public struct TickFilters {
         var stateReason = ""
         /// When the state was set, in the order of the plant's events, to tell it from a market-wide halt.
         var stateEvent: UInt64 = 0
+        /// Decided when the symbol first comes (nil until then).
+        var isTestSymbol: Bool?
         /// The latest exchange time accepted from each venue.
         var lastExchangeNs: [(venue: String, ns: UInt64)] = []
     }
@@ -90,8 +94,26 @@ public struct TickFilters {
     private var marketHalt: (event: UInt64, reason: String)?
     private var events: UInt64 = 0
 
+    /// Each rule's mode by its place in `FilterRule.allCases`, and the venues without sizes as a list: looked at
+    /// for every tick, so no hashing.
+    private let modes: [FilterMode]
+    private let unsizedVenues: [String]
+
     public init(configuration: FilterConfiguration) {
         self.configuration = configuration
+        modes = FilterRule.allCases.map { configuration.mode($0) }
+        unsizedVenues = configuration.unsizedVenues.sorted()
+    }
+
+    @inline(__always)
+    private func mode(_ rule: FilterRule) -> FilterMode {
+        switch rule {
+        case .price: modes[0]
+        case .size: modes[1]
+        case .time: modes[2]
+        case .halt: modes[3]
+        case .testSymbol: modes[4]
+        }
     }
 
     /// The place of a symbol's state: `symbolID` when the caller numbers its symbols (plantd's symbol table, one
@@ -132,9 +154,10 @@ public struct TickFilters {
         // The rules' reasons read these copies, so that they never overlap with the changes `check` makes.
         let configuration = self.configuration
         let marketHalt = self.marketHalt
+        let unsizedVenues = self.unsizedVenues
         if tick.symbol.utf8.first == UInt8(ascii: "#") {
             noteSystemStatus(tick)
-            outcomes.append(.publish(tick))
+            outcomes.append(.passed)
             return
         }
         let index = slot(for: tick.symbol, symbolID: symbolID)
@@ -147,15 +170,18 @@ public struct TickFilters {
             state.stateReason = tick.reason
             state.stateEvent = events
         }
+        // Whether a symbol is a test symbol is decided once, when it first comes.
+        if state.isTestSymbol == nil { state.isTestSymbol = configuration.testSymbols.contains(tick.symbol) }
+        let isTestSymbol = state.isTestSymbol == true
         if check(.testSymbol, tick, outcomes: &outcomes, reason: {
-            configuration.testSymbols.contains(tick.symbol) ? "\(tick.symbol) is a test symbol" : nil
+            isTestSymbol ? "\(tick.symbol) is a test symbol" : nil
         }) { return }
         if tick.type == .trade {
             if check(.halt, tick, outcomes: &outcomes, reason: { Self.haltReason(state, marketHalt: marketHalt) }) {
                 return
             }
             if check(.size, tick, outcomes: &outcomes, reason: {
-                tick.size == 0 && !configuration.unsizedVenues.contains(tick.venue) ? "zero volume" : nil
+                tick.size == 0 && !unsizedVenues.contains(tick.venue) ? "zero volume" : nil
             }) { return }
         }
         if tick.type != .status && tick.exchangeTimestampNs != 0 {
@@ -180,7 +206,7 @@ public struct TickFilters {
             {
                 state.lastGoodPrice = tick.bidPrice.fixedPoint / 2 + tick.askPrice.fixedPoint / 2
             }
-            outcomes.append(.publish(tick))
+            outcomes.append(.passed)
             return
         }
         admitTrade(tick, index: index, state: &state, nowNs: nowNs, outcomes: &outcomes)
@@ -225,7 +251,7 @@ public struct TickFilters {
     private mutating func check(
         _ rule: FilterRule, _ tick: Tick, outcomes: inout [FilterOutcome], reason: () -> String?
     ) -> Bool {
-        let mode = configuration.mode(rule)
+        let mode = self.mode(rule)
         guard mode != .off, let reason = reason() else { return false }
         if mode == .enforce {
             counters.rejected[rule, default: 0] += 1
@@ -261,7 +287,7 @@ public struct TickFilters {
     private mutating func admitTrade(
         _ tick: Tick, index: Int, state: inout SymbolState, nowNs: UInt64, outcomes: inout [FilterOutcome]
     ) {
-        let mode = configuration.mode(.price)
+        let mode = self.mode(.price)
         let price = tick.price.fixedPoint
         if price <= 0 {
             if check(.price, tick, outcomes: &outcomes, reason: { "non-positive price \(tick.price)" }) { return }
@@ -305,7 +331,7 @@ public struct TickFilters {
             state.lastGoodPrice = price
             state.hasTraded = true
         }
-        outcomes.append(.publish(tick))
+        outcomes.append(.passed)
     }
 
     /// The held jump was not real: it and the trades held with it go to quarantine.

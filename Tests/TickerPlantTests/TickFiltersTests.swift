@@ -31,11 +31,22 @@ import MarketData
         configure(&configuration)
         var filters = TickFilters(configuration: configuration)
         var outcomes: [FilterOutcome] = []
-        for tick in ticks { filters.admit(tick, nowNs: 1, into: &outcomes) }
         var published: [Tick] = []
         var quarantined: [(Tick, FilterRule, String, Bool)] = []
+        for tick in ticks {
+            filters.admit(tick, nowNs: 1, into: &outcomes)
+            for outcome in outcomes {
+                switch outcome {
+                case .passed: published.append(tick)
+                case .publish(let tick): published.append(tick)
+                case let .quarantine(tick, rule, reason, enforced): quarantined.append((tick, rule, reason, enforced))
+                }
+            }
+            outcomes.removeAll()
+        }
         for outcome in outcomes {
             switch outcome {
+            case .passed: break
             case .publish(let tick): published.append(tick)
             case let .quarantine(tick, rule, reason, enforced): quarantined.append((tick, rule, reason, enforced))
             }

@@ -1,0 +1,103 @@
+import Benchmark
+import MarketData
+import TickerPlant
+
+/// plantd's per-tick work without sockets, piece by piece: read the tick, run the filters, derive the NBBO and bars,
+/// splice the plant's fields into the bytes that go out, lay the record out for the journal. One iteration is one
+/// tick of a market of 500 symbols (three quotes to two trades); mallocs are counted and must stay 0.
+let plantMarket: [[UInt8]] = {
+    let encoder = TickEncoder()
+    return (1...50_000).map { index in
+        let symbol = "S\((index &* 7919) % 500)"
+        let price = Int64(100_000_000 + (index % 50) * 10_000)
+        var tick: Tick
+        if index % 5 < 2 {
+            tick = Tick.trade(symbol: symbol, venue: index % 3 == 0 ? "ARCX" : "XNAS", price: Price(fixedPoint: price),
+                size: 100)
+        } else {
+            tick = Tick(symbol: symbol, type: .quote, venue: index % 3 == 0 ? "ARCX" : "XNAS")
+            tick.bidPrice = Price(fixedPoint: price - 10_000)
+            tick.askPrice = Price(fixedPoint: price + 10_000)
+            tick.bidSize = 300
+            tick.askSize = 200
+        }
+        tick.streamSequence = UInt64(index)
+        tick.exchangeTimestampNs = 1_764_000_000_000_000_000 + UInt64(index) * 1_000
+        tick.feedReceiveNs = tick.exchangeTimestampNs + 500
+        tick.feedTransmitNs = tick.exchangeTimestampNs + 900
+        return encoder.encodeToArray(tick)
+    }
+}()
+
+let benchmarks: @Sendable () -> Void = {
+    let perTick = Benchmark.Configuration(
+        metrics: [.throughput, .wallClock, .mallocCountTotal], scalingFactor: .kilo, maxDuration: .seconds(3),
+        thresholds: [.mallocCountTotal: .init(absolute: [.p90: 0])])
+
+    Benchmark("Plant_read_tick", configuration: perTick) { benchmark in
+        var tick = Tick(symbol: "", type: .trade, venue: "")
+        var index = 0
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations {
+            plantMarket[index].withUnsafeBytes { try? TickWire.decode($0, into: &tick) }
+            blackHole(tick.streamSequence)
+            index = index + 1 == plantMarket.count ? 0 : index + 1
+        }
+    }
+
+    Benchmark("Plant_filters_and_aggregation", configuration: perTick) { benchmark in
+        var filters = TickFilters(configuration: FilterConfiguration())
+        var aggregator = Aggregator(configuration: AggregationConfiguration())
+        var outcomes: [FilterOutcome] = []
+        outcomes.reserveCapacity(16)
+        var derived: [Tick] = []
+        derived.reserveCapacity(16)
+        var tick = Tick(symbol: "", type: .trade, venue: "")
+        var symbolIDs: [String: Int] = [:]
+        func run(_ index: Int) {
+            plantMarket[index].withUnsafeBytes { try? TickWire.decode($0, into: &tick) }
+            let id = symbolIDs[tick.symbol] ?? {
+                symbolIDs[tick.symbol] = symbolIDs.count
+                return symbolIDs.count - 1
+            }()
+            filters.admit(tick, symbolID: id, nowNs: 1, into: &outcomes)
+            aggregator.observe(tick, symbolID: id, nowNs: 1, into: &derived)
+            blackHole(outcomes.count + derived.count)
+            outcomes.removeAll(keepingCapacity: true)
+            derived.removeAll(keepingCapacity: true)
+        }
+        // Warm up: every symbol known, every venue seen, bars open.
+        for index in plantMarket.indices { run(index) }
+        var index = 0
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations {
+            run(index)
+            index = index + 1 == plantMarket.count ? 0 : index + 1
+        }
+    }
+
+    Benchmark("Plant_splice_and_journal_record", configuration: perTick) { benchmark in
+        var spliced: [UInt8] = []
+        spliced.reserveCapacity(512)
+        var batch = OutboundBatch()
+        let topic = Array("S1|Q".utf8)
+        var index = 0
+        benchmark.startMeasurement()
+        for iteration in benchmark.scaledIterations {
+            plantMarket[index].withUnsafeBytes { payload in
+                try? TickWire.replacingPlantFields(of: payload, plantReceiveNs: 1_764_000_000_000_000_000,
+                    plantTransmitNs: 1_764_000_000_000_001_000, streamSequence: UInt64(iteration),
+                    symbolSequence: UInt64(iteration), into: &spliced)
+            }
+            topic.withUnsafeBytes { topicBytes in
+                spliced.withUnsafeBytes { payload in
+                    batch.append(streamSequence: UInt64(iteration), symbolSequence: 1, feedID: 7, feedSequence: 1,
+                        topic: topicBytes, payload: payload)
+                }
+            }
+            // A publishing turn: 256 records, then the batch is reused.
+            if batch.count == 256 { batch.removeAll() }
+            index = index + 1 == plantMarket.count ? 0 : index + 1
+        }
+    }
+}
