@@ -2,6 +2,21 @@ import ArgumentParser
 import Foundation
 import MarketData
 
+/// What every bench prints: a progress line on standard error, rewritten in place, and the result as JSON when asked.
+enum BenchOutput {
+    static let progress: @Sendable (String) -> Void = { line in
+        FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8))
+    }
+
+    static func clearProgress() { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+
+    static func printJSON(_ value: some Encodable) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        print(String(decoding: try encoder.encode(value), as: UTF8.self))
+    }
+}
+
 /// `mktctl bench`: measurements with a progress line and a table at the end.
 public struct BenchCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
@@ -46,9 +61,7 @@ public struct FeedBenchCommand: ParsableCommand {
         var settings = FeedBench.Settings()
         settings.messages = messages
         settings.symbols = symbols
-        let bench = FeedBench(settings: settings) { line in
-            FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8))
-        }
+        let bench = FeedBench(settings: settings, progress: BenchOutput.progress)
         var runs: [FeedBench.Run] = []
         let ceiling = try bench.runRawReceiver()
         runs.append(ceiling)
@@ -64,11 +77,9 @@ public struct FeedBenchCommand: ParsableCommand {
             highestLossless = step
             stepRate *= 1.5
         }
-        FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
+        BenchOutput.clearProgress()
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try encoder.encode(runs), as: UTF8.self))
+            try BenchOutput.printJSON(runs)
         } else {
             print(FeedBench.table(runs))
             if let highestLossless, ceiling.messagesPerSecond > 0 {
@@ -118,14 +129,11 @@ public struct JournalBenchCommand: ParsableCommand {
         }
         let journal = directory + "/tickplant-journal-bench-\(getpid())"
         defer { try? FileManager.default.removeItem(atPath: journal) }
-        let result = try JournalBench.run(ticks: ticks, batch: batch, fsync: interval, directory: journal) { line in
-            FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8))
-        }
-        FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
+        let result = try JournalBench.run(ticks: ticks, batch: batch, fsync: interval, directory: journal,
+            progress: BenchOutput.progress)
+        BenchOutput.clearProgress()
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try encoder.encode(result), as: UTF8.self))
+            try BenchOutput.printJSON(result)
             return
         }
         print(TextTable.render(header: ["what", "figure"], rows: [
@@ -159,19 +167,14 @@ public struct PlantBenchCommand: ParsableCommand {
 
     public func run() throws {
         guard ticks > 0, symbols > 0 else { throw ValidationError("--ticks and --symbols: expected positive numbers") }
-        let progress: @Sendable (String) -> Void = { line in
-            FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8))
-        }
-        progress("encoding \(ticks) ticks")
-        let bench = PlantBench(ticks: ticks, symbols: symbols, progress: progress)
+        BenchOutput.progress("encoding \(ticks) ticks")
+        let bench = PlantBench(ticks: ticks, symbols: symbols, progress: BenchOutput.progress)
         let journal = FileManager.default.temporaryDirectory.path + "/tickplant-plant-bench-\(getpid())"
         defer { try? FileManager.default.removeItem(atPath: journal) }
         let runs = [try bench.runBareRelay(), try bench.runPlant(), try bench.runPlant(journal: journal)]
-        FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
+        BenchOutput.clearProgress()
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try encoder.encode(runs), as: UTF8.self))
+            try BenchOutput.printJSON(runs)
         } else {
             print(PlantBench.table(runs))
         }

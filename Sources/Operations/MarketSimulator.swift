@@ -394,21 +394,6 @@ public final class MarketSimulator {
     }
 }
 
-/// A small, fast, seedable generator (SplitMix64), so a seed always makes the same market.
-public struct SplitMix64: RandomNumberGenerator, Sendable {
-    private var state: UInt64
-    public init(seed: UInt64) { state = seed }
-
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    public mutating func nextDouble() -> Double { Double(next() >> 11) / Double(1 << 53) }
-}
 
 /// Real-looking tickers: well-known ones first (AAPL and AAPLX among them, to prove prefix topics exact), then made-up
 /// three- and four-letter ones.

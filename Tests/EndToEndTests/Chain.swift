@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import MarketData
 import Operations
+import Synchronization
 import ZeroMQ
 
 /// The real executables of the chain (sim -> feedd -> plantd -> edged) on ephemeral ports, with etc/ files written
@@ -134,21 +135,33 @@ final class Chain {
         """
     }
 
-    /// A port nobody listens on now (the kernel's pick), for the configuration files.
+    /// The next port to try, below the kernel's ephemeral range (32768 and up on Linux): the ports a chain writes into
+    /// its configuration files are bound later by the executables, and other tests running meanwhile take ephemeral
+    /// ports (port 0); picking from the kernel's own range, one of them could take a port in between.
+    private static let nextPort = Mutex(20_000 + Int(getpid() % 1_000) * 10)
+
+    /// A port below the ephemeral range that nobody listens on now, for the configuration files.
     static func freePort(udp: Bool) throws -> Int {
+        for _ in 0..<2_000 {
+            let port = nextPort.withLock { port in
+                defer { port = port + 1 >= 32_000 ? 20_000 : port + 1 }
+                return port
+            }
+            if canBind(port: port, udp: udp) && canBind(port: port, udp: !udp) { return port }
+        }
+        throw ChainError("could not find a free port below 32000")
+    }
+
+    private static func canBind(port: Int, udp: Bool) -> Bool {
         let fd = socket(AF_INET, Int32(udp ? SOCK_DGRAM.rawValue : SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(port).bigEndian
         inet_pton(AF_INET, "127.0.0.1", &address.sin_addr)
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
-                bind(fd, pointer, length) == 0 && getsockname(fd, pointer, &length) == 0
-            }
+        return withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
         }
-        guard bound else { throw ChainError("could not find a free port") }
-        return Int(UInt16(bigEndian: address.sin_port))
     }
 
     // MARK: Processes

@@ -1,3 +1,4 @@
+import MarketData
 import Testing
 
 @testable import FeedHandler
@@ -5,20 +6,9 @@ import Testing
 /// The book's fast structures (an open-addressing order table, sorted level arrays, locate-indexed symbols) checked
 /// against plain Swift dictionaries over long random sequences, where a wrong probe or shift shows up as a mismatch.
 @Suite struct VenueBookModelTests {
-    /// A small deterministic generator, so that a failure repeats.
-    struct SplitMix64: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var mixed = state
-            mixed = (mixed ^ (mixed >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            mixed = (mixed ^ (mixed >> 27)) &* 0x94D0_49BB_1331_11EB
-            return mixed ^ (mixed >> 31)
-        }
-    }
 
     @Test func integerKeyTableMatchesADictionaryThroughGrowthAndDeletes() {
-        var random = SplitMix64(state: 7)
+        var random = SplitMix64(seed: 7)
         var table = IntegerKeyTable<UInt32>()
         var model: [UInt64: UInt32] = [:]
         // Keys from a narrow range collide and cluster, which exercises backward-shift deletion; a few huge ones
@@ -50,7 +40,7 @@ import Testing
     }
 
     @Test func bookTopAndDepthMatchAModelOverRandomOrderFlow() {
-        var random = SplitMix64(state: 42)
+        var random = SplitMix64(seed: 42)
         var book = VenueBook()
         var orders: [UInt64: VenueBook.Order] = [:]
         var nextReference: UInt64 = 1

@@ -4,19 +4,8 @@ import Testing
 
 /// The wire reader and the plant-field splice, held to protobuf-c (the encoder and the reference).
 @Suite struct TickWireTests {
-    struct Generator: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var mixed = state
-            mixed = (mixed ^ (mixed >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            mixed = (mixed ^ (mixed >> 27)) &* 0x94D0_49BB_1331_11EB
-            return mixed ^ (mixed >> 31)
-        }
-    }
-
     /// A tick with random values in every field its type may use, extremes included.
-    static func randomTick(_ random: inout Generator) -> Tick {
+    static func randomTick(_ random: inout SplitMix64) -> Tick {
         func value() -> UInt64 {
             switch random.next() % 4 {
             case 0: 0
@@ -62,7 +51,7 @@ import Testing
     }
 
     @Test func theWireReaderReadsWhatProtobufCReadsForTenThousandRandomTicks() throws {
-        var random = Generator(state: 5)
+        var random = SplitMix64(seed: 5)
         let encoder = TickEncoder()
         var reused = Tick(symbol: "", type: .trade, venue: "")
         for _ in 0..<10_000 {
@@ -93,7 +82,7 @@ import Testing
             }
         }
         // Random garbage: errors or some tick, never a crash.
-        var random = Generator(state: 11)
+        var random = SplitMix64(seed: 11)
         for _ in 0..<20_000 {
             let garbage = (0..<Int(random.next() % 40)).map { _ in UInt8(truncatingIfNeeded: random.next()) }
             _ = try? garbage.withUnsafeBytes { try TickDecoder.decode($0) }
@@ -102,7 +91,7 @@ import Testing
     }
 
     @Test func replacingThePlantFieldsGivesTheTickWithTheNewValuesForProtobufCToo() throws {
-        var random = Generator(state: 23)
+        var random = SplitMix64(seed: 23)
         let encoder = TickEncoder()
         var output: [UInt8] = []
         for _ in 0..<2_000 {

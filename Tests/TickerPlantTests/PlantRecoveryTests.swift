@@ -62,6 +62,33 @@ import ZeroMQ
         }
     }
 
+    /// A plant with a journal of its own, a stand-in feed, and a consumer of `prefix` on its PUB; stopped and cleaned
+    /// up when released.
+    final class LivePlant {
+        let journal = FileManager.default.temporaryDirectory.appendingPathComponent("plant-journal-\(UUID())").path
+        let context: ZMQContext
+        let feed: FakeFeed
+        let engine: PlantEngine
+        let consumer: ZMQSocket
+
+        init(subscribe prefix: String) throws {
+            context = try ZMQContext()
+            feed = try FakeFeed(context: context)
+            engine = try PlantRecoveryTests.engine(context, feed: feed, journal: journal)
+            consumer = try ZMQSocket(context, type: .subscribe)
+            try consumer.subscribe(prefix)
+            try consumer.connect(try #require(engine.endpoints["publish"]))
+            Thread.sleep(forTimeInterval: 0.5)  // the subscription reaches the plant
+        }
+
+        deinit {
+            consumer.close()
+            engine.stop()
+            _ = engine.thread.join()
+            try? FileManager.default.removeItem(atPath: journal)
+        }
+    }
+
     static func engine(_ context: ZMQContext, feed: FakeFeed, journal: String) throws -> PlantEngine {
         var configuration = PlantConfiguration()
         configuration.feeds = [try feed.publisher.lastEndpoint]
@@ -147,20 +174,8 @@ import ZeroMQ
     }
 
     @Test func aGapInTheLiveStreamIsFilledFromTheFeedsReplay() throws {
-        let journal = FileManager.default.temporaryDirectory.appendingPathComponent("plant-journal-\(UUID())").path
-        defer { try? FileManager.default.removeItem(atPath: journal) }
-        let context = try ZMQContext()
-        let feed = try FakeFeed(context: context)
-        let engine = try Self.engine(context, feed: feed, journal: journal)
-        defer {
-            engine.stop()
-            _ = engine.thread.join()
-        }
-        let consumer = try ZMQSocket(context, type: .subscribe)
-        defer { consumer.close() }
-        try consumer.subscribe("")
-        try consumer.connect(try #require(engine.endpoints["publish"]))
-        Thread.sleep(forTimeInterval: 0.5)
+        let plant = try LivePlant(subscribe: "")
+        let feed = plant.feed
         try feed.publish(10)
         // Ticks 11-15 are "lost on the way": stored for replay, never published.
         for _ in 0..<5 {
@@ -173,7 +188,7 @@ import ZeroMQ
         }
         try feed.publish(10)
         #expect(try feed.serveReplay(timeout: 5), "the plant did not ask for the missing ticks")
-        let ticks = try Self.collect(consumer, until: 31)
+        let ticks = try Self.collect(plant.consumer, until: 31)
         let trades = ticks.filter { $0.type == .trade }
         #expect(trades.map(\.venueSequence) == Array(1...25))
         // While the gap was being filled, each symbol the feed brings was RECOVERING; then OK again, before the
@@ -187,20 +202,8 @@ import ZeroMQ
     }
 
     @Test func aGapFeeddGaveUpMarksTheVenuesSymbolsUntilTheirNextTick() throws {
-        let journal = FileManager.default.temporaryDirectory.appendingPathComponent("plant-journal-\(UUID())").path
-        defer { try? FileManager.default.removeItem(atPath: journal) }
-        let context = try ZMQContext()
-        let feed = try FakeFeed(context: context)
-        let engine = try Self.engine(context, feed: feed, journal: journal)
-        defer {
-            engine.stop()
-            _ = engine.thread.join()
-        }
-        let consumer = try ZMQSocket(context, type: .subscribe)
-        defer { consumer.close() }
-        try consumer.subscribe("AAPL|")
-        try consumer.connect(try #require(engine.endpoints["publish"]))
-        Thread.sleep(forTimeInterval: 0.5)
+        let plant = try LivePlant(subscribe: "AAPL|")
+        let feed = plant.feed
         try feed.publish(3)  // MSFT, NVDA, AAPL
         // feedd gives a MoldUDP64 gap of XNAS up: a GAP status on #SYS.
         feed.sequence += 1
@@ -211,7 +214,7 @@ import ZeroMQ
         _ = try feed.publisher.send(Topic.system, more: true)
         _ = try feed.publisher.send(feed.encoder.encodeToArray(gap))
         try feed.publish(3)
-        let ticks = try Self.collect(consumer, until: 4)
+        let ticks = try Self.collect(plant.consumer, until: 4)
         #expect(ticks.map(\.type) == [.trade, .status, .status, .trade])
         #expect(ticks[1].quality == .gap && ticks[1].reason == "XNAS session S1: messages 100...120 lost")
         #expect(ticks[2].quality == .ok && ticks[2].reason == "receiving again after a gap")
