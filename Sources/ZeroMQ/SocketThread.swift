@@ -1,3 +1,4 @@
+import CZeroMQ
 import Foundation
 import Synchronization
 
@@ -25,6 +26,9 @@ public final class SocketThread: Sendable {
     /// Starts the thread. `body` receives this object to check `isStopping` and to poll `wakeup`.
     public func start(_ body: @escaping @Sendable (SocketThread) -> Void) {
         let thread = Thread { [self] in
+            // Foundation's name stays inside Foundation on Linux; the kernel's (15 bytes at most) is what top -H,
+            // ps -L and perf show an operator.
+            _ = tickplant_name_thread(String(decoding: name.utf8.prefix(15), as: UTF8.self))
             body(self)
             markDone()
         }
