@@ -96,6 +96,9 @@ final class Chain {
                 control = "\(endpoint("plant_ctl"))"
                 heartbeat_interval = "500ms"
 
+                # Consumers repair their gaps from the replay ring: deep enough for the whole crash test.
+                replay_ticks = 5000000
+
                 [journal]
                 directory = "\(directory.appendingPathComponent("journal").path)"
                 """,
