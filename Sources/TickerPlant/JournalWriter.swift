@@ -83,9 +83,11 @@ public final class JournalWriter: Sendable {
 
     public var currentSegment: String { state.withLock { $0.segmentPath } }
 
-    /// Appends records laid out by `OutboundBatch`: written whole before they are published.
-    public func append(_ batch: OutboundBatch) {
-        guard !batch.isEmpty else { return }
+    /// Appends records laid out by `OutboundBatch`: written whole before they are published. False when they could
+    /// not be (a full disk): counted, and `lastError` says why.
+    @discardableResult
+    public func append(_ batch: OutboundBatch) -> Bool {
+        guard !batch.isEmpty else { return true }
         let now = WallClock.nowNanoseconds()
         let mustRoll = state.withLock { $0.segmentBytes >= configuration.segmentBytes || now >= $0.nextMidnightNs }
         if mustRoll {
@@ -101,6 +103,7 @@ public final class JournalWriter: Sendable {
             }
         }
         if !written { noteError("write to \(currentSegment) failed: \(String(cString: strerror(errno)))") }
+        return written
     }
 
     /// Forces what was written to the disk.

@@ -82,6 +82,7 @@ final class PlantLoop: SocketLoop {
     var rateOut = RateMeter()
     var nextHeartbeat = MonotonicClock.nowNanoseconds()
     var badInputLog = LogRateLimiter()
+    var journalErrorLog = LogRateLimiter()
     var filters: TickFilters
     /// What the filters made of the latest tick; reused, so filtering allocates nothing per tick.
     var outcomes: [FilterOutcome] = []
@@ -359,7 +360,11 @@ final class PlantLoop: SocketLoop {
     func flushOutbound() {
         unflushedTicks = 0
         guard !outbound.isEmpty else { return }
-        journal?.append(outbound)
+        if let journal, !journal.append(outbound), let heldBack = journalErrorLog.admit() {
+            // The ticks still go out: consumers are served, and a restart recovers less (counted in status).
+            logger.error("journal write failed", metadata: ["error": "\(journal.lastError)",
+                "similar_messages_not_logged": "\(heldBack)"])
+        }
         outbound.forEach { record in
             ring.store(sequence: record.streamSequence, topic: record.topic, payload: record.payload,
                 tag: record.symbolSequence)

@@ -142,9 +142,6 @@ public struct TickFilters {
         return states[index].state == .unspecified ? .trading : states[index].state
     }
 
-    /// Whether the whole market is halted, and why.
-    public var marketHaltReason: String? { marketHalt?.reason }
-
     /// Runs `tick` through the rules and appends what follows from it to `outcomes`: nothing while a jump is held,
     /// several ticks when one is confirmed or refuted.
     public mutating func admit(
