@@ -19,6 +19,8 @@ import ZeroMQ
     final class Feed: Sendable {
         let thread = SocketThread(name: "feed")
         let sent = Atomic<Int>(0)
+        /// Set by the test once plantd and the consumer are connected: the feed publishes from then on.
+        let go = Atomic<Bool>(false)
         let replaysServed = Atomic<Int>(0)
 
         init(publish: String, replay: String, context: ZMQContext, rate: Int, total: Int) {
@@ -38,7 +40,7 @@ import ZeroMQ
                 let encoder = TickEncoder()
                 var prices = [Int64](repeating: 100_000_000, count: 500)
                 var topic: [UInt8] = []
-                Thread.sleep(forTimeInterval: 0.5)
+                while !go.load(ordering: .relaxed) && !thread.isStopping { usleep(10_000) }
                 let start = MonotonicClock.nowNanoseconds()
                 var index = 0
                 while !thread.isStopping {
@@ -116,6 +118,10 @@ import ZeroMQ
             }
         }
 
+        // plantd's SUB and the consumer's subscription connect before the first tick.
+        Thread.sleep(forTimeInterval: 0.5)
+        feed.go.store(true, ordering: .relaxed)
+
         // Two seconds under load, then kill -9, then a new plantd on the same journal half a second later.
         while feed.sent.load(ordering: .relaxed) < Self.rate * 2 { try receive(for: 0.05) }
         kill(first.processIdentifier, SIGKILL)
@@ -145,8 +151,9 @@ import ZeroMQ
         for (symbol, symbolTicks) in bySymbol {
             let sequences = symbolTicks.map(\.symbolSequence)
             #expect(Set(sequences).count == sequences.count, "\(symbol): a duplicate reached the consumer")
-            guard let missing = zip(sequences, sequences.dropFirst()).first(where: { $1 != $0 + 1 }).map({ $0.0 + 1 })
-                ?? (sequences.first == 1 ? nil : 1)
+            // The first missing number: 1 when the consumer's first tick of the symbol was not its first.
+            guard let missing = sequences.first != 1 ? 1
+                : zip(sequences, sequences.dropFirst()).first(where: { $1 != $0 + 1 }).map({ $0.0 + 1 })
             else { continue }
             _ = try dealer.send(ReplayRequest.symbolReplay(symbol: symbol, fromSymbolSequence: missing).encoded())
             var replayed: [Tick] = []
