@@ -1,52 +1,140 @@
 /// The last `capacity` published ticks of a stream, as the bytes that went out (topic and payload), by stream_seq:
-/// what the replay ROUTER serves so that a restarted plant can catch up. Each slot keeps its buffers, so once warm,
-/// storing a tick copies its bytes without allocating.
+/// what the replay ROUTERs serve so that a restarted plant or a consumer with a gap can catch up.
+///
+/// The ticks' bytes lie one after the other in one circular arena, and a slot per stream_seq says where: storing a
+/// tick is two copies and no allocation once the arena has grown to hold `capacity` ticks (it doubles when a tick
+/// does not fit beside the ones still kept, so the ring always keeps the last `capacity` ticks whatever their sizes).
 public struct TickRing {
     public let capacity: Int
-    private var topics: [[UInt8]]
-    private var payloads: [[UInt8]]
-    /// A number the publisher keeps with each tick: plantd its symbol_seq, so that one symbol can be replayed.
-    private var tags: [UInt64]
+
+    private struct Slot {
+        var offset = 0
+        var topicLength: Int32 = 0
+        var payloadLength: Int32 = 0
+        /// A number the publisher keeps with each tick: plantd its symbol_seq, so that one symbol can be replayed.
+        var tag: UInt64 = 0
+
+        var length: Int { Int(topicLength) + Int(payloadLength) }
+    }
+
+    private var slots: [Slot]
+    private var arena: [UInt8] = []
+    /// Where the next tick's bytes go.
+    private var writeOffset = 0
+    /// How many ticks are kept: `lastSequence - storedCount + 1 ... lastSequence`.
+    private var storedCount = 0
     /// stream_seq of the newest tick stored (0: none yet).
     public private(set) var lastSequence: UInt64 = 0
 
     public init(capacity: Int) {
         self.capacity = max(capacity, 1)
-        topics = Array(repeating: [], count: self.capacity)
-        payloads = Array(repeating: [], count: self.capacity)
-        tags = Array(repeating: 0, count: self.capacity)
+        slots = Array(repeating: Slot(), count: self.capacity)
     }
 
-    /// The oldest stream_seq still stored.
+    /// The oldest stream_seq still stored (0 when none is).
     public var firstSequence: UInt64 {
-        lastSequence == 0 ? 0 : lastSequence - UInt64(min(UInt64(capacity), lastSequence)) + 1
+        storedCount == 0 ? 0 : lastSequence - UInt64(storedCount) + 1
     }
 
-    /// Stores the tick published with `sequence`, which must follow the previous one.
+    /// Bytes the arena holds (grown to fit, never shrunk): what the ring costs in memory beside its slots.
+    public var arenaBytes: Int { arena.count }
+
+    /// Stores the tick published with `sequence`. A sequence that does not follow the previous one starts the ring
+    /// afresh: what came before cannot be served as a stream with it.
     public mutating func store(
         sequence: UInt64, topic: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer, tag: UInt64 = 0
     ) {
-        let slot = Int(sequence % UInt64(capacity))
-        tags[slot] = tag
-        topics[slot].removeAll(keepingCapacity: true)
-        topics[slot].append(contentsOf: topic)
-        payloads[slot].removeAll(keepingCapacity: true)
-        payloads[slot].append(contentsOf: payload)
+        if storedCount > 0 && sequence != lastSequence &+ 1 { storedCount = 0 }
+        if storedCount == capacity { storedCount -= 1 }  // the oldest tick leaves
+        let length = topic.count + payload.count
+        let offset = place(length)
+        arena.withUnsafeMutableBytes { bytes in
+            if let base = topic.baseAddress { (bytes.baseAddress! + offset).copyMemory(from: base, byteCount: topic.count) }
+            if let base = payload.baseAddress {
+                (bytes.baseAddress! + offset + topic.count).copyMemory(from: base, byteCount: payload.count)
+            }
+        }
+        slots[slotIndex(sequence)] = Slot(offset: offset, topicLength: Int32(topic.count),
+            payloadLength: Int32(payload.count), tag: tag)
+        writeOffset = offset + length
+        storedCount += 1
         lastSequence = sequence
     }
 
-    /// Calls `body` with each stored tick from `from` on, at most `maxCount`; returns how many it gave and whether it
-    /// could start at `from` (false when that tick is no longer stored).
+    /// Where `length` bytes go: after the newest tick, or at the start of the arena when they do not fit before its
+    /// end, never over a tick still kept (the arena grows instead).
+    private mutating func place(_ length: Int) -> Int {
+        guard storedCount > 0 else {
+            if arena.count < length { grow(toHold: length) }
+            return 0
+        }
+        let head = slots[slotIndex(firstSequence)].offset
+        if writeOffset > head {
+            // Kept: head ..< writeOffset. Free: after it, and before head.
+            if writeOffset + length <= arena.count { return writeOffset }
+            if length <= head { return 0 }
+        } else if writeOffset + length <= head {
+            // Wrapped: kept from head to the arena's end and from 0 to writeOffset; free between.
+            return writeOffset
+        }
+        grow(toHold: length)
+        return writeOffset
+    }
+
+    /// Doubles the arena (at least), laying the kept ticks out from its start in order.
+    private mutating func grow(toHold length: Int) {
+        var kept = 0
+        var sequence = firstSequence
+        while storedCount > 0 && sequence <= lastSequence {
+            kept += slots[slotIndex(sequence)].length
+            sequence += 1
+        }
+        let newCount = max(arena.count * 2, (kept + length) * 2, 1024)
+        var newArena = [UInt8](repeating: 0, count: newCount)
+        var offset = 0
+        newArena.withUnsafeMutableBytes { destination in
+            arena.withUnsafeBytes { source in
+                var sequence = firstSequence
+                while storedCount > 0 && sequence <= lastSequence {
+                    let index = slotIndex(sequence)
+                    let slot = slots[index]
+                    (destination.baseAddress! + offset).copyMemory(from: source.baseAddress! + slot.offset,
+                        byteCount: slot.length)
+                    slots[index].offset = offset
+                    offset += slot.length
+                    sequence += 1
+                }
+            }
+        }
+        arena = newArena
+        writeOffset = offset
+    }
+
+    private func slotIndex(_ sequence: UInt64) -> Int { Int(sequence % UInt64(capacity)) }
+
+    private func withTick<Result>(
+        _ slot: Slot, _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) -> Result
+    ) -> Result {
+        arena.withUnsafeBytes { bytes in
+            let topic = UnsafeRawBufferPointer(rebasing: bytes[slot.offset ..< slot.offset + Int(slot.topicLength)])
+            let payloadStart = slot.offset + Int(slot.topicLength)
+            let payload = UnsafeRawBufferPointer(rebasing: bytes[payloadStart ..< payloadStart + Int(slot.payloadLength)])
+            return body(topic, payload)
+        }
+    }
+
+    /// Calls `body` with each stored tick from `from` on (its stream_seq, topic and payload, valid during the call),
+    /// at most `maxCount`; returns how many it gave and whether it could start at `from` (false when that tick is no
+    /// longer stored).
     public func forEach(
-        from: UInt64, maxCount: UInt64, _ body: (UInt64, [UInt8], [UInt8]) -> Void
+        from: UInt64, maxCount: UInt64, _ body: (UInt64, UnsafeRawBufferPointer, UnsafeRawBufferPointer) -> Void
     ) -> (count: UInt64, complete: Bool) {
-        guard lastSequence > 0 else { return (0, from > lastSequence) }
+        guard storedCount > 0 else { return (0, from > lastSequence) }
         let start = max(from, firstSequence)
         var count: UInt64 = 0
         var sequence = start
         while sequence <= lastSequence && count < maxCount {
-            let slot = Int(sequence % UInt64(capacity))
-            body(sequence, topics[slot], payloads[slot])
+            withTick(slots[slotIndex(sequence)]) { body(sequence, $0, $1) }
             sequence += 1
             count += 1
         }
@@ -57,18 +145,20 @@ public struct TickRing {
     /// `fromTag`, oldest first. Returns how many it gave and the smallest tag among the stored ticks of that topic
     /// (nil when none is stored), so the caller can tell whether the ring reached back far enough.
     public func forEach(
-        topicPrefix topic: [UInt8], fromTag: UInt64, _ body: (UInt64, [UInt8], [UInt8]) -> Void
+        topicPrefix topic: [UInt8], fromTag: UInt64,
+        _ body: (UInt64, UnsafeRawBufferPointer, UnsafeRawBufferPointer) -> Void
     ) -> (count: UInt64, oldestTag: UInt64?) {
-        guard lastSequence > 0 else { return (0, nil) }
+        guard storedCount > 0 else { return (0, nil) }
         var count: UInt64 = 0
         var oldestTag: UInt64?
         var sequence = firstSequence
         while sequence <= lastSequence {
-            let slot = Int(sequence % UInt64(capacity))
-            if topics[slot].starts(with: topic) {
-                if oldestTag == nil { oldestTag = tags[slot] }
-                if tags[slot] >= fromTag {
-                    body(sequence, topics[slot], payloads[slot])
+            let slot = slots[slotIndex(sequence)]
+            withTick(slot) { tickTopic, payload in
+                guard tickTopic.starts(with: topic) else { return }
+                if oldestTag == nil { oldestTag = slot.tag }
+                if slot.tag >= fromTag {
+                    body(sequence, tickTopic, payload)
                     count += 1
                 }
             }

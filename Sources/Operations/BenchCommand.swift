@@ -160,18 +160,31 @@ public struct PlantBenchCommand: ParsableCommand {
     @Option(name: .long, help: "Symbols in the market.")
     public var symbols = 500
 
+    @Option(name: .long, help: "Rounds of the three runs, taken in turn; the table shows each run's median.")
+    public var rounds = 3
+
     @Flag(name: .long, help: "Print the runs as JSON instead of a table.")
     public var json = false
 
     public init() {}
 
     public func run() throws {
-        guard ticks > 0, symbols > 0 else { throw ValidationError("--ticks and --symbols: expected positive numbers") }
+        guard ticks > 0, symbols > 0, rounds > 0 else {
+            throw ValidationError("--ticks, --symbols and --rounds: expected positive numbers")
+        }
         BenchOutput.progress("encoding \(ticks) ticks")
         let bench = PlantBench(ticks: ticks, symbols: symbols, progress: BenchOutput.progress)
         let journal = FileManager.default.temporaryDirectory.path + "/tickplant-plant-bench-\(getpid())"
         defer { try? FileManager.default.removeItem(atPath: journal) }
-        let runs = [try bench.runBareRelay(), try bench.runPlant(), try bench.runPlant(journal: journal)]
+        // The runs take turns, so that whatever else this machine is doing weighs on each of them alike.
+        var runs: [PlantBench.Run] = []
+        for round in 1...rounds {
+            for var run in [try bench.runBareRelay(), try bench.runPlant(), try bench.runPlant(journal: journal)] {
+                run.round = round
+                runs.append(run)
+            }
+            try? FileManager.default.removeItem(atPath: journal)
+        }
         BenchOutput.clearProgress()
         if json {
             try BenchOutput.printJSON(runs)

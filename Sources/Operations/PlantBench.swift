@@ -14,6 +14,8 @@ public struct PlantBench {
         public var sent: Int
         public var received: Int
         public var seconds: Double
+        /// Which round of `mktctl bench plant --rounds` it was (1 for a single one).
+        public var round = 1
         public var ticksPerSecond: Double { seconds > 0 ? Double(received) / seconds : 0 }
     }
 
@@ -165,14 +167,31 @@ public struct PlantBench {
         return Run(name: name, sent: ticks, received: counts.received.load(ordering: .relaxed), seconds: seconds)
     }
 
+    /// One row per kind of run, in the order they first ran: the median rate over its rounds (and the range when
+    /// there were several), and that median over the first kind's (the bare relay's).
     public static func table(_ runs: [Run]) -> String {
-        let baseline = runs.first?.ticksPerSecond ?? 0
-        return TextTable.render(header: ["run", "sent", "received", "seconds", "ticks/s", "of the bare relay"],
-            rows: runs.map { run in
-                [run.name, "\(run.sent)", "\(run.received)", String(format: "%.2f", run.seconds),
-                    String(format: "%.0f k/s", run.ticksPerSecond / 1e3),
-                    baseline > 0 ? String(format: "%.2f", run.ticksPerSecond / baseline) : "-"]
+        var names: [String] = []
+        for run in runs where !names.contains(run.name) { names.append(run.name) }
+        let rounds = names.map { name in runs.filter { $0.name == name } }
+        let medians = rounds.map { median($0.map(\.ticksPerSecond)) }
+        let baseline = medians.first ?? 0
+        return TextTable.render(
+            header: ["run", "rounds", "sent", "received", "ticks/s (median)", "range", "of the bare relay"],
+            rows: zip(names, zip(rounds, medians)).map { name, roundsAndMedian in
+                let (rounds, median) = roundsAndMedian
+                let rates = rounds.map(\.ticksPerSecond)
+                return [name, "\(rounds.count)", "\(rounds.map(\.sent).reduce(0, +))",
+                    "\(rounds.map(\.received).reduce(0, +))", String(format: "%.0f k/s", median / 1e3),
+                    String(format: "%.0f-%.0f k/s", (rates.min() ?? 0) / 1e3, (rates.max() ?? 0) / 1e3),
+                    baseline > 0 ? String(format: "%.2f", median / baseline) : "-"]
             })
+    }
+
+    static func median(_ values: [Double]) -> Double {
+        guard !values.isEmpty else { return 0 }
+        let sorted = values.sorted()
+        return sorted.count % 2 == 1 ? sorted[sorted.count / 2]
+            : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
     }
 }
 

@@ -14,11 +14,14 @@ extension PlantLoop {
             var count: UInt64 = 0
             var complete = true
             var error = ""
-            func reply(_ topic: [UInt8], _ payload: UnsafeRawBufferPointer) {
+            func reply(_ topic: UnsafeRawBufferPointer, _ payload: UnsafeRawBufferPointer) {
                 _ = try? snapshots.send(identity, more: true, dontWait: true)
-                _ = try? topic.withUnsafeBytes { try snapshots.send($0, more: true, dontWait: true) }
+                _ = try? snapshots.send(topic, more: true, dontWait: true)
                 _ = try? snapshots.send(payload, dontWait: true)
                 count += 1
+            }
+            func reply(_ topic: [UInt8], _ payload: UnsafeRawBufferPointer) {
+                topic.withUnsafeBytes { reply($0, payload) }
             }
             switch ReplayRequest(decoding: frames[frames.count - 1]) {
             case let .snapshot(prefix):
@@ -45,14 +48,14 @@ extension PlantLoop {
                     break
                 }
                 let result = ring.forEach(topicPrefix: Array((symbol + "|").utf8), fromTag: from) { _, topic, tick in
-                    tick.withUnsafeBytes { reply(topic, $0) }
+                    reply(topic, tick)
                 }
                 // Complete when the ring reaches back to `from`, or nothing of the symbol was ever published from it.
                 let start = max(from, 1)
                 complete = result.oldestTag.map { $0 <= start } ?? ((symbolIDs[symbol].map { symbolSequenceOf[$0] } ?? 0) < start)
             case let .streamReplay(from, maxCount):
                 let result = ring.forEach(from: from, maxCount: maxCount == 0 ? UInt64.max : maxCount) { _, topic, tick in
-                    tick.withUnsafeBytes { reply(topic, $0) }
+                    reply(topic, tick)
                 }
                 complete = result.complete
             case nil:

@@ -148,8 +148,9 @@ public struct TickFilters {
         _ tick: Tick, symbolID: Int? = nil, nowNs: UInt64, into outcomes: inout [FilterOutcome]
     ) {
         events &+= 1
-        // The rules' reasons read these copies, so that they never overlap with the changes `check` makes.
-        let configuration = self.configuration
+        // The rules' reasons read these copies, so that they never overlap with the changes `check` makes (scalars
+        // and references only: copying the whole configuration retained its dictionary and sets on every tick).
+        let timeToleranceNs = configuration.timeToleranceNs
         let marketHalt = self.marketHalt
         let unsizedVenues = self.unsizedVenues
         if tick.symbol.utf8.first == UInt8(ascii: "#") {
@@ -168,7 +169,7 @@ public struct TickFilters {
             state.stateEvent = events
         }
         // Whether a symbol is a test symbol is decided once, when it first comes.
-        if state.isTestSymbol == nil { state.isTestSymbol = configuration.testSymbols.contains(tick.symbol) }
+        if state.isTestSymbol == nil { state.isTestSymbol = self.configuration.testSymbols.contains(tick.symbol) }
         let isTestSymbol = state.isTestSymbol == true
         if check(.testSymbol, tick, outcomes: &outcomes, reason: {
             isTestSymbol ? "\(tick.symbol) is a test symbol" : nil
@@ -185,7 +186,7 @@ public struct TickFilters {
             let venueIndex = state.lastExchangeNs.firstIndex { $0.venue == tick.venue }
             let last = venueIndex.map { state.lastExchangeNs[$0].ns } ?? 0
             if check(.time, tick, outcomes: &outcomes, reason: {
-                tick.exchangeTimestampNs &+ configuration.timeToleranceNs < last
+                tick.exchangeTimestampNs &+ timeToleranceNs < last
                     ? "\(Self.seconds(last - tick.exchangeTimestampNs)) older than the last accepted \(tick.venue) tick"
                     : nil
             }) { return }

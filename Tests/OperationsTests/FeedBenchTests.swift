@@ -33,4 +33,17 @@ import Testing
         #expect(plant.received == 20_000 && plant.seconds > 0)
         #expect(PlantBench.table([bare, plant]).contains("plantd, every filter on"))
     }
+
+    /// Several rounds: each kind of run is shown by its median, and the ratio is of medians.
+    @Test func theTableShowsEachRunsMedianOverItsRounds() {
+        let runs = [(1, 1.0), (2, 2.0), (3, 9.0)].flatMap { round, plantSeconds in
+            [PlantBench.Run(name: "bare", sent: 1_000_000, received: 1_000_000, seconds: 1, round: round),
+             PlantBench.Run(name: "plant", sent: 1_000_000, received: 1_000_000, seconds: plantSeconds, round: round)]
+        }
+        let table = PlantBench.table(runs)
+        // Bare: 1 M/s each round. Plant: 1 M/s, 0.5 M/s, 0.11 M/s -> median 500 k/s, half the bare relay's.
+        #expect(table.contains("500 k/s"))
+        #expect(table.contains("111-1000 k/s"))
+        #expect(table.contains("0.50"))
+    }
 }

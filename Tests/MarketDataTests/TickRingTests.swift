@@ -1,0 +1,87 @@
+import MarketData
+import Testing
+
+/// The replay ring against the plainest model of it: a list of the last `capacity` ticks stored.
+@Suite struct TickRingTests {
+    struct Stored: Equatable {
+        var sequence: UInt64
+        var topic: [UInt8]
+        var payload: [UInt8]
+        var tag: UInt64
+    }
+
+    func everything(in ring: TickRing) -> [Stored] {
+        var out: [Stored] = []
+        _ = ring.forEach(from: 0, maxCount: .max) { sequence, topic, payload in
+            out.append(Stored(sequence: sequence, topic: Array(topic), payload: Array(payload), tag: 0))
+        }
+        return out
+    }
+
+    /// Ticks of very different sizes (as BOOKs beside TRADEs), many times round the ring: it keeps exactly the last
+    /// `capacity`, byte for byte, however often its arena wraps or grows. Runs of tiny ticks alternate with runs of
+    /// big ones, so that the newest tick often lands right against the oldest one kept.
+    @Test func keepsTheLastCapacityTicksByteForByte() {
+        var random = SplitMix64(seed: 42)
+        for capacity in [1, 2, 7, 100, 1_000] {
+            var ring = TickRing(capacity: capacity)
+            var model: [Stored] = []
+            for sequence in UInt64(1)...5_000 {
+                let big = (sequence / 300) % 2 == 1
+                let size = Int(random.next() % (big ? 400 : 12))
+                let topic = Array("S\(random.next() % 9)|T".utf8)
+                let payload = (0..<size).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+                topic.withUnsafeBytes { topicBytes in
+                    payload.withUnsafeBytes { ring.store(sequence: sequence, topic: topicBytes, payload: $0, tag: sequence * 3) }
+                }
+                model.append(Stored(sequence: sequence, topic: topic, payload: payload, tag: 0))
+                if model.count > capacity { model.removeFirst() }
+                if sequence % 7 == 0 || sequence == 5_000 {
+                    let kept = everything(in: ring)
+                    let firstWrong = zip(kept, model).first { $0 != $1 }.map { "\($0.0.sequence)" }
+                    #expect(kept.count == model.count && firstWrong == nil,
+                        "capacity \(capacity) after \(sequence): \(kept.count) kept, first wrong: \(firstWrong ?? "-")")
+                    #expect(ring.firstSequence == model.first!.sequence && ring.lastSequence == sequence)
+                }
+            }
+            // A stream replay from a tick no longer kept says so; one from a kept tick starts there.
+            let early = ring.forEach(from: ring.firstSequence - 1, maxCount: 3) { _, _, _ in }
+            #expect(!early.complete || capacity >= 5_000)
+            var firstGiven: UInt64 = 0
+            let kept = ring.forEach(from: ring.lastSequence, maxCount: 3) { sequence, _, _ in firstGiven = sequence }
+            #expect(kept.complete && kept.count == 1 && firstGiven == 5_000)
+        }
+    }
+
+    /// A symbol replay: ticks of one topic prefix with their tags from a given tag on, and the oldest tag kept.
+    @Test func servesOneTopicFromATag() {
+        var ring = TickRing(capacity: 10)
+        for sequence in UInt64(1)...30 {
+            let topic = Array((sequence % 2 == 0 ? "AAPL|T" : "MSFT|Q").utf8)
+            let payload = [UInt8(sequence)]
+            topic.withUnsafeBytes { topicBytes in
+                payload.withUnsafeBytes { ring.store(sequence: sequence, topic: topicBytes, payload: $0, tag: sequence / 2) }
+            }
+        }
+        var payloads: [UInt8] = []
+        let result = ring.forEach(topicPrefix: Array("AAPL|".utf8), fromTag: 13) { _, _, payload in
+            payloads.append(payload[0])
+        }
+        // Kept: 21...30; AAPL's are the even ones, tags 11...15; from tag 13 on: 26, 28, 30.
+        #expect(payloads == [26, 28, 30] && result.count == 3 && result.oldestTag == 11)
+    }
+
+    /// A stream_seq that does not follow the previous one starts the ring afresh (what came before cannot be served
+    /// as one stream with it).
+    @Test func aJumpInTheSequenceStartsAfresh() {
+        var ring = TickRing(capacity: 10)
+        let payload: [UInt8] = [1, 2, 3]
+        for sequence: UInt64 in [1, 2, 3, 10, 11] {
+            Array("A|T".utf8).withUnsafeBytes { topic in
+                payload.withUnsafeBytes { ring.store(sequence: sequence, topic: topic, payload: $0) }
+            }
+        }
+        #expect(ring.firstSequence == 10 && ring.lastSequence == 11)
+        #expect(everything(in: ring).map(\.sequence) == [10, 11])
+    }
+}
