@@ -152,6 +152,34 @@ public enum TickWire {
         symbolSequence: UInt64, into output: inout [UInt8]
     ) throws(TickDecodeError) {
         output.removeAll(keepingCapacity: true)
+        output.append(contentsOf: repeatElement(0, count: maximumSplicedLength(payload.count)))
+        let written = output.withUnsafeMutableBytes { destination in
+            Result { () throws(TickDecodeError) -> Int in
+                try replacePlantFields(of: payload, plantReceiveNs: plantReceiveNs, plantTransmitNs: plantTransmitNs,
+                    streamSequence: streamSequence, symbolSequence: symbolSequence, into: destination)
+            }
+        }
+        switch written {
+        case let .success(count): output.removeLast(output.count - count)
+        case let .failure(error):
+            output.removeAll(keepingCapacity: true)
+            throw error
+        }
+    }
+
+    /// The most bytes `replacePlantFields` writes for a payload of `count` bytes: the payload and the four fields at
+    /// their longest (a key byte and 8 bytes for each stamp, a key byte and a 10-byte varint for each sequence).
+    public static func maximumSplicedLength(_ count: Int) -> Int { count + 2 * 9 + 2 * 11 }
+
+    /// `replacingPlantFields` into memory the caller holds (at least `maximumSplicedLength(payload.count)` bytes):
+    /// returns how many bytes it wrote. No array is touched, so a publisher can lay the result straight into its
+    /// outgoing batch.
+    public static func replacePlantFields(
+        of payload: UnsafeRawBufferPointer, plantReceiveNs: UInt64, plantTransmitNs: UInt64, streamSequence: UInt64,
+        symbolSequence: UInt64, into destination: UnsafeMutableRawBufferPointer
+    ) throws(TickDecodeError) -> Int {
+        precondition(destination.count >= maximumSplicedLength(payload.count))
+        var writer = Writer(base: destination.baseAddress!)
         var reader = Reader(bytes: payload)
         var copiedFrom = 0
         while !reader.atEnd {
@@ -160,37 +188,53 @@ public enum TickWire {
             try reader.skip(wireType: key & 7)
             switch key >> 3 {
             case Field.plantRx.rawValue, Field.plantTx.rawValue, Field.streamSeq.rawValue, Field.symbolSeq.rawValue:
-                output.append(contentsOf: UnsafeRawBufferPointer(rebasing: payload[copiedFrom..<fieldStart]))
+                writer.copy(UnsafeRawBufferPointer(rebasing: payload[copiedFrom..<fieldStart]))
                 copiedFrom = reader.offset
             default:
                 break
             }
         }
-        output.append(contentsOf: UnsafeRawBufferPointer(rebasing: payload[copiedFrom...]))
-        appendFixed64(7, plantReceiveNs, to: &output)
-        appendFixed64(8, plantTransmitNs, to: &output)
-        appendVarintField(10, streamSequence, to: &output)
-        appendVarintField(11, symbolSequence, to: &output)
+        writer.copy(UnsafeRawBufferPointer(rebasing: payload[copiedFrom...]))
+        writer.fixed64Field(7, plantReceiveNs)
+        writer.fixed64Field(8, plantTransmitNs)
+        writer.varintField(10, streamSequence)
+        writer.varintField(11, symbolSequence)
+        return writer.offset
     }
 
-    static func appendFixed64(_ field: UInt64, _ value: UInt64, to output: inout [UInt8]) {
-        guard value != 0 else { return }  // proto3 leaves zero out
-        appendVarint(field << 3 | 1, to: &output)
-        withUnsafeBytes(of: value.littleEndian) { output.append(contentsOf: $0) }
-    }
+    /// Writes protobuf fields into memory known to be large enough.
+    struct Writer {
+        let base: UnsafeMutableRawPointer
+        var offset = 0
 
-    static func appendVarintField(_ field: UInt64, _ value: UInt64, to output: inout [UInt8]) {
-        guard value != 0 else { return }
-        appendVarint(field << 3, to: &output)
-        appendVarint(value, to: &output)
-    }
-
-    static func appendVarint(_ value: UInt64, to output: inout [UInt8]) {
-        var value = value
-        while value >= 0x80 {
-            output.append(UInt8(truncatingIfNeeded: value) | 0x80)
-            value >>= 7
+        mutating func copy(_ bytes: UnsafeRawBufferPointer) {
+            guard let source = bytes.baseAddress, !bytes.isEmpty else { return }
+            (base + offset).copyMemory(from: source, byteCount: bytes.count)
+            offset += bytes.count
         }
-        output.append(UInt8(value))
+
+        mutating func varint(_ value: UInt64) {
+            var value = value
+            while value >= 0x80 {
+                base.storeBytes(of: UInt8(truncatingIfNeeded: value) | 0x80, toByteOffset: offset, as: UInt8.self)
+                offset += 1
+                value >>= 7
+            }
+            base.storeBytes(of: UInt8(value), toByteOffset: offset, as: UInt8.self)
+            offset += 1
+        }
+
+        mutating func fixed64Field(_ field: UInt64, _ value: UInt64) {
+            guard value != 0 else { return }  // proto3 leaves zero out
+            varint(field << 3 | 1)
+            base.storeBytes(of: value.littleEndian, toByteOffset: offset, as: UInt64.self)
+            offset += 8
+        }
+
+        mutating func varintField(_ field: UInt64, _ value: UInt64) {
+            guard value != 0 else { return }
+            varint(field << 3)
+            varint(value)
+        }
     }
 }

@@ -123,22 +123,52 @@ public struct OutboundBatch {
         streamSequence: UInt64, symbolSequence: UInt64, feedID: UInt32, feedSequence: UInt64,
         topic: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer
     ) {
-        let start = bytes.count
-        starts.append(start)
-        let bodyLength = JournalFormat.fixedBodyLength + topic.count + payload.count
-        JournalFormat.appendLittleEndian(UInt32(bodyLength), to: &bytes)
-        JournalFormat.appendLittleEndian(UInt32(0), to: &bytes)  // the checksum, once the body is there
-        JournalFormat.appendLittleEndian(streamSequence, to: &bytes)
-        JournalFormat.appendLittleEndian(symbolSequence, to: &bytes)
-        JournalFormat.appendLittleEndian(feedID, to: &bytes)
-        JournalFormat.appendLittleEndian(feedSequence, to: &bytes)
-        JournalFormat.appendLittleEndian(UInt16(topic.count), to: &bytes)
-        bytes.append(contentsOf: topic)
-        bytes.append(contentsOf: payload)
-        bytes.withUnsafeMutableBytes { all in
-            let body = UnsafeRawBufferPointer(rebasing: all[(start + JournalFormat.recordHeaderLength)...])
-            all.storeBytes(of: JournalFormat.checksum(body).littleEndian, toByteOffset: start + 4, as: UInt32.self)
+        append(streamSequence: streamSequence, symbolSequence: symbolSequence, feedID: feedID,
+            feedSequence: feedSequence, topic: topic, payloadAtMost: payload.count) { destination in
+            if let source = payload.baseAddress { destination.baseAddress!.copyMemory(from: source, byteCount: payload.count) }
+            return payload.count
         }
+    }
+
+    /// Appends a record whose payload `writePayload` lays straight into the batch (at most `maximumPayload` bytes;
+    /// it returns how many it wrote, or nil when it could not, and then nothing is appended). Returns whether the
+    /// record was appended. The record is written in place: no intermediate buffer, one growth check.
+    @discardableResult
+    public mutating func append(
+        streamSequence: UInt64, symbolSequence: UInt64, feedID: UInt32, feedSequence: UInt64,
+        topic: UnsafeRawBufferPointer, payloadAtMost maximumPayload: Int,
+        _ writePayload: (UnsafeMutableRawBufferPointer) -> Int?
+    ) -> Bool {
+        let start = bytes.count
+        let bodyStart = start + JournalFormat.recordHeaderLength
+        let payloadStart = bodyStart + JournalFormat.fixedBodyLength + topic.count
+        bytes.append(contentsOf: repeatElement(0, count: payloadStart + maximumPayload - start))
+        let payloadLength: Int? = bytes.withUnsafeMutableBytes { all in
+            guard let written = writePayload(UnsafeMutableRawBufferPointer(rebasing: all[payloadStart...])) else {
+                return nil
+            }
+            let base = all.baseAddress!
+            let bodyLength = JournalFormat.fixedBodyLength + topic.count + written
+            base.storeBytes(of: UInt32(bodyLength).littleEndian, toByteOffset: start, as: UInt32.self)
+            base.storeBytes(of: streamSequence.littleEndian, toByteOffset: bodyStart, as: UInt64.self)
+            base.storeBytes(of: symbolSequence.littleEndian, toByteOffset: bodyStart + 8, as: UInt64.self)
+            base.storeBytes(of: feedID.littleEndian, toByteOffset: bodyStart + 16, as: UInt32.self)
+            base.storeBytes(of: feedSequence.littleEndian, toByteOffset: bodyStart + 20, as: UInt64.self)
+            base.storeBytes(of: UInt16(topic.count).littleEndian, toByteOffset: bodyStart + 28, as: UInt16.self)
+            if let source = topic.baseAddress {
+                (base + bodyStart + JournalFormat.fixedBodyLength).copyMemory(from: source, byteCount: topic.count)
+            }
+            let body = UnsafeRawBufferPointer(start: base + bodyStart, count: bodyLength)
+            base.storeBytes(of: JournalFormat.checksum(body).littleEndian, toByteOffset: start + 4, as: UInt32.self)
+            return written
+        }
+        guard let payloadLength else {
+            bytes.removeLast(bytes.count - start)
+            return false
+        }
+        bytes.removeLast(bytes.count - (payloadStart + payloadLength))
+        starts.append(start)
+        return true
     }
 
     /// Calls `body` with each record in order.

@@ -56,8 +56,6 @@ final class PlantLoop: SocketLoop {
     let topicMessage = ZMQMessage()
     let payloadMessage = ZMQMessage()
     var topic: [UInt8] = []
-    /// A passed-on tick's bytes with the plant's fields replaced; reused.
-    var spliced: [UInt8] = []
     var streamSequence: UInt64 = 0
     /// The monotonic time the tick being processed was taken in (read once per tick).
     var tickMonotonicNs: UInt64 = MonotonicClock.nowNanoseconds()
@@ -268,13 +266,23 @@ final class PlantLoop: SocketLoop {
             aggregator.observe(tick, symbolID: id, nowNs: tickMonotonicNs, into: &derived)
         }
         Topic.write(symbol: tick.symbol, type: tick.type, into: &topic)
-        if let passedOn, (try? TickWire.replacingPlantFields(of: passedOn, plantReceiveNs: tick.plantReceiveNs,
-            plantTransmitNs: tick.plantTransmitNs, streamSequence: streamSequence, symbolSequence: symbolSequence,
-            into: &spliced)) != nil
-        {
-            spliced.withUnsafeBytes { send(topic: topic, payload: $0, symbolSequence: symbolSequence) }
-        } else {
-            send(topic: topic, payload: encoder.encode(tick), symbolSequence: symbolSequence)
+        if let passedOn, spliceIntoOutbound(passedOn, tick: tick, symbolSequence: symbolSequence) { return }
+        send(topic: topic, payload: encoder.encode(tick), symbolSequence: symbolSequence)
+    }
+
+    /// Lays a passed-on tick's incoming bytes, with the plant's four fields replaced, straight into the turn's
+    /// outbound batch under `topic`; false when its bytes could not be read (then the caller encodes it whole).
+    func spliceIntoOutbound(_ passedOn: UnsafeRawBufferPointer, tick: Tick, symbolSequence: UInt64) -> Bool {
+        let (receivedNs, transmittedNs, streamSequence) = (tick.plantReceiveNs, tick.plantTransmitNs, streamSequence)
+        let (feedID, feedSequence) = (currentFeedID, currentFeedSequence)
+        return topic.withUnsafeBytes { topicBytes in
+            outbound.append(streamSequence: streamSequence, symbolSequence: symbolSequence, feedID: feedID,
+                feedSequence: feedSequence, topic: topicBytes,
+                payloadAtMost: TickWire.maximumSplicedLength(passedOn.count)) { destination in
+                try? TickWire.replacePlantFields(of: passedOn, plantReceiveNs: receivedNs,
+                    plantTransmitNs: transmittedNs, streamSequence: streamSequence, symbolSequence: symbolSequence,
+                    into: destination)
+            }
         }
     }
 

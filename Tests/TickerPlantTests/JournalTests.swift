@@ -74,6 +74,47 @@ import MarketData
         #expect(recovery.ring.firstSequence == 19_001 && recovery.ring.lastSequence == 20_000)
     }
 
+    /// A record whose payload is written in place reads back like one appended from a buffer; a payload writer that
+    /// fails leaves the batch as it was.
+    @Test func aPayloadWrittenInPlaceReadsBackAndAFailedOneLeavesNoTrace() {
+        var batch = OutboundBatch()
+        let topic: [UInt8] = Array("AAPL|T".utf8)
+        let payload: [UInt8] = [8, 1, 18, 4, 65, 65, 80, 76]
+        topic.withUnsafeBytes { topicBytes in
+            payload.withUnsafeBytes {
+                batch.append(streamSequence: 1, symbolSequence: 1, feedID: 3, feedSequence: 10, topic: topicBytes,
+                    payload: $0)
+            }
+            let before = batch.bytes
+            let failed = batch.append(streamSequence: 2, symbolSequence: 2, feedID: 3, feedSequence: 11,
+                topic: topicBytes, payloadAtMost: 100) { destination in
+                destination[0] = 0xFF
+                return nil
+            }
+            #expect(!failed && batch.bytes == before && batch.count == 1)
+            let appended = batch.append(streamSequence: 2, symbolSequence: 2, feedID: 3, feedSequence: 11,
+                topic: topicBytes, payloadAtMost: 100) { destination in
+                for (index, byte) in payload.reversed().enumerated() { destination[index] = byte }
+                return payload.count
+            }
+            #expect(appended && batch.count == 2)
+        }
+        var read: [(UInt64, UInt64, [UInt8], [UInt8])] = []
+        batch.forEach { read.append(($0.streamSequence, $0.feedSequence, Array($0.topic), Array($0.payload))) }
+        #expect(read.count == 2)
+        #expect(read.first.map { $0.0 == 1 && $0.1 == 10 && $0.2 == topic && $0.3 == payload } == true)
+        #expect(read.last.map { $0.0 == 2 && $0.1 == 11 && $0.2 == topic && $0.3 == payload.reversed() } == true)
+        // Every record's checksum holds, as a restarted plant checks it.
+        batch.bytes.withUnsafeBytes { all in
+            var offset = 0
+            while offset < all.count {
+                guard case let .success((_, next)) = JournalRecord.read(all, at: offset, verifyingChecksum: true)
+                else { Issue.record("record at \(offset) does not read back"); return }
+                offset = next
+            }
+        }
+    }
+
     @Test func aTornTailIsCutAndEverythingBeforeItKept() throws {
         let directory = Self.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
