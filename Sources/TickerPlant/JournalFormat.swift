@@ -168,7 +168,16 @@ public struct OutboundBatch {
         }
         bytes.removeLast(bytes.count - (payloadStart + payloadLength))
         starts.append(start)
+        lastPayload = payloadStart ..< payloadStart + payloadLength
         return true
+    }
+
+    /// Where the payload of the record appended last lies in `bytes`.
+    private var lastPayload = 0 ..< 0
+
+    /// Calls `body` with the payload of the record appended last (valid during the call).
+    public func withLastPayload<Result>(_ body: (UnsafeRawBufferPointer) -> Result) -> Result {
+        bytes.withUnsafeBytes { body(UnsafeRawBufferPointer(rebasing: $0[lastPayload])) }
     }
 
     /// Calls `body` with each record in order.
@@ -185,5 +194,6 @@ public struct OutboundBatch {
     public mutating func removeAll() {
         bytes.removeAll(keepingCapacity: true)
         starts.removeAll(keepingCapacity: true)
+        lastPayload = 0 ..< 0
     }
 }

@@ -64,9 +64,9 @@ final class PlantLoop: SocketLoop {
     var symbolIDs: [String: Int] = [:]
     var symbolNames: [String] = []
     var symbolSequenceOf: [UInt64] = []
-    /// The last-value cache: each symbol's last tick of every (type, venue), the consolidated ones (venue CONS)
+    /// The last-value cache: each symbol's last message of every (type, venue), the consolidated ones (venue CONS)
     /// among them, served to snapshots.
-    var lastValuesOf: [[Tick]] = []
+    var lastValues = LastValueCache()
     /// Each symbol's data quality as last published, and the feed that last brought it.
     var qualityOf: [DataQuality] = []
     var feedOfSymbol: [Int] = []
@@ -261,13 +261,17 @@ final class PlantLoop: SocketLoop {
         tick.symbolSequence = symbolSequence
         tick.streamSequence = streamSequence
         tick.plantTransmitNs = WallClock.nowNanoseconds()
-        remember(tick, symbolID: id)
         if tick.venue != Venue.consolidated {
             aggregator.observe(tick, symbolID: id, nowNs: tickMonotonicNs, into: &derived)
         }
         Topic.write(symbol: tick.symbol, type: tick.type, into: &topic)
-        if let passedOn, spliceIntoOutbound(passedOn, tick: tick, symbolSequence: symbolSequence) { return }
-        send(topic: topic, payload: encoder.encode(tick), symbolSequence: symbolSequence)
+        if passedOn == nil || !spliceIntoOutbound(passedOn!, tick: tick, symbolSequence: symbolSequence) {
+            send(topic: topic, payload: encoder.encode(tick), symbolSequence: symbolSequence)
+        }
+        outbound.withLastPayload { payload in
+            lastValues.store(symbolID: id, type: tick.type, venue: tick.venue, symbolSequence: symbolSequence,
+                payload: payload)
+        }
     }
 
     /// Lays a passed-on tick's incoming bytes, with the plant's four fields replaced, straight into the turn's
@@ -293,19 +297,10 @@ final class PlantLoop: SocketLoop {
         symbolIDs[symbol] = id
         symbolNames.append(symbol)
         symbolSequenceOf.append(0)
-        lastValuesOf.append([])
+        lastValues.addSymbol()
         qualityOf.append(.ok)
         feedOfSymbol.append(-1)
         return id
-    }
-
-    /// Keeps `tick` as the last value of its (type, venue).
-    func remember(_ tick: Tick, symbolID id: Int) {
-        if let slot = lastValuesOf[id].firstIndex(where: { $0.type == tick.type && $0.venue == tick.venue }) {
-            lastValuesOf[id][slot] = tick
-        } else {
-            lastValuesOf[id].append(tick)
-        }
     }
 
     /// A market-wide halt reaches every symbol's subscribers: a HALTED STATUS for each symbol seen so far (a

@@ -31,15 +31,18 @@ extension PlantLoop {
                         reply(Array(Topic.system.utf8), encoder.encode(status))
                     }
                 }
-                var matching: [Tick] = []
-                for values in lastValuesOf {
-                    for tick in values where Array(Topic.make(symbol: tick.symbol, type: tick.type).utf8).starts(with: prefixBytes) {
-                        matching.append(tick)
+                // Each symbol's last values in the order they were published, symbols in name order.
+                var matching: [(symbol: String, entry: LastValueCache.Entry)] = []
+                for (id, entries) in lastValues.entriesOf.enumerated() {
+                    for entry in entries {
+                        Topic.write(symbol: symbolNames[id], type: entry.type, into: &topic)
+                        if topic.starts(with: prefixBytes) { matching.append((symbolNames[id], entry)) }
                     }
                 }
-                for tick in matching.sorted(by: { ($0.symbol, $0.symbolSequence) < ($1.symbol, $1.symbolSequence) }) {
-                    Topic.write(symbol: tick.symbol, type: tick.type, into: &topic)
-                    reply(topic, encoder.encode(tick))
+                matching.sort { ($0.symbol, $0.entry.symbolSequence) < ($1.symbol, $1.entry.symbolSequence) }
+                for (symbol, entry) in matching {
+                    Topic.write(symbol: symbol, type: entry.type, into: &topic)
+                    lastValues.withPayload(of: entry) { reply(topic, $0) }
                 }
             case let .symbolReplay(symbol, from):
                 if let problem = SymbolRules.problem(with: symbol) {

@@ -252,7 +252,7 @@ extension PlantLoop {
             if qualityOf[id] == .gap { setQuality(.ok, symbolID: id, reason: "receiving again after a gap") }
         } else if tick.type == .status && tick.quality == .gap {
             // feedd gave a MoldUDP64 gap up: the venue's symbols have lost ticks.
-            for index in lastValuesOf.indices where lastValuesOf[index].contains(where: { $0.venue == tick.venue }) {
+            for index in symbolNames.indices where lastValues.has(symbolID: index, venue: tick.venue) {
                 setQuality(.gap, symbolID: index, reason: tick.reason)
             }
         }
@@ -271,7 +271,10 @@ extension PlantLoop {
         for value in recovery.lastValues {
             guard let tick = try? TickDecoder.decode(value.payload) else { continue }
             let id = symbolID(tick.symbol)
-            remember(tick, symbolID: id)
+            value.payload.withUnsafeBytes { payload in
+                lastValues.store(symbolID: id, type: tick.type, venue: tick.venue, symbolSequence: tick.symbolSequence,
+                    payload: payload)
+            }
             symbolSequenceOf[id] = max(symbolSequenceOf[id], tick.symbolSequence)
             filters.remember(tick, symbolID: id)
         }

@@ -146,6 +146,94 @@ import ZeroMQ
         #expect(status.counters["quarantined"] == 3)
     }
 
+    /// The last-value cache keeps every venue's last tick of each type and the consolidated ones: a snapshot of a
+    /// symbol carries both venues' quotes, the NBBO and the last trade, newest bytes of each (a BOOK that grew past
+    /// its first size included), in the order they were published; another symbol's values stay out.
+    @Test func aSnapshotCarriesEveryVenuesLastValueAndTheNBBO() throws {
+        let context = try ZMQContext()
+        let feed = try ZMQSocket(context, type: .publish)
+        try feed.bind("tcp://127.0.0.1:*")
+        var configuration = PlantConfiguration()
+        configuration.feeds = [try feed.lastEndpoint]
+        configuration.publishEndpoint = "tcp://127.0.0.1:*"
+        configuration.controlEndpoint = "tcp://127.0.0.1:*"
+        configuration.snapshotEndpoint = "tcp://127.0.0.1:*"
+        configuration.aggregation.barIntervals = []
+        let engine = PlantEngine(configuration: configuration, context: context, logger: Logger(label: "test"))
+        try engine.start()
+        defer {
+            engine.stop()
+            _ = engine.thread.join()
+        }
+        let consumer = try ZMQSocket(context, type: .subscribe)
+        try consumer.subscribe("")
+        try consumer.setReceiveTimeout(milliseconds: 100)
+        try consumer.connect(try #require(engine.endpoints["publish"]))
+        Thread.sleep(forTimeInterval: 0.4)
+
+        let encoder = TickEncoder()
+        var ticks: [Tick] = []
+        func quote(_ symbol: String, _ venue: String, bid: Int64, ask: Int64) -> Tick {
+            var tick = Tick(symbol: symbol, type: .quote, venue: venue)
+            tick.bidPrice = Price(fixedPoint: bid * 10_000)
+            tick.askPrice = Price(fixedPoint: ask * 10_000)
+            tick.bidSize = 100
+            tick.askSize = 200
+            return tick
+        }
+        func book(levels: Int) -> Tick {
+            var tick = Tick(symbol: "AAPL", type: .book, venue: "XNAS")
+            tick.bids = (0..<levels).map { BookLevel(price: Price(fixedPoint: Int64(10_000 - $0) * 10_000), size: 100) }
+            tick.asks = (0..<levels).map { BookLevel(price: Price(fixedPoint: Int64(10_001 + $0) * 10_000), size: 100) }
+            return tick
+        }
+        ticks.append(quote("AAPL", "XNAS", bid: 10_000, ask: 10_002))
+        ticks.append(book(levels: 1))
+        ticks.append(quote("AAPL", "ARCX", bid: 10_001, ask: 10_003))
+        ticks.append(Tick.trade(symbol: "AAPL", venue: "XNAS", price: Price(fixedPoint: 10_001 * 10_000), size: 50))
+        ticks.append(quote("MSFT", "XNAS", bid: 40_000, ask: 40_010))
+        ticks.append(quote("AAPL", "XNAS", bid: 9_999, ask: 10_002))
+        ticks.append(book(levels: 10))
+        for (index, var tick) in ticks.enumerated() {
+            tick.streamSequence = UInt64(index + 1)
+            try feed.send(Topic.make(symbol: tick.symbol, type: tick.type), more: true)
+            try feed.send(encoder.encodeToArray(tick))
+        }
+        // Everything published (NBBO updates included) has come out before the snapshot is asked for.
+        var published: [Tick] = []
+        let deadline = Date().addingTimeInterval(5)
+        while !published.contains(where: { $0.type == .book && $0.bids.count == 10 }) && Date() < deadline {
+            guard let frames = try consumer.receiveFrames(), frames[0].first != UInt8(ascii: "#") else { continue }
+            published.append(try TickDecoder.decode(frames[1]))
+        }
+
+        let dealer = try ZMQSocket(context, type: .dealer)
+        try dealer.setReceiveTimeout(milliseconds: 5_000)
+        try dealer.connect(try #require(engine.endpoints["snapshot"]))
+        _ = try dealer.send(ReplayRequest.snapshot(prefix: "AAPL|").encoded())
+        var snapshot: [Tick] = []
+        while true {
+            let frames = try #require(try dealer.receiveFrames(), "the snapshot did not end")
+            if frames[0] == Array(SnapshotEnd.topic.utf8) { break }
+            let tick = try TickDecoder.decode(frames[1])
+            #expect(frames[0] == Array(tick.topic.utf8))
+            snapshot.append(tick)
+        }
+        let kinds = snapshot.map { "\($0.type) \($0.venue)" }
+        #expect(Set(kinds) == ["QUOTE XNAS", "QUOTE ARCX", "QUOTE CONS", "TRADE XNAS", "BOOK XNAS"])
+        #expect(kinds.count == 5)
+        #expect(snapshot.map(\.symbolSequence) == snapshot.map(\.symbolSequence).sorted())
+        // Each is the last one published of its kind, as it went out.
+        for tick in snapshot {
+            let last = published.last { $0.symbol == "AAPL" && $0.type == tick.type && $0.venue == tick.venue }
+            #expect(tick == last, "\(tick.type) \(tick.venue)")
+        }
+        #expect(snapshot.first { $0.type == .book }?.bids.count == 10)
+        // The NBBO: ARCX's bid (XNAS lowered its own), XNAS's offer.
+        let nbbo = try #require(snapshot.first { $0.venue == "CONS" })
+        #expect(nbbo.bidPrice.description == "100.01" && nbbo.askPrice.description == "100.02")
+    }
+
     @Test func aBadConfigNamesFileAndKey() throws {
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("plantd-\(UUID()).toml").path
         try "[plant]\nfeeds = [\"127.0.0.1:7101\"]\n".write(toFile: file, atomically: true, encoding: .utf8)
