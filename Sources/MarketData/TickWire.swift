@@ -142,6 +142,21 @@ public enum TickWire {
         return level
     }
 
+    /// The symbol_seq of an encoded tick (0 when it has none), read without decoding the rest.
+    public static func symbolSequence(of payload: UnsafeRawBufferPointer) throws(TickDecodeError) -> UInt64 {
+        var reader = Reader(bytes: payload)
+        var value: UInt64 = 0
+        while !reader.atEnd {
+            let key = try reader.varint()
+            if key == Field.symbolSeq.rawValue << 3 {
+                value = try reader.varint()
+            } else {
+                try reader.skip(wireType: key & 7)
+            }
+        }
+        return value
+    }
+
     // MARK: The plant's fields
 
     /// Copies an encoded tick into `output` without its plant fields (plant_rx_ns, plant_tx_ns, stream_seq,

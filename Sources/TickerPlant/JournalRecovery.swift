@@ -35,6 +35,8 @@ public struct JournalRecovery {
     public private(set) var streamSequence: UInt64 = 0
     public private(set) var lastValues: [LastValue] = []
     public private(set) var feedCursors: [UInt32: UInt64] = [:]
+    /// Per symbol, where its symbol_seq 1, 1025, 2049 ... are in the stream (symbol replays from the journal).
+    public private(set) var symbolCheckpoints: [String: [SymbolCheckpoint]] = [:]
     public private(set) var ring: TickRing
     public private(set) var records: UInt64 = 0
     public private(set) var segments: [String] = []
@@ -96,6 +98,11 @@ public struct JournalRecovery {
             tag: record.symbolSequence)
         // Plant topics (#SYS, #Q|...) are not last values of a symbol.
         guard record.topic.first != UInt8(ascii: "#") else { return }
+        if record.symbolSequence % SymbolCheckpoint.every == 1 {
+            let symbol = String(decoding: record.topic.prefix { $0 != UInt8(ascii: "|") }, as: UTF8.self)
+            symbolCheckpoints[symbol, default: []].append(
+                SymbolCheckpoint(symbolSequence: record.symbolSequence, streamSequence: record.streamSequence))
+        }
         // One last value per topic and venue (the cache keeps every venue's and the consolidated one).
         let venue = Self.venueField(record.payload)
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
@@ -170,4 +177,12 @@ public struct JournalRecovery {
         damage = Damage(segment: names[position], offset: offset, reason: reason, bytesCut: size - offset,
             segmentsSetAside: setAside)
     }
+}
+
+/// Where a symbol's symbol_seq went out in the stream: every `every`th of them is kept, so that a symbol replay from
+/// the journal reads from near where it is asked instead of from the journal's start.
+public struct SymbolCheckpoint: Equatable, Sendable {
+    public static let every: UInt64 = 1024
+    public var symbolSequence: UInt64
+    public var streamSequence: UInt64
 }

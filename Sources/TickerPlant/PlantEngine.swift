@@ -42,6 +42,13 @@ final class PlantLoop: SocketLoop {
     var snapshotsServed: UInt64 = 0
     /// The latest published ticks as they went out, tagged with their symbol_seq: symbol and stream replays.
     var ring: TickRing
+    /// Replays reaching back before the ring, read from the journal a slice per turn.
+    var journalReplays: [JournalReplay] = []
+    /// About a millisecond of reading and sending per turn: the live stream waits no longer than that for a replay.
+    static let journalSliceBytes = 1 << 20
+    /// Where in the stream each symbol's symbol_seq 1, 1025, 2049 ... went out (with a journal): a symbol replay
+    /// from the journal starts reading at the checkpoint before the symbol_seq it is asked for.
+    var symbolCheckpoints: [[SymbolCheckpoint]] = []
     /// The latest market-wide status (#SYS) of each venue, part of a snapshot that asks for it.
     var lastSystemStatus: [String: Tick] = [:]
     var feeds: [Upstream] = []
@@ -157,7 +164,8 @@ final class PlantLoop: SocketLoop {
                 publishHeartbeat()
                 nextHeartbeat = now + configuration.heartbeatInterval.nanoseconds
             }
-            let wait = Int((nextHeartbeat - min(now, nextHeartbeat)) / 1_000_000) + 1
+            // A replay being read from the journal goes on next turn without waiting.
+            let wait = journalReplays.isEmpty ? Int((nextHeartbeat - min(now, nextHeartbeat)) / 1_000_000) + 1 : 0
             do {
                 try poller.poll(timeoutMilliseconds: wait)
             } catch {
@@ -175,6 +183,7 @@ final class PlantLoop: SocketLoop {
                 try? control.serveWaiting { body in ControlCodec.respond(to: body, answer: answer) }
             }
             if poller.isReadable(snapshotIndex) { serveSnapshots() }
+            advanceJournalReplays()
             currentFeedID = 0
             currentFeedSequence = 0
             tickMonotonicNs = MonotonicClock.nowNanoseconds()
@@ -187,6 +196,7 @@ final class PlantLoop: SocketLoop {
             rateOut.sample(total: published)
         }
         flushOutbound()
+        for index in journalReplays.indices { journalReplays[index].cursor.close() }
         journal?.close()
         publisher.close()
         control.socket.close()
@@ -261,6 +271,9 @@ final class PlantLoop: SocketLoop {
         tick.symbolSequence = symbolSequence
         tick.streamSequence = streamSequence
         tick.plantTransmitNs = WallClock.nowNanoseconds()
+        if symbolSequence % SymbolCheckpoint.every == 1 && journal != nil {
+            symbolCheckpoints[id].append(SymbolCheckpoint(symbolSequence: symbolSequence, streamSequence: streamSequence))
+        }
         if tick.venue != Venue.consolidated {
             aggregator.observe(tick, symbolID: id, nowNs: tickMonotonicNs, into: &derived)
         }
@@ -298,6 +311,7 @@ final class PlantLoop: SocketLoop {
         symbolNames.append(symbol)
         symbolSequenceOf.append(0)
         lastValues.addSymbol()
+        symbolCheckpoints.append([])
         qualityOf.append(.ok)
         feedOfSymbol.append(-1)
         return id

@@ -50,13 +50,31 @@ extension PlantLoop {
                     error = "symbol \"\(symbol)\": \(problem)"
                     break
                 }
-                let result = ring.forEach(topicPrefix: Array((symbol + "|").utf8), fromTag: from) { _, topic, tick in
-                    reply(topic, tick)
-                }
-                // Complete when the ring reaches back to `from`, or nothing of the symbol was ever published from it.
+                let prefix = Array((symbol + "|").utf8)
                 let start = max(from, 1)
-                complete = result.oldestTag.map { $0 <= start } ?? ((symbolIDs[symbol].map { symbolSequenceOf[$0] } ?? 0) < start)
+                let published = symbolIDs[symbol].map { symbolSequenceOf[$0] } ?? 0
+                // The ring reaches back to `start`, or nothing of the symbol was ever published from it: served now.
+                // Otherwise the journal serves it from the symbol's checkpoint before `start`, over several turns.
+                let oldestInRing = ring.forEach(topicPrefix: prefix, fromTag: .max) { _, _, _ in }.oldestTag
+                if published >= start && oldestInRing.map({ $0 > start }) ?? true,
+                    let directory = configuration.journal.directory, let id = symbolIDs[symbol]
+                {
+                    let checkpoint = symbolCheckpoints[id].last { $0.symbolSequence <= start }?.streamSequence ?? 0
+                    journalReplays.append(JournalReplay(identity: identity, kind: .symbol(prefix: prefix), from: start,
+                        cursor: JournalCursor(directory: directory, from: checkpoint)))
+                    continue
+                }
+                let result = ring.forEach(topicPrefix: prefix, fromTag: from) { _, topic, tick in reply(topic, tick) }
+                complete = result.oldestTag.map { $0 <= start } ?? (published < start)
             case let .streamReplay(from, maxCount):
+                if from > 0 && from <= streamSequence && (ring.firstSequence == 0 || from < ring.firstSequence),
+                    let directory = configuration.journal.directory
+                {
+                    journalReplays.append(JournalReplay(identity: identity,
+                        kind: .stream(maxCount: maxCount == 0 ? .max : maxCount), from: from,
+                        cursor: JournalCursor(directory: directory, from: from)))
+                    continue
+                }
                 let result = ring.forEach(from: from, maxCount: maxCount == 0 ? UInt64.max : maxCount) { _, topic, tick in
                     reply(topic, tick)
                 }
@@ -65,11 +83,136 @@ extension PlantLoop {
                 complete = false
                 error = "not a request this plantd knows (a ControlRequest of Proto/control.proto)"
             }
-            let end = SnapshotEnd(streamSequence: streamSequence, tickCount: count, complete: complete, error: error)
-            _ = try? snapshots.send(identity, more: true, dontWait: true)
-            _ = try? snapshots.send(SnapshotEnd.topic, more: true, dontWait: true)
-            _ = try? snapshots.send(end.encoded(), dontWait: true)
-            snapshotsServed += 1
+            sendEnd(to: identity, count: count, complete: complete, error: error)
         }
+    }
+
+    func sendEnd(to identity: [UInt8], count: UInt64, complete: Bool, error: String) {
+        let end = SnapshotEnd(streamSequence: streamSequence, tickCount: count, complete: complete, error: error)
+        _ = try? snapshots.send(identity, more: true, dontWait: true)
+        _ = try? snapshots.send(SnapshotEnd.topic, more: true, dontWait: true)
+        _ = try? snapshots.send(end.encoded(), dontWait: true)
+        snapshotsServed += 1
+    }
+
+    func replyTick(to identity: [UInt8], topic: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer) {
+        _ = try? snapshots.send(identity, more: true, dontWait: true)
+        _ = try? snapshots.send(topic, more: true, dontWait: true)
+        _ = try? snapshots.send(payload, dontWait: true)
+    }
+
+    // MARK: Replays from the journal
+
+    /// Takes each replay that reaches back before the ring a slice further: up to `journalSliceBytes` of journal
+    /// per turn in all, so that the live stream keeps flowing while an old replay is read from disk. Where the ring
+    /// takes over (its oldest tick, or the end of what the journal holds), the rest comes from the ring in the same
+    /// turn and the replay ends.
+    func advanceJournalReplays() {
+        guard !journalReplays.isEmpty else { return }
+        flushOutbound()
+        let budget = max(Self.journalSliceBytes / journalReplays.count, 1 << 16)
+        var finished: [Int] = []
+        for (index, replay) in journalReplays.enumerated() {
+            let ringStart = ring.firstSequence
+            var resumeFrom: UInt64?
+            let progress = replay.cursor.read(maxBytes: budget) { record in
+                if ringStart > 0 && record.streamSequence >= ringStart {
+                    resumeFrom = record.streamSequence
+                    return false
+                }
+                return replay.take(record) { replyTick(to: replay.identity, topic: $0, payload: $1) }
+            }
+            switch progress {
+            case .more:
+                continue
+            case let .damaged(why):
+                logger.error("journal replay stopped at damage", metadata: ["damage": "\(why)"])
+                sendEnd(to: replay.identity, count: replay.count, complete: false,
+                    error: "the journal is damaged: \(why)")
+            case .stopped where resumeFrom == nil:
+                // A stream replay that has its count.
+                sendEnd(to: replay.identity, count: replay.count, complete: replay.firstGiven == replay.from, error: "")
+            case .caughtUp, .stopped:
+                // The ring goes on from the first tick the journal did not give.
+                let from = resumeFrom ?? replay.cursor.lastStreamSequence + 1
+                let joined = ringStart == 0 || from >= ringStart || from > ring.lastSequence
+                switch replay.kind {
+                case let .stream(maxCount):
+                    _ = ring.forEach(from: from, maxCount: maxCount - replay.count) { sequence, topic, tick in
+                        replay.give(streamSequence: sequence, symbolSequence: nil, topic: topic, payload: tick) {
+                            replyTick(to: replay.identity, topic: $0, payload: $1)
+                        }
+                    }
+                case let .symbol(prefix):
+                    _ = ring.forEach(topicPrefix: prefix, fromTag: replay.from) { sequence, topic, tick in
+                        guard sequence >= from else { return }
+                        let symbolSequence = (try? TickWire.symbolSequence(of: tick)) ?? 0
+                        replay.give(streamSequence: sequence, symbolSequence: symbolSequence, topic: topic,
+                            payload: tick) { replyTick(to: replay.identity, topic: $0, payload: $1) }
+                    }
+                }
+                let complete = joined && (replay.firstGiven.map { $0 == replay.from } ?? true)
+                sendEnd(to: replay.identity, count: replay.count, complete: complete,
+                    error: complete ? "" : replay.incompleteReason(joined: joined))
+            }
+            finished.append(index)
+        }
+        for index in finished.reversed() {
+            journalReplays[index].cursor.close()
+            journalReplays.remove(at: index)
+        }
+    }
+}
+
+/// A symbol or stream replay being read from the journal.
+final class JournalReplay {
+    enum Kind {
+        case stream(maxCount: UInt64)
+        case symbol(prefix: [UInt8])
+    }
+
+    let identity: [UInt8]
+    let kind: Kind
+    /// The stream_seq (stream replays) or symbol_seq (symbol replays) the answer must begin with.
+    let from: UInt64
+    var cursor: JournalCursor
+    var count: UInt64 = 0
+    /// The stream_seq or symbol_seq of the first tick given: the answer is complete only if it is `from`.
+    var firstGiven: UInt64?
+
+    init(identity: [UInt8], kind: Kind, from: UInt64, cursor: JournalCursor) {
+        self.identity = identity
+        self.kind = kind
+        self.from = from
+        self.cursor = cursor
+    }
+
+    func incompleteReason(joined: Bool) -> String {
+        if !joined { return "the journal and the ring do not join up (the ring moved on while the journal was read)" }
+        return "the journal begins at \(firstGiven ?? 0), not at \(from)"
+    }
+
+    /// Gives a journal record to `send` when the replay wants it; false once a stream replay has its count.
+    func take(_ record: JournalRecord, send: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) -> Void) -> Bool {
+        switch kind {
+        case let .stream(maxCount):
+            give(streamSequence: record.streamSequence, symbolSequence: nil, topic: record.topic,
+                payload: record.payload, send: send)
+            return count < maxCount
+        case let .symbol(prefix):
+            guard record.topic.starts(with: prefix), record.symbolSequence >= from else { return true }
+            give(streamSequence: record.streamSequence, symbolSequence: record.symbolSequence, topic: record.topic,
+                payload: record.payload, send: send)
+            return true
+        }
+    }
+
+    func give(
+        streamSequence: UInt64, symbolSequence: UInt64?, topic: UnsafeRawBufferPointer,
+        payload: UnsafeRawBufferPointer, send: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) -> Void
+    ) {
+        if firstGiven == nil { firstGiven = symbolSequence ?? streamSequence }
+        send(topic, payload)
+        count += 1
     }
 }

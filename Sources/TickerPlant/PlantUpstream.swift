@@ -278,6 +278,7 @@ extension PlantLoop {
             symbolSequenceOf[id] = max(symbolSequenceOf[id], tick.symbolSequence)
             filters.remember(tick, symbolID: id)
         }
+        for (symbol, checkpoints) in recovery.symbolCheckpoints { symbolCheckpoints[symbolID(symbol)] = checkpoints }
         for feed in feeds { feed.resumeAfter = recovery.feedCursors[feed.feedID] ?? 0 }
         recoveryCounters = ["journal.recovered_records": recovery.records,
             "journal.recovered_segments": UInt64(recovery.segments.count),
