@@ -164,14 +164,14 @@ public enum TickWire {
     /// unchanged, at the cost of a copy instead of a decode-and-encode. Protobuf readers take fields in any order.
     public static func replacingPlantFields(
         of payload: UnsafeRawBufferPointer, plantReceiveNs: UInt64, plantTransmitNs: UInt64, streamSequence: UInt64,
-        symbolSequence: UInt64, into output: inout [UInt8]
+        symbolSequence: UInt64, volume: UInt64 = 0, into output: inout [UInt8]
     ) throws(TickDecodeError) {
         output.removeAll(keepingCapacity: true)
         output.append(contentsOf: repeatElement(0, count: maximumSplicedLength(payload.count)))
         let written = output.withUnsafeMutableBytes { destination in
             Result { () throws(TickDecodeError) -> Int in
                 try replacePlantFields(of: payload, plantReceiveNs: plantReceiveNs, plantTransmitNs: plantTransmitNs,
-                    streamSequence: streamSequence, symbolSequence: symbolSequence, into: destination)
+                    streamSequence: streamSequence, symbolSequence: symbolSequence, volume: volume, into: destination)
             }
         }
         switch written {
@@ -182,16 +182,20 @@ public enum TickWire {
         }
     }
 
-    /// The most bytes `replacePlantFields` writes for a payload of `count` bytes: the payload and the four fields at
-    /// their longest (a key byte and 8 bytes for each stamp, a key byte and a 10-byte varint for each sequence).
-    public static func maximumSplicedLength(_ count: Int) -> Int { count + 2 * 9 + 2 * 11 }
+    /// The most bytes `replacePlantFields` writes for a payload of `count` bytes: the payload and the five fields at
+    /// their longest (a key byte and 8 bytes for each stamp, a key byte and a 10-byte varint for each sequence, two
+    /// key bytes and a 10-byte varint for the volume).
+    public static func maximumSplicedLength(_ count: Int) -> Int { count + 2 * 9 + 2 * 11 + 12 }
 
     /// `replacingPlantFields` into memory the caller holds (at least `maximumSplicedLength(payload.count)` bytes):
     /// returns how many bytes it wrote. No array is touched, so a publisher can lay the result straight into its
     /// outgoing batch.
+    ///
+    /// `volume` is the plant's consolidated day volume on a TRADE (0 leaves the field out): it replaces one that came
+    /// in too.
     public static func replacePlantFields(
         of payload: UnsafeRawBufferPointer, plantReceiveNs: UInt64, plantTransmitNs: UInt64, streamSequence: UInt64,
-        symbolSequence: UInt64, into destination: UnsafeMutableRawBufferPointer
+        symbolSequence: UInt64, volume: UInt64 = 0, into destination: UnsafeMutableRawBufferPointer
     ) throws(TickDecodeError) -> Int {
         precondition(destination.count >= maximumSplicedLength(payload.count))
         var writer = Writer(base: destination.baseAddress!)
@@ -202,7 +206,8 @@ public enum TickWire {
             let key = try reader.varint()
             try reader.skip(wireType: key & 7)
             switch key >> 3 {
-            case Field.plantRx.rawValue, Field.plantTx.rawValue, Field.streamSeq.rawValue, Field.symbolSeq.rawValue:
+            case Field.plantRx.rawValue, Field.plantTx.rawValue, Field.streamSeq.rawValue, Field.symbolSeq.rawValue,
+                Field.volume.rawValue:
                 writer.copy(UnsafeRawBufferPointer(rebasing: payload[copiedFrom..<fieldStart]))
                 copiedFrom = reader.offset
             default:
@@ -214,6 +219,7 @@ public enum TickWire {
         writer.fixed64Field(8, plantTransmitNs)
         writer.varintField(10, streamSequence)
         writer.varintField(11, symbolSequence)
+        writer.varintField(28, volume)
         return writer.offset
     }
 

@@ -74,6 +74,11 @@ final class PlantLoop: SocketLoop {
     /// The last-value cache: each symbol's last message of every (type, venue), the consolidated ones (venue CONS)
     /// among them, served to snapshots.
     var lastValues = LastValueCache()
+    /// Each symbol's consolidated volume today (every venue's published trades), carried in `volume` of each TRADE;
+    /// the day is the session date of `[journal] timezone`, and ends at its midnight.
+    var dayVolumeOf: [UInt64] = []
+    var volumeDayStartsNs: UInt64 = 0
+    var volumeDayEndsNs: UInt64 = 0
     /// Each symbol's data quality as last published, and the feed that last brought it.
     var qualityOf: [DataQuality] = []
     var feedOfSymbol: [Int] = []
@@ -274,6 +279,9 @@ final class PlantLoop: SocketLoop {
         if symbolSequence % SymbolCheckpoint.every == 1 && journal != nil {
             symbolCheckpoints[id].append(SymbolCheckpoint(symbolSequence: symbolSequence, streamSequence: streamSequence))
         }
+        if tick.type == .trade && tick.venue != Venue.consolidated {
+            tick.volume = addToDayVolume(tick.size, symbolID: id, nowNs: tick.plantTransmitNs)
+        }
         if tick.venue != Venue.consolidated {
             aggregator.observe(tick, symbolID: id, nowNs: tickMonotonicNs, into: &derived)
         }
@@ -287,10 +295,11 @@ final class PlantLoop: SocketLoop {
         }
     }
 
-    /// Lays a passed-on tick's incoming bytes, with the plant's four fields replaced, straight into the turn's
+    /// Lays a passed-on tick's incoming bytes, with the plant's fields (stamps, sequences, day volume) replaced, straight into the turn's
     /// outbound batch under `topic`; false when its bytes could not be read (then the caller encodes it whole).
     func spliceIntoOutbound(_ passedOn: UnsafeRawBufferPointer, tick: Tick, symbolSequence: UInt64) -> Bool {
         let (receivedNs, transmittedNs, streamSequence) = (tick.plantReceiveNs, tick.plantTransmitNs, streamSequence)
+        let volume = tick.volume
         let (feedID, feedSequence) = (currentFeedID, currentFeedSequence)
         return topic.withUnsafeBytes { topicBytes in
             outbound.append(streamSequence: streamSequence, symbolSequence: symbolSequence, feedID: feedID,
@@ -298,9 +307,28 @@ final class PlantLoop: SocketLoop {
                 payloadAtMost: TickWire.maximumSplicedLength(passedOn.count)) { destination in
                 try? TickWire.replacePlantFields(of: passedOn, plantReceiveNs: receivedNs,
                     plantTransmitNs: transmittedNs, streamSequence: streamSequence, symbolSequence: symbolSequence,
-                    into: destination)
+                    volume: volume, into: destination)
             }
         }
+    }
+
+    /// Adds a published trade's size to its symbol's day volume and returns the new total; a new session day starts
+    /// every symbol from 0.
+    func addToDayVolume(_ size: UInt64, symbolID id: Int, nowNs: UInt64) -> UInt64 {
+        if nowNs >= volumeDayEndsNs { startVolumeDay(nowNs: nowNs) }
+        dayVolumeOf[id] &+= size
+        return dayVolumeOf[id]
+    }
+
+    /// Starts the session day holding `nowNs`: every day volume back to 0, and when the day ends.
+    func startVolumeDay(nowNs: UInt64) {
+        for index in dayVolumeOf.indices { dayVolumeOf[index] = 0 }
+        let timezone = configuration.journal.timezone
+        let midnight = sessionMidnightNanoseconds(timezone: timezone, now: Date(timeIntervalSince1970: Double(nowNs) / 1e9))
+        volumeDayStartsNs = midnight
+        // A day later, give or take a daylight-saving hour: ask the calendar for the midnight after.
+        volumeDayEndsNs = sessionMidnightNanoseconds(timezone: timezone,
+            now: Date(timeIntervalSince1970: Double(midnight) / 1e9 + 26 * 3600))
     }
 
     /// The number of a symbol in the symbol table, given one when it is new.
@@ -311,6 +339,7 @@ final class PlantLoop: SocketLoop {
         symbolNames.append(symbol)
         symbolSequenceOf.append(0)
         lastValues.addSymbol()
+        dayVolumeOf.append(0)
         symbolCheckpoints.append([])
         qualityOf.append(.ok)
         feedOfSymbol.append(-1)

@@ -268,6 +268,7 @@ extension PlantLoop {
         let started = MonotonicClock.nowNanoseconds()
         streamSequence = recovery.streamSequence
         ring = recovery.ring
+        startVolumeDay(nowNs: WallClock.nowNanoseconds())
         for value in recovery.lastValues {
             guard let tick = try? TickDecoder.decode(value.payload) else { continue }
             let id = symbolID(tick.symbol)
@@ -276,6 +277,12 @@ extension PlantLoop {
                     payload: payload)
             }
             symbolSequenceOf[id] = max(symbolSequenceOf[id], tick.symbolSequence)
+            // Each venue's last trade carries the symbol's day volume as it stood; today's go on from the largest.
+            if tick.type == .trade && tick.venue != Venue.consolidated
+                && (volumeDayStartsNs..<volumeDayEndsNs).contains(tick.plantTransmitNs)
+            {
+                dayVolumeOf[id] = max(dayVolumeOf[id], tick.volume)
+            }
             filters.remember(tick, symbolID: id)
         }
         for (symbol, checkpoints) in recovery.symbolCheckpoints { symbolCheckpoints[symbolID(symbol)] = checkpoints }

@@ -99,15 +99,18 @@ import Testing
             let bytes = encoder.encodeToArray(tick)
             let (receive, transmit, stream, symbol) = (random.next(), random.next() % 3 == 0 ? 0 : random.next(),
                 random.next() % 1_000_000, random.next() % 1_000)
+            // The day volume too: a new one, none (an incoming one is then dropped), or the one that came in.
+            let volume: UInt64 = [random.next() % 10_000_000, 0, tick.volume][Int(random.next() % 3)]
             try bytes.withUnsafeBytes { payload in
                 try TickWire.replacingPlantFields(of: payload, plantReceiveNs: receive, plantTransmitNs: transmit,
-                    streamSequence: stream, symbolSequence: symbol, into: &output)
+                    streamSequence: stream, symbolSequence: symbol, volume: volume, into: &output)
             }
             var expected = tick
             expected.plantReceiveNs = receive
             expected.plantTransmitNs = transmit
             expected.streamSequence = stream
             expected.symbolSequence = symbol
+            expected.volume = volume
             #expect(try output.withUnsafeBytes { try TickDecoder.decodeWithProtobufC($0) } == expected)
             #expect(try output.withUnsafeBytes { try TickDecoder.decode($0) } == expected)
         }

@@ -234,6 +234,67 @@ import ZeroMQ
         #expect(nbbo.bidPrice.description == "100.01" && nbbo.askPrice.description == "100.02")
     }
 
+    /// Every published TRADE carries its symbol's consolidated volume today across venues; a quarantined trade does
+    /// not count, a venue without sizes adds nothing, and a restarted plant goes on from the journal's last trades.
+    @Test func tradesCarryTheConsolidatedDayVolumeAcrossVenuesAndRestarts() throws {
+        let journal = FileManager.default.temporaryDirectory.appendingPathComponent("volume-\(UUID())").path
+        defer { try? FileManager.default.removeItem(atPath: journal) }
+        let context = try ZMQContext()
+        let feed = try ZMQSocket(context, type: .publish)
+        try feed.bind("tcp://127.0.0.1:*")
+        var configuration = PlantConfiguration()
+        configuration.feeds = [try feed.lastEndpoint]
+        configuration.publishEndpoint = "tcp://127.0.0.1:*"
+        configuration.controlEndpoint = "tcp://127.0.0.1:*"
+        configuration.snapshotEndpoint = "tcp://127.0.0.1:*"
+        configuration.journal.directory = journal
+        configuration.filters.unsizedVenues = ["JSNA"]
+        configuration.aggregation.barIntervals = []
+        let encoder = TickEncoder()
+        var sequence: UInt64 = 0
+
+        func run(_ trades: [(venue: String, price: Int64, size: UInt64)]) throws -> [Tick] {
+            let engine = PlantEngine(configuration: configuration, context: context, logger: Logger(label: "test"))
+            try engine.start()
+            defer {
+                engine.stop()
+                _ = engine.thread.join()
+            }
+            let consumer = try ZMQSocket(context, type: .subscribe)
+            defer { consumer.close() }
+            try consumer.subscribe("AAPL|T")
+            try consumer.setReceiveTimeout(milliseconds: 100)
+            try consumer.connect(try #require(engine.endpoints["publish"]))
+            Thread.sleep(forTimeInterval: 0.4)
+            for trade in trades {
+                sequence += 1
+                var tick = Tick.trade(symbol: "AAPL", venue: trade.venue, price: Price(fixedPoint: trade.price * 10_000),
+                    size: trade.size)
+                tick.streamSequence = sequence
+                try feed.send("AAPL|T", more: true)
+                try feed.send(encoder.encodeToArray(tick))
+            }
+            let expected = trades.filter { $0.price > 0 }.count
+            var received: [Tick] = []
+            let deadline = Date().addingTimeInterval(5)
+            while received.count < expected && Date() < deadline {
+                guard let frames = try consumer.receiveFrames() else { continue }
+                received.append(try TickDecoder.decode(frames[1]))
+            }
+            return received
+        }
+
+        let first = try run([("XNAS", 10_000, 100), ("ARCX", 10_001, 50), ("XNAS", 0, 999), ("JSNA", 10_002, 0),
+            ("XNAS", 10_001, 25)])
+        #expect(first.map(\.venue) == ["XNAS", "ARCX", "JSNA", "XNAS"])
+        #expect(first.map(\.volume) == [100, 150, 150, 175], "the zero-price trade went to quarantine, uncounted")
+        #expect(first.map(\.size) == [100, 50, 0, 25], "each trade keeps its own size")
+        // The feed starts its stream afresh for the new plant, as a restarted feedd would.
+        sequence = 0
+        let second = try run([("ARCX", 10_000, 10)])
+        #expect(second.map(\.volume) == [185], "the day goes on after a restart")
+    }
+
     @Test func aBadConfigNamesFileAndKey() throws {
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("plantd-\(UUID()).toml").path
         try "[plant]\nfeeds = [\"127.0.0.1:7101\"]\n".write(toFile: file, atomically: true, encoding: .utf8)
