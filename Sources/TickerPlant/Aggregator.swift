@@ -8,6 +8,8 @@ public struct AggregationConfiguration: Sendable, Equatable {
     public var staleAfterNs: UInt64 = 5_000_000_000
     /// Bar intervals in seconds (BAR ticks, venue CONS, built from every venue's trades).
     public var barIntervals: [UInt32] = [1, 60]
+    /// A venue's BOOK of a symbol goes out at most this often, the latest when the interval is up (0: every one).
+    public var bookIntervalNs: UInt64 = 100_000_000
 
     public init() {}
 }

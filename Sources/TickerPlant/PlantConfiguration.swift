@@ -108,6 +108,7 @@ public struct PlantConfiguration: Sendable {
             intervals.append(UInt32(duration.nanoseconds / 1_000_000_000))
         }
         aggregation.barIntervals = intervals
+        aggregation.bookIntervalNs = try table.duration("book_interval", default: .milliseconds(100)).nanoseconds
         return aggregation
     }
 }

@@ -97,6 +97,9 @@ final class PlantLoop: SocketLoop {
     /// What the filters made of the latest tick; reused, so filtering allocates nothing per tick.
     var outcomes: [FilterOutcome] = []
     var aggregator: Aggregator
+    /// The venues' BOOKs, at most one per (symbol, venue) every `[aggregation] book_interval`.
+    var books: BookConflation
+    var dueBooks: [(symbolID: Int, book: Tick)] = []
     /// What the aggregator derived (NBBO, bars, staleness), published after the tick that led to it.
     var derived: [Tick] = []
     /// The latest rejections of each symbol, newest last (`mktctl why`).
@@ -121,6 +124,7 @@ final class PlantLoop: SocketLoop {
         logger = engine.logger
         filters = TickFilters(configuration: engine.configuration.filters)
         aggregator = Aggregator(configuration: engine.configuration.aggregation)
+        books = BookConflation(intervalNs: engine.configuration.aggregation.bookIntervalNs)
         outcomes.reserveCapacity(8)
         publisher = try ZMQSocket(context, type: .extendedPublish)
         try publisher.setSendHighWaterMark(configuration.sendHighWaterMark)
@@ -170,7 +174,10 @@ final class PlantLoop: SocketLoop {
                 nextHeartbeat = now + configuration.heartbeatInterval.nanoseconds
             }
             // A replay being read from the journal goes on next turn without waiting.
-            let wait = journalReplays.isEmpty ? Int((nextHeartbeat - min(now, nextHeartbeat)) / 1_000_000) + 1 : 0
+            // A waiting BOOK is sent when its interval is up, even if nothing else happens by then.
+            let untilHeartbeat = nextHeartbeat - min(now, nextHeartbeat)
+            let untilBook = books.nextDueInNs(nowNs: now) ?? untilHeartbeat
+            let wait = journalReplays.isEmpty ? Int(min(untilHeartbeat, untilBook) / 1_000_000) + 1 : 0
             do {
                 try poller.poll(timeoutMilliseconds: wait)
             } catch {
@@ -194,6 +201,7 @@ final class PlantLoop: SocketLoop {
             tickMonotonicNs = MonotonicClock.nowNanoseconds()
             filters.expireHeld(nowNs: tickMonotonicNs, into: &outcomes)
             deliverOutcomes()
+            publishDueBooks()
             aggregator.advance(wallNs: WallClock.nowNanoseconds(), nowNs: tickMonotonicNs, into: &derived)
             publishDerived()
             flushOutbound()
@@ -219,6 +227,11 @@ final class PlantLoop: SocketLoop {
         for outcome in outcomes {
             switch outcome {
             case .passed:
+                if admitted.type == .book, let symbolID,
+                    !books.admit(admitted, symbolID: symbolID, nowNs: tickMonotonicNs)
+                {
+                    continue  // conflated: it, or a later book of its venue, goes out when the interval is up
+                }
                 publish(&admitted, passedOn: passedOn,
                     symbolID: admitted.symbol.utf8.first == UInt8(ascii: "#") ? nil : symbolID)
                 publishDerived()
@@ -236,6 +249,19 @@ final class PlantLoop: SocketLoop {
     func deliverOutcomes() {
         var none = Tick(symbol: "", type: .trade, venue: "")
         deliverOutcomes(admitted: &none)
+    }
+
+    /// Publishes the conflated BOOKs whose interval is up (as the plant's own: their feed's position is journaled by
+    /// the ticks that came after them).
+    func publishDueBooks() {
+        books.due(nowNs: tickMonotonicNs, into: &dueBooks)
+        guard !dueBooks.isEmpty else { return }
+        for (id, var book) in dueBooks {
+            book.plantReceiveNs = book.plantReceiveNs == 0 ? WallClock.nowNanoseconds() : book.plantReceiveNs
+            publish(&book, symbolID: id)
+            publishDerived()
+        }
+        dueBooks.removeAll(keepingCapacity: true)
     }
 
     /// Publishes the NBBO, bars and staleness the aggregator derived. A quality STATUS keeps the symbol's trading
@@ -454,6 +480,7 @@ final class PlantLoop: SocketLoop {
                 "subscriptions": UInt64(subscriptions.values.reduce(0, +)),
             ]
             counters["quarantined"] = quarantined
+            counters["books_conflated"] = books.conflated
             counters["snapshots_served"] = snapshotsServed
             counters["replay_first_stream_seq"] = ring.firstSequence
             counters.merge(journal?.counters ?? [:]) { $1 }

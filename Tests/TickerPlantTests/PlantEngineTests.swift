@@ -295,6 +295,63 @@ import ZeroMQ
         #expect(second.map(\.volume) == [185], "the day goes on after a restart")
     }
 
+    /// A venue's BOOKs of a symbol go out at most every `book_interval`: the first at once, then the latest one when
+    /// the interval is up, even if nothing else comes; another venue's book is not held back by it; with 0 every
+    /// book goes out.
+    @Test(arguments: [UInt64(200_000_000), 0])
+    func booksArePassedOnConflated(intervalNs: UInt64) throws {
+        let context = try ZMQContext()
+        let feed = try ZMQSocket(context, type: .publish)
+        try feed.bind("tcp://127.0.0.1:*")
+        var configuration = PlantConfiguration()
+        configuration.feeds = [try feed.lastEndpoint]
+        configuration.publishEndpoint = "tcp://127.0.0.1:*"
+        configuration.controlEndpoint = "tcp://127.0.0.1:*"
+        configuration.snapshotEndpoint = "tcp://127.0.0.1:*"
+        configuration.aggregation.bookIntervalNs = intervalNs
+        let engine = PlantEngine(configuration: configuration, context: context, logger: Logger(label: "test"))
+        try engine.start()
+        defer {
+            engine.stop()
+            _ = engine.thread.join()
+        }
+        let consumer = try ZMQSocket(context, type: .subscribe)
+        try consumer.subscribe("AAPL|B")
+        try consumer.setReceiveTimeout(milliseconds: 50)
+        try consumer.connect(try #require(engine.endpoints["publish"]))
+        Thread.sleep(forTimeInterval: 0.4)
+
+        let encoder = TickEncoder()
+        let started = Date()
+        for index in 1...11 {
+            var book = Tick(symbol: "AAPL", type: .book, venue: index == 2 ? "ARCX" : "XNAS")
+            book.bids = [BookLevel(price: Price(fixedPoint: Int64(100 + index) * 1_000_000), size: UInt64(index))]
+            book.streamSequence = UInt64(index)
+            try feed.send("AAPL|B", more: true)
+            try feed.send(encoder.encodeToArray(book))
+        }
+        var received: [(at: TimeInterval, book: Tick)] = []
+        while Date().timeIntervalSince(started) < 1.0 {
+            guard let frames = try consumer.receiveFrames() else { continue }
+            received.append((Date().timeIntervalSince(started), try TickDecoder.decode(frames[1])))
+        }
+        let sizes = received.map { "\($0.book.venue) \($0.book.bids.first?.size ?? 0)" }
+        if intervalNs == 0 {
+            #expect(received.count == 11)
+            return
+        }
+        // XNAS 1 at once, ARCX 2 at once (a venue of its own), XNAS 11 (the latest) when the interval is up.
+        #expect(sizes == ["XNAS 1", "ARCX 2", "XNAS 11"])
+        #expect(received.last.map { $0.at >= 0.15 && $0.at < 0.5 } == true, "the held book went out when its interval was up")
+        #expect(received.map(\.book.symbolSequence) == [1, 2, 3], "symbol_seq counts what went out")
+        let control = try ZMQSocket(context, type: .request)
+        try control.setReceiveTimeout(milliseconds: 2000)
+        try control.connect(try #require(engine.endpoints["control"]))
+        try control.send(#"{"cmd":"status"}"#)
+        let status = try JSONDecoder().decode(DaemonStatus.self, from: Data(try #require(try control.receiveFrames())[0]))
+        #expect(status.counters["books_conflated"] == 8, "XNAS 3...10 were replaced before they went out")
+    }
+
     @Test func aBadConfigNamesFileAndKey() throws {
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("plantd-\(UUID()).toml").path
         try "[plant]\nfeeds = [\"127.0.0.1:7101\"]\n".write(toFile: file, atomically: true, encoding: .utf8)
