@@ -163,6 +163,9 @@ public struct PlantBenchCommand: ParsableCommand {
     @Option(name: .long, help: "Rounds of the three runs, taken in turn; the table shows each run's median.")
     public var rounds = 3
 
+    @Flag(name: .long, help: "Ends that work: the publisher encodes every tick (as feedd), the consumer decodes every tick with protobuf-c.")
+    public var workingEnds = false
+
     @Flag(name: .long, help: "Print the runs as JSON instead of a table.")
     public var json = false
 
@@ -173,7 +176,8 @@ public struct PlantBenchCommand: ParsableCommand {
             throw ValidationError("--ticks, --symbols and --rounds: expected positive numbers")
         }
         BenchOutput.progress("encoding \(ticks) ticks")
-        let bench = PlantBench(ticks: ticks, symbols: symbols, progress: BenchOutput.progress)
+        var bench = PlantBench(ticks: ticks, symbols: symbols, progress: BenchOutput.progress)
+        bench.workingEnds = workingEnds
         let journal = FileManager.default.temporaryDirectory.path + "/tickplant-plant-bench-\(getpid())"
         defer { try? FileManager.default.removeItem(atPath: journal) }
         // The runs take turns, so that whatever else this machine is doing weighs on each of them alike.

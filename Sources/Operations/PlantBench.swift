@@ -25,7 +25,13 @@ public struct PlantBench {
     let offsets: [Int]
     let topics: [[UInt8]]
     let topicOfTick: [Int]
+    let symbols: Int
+    let startNs: UInt64
     let progress: @Sendable (String) -> Void
+    /// Ends that work as real ones do: the publisher builds and encodes every tick as feedd does, the consumer
+    /// decodes every tick with protobuf-c as a C consumer does. Without it the publisher sends pre-encoded bytes and
+    /// the consumer only counts, which leaves the relay under test as much of the two cores as it can take.
+    public var workingEnds = false
 
     /// A market of `ticks` ticks over `symbols` symbols: trades and quotes (three quotes to two trades), with
     /// stream_seq 1, 2, 3 ... as a feedd sends them, and prices that never trip the filters.
@@ -45,25 +51,8 @@ public struct PlantBench {
         }
         let now = WallClock.nowNanoseconds()
         for index in 1...ticks {
-            let symbol = (index &* 7919) % symbols
-            let price = Int64(100_000_000 + (index % 50) * 10_000)
-            var tick: Tick
-            if index % 5 < 2 {
-                tick = Tick.trade(symbol: "S\(symbol)", venue: "XNAS", price: Price(fixedPoint: price), size: 100)
-                topicOfTick.append(symbol * 2)
-            } else {
-                tick = Tick(symbol: "S\(symbol)", type: .quote, venue: "XNAS")
-                tick.bidPrice = Price(fixedPoint: price - 10_000)
-                tick.askPrice = Price(fixedPoint: price + 10_000)
-                tick.bidSize = 300
-                tick.askSize = 200
-                topicOfTick.append(symbol * 2 + 1)
-            }
-            tick.streamSequence = UInt64(index)
-            tick.venueSequence = UInt64(index)
-            tick.exchangeTimestampNs = now + UInt64(index)
-            tick.feedReceiveNs = now + UInt64(index)
-            tick.feedTransmitNs = now + UInt64(index)
+            let (tick, topic) = Self.tick(index, symbols: symbols, nowNs: now)
+            topicOfTick.append(topic)
             payloads.append(contentsOf: encoder.encode(tick))
             offsets.append(payloads.count)
         }
@@ -71,6 +60,33 @@ public struct PlantBench {
         self.offsets = offsets
         self.topics = topics
         self.topicOfTick = topicOfTick
+        self.symbols = symbols
+        self.startNs = now
+    }
+
+    /// Tick `index` of the market, and the place of its topic in `topics`.
+    static func tick(_ index: Int, symbols: Int, nowNs now: UInt64) -> (Tick, Int) {
+        let symbol = (index &* 7919) % symbols
+        let price = Int64(100_000_000 + (index % 50) * 10_000)
+        var tick: Tick
+        let topic: Int
+        if index % 5 < 2 {
+            tick = Tick.trade(symbol: "S\(symbol)", venue: "XNAS", price: Price(fixedPoint: price), size: 100)
+            topic = symbol * 2
+        } else {
+            tick = Tick(symbol: "S\(symbol)", type: .quote, venue: "XNAS")
+            tick.bidPrice = Price(fixedPoint: price - 10_000)
+            tick.askPrice = Price(fixedPoint: price + 10_000)
+            tick.bidSize = 300
+            tick.askSize = 200
+            topic = symbol * 2 + 1
+        }
+        tick.streamSequence = UInt64(index)
+        tick.venueSequence = UInt64(index)
+        tick.exchangeTimestampNs = now + UInt64(index)
+        tick.feedReceiveNs = now + UInt64(index)
+        tick.feedTransmitNs = now + UInt64(index)
+        return (tick, topic)
     }
 
     /// The baseline: one thread that receives each frame and sends it on, zero copy.
@@ -131,18 +147,24 @@ public struct PlantBench {
     private func measure(name: String, context: ZMQContext, publisher: ZMQSocket, downstream: String) throws -> Run {
         let counts = ConsumerCounts()
         let consumerThread = SocketThread(name: "bench-consumer")
+        let decoding = workingEnds
         _ = try consumerThread.startLoop { _ in
-            try CountingConsumer(context: context, endpoint: downstream, counts: counts)
+            try CountingConsumer(context: context, endpoint: downstream, counts: counts, decoding: decoding)
         }
         defer {
             consumerThread.stop()
             _ = consumerThread.join()
         }
         usleep(500_000)  // every subscription reaches its publisher before the first tick
+        let encoder = TickEncoder()
         for index in 0..<ticks {
             _ = try topics[topicOfTick[index]].withUnsafeBytes { try publisher.send($0, more: true) }
-            _ = try payloads.withUnsafeBytes { all in
-                try publisher.send(UnsafeRawBufferPointer(rebasing: all[offsets[index]..<offsets[index + 1]]))
+            if workingEnds {
+                _ = try publisher.send(encoder.encode(Self.tick(index + 1, symbols: symbols, nowNs: startNs).0))
+            } else {
+                _ = try payloads.withUnsafeBytes { all in
+                    try publisher.send(UnsafeRawBufferPointer(rebasing: all[offsets[index]..<offsets[index + 1]]))
+                }
             }
             if index % 200_000 == 0 && index > 0 {
                 progress("\(name): sent \(index) of \(ticks), received \(counts.received.load(ordering: .relaxed))")
@@ -235,10 +257,12 @@ private final class ConsumerCounts: Sendable {
 private final class CountingConsumer: SocketLoop {
     let socket: ZMQSocket
     let counts: ConsumerCounts
+    let decoding: Bool
     let boundEndpoints: [String: String] = [:]
 
-    init(context: ZMQContext, endpoint: String, counts: ConsumerCounts) throws {
+    init(context: ZMQContext, endpoint: String, counts: ConsumerCounts, decoding: Bool) throws {
         self.counts = counts
+        self.decoding = decoding
         socket = try ZMQSocket(context, type: .subscribe)
         try socket.setReceiveHighWaterMark(0)
         try socket.subscribe("S")  // the ticks, not the plant's #HB
@@ -251,6 +275,10 @@ private final class CountingConsumer: SocketLoop {
         var count = 0
         while !thread.isStopping {
             guard (try? socket.receive(into: message)) == true, !message.hasMore else { continue }
+            if decoding {
+                let decoded = message.withUnsafeBytes { try? TickDecoder.decodeWithProtobufC($0) }
+                guard decoded != nil else { continue }
+            }
             count += 1
             let now = MonotonicClock.nowNanoseconds()
             if count == 1 { counts.firstNs.store(now, ordering: .relaxed) }

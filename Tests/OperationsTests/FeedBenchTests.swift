@@ -34,6 +34,16 @@ import Testing
         #expect(PlantBench.table([bare, plant]).contains("plantd, every filter on"))
     }
 
+    /// With working ends the publisher encodes every tick and the consumer decodes every one with protobuf-c: a tick
+    /// it could not decode would not be counted, so every tick arriving says plantd's output decodes.
+    @Test func withWorkingEndsEveryTickIsEncodedAndDecoded() throws {
+        var bench = PlantBench(ticks: 20_000, symbols: 50) { _ in }
+        bench.workingEnds = true
+        let bare = try bench.runBareRelay()
+        let plant = try bench.runPlant()
+        #expect(bare.received == 20_000 && plant.received == 20_000)
+    }
+
     /// Several rounds: each kind of run is shown by its median, and the ratio is of medians.
     @Test func theTableShowsEachRunsMedianOverItsRounds() {
         let runs = [(1, 1.0), (2, 2.0), (3, 9.0)].flatMap { round, plantSeconds in
