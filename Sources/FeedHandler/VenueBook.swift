@@ -1,3 +1,5 @@
+import MarketData
+
 /// One venue's orders and the price levels they make, per stock locate. ITCH executions and cancels name only an
 /// order reference, so the book is what gives them a price and a symbol.
 ///

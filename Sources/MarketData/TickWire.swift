@@ -65,9 +65,14 @@ public enum TickWire {
     @inline(__always)
     static func zigzag(_ value: UInt64) -> Int64 { Int64(bitPattern: value >> 1) ^ -Int64(bitPattern: value & 1) }
 
-    /// Reads an encoded Tick into `tick`, every field reset first: the tick's arrays keep their capacity.
-    public static func decode(_ bytes: UnsafeRawBufferPointer, into tick: inout Tick) throws(TickDecodeError) {
+    /// Reads an encoded Tick into `tick`, every field reset first: the tick's arrays keep their capacity, and its
+    /// venue string is kept when the new venue is the same (no new string for the common case). `knownSymbol` is the
+    /// symbol when the caller already knows it from `leadingSymbol` (its string is taken instead of made).
+    public static func decode(
+        _ bytes: UnsafeRawBufferPointer, into tick: inout Tick, knownSymbol: String? = nil
+    ) throws(TickDecodeError) {
         guard !bytes.isEmpty else { throw TickDecodeError(byteCount: 0, reason: "empty frame") }
+        let previousVenue = tick.venue
         tick.reset()
         var reader = Reader(bytes: bytes)
         var typeValue: UInt64 = 0
@@ -79,9 +84,13 @@ public enum TickWire {
                 continue
             }
             switch field {
-            case .symbol: tick.symbol = String(decoding: try reader.lengthDelimited(), as: UTF8.self)
+            case .symbol:
+                let symbol = try reader.lengthDelimited()
+                if let knownSymbol { tick.symbol = knownSymbol } else { tick.symbol = String(decoding: symbol, as: UTF8.self) }
             case .type: typeValue = try reader.varint()
-            case .venue: tick.venue = String(decoding: try reader.lengthDelimited(), as: UTF8.self)
+            case .venue:
+                let venue = try reader.lengthDelimited()
+                tick.venue = previousVenue.utf8.elementsEqual(venue) ? previousVenue : String(decoding: venue, as: UTF8.self)
             case .exchangeTs: tick.exchangeTimestampNs = try reader.fixed64()
             case .feedRx: tick.feedReceiveNs = try reader.fixed64()
             case .feedTx: tick.feedTransmitNs = try reader.fixed64()
@@ -140,6 +149,27 @@ public enum TickWire {
             }
         }
         return level
+    }
+
+    /// The symbol's bytes when the encoding starts with it (as every encoder here writes it), without decoding the
+    /// rest; nil otherwise.
+    public static func leadingSymbol(_ payload: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer? {
+        guard payload.count >= 2, payload[0] == 0x0A, payload[1] < 0x80, 2 + Int(payload[1]) <= payload.count else {
+            return nil
+        }
+        return UnsafeRawBufferPointer(rebasing: payload[2 ..< 2 + Int(payload[1])])
+    }
+
+    /// A symbol of 1 to 8 bytes as one integer (its bytes, little-endian; no symbol holds a zero byte, so two
+    /// symbols never share one): a key for `IntegerKeyTable`. nil for a longer or empty one.
+    public static func packedSymbol(_ bytes: UnsafeRawBufferPointer) -> UInt64? {
+        guard (1...8).contains(bytes.count) else { return nil }
+        var key: UInt64 = 0
+        for (index, byte) in bytes.enumerated() {
+            guard byte != 0 else { return nil }
+            key |= UInt64(byte) << (8 * UInt64(index))
+        }
+        return key
     }
 
     /// The symbol_seq of an encoded tick (0 when it has none), read without decoding the rest.

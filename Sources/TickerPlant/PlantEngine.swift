@@ -69,6 +69,11 @@ final class PlantLoop: SocketLoop {
     /// The symbol table: one lookup per tick gives a symbol's number, which indexes its symbol_seq, its last values
     /// and the filters' and aggregator's state.
     var symbolIDs: [String: Int] = [:]
+    /// The same for symbols of up to 8 bytes, keyed by their packed bytes (`TickWire.packedSymbol`): found from the
+    /// payload without making a string.
+    var shortSymbolIDs = IntegerKeyTable<Int>(minimumCapacity: 16_384)
+    /// The live tick being read: reused, so its venue string and book arrays are too.
+    var incoming = Tick(symbol: "", type: .trade, venue: "")
     var symbolNames: [String] = []
     var symbolSequenceOf: [UInt64] = []
     /// The last-value cache: each symbol's last message of every (type, venue), the consolidated ones (venue CONS)
@@ -362,6 +367,9 @@ final class PlantLoop: SocketLoop {
         if let id = symbolIDs[symbol] { return id }
         let id = symbolNames.count
         symbolIDs[symbol] = id
+        var utf8 = Array(symbol.utf8)
+        if let key = utf8.withUnsafeBytes({ TickWire.packedSymbol($0) }) { shortSymbolIDs[key] = id }
+        utf8.removeAll()
         symbolNames.append(symbol)
         symbolSequenceOf.append(0)
         lastValues.addSymbol()

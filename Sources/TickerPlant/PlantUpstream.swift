@@ -103,8 +103,10 @@ extension PlantLoop {
                 if !error.isContextTerminated { logger.error("receive failed: \(error)") }
                 return
             }
-            guard var tick = decodePayload(feed) else { continue }
-            payloadMessage.withUnsafeBytes { process(&tick, from: feed, live: true, passedOn: $0) }
+            guard let knownID = decodePayload(feed, into: &incoming) else { continue }
+            payloadMessage.withUnsafeBytes {
+                process(&incoming, from: feed, live: true, passedOn: $0, symbolID: knownID >= 0 ? knownID : nil)
+            }
             unflushedTicks += 1
             if unflushedTicks >= Self.flushEvery { flushOutbound() }
         }
@@ -199,17 +201,27 @@ extension PlantLoop {
         finishReplay(feed, complete: false)
     }
 
-    func decodePayload(_ feed: Upstream) -> Tick? {
+    /// Reads the live payload into `tick`; returns the symbol's number when the symbol table already knew it from
+    /// the payload's leading bytes (-1 when not), nil when the payload is not a tick (counted, logged).
+    func decodePayload(_ feed: Upstream, into tick: inout Tick) -> Int? {
         received += 1
         let receivedNs = WallClock.nowNanoseconds()
         // One monotonic reading per tick serves the filters and the aggregator (clock reads add up at 1 M ticks/s).
         tickMonotonicNs = MonotonicClock.nowNanoseconds()
         do {
-            var tick = try payloadMessage.withUnsafeBytes { bytes in
-                Result { () throws(TickDecodeError) -> Tick in try TickDecoder.decode(bytes) }
-            }.get()
+            let knownID = try payloadMessage.withUnsafeBytes { bytes throws(TickDecodeError) -> Int in
+                // The symbol's number from its bytes: no string made and hashed for a symbol seen before.
+                var knownID = -1
+                if let symbol = TickWire.leadingSymbol(bytes), let key = TickWire.packedSymbol(symbol),
+                    let id = shortSymbolIDs[key]
+                {
+                    knownID = id
+                }
+                try TickWire.decode(bytes, into: &tick, knownSymbol: knownID >= 0 ? symbolNames[knownID] : nil)
+                return knownID
+            }
             tick.plantReceiveNs = receivedNs
-            return tick
+            return knownID
         } catch {
             malformed += 1
             if let heldBack = badInputLog.admit() {
@@ -222,7 +234,10 @@ extension PlantLoop {
 
     /// One tick of a feed, in the feed's order: a duplicate is dropped; a live tick after a gap waits while the
     /// feed's replay fills the gap (when there is a replay endpoint); everything else goes through the filters.
-    func process(_ tick: inout Tick, from feed: Upstream, live: Bool, passedOn: UnsafeRawBufferPointer? = nil) {
+    func process(
+        _ tick: inout Tick, from feed: Upstream, live: Bool, passedOn: UnsafeRawBufferPointer? = nil,
+        symbolID knownID: Int? = nil
+    ) {
         let expected = feed.sequence.expected
         switch feed.sequence.observe(tick.streamSequence) {
         case let .gap(missing):
@@ -245,7 +260,7 @@ extension PlantLoop {
         }
         currentFeedID = feed.feedID
         currentFeedSequence = tick.streamSequence
-        let id = tick.symbol.utf8.first == UInt8(ascii: "#") ? nil : symbolID(tick.symbol)
+        let id = tick.symbol.utf8.first == UInt8(ascii: "#") ? nil : knownID ?? symbolID(tick.symbol)
         if let id {
             feedOfSymbol[id] = feed.number
             // A symbol that had a gap is whole again from its next tick on; one still recovering waits for the end.

@@ -90,6 +90,35 @@ import Testing
         #expect(throws: TickDecodeError.self) { try [UInt8]([0x10, 0x09]).withUnsafeBytes { try TickDecoder.decode($0) } }
     }
 
+    /// One Tick read into again and again (as plantd does) comes out as a fresh read each time: the venue string
+    /// kept from the previous tick only when it is the same, a symbol the caller knew taken as given.
+    @Test func readingIntoAReusedTickEqualsAFreshRead() throws {
+        var random = SplitMix64(seed: 5)
+        let encoder = TickEncoder()
+        var reused = Tick(symbol: "", type: .trade, venue: "")
+        for _ in 0..<5_000 {
+            var tick = Self.randomTick(&random)
+            if random.next() % 2 == 0 { tick.venue = "XNAS" }  // runs of the same venue, as a feed sends them
+            let bytes = encoder.encodeToArray(tick)
+            let known = random.next() % 2 == 0
+            let symbol = bytes.withUnsafeBytes { TickWire.leadingSymbol($0).map { String(decoding: $0, as: UTF8.self) } }
+            #expect(symbol == (tick.symbol.isEmpty ? nil : tick.symbol))
+            try bytes.withUnsafeBytes { payload in
+                try TickWire.decode(payload, into: &reused, knownSymbol: known ? symbol : nil)
+            }
+            #expect(reused == (try TickDecoder.decode(bytes)))
+        }
+    }
+
+    @Test func shortSymbolsPackIntoDistinctKeys() {
+        let symbols = ["A", "AA", "AAA", "AAPL", "AAPLX", "BRK.B", "ABCDEFGH", "HGFEDCBA", "Z"]
+        let keys = symbols.map { symbol in Array(symbol.utf8).withUnsafeBytes { TickWire.packedSymbol($0) } }
+        #expect(keys.allSatisfy { $0 != nil })
+        #expect(Set(keys.compactMap { $0 }).count == symbols.count)
+        #expect(Array("ABCDEFGHI".utf8).withUnsafeBytes { TickWire.packedSymbol($0) } == nil, "longer than 8 bytes")
+        #expect([UInt8]().withUnsafeBytes { TickWire.packedSymbol($0) } == nil)
+    }
+
     @Test func replacingThePlantFieldsGivesTheTickWithTheNewValuesForProtobufCToo() throws {
         var random = SplitMix64(seed: 23)
         let encoder = TickEncoder()

@@ -1,4 +1,5 @@
-/// A hash table from 64-bit integer keys (ITCH order references, match numbers) for the per-message path.
+/// A hash table from 64-bit integer keys (ITCH order references, match numbers, short symbols packed into 8 bytes)
+/// for the per-message path.
 ///
 /// Swift's Dictionary hashes every key with seeded SipHash, which was a fifth of feedd's time per ITCH message. Keys
 /// here come from the venue, are mostly consecutive, and need no protection against chosen collisions, so a
