@@ -144,6 +144,9 @@ struct  Tickplant__Tick
   int64_t high;
   int64_t low;
   int64_t close;
+  /*
+   * also on a TRADE from plantd: the symbol's consolidated volume today, every venue
+   */
   uint64_t volume;
   uint64_t bar_start_ns;
   uint32_t bar_interval_s;
