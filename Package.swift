@@ -111,7 +111,7 @@ let package = Package(
         .testTarget(name: "FeedHandlerTests", dependencies: ["FeedHandler", "MarketData", "ZeroMQ"]),
         .testTarget(name: "TickerPlantTests", dependencies: ["TickerPlant", "MarketData", "ZeroMQ"]),
         .testTarget(name: "EdgeServerTests", dependencies: ["EdgeServer", "MarketData", "ZeroMQ"]),
-        .testTarget(name: "OperationsTests", dependencies: ["Operations", "FeedHandler", "MarketData", "ZeroMQ"]),
+        .testTarget(name: "OperationsTests", dependencies: ["Operations", "FeedHandler", "MarketData", "ZeroMQ", "EdgeServer"]),
         .testTarget(name: "EndToEndTests", dependencies: ["MarketData", "ZeroMQ", "Operations"]),
     ]
 )

@@ -4,4 +4,6 @@
 #include <openssl/err.h>
 #include <openssl/hmac.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/crypto.h>
 #endif

@@ -13,6 +13,8 @@ public struct EdgeConfiguration: Sendable {
     public var maxFrameBytes = 16_384
     public var heartbeatInterval: Duration = .seconds(5)
     public var receiveHighWaterMark: Int32 = 1_000_000
+    /// Token authentication (`[auth]`); nil when it is off.
+    public var auth: AuthConfiguration?
 
     public init() {}
 
@@ -36,7 +38,44 @@ public struct EdgeConfiguration: Sendable {
         guard configuration.heartbeatInterval >= .milliseconds(100) else {
             throw clients.error("heartbeat_interval", "expected at least 100ms")
         }
+        configuration.auth = try loadAuth(try root.table("auth"))
         try root.finish()
         return configuration
+    }
+
+    static func loadAuth(_ table: ConfigReader) throws(ConfigError) -> AuthConfiguration? {
+        guard try table.bool("enabled", default: false) else {
+            // The other keys may stay in the file, ready for when it is turned on.
+            _ = try table.optionalString("secret_file")
+            _ = try table.duration("auth_timeout", default: .seconds(5))
+            _ = try table.duration("clock_skew", default: .seconds(30))
+            return nil
+        }
+        let path = try table.string("secret_file")
+        let signer: TokenSigner
+        do {
+            signer = try TokenSigner.load(secretFile: path)
+        } catch {
+            throw table.error("secret_file", "\(error) (make one with `mktctl token --new-secret \(path)`)")
+        }
+        let timeout = try table.duration("auth_timeout", default: .seconds(5))
+        guard timeout >= .milliseconds(100) else { throw table.error("auth_timeout", "expected at least 100ms") }
+        let skew = try table.duration("clock_skew", default: .seconds(30))
+        return AuthConfiguration(signer: signer, timeout: timeout, clockSkewSeconds: UInt64(skew.nanoseconds / 1_000_000_000))
+    }
+}
+
+/// How clients prove who they are (`[auth]` in etc/edged.toml).
+public struct AuthConfiguration: Sendable {
+    public var signer: TokenSigner
+    /// A client that has not sent a valid token this long after connecting gets 404 and close 1008.
+    public var timeout: Duration
+    /// Tolerance for the token's expiry against this host's clock.
+    public var clockSkewSeconds: UInt64
+
+    public init(signer: TokenSigner, timeout: Duration = .seconds(5), clockSkewSeconds: UInt64 = 30) {
+        self.signer = signer
+        self.timeout = timeout
+        self.clockSkewSeconds = clockSkewSeconds
     }
 }

@@ -28,6 +28,8 @@ public final class EdgeHub: Sendable {
     let connectedClients = Atomic<Int>(0)
     let clientMessages = Atomic<UInt64>(0)
     let badClientMessages = Atomic<UInt64>(0)
+    /// Tokens refused: malformed, a bad signature, expired (error 402).
+    let refusedTokens = Atomic<UInt64>(0)
 
     init(eventLoops: [any EventLoop], upstreamThread: SocketThread) {
         registries = eventLoops.map { LoopRegistry(eventLoop: $0) }

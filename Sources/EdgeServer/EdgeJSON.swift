@@ -80,6 +80,13 @@ public enum EdgeJSON {
     }
 
     /// JSON string escaping for the few characters that need it.
+    /// `text` escaped for a JSON string (without the quotes).
+    static func escaped(_ text: String) -> String {
+        var out: [UInt8] = []
+        appendEscaped(text, to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
     static func appendEscaped(_ text: String, to out: inout [UInt8]) {
         for byte in text.utf8 {
             switch byte {

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import MarketData
 import NIOCore
@@ -35,6 +36,7 @@ public final class EdgeServer: Sendable {
         let hub = self.hub
         let maxSymbols = configuration.maxSymbolsPerClient
         let maxFrameBytes = configuration.maxFrameBytes
+        let auth = configuration.auth
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -46,11 +48,11 @@ public final class EdgeServer: Sendable {
                         let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
                         return channel.eventLoop.makeSucceededFuture(path == "/prices" ? HTTPHeaders() : nil)
                     },
-                    upgradePipelineHandler: { channel, _ in
+                    upgradePipelineHandler: { channel, head in
                         channel.eventLoop.makeCompletedFuture {
                             let session = WebSocketSession(
                                 hub: hub, registry: hub.registry(for: channel.eventLoop), maxSymbols: maxSymbols,
-                                maxFrameBytes: maxFrameBytes)
+                                maxFrameBytes: maxFrameBytes, auth: auth, urlToken: Self.queryValue("token", in: head.uri))
                             try channel.pipeline.syncOperations.addHandler(session)
                         }
                     })
@@ -77,6 +79,16 @@ public final class EdgeServer: Sendable {
         heartbeats.withLock { $0 = tasks }
         logger.info("edged listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")",
             "upstream": "\(configuration.upstream)", "control": "\(upstream.controlEndpoint ?? "?")"])
+    }
+
+    /// A query parameter of a request's URI (`/prices?token=...`), percent-decoded; nil when absent.
+    static func queryValue(_ name: String, in uri: String) -> String? {
+        guard let query = uri.split(separator: "?", maxSplits: 1).dropFirst().first else { return nil }
+        for pair in query.split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            if parts.count == 2, parts[0] == name { return String(parts[1]).removingPercentEncoding ?? String(parts[1]) }
+        }
+        return nil
     }
 
     public func stop() async {

@@ -113,6 +113,7 @@ private final class UpstreamLoop: SocketLoop {
                                     "symbols_watched": UInt64(hub.watched.count), "malformed": malformed,
                                     "client_messages": hub.clientMessages.load(ordering: .relaxed),
                                     "bad_client_messages": hub.badClientMessages.load(ordering: .relaxed),
+                                    "refused_tokens": hub.refusedTokens.load(ordering: .relaxed),
                                 ])
                         case "subs":
                             return EdgeSubscriptionsReply(symbols: hub.watched)

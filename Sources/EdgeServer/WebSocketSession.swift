@@ -9,11 +9,16 @@ struct ClientMessage: Decodable {
     var action: String
     var symbol: String?
     var symbols: [String]?
+    var token: String?
 }
 
 /// Error codes sent as `{"type":"error","code":N,"message":"..."}`.
 enum EdgeErrorCode: Int {
     case badMessage = 400
+    case notAuthenticated = 401
+    case badToken = 402
+    case notEntitled = 403
+    case authTimeout = 404
     case symbolLimit = 405
 }
 
@@ -32,18 +37,60 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
     private var pendingFlush = false
     private var closing = false
     private(set) var dropped: UInt64 = 0
+    /// Token authentication, nil when it is off; then `entitlement` says what the client's token allows.
+    private let auth: AuthConfiguration?
+    private var urlToken: String?
+    private var entitlement: EdgeToken?
+    private var authDeadline: Scheduled<Void>?
 
-    init(hub: EdgeHub, registry: LoopRegistry, maxSymbols: Int, maxFrameBytes: Int) {
+    init(
+        hub: EdgeHub, registry: LoopRegistry, maxSymbols: Int, maxFrameBytes: Int, auth: AuthConfiguration? = nil,
+        urlToken: String? = nil
+    ) {
         self.hub = hub
         self.registry = registry
         self.maxSymbols = maxSymbols
         self.maxFrameBytes = maxFrameBytes
+        self.auth = auth
+        self.urlToken = urlToken
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         registry.add(self)
         hub.connectedClients.wrappingAdd(1, ordering: .relaxed)
+        guard let auth else { return }
+        if let token = urlToken {
+            urlToken = nil
+            authenticate(token)
+        } else {
+            // The token must come in the first messages, within the timeout.
+            let timeout = TimeAmount.nanoseconds(Int64(auth.timeout.nanoseconds))
+            authDeadline = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [weak self] in
+                guard let self, self.entitlement == nil else { return }
+                self.sendError(.authTimeout, "no valid token within \(auth.timeout)")
+                self.close(code: .policyViolation)
+            }
+        }
+    }
+
+    /// Takes a token: a valid one entitles the client (a later one replaces it, to renew before expiry); a bad one
+    /// gets 402 and close 1008.
+    private func authenticate(_ token: String) {
+        guard let auth else { return }
+        switch auth.signer.verify(token, nowSeconds: WallClock.nowNanoseconds() / 1_000_000_000,
+            skewSeconds: auth.clockSkewSeconds)
+        {
+        case let .success(granted):
+            entitlement = granted
+            authDeadline?.cancel()
+            authDeadline = nil
+            sendText(#"{"type":"authenticated","subject":"\#(EdgeJSON.escaped(granted.subject))","expires":\#(granted.expiresAt)}"#)
+        case let .failure(problem):
+            hub.refusedTokens.wrappingAdd(1, ordering: .relaxed)
+            sendError(.badToken, problem.description)
+            close(code: .policyViolation)
+        }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -54,6 +101,8 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
         symbols.removeAll()
         registry.remove(self)
         hub.connectedClients.wrappingSubtract(1, ordering: .relaxed)
+        authDeadline?.cancel()
+        authDeadline = nil
         self.context = nil
     }
 
@@ -86,6 +135,22 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
             hub.badClientMessages.wrappingAdd(1, ordering: .relaxed)
             return sendError(.badMessage, "expected a JSON object with \"action\"")
         }
+        if message.action == "auth" {
+            guard auth != nil else { return sendText(#"{"type":"authenticated","subject":"","expires":0}"#) }
+            guard let token = message.token, !token.isEmpty else {
+                hub.badClientMessages.wrappingAdd(1, ordering: .relaxed)
+                return sendError(.badMessage, "auth needs \"token\"")
+            }
+            return authenticate(token)
+        }
+        if let auth {
+            guard let entitlement else { return sendError(.notAuthenticated, "authenticate first: {\"action\":\"auth\",\"token\":\"...\"}") }
+            if WallClock.nowNanoseconds() / 1_000_000_000 > entitlement.expiresAt &+ auth.clockSkewSeconds {
+                hub.refusedTokens.wrappingAdd(1, ordering: .relaxed)
+                sendError(.badToken, TokenProblem.expired(atSeconds: entitlement.expiresAt).description)
+                return close(code: .policyViolation)
+            }
+        }
         switch message.action {
         case "subscribe", "unsubscribe":
             let requested = (message.symbols ?? []) + (message.symbol.map { [$0] } ?? [])
@@ -100,6 +165,9 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
                 }
             }
             if message.action == "subscribe" {
+                if let entitlement, let refused = requested.first(where: { !entitlement.allows($0) }) {
+                    return sendError(.notEntitled, "\"\(refused)\": not among the symbols your token allows")
+                }
                 let added = requested.filter { !symbols.contains($0) }
                 guard symbols.count + Set(added).count <= maxSymbols else {
                     return sendError(.symbolLimit, "at most \(maxSymbols) symbols per connection")

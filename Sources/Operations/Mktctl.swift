@@ -7,7 +7,8 @@ public struct Mktctl: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "mktctl",
         abstract: "Operate a tickplant chain: status, tail, gaps, sim.",
-        subcommands: [StatusCommand.self, TailCommand.self, GapsCommand.self, WhyCommand.self, SimCommand.self, ReplayCommand.self, BenchCommand.self])
+        subcommands: [StatusCommand.self, TailCommand.self, GapsCommand.self, WhyCommand.self, SimCommand.self, ReplayCommand.self, BenchCommand.self,
+            TokenCommand.self])
 
     public init() {}
 }

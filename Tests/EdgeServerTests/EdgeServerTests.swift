@@ -48,7 +48,7 @@ import ZeroMQ
         let encoder = TickEncoder()
         var symbolSequence: UInt64 = 0
 
-        init(maxSymbols: Int = 500) async throws {
+        init(maxSymbols: Int = 500, auth: AuthConfiguration? = nil) async throws {
             context = try ZMQContext()
             upstream = try ZMQSocket(context, type: .extendedPublish)
             try upstream.setVerboseSubscriptions(true)
@@ -59,6 +59,7 @@ import ZeroMQ
             configuration.upstream = try upstream.lastEndpoint
             configuration.controlEndpoint = "tcp://127.0.0.1:*"
             configuration.maxSymbolsPerClient = maxSymbols
+            configuration.auth = auth
             server = EdgeServer(configuration: configuration, context: context, logger: Logger(label: "test"))
             try await server.start()
             port = try #require(server.port)

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 
+import EdgeServer
 import FeedHandler
 import MarketData
 @testable import Operations
@@ -258,5 +259,24 @@ enum ExternalTool {
         try process.run()
         process.waitUntilExit()
         return process.terminationStatus
+    }
+}
+
+/// `mktctl token`: a new secret file, then a token minted with it that edged's verifier takes.
+@Suite struct TokenCommandTests {
+    @Test func aNewSecretThenATokenThatVerifies() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("edged-\(UUID()).secret").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try TokenCommand.parse(["--new-secret", path]).run()
+        let mode = try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int
+        #expect(mode == 0o600)
+        #expect(throws: (any Error).self) { try TokenCommand.parse(["--new-secret", path]).run() }
+        let jwt = try TokenCommand.mint(secretFile: path, subject: "alice", symbols: "AAPL, MS", ttl: "2h")
+        let now = WallClock.nowNanoseconds() / 1_000_000_000
+        let token = try TokenSigner.load(secretFile: path).verify(jwt, nowSeconds: now, skewSeconds: 0).get()
+        #expect(token.subject == "alice" && token.symbolPrefixes == ["AAPL", "MS"])
+        #expect(token.expiresAt >= now + 7_199 && token.expiresAt <= now + 7_201)
+        #expect(throws: (any Error).self) { try TokenCommand.mint(secretFile: path, subject: "a", symbols: "", ttl: "2x") }
+        #expect(TokenCommand.parseTTL("7d") == 604_800 && TokenCommand.parseTTL("0s") == nil)
     }
 }
