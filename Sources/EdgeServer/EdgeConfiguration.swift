@@ -11,6 +11,12 @@ public struct EdgeConfiguration: Sendable {
     public var eventLoops = 1
     public var maxSymbolsPerClient = 500
     public var maxFrameBytes = 16_384
+    /// WebSocket clients one process serves; the next one gets error 406 and close 1008.
+    public var maxConnections = 20_000
+    /// Messages a client may send per second (a burst of as many is allowed); beyond it each gets error 429.
+    public var maxMessagesPerSecond = 50
+    /// A connection that has not finished its HTTP upgrade this long after connecting is closed.
+    public var handshakeTimeout: Duration = .seconds(10)
     public var heartbeatInterval: Duration = .seconds(5)
     public var receiveHighWaterMark: Int32 = 1_000_000
     /// Token authentication (`[auth]`); nil when it is off.
@@ -33,6 +39,12 @@ public struct EdgeConfiguration: Sendable {
         let limits = try root.table("limits")
         configuration.maxSymbolsPerClient = try limits.int("symbols_per_client", default: 500, in: 1...100_000)
         configuration.maxFrameBytes = try limits.int("max_frame_bytes", default: 16_384, in: 128...(1 << 24))
+        configuration.maxConnections = try limits.int("connections", default: 20_000, in: 1...10_000_000)
+        configuration.maxMessagesPerSecond = try limits.int("messages_per_second", default: 50, in: 1...1_000_000)
+        configuration.handshakeTimeout = try limits.duration("handshake_timeout", default: .seconds(10))
+        guard configuration.handshakeTimeout >= .milliseconds(100) else {
+            throw limits.error("handshake_timeout", "expected at least 100ms")
+        }
         let clients = try root.table("clients")
         configuration.heartbeatInterval = try clients.duration("heartbeat_interval", default: .seconds(5))
         guard configuration.heartbeatInterval >= .milliseconds(100) else {

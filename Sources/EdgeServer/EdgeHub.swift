@@ -30,6 +30,9 @@ public final class EdgeHub: Sendable {
     let badClientMessages = Atomic<UInt64>(0)
     /// Tokens refused: malformed, a bad signature, expired (error 402).
     let refusedTokens = Atomic<UInt64>(0)
+    /// Connections refused over `[limits] connections` (406), messages refused over the rate (429).
+    let refusedConnections = Atomic<UInt64>(0)
+    let rateLimitedMessages = Atomic<UInt64>(0)
 
     init(eventLoops: [any EventLoop], upstreamThread: SocketThread) {
         registries = eventLoops.map { LoopRegistry(eventLoop: $0) }

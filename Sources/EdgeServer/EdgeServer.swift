@@ -34,8 +34,11 @@ public final class EdgeServer: Sendable {
     public func start() async throws {
         try upstream.start()
         let hub = self.hub
-        let maxSymbols = configuration.maxSymbolsPerClient
         let maxFrameBytes = configuration.maxFrameBytes
+        let limits = SessionLimits(maxSymbols: configuration.maxSymbolsPerClient, maxFrameBytes: maxFrameBytes,
+            maxConnections: configuration.maxConnections, maxMessagesPerSecond: configuration.maxMessagesPerSecond)
+        let handshakeTimeout = TimeAmount.nanoseconds(Int64(configuration.handshakeTimeout.nanoseconds))
+        raiseOpenFileLimit()
         let auth = configuration.auth
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
@@ -51,13 +54,13 @@ public final class EdgeServer: Sendable {
                     upgradePipelineHandler: { channel, head in
                         channel.eventLoop.makeCompletedFuture {
                             let session = WebSocketSession(
-                                hub: hub, registry: hub.registry(for: channel.eventLoop), maxSymbols: maxSymbols,
-                                maxFrameBytes: maxFrameBytes, auth: auth, urlToken: Self.queryValue("token", in: head.uri))
+                                hub: hub, registry: hub.registry(for: channel.eventLoop), limits: limits, auth: auth,
+                                urlToken: Self.queryValue("token", in: head.uri))
                             try channel.pipeline.syncOperations.addHandler(session)
                         }
                     })
                 return channel.eventLoop.makeCompletedFuture {
-                    let http = HTTPEndpoints()
+                    let http = HTTPEndpoints(handshakeTimeout: handshakeTimeout)
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(
                         withServerUpgrade: (
                             upgraders: [upgrader],
@@ -81,6 +84,19 @@ public final class EdgeServer: Sendable {
             "upstream": "\(configuration.upstream)", "control": "\(upstream.controlEndpoint ?? "?")"])
     }
 
+    /// Raises this process's open-file soft limit to its hard limit (each client is a descriptor) and says so.
+    private func raiseOpenFileLimit() {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
+        let before = limit.rlim_cur
+        limit.rlim_cur = limit.rlim_max
+        if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 {
+            logger.info("open-file limit raised", metadata: ["from": "\(before)", "to": "\(limit.rlim_max)"])
+        } else {
+            logger.warning("could not raise the open-file limit", metadata: ["limit": "\(before)"])
+        }
+    }
+
     /// A query parameter of a request's URI (`/prices?token=...`), percent-decoded; nil when absent.
     static func queryValue(_ name: String, in uri: String) -> String? {
         guard let query = uri.split(separator: "?", maxSplits: 1).dropFirst().first else { return nil }
@@ -100,10 +116,31 @@ public final class EdgeServer: Sendable {
     }
 }
 
-/// Plain HTTP: `/healthz` for load balancers; everything else that is not the WebSocket upgrade is 404.
+/// Plain HTTP: `/healthz` for load balancers; everything else that is not the WebSocket upgrade is 404. Removed when
+/// a connection upgrades; one that neither upgrades nor asks anything within the handshake timeout is closed, so idle
+/// half-open connections cannot pile up.
 final class HTTPEndpoints: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
+
+    private let handshakeTimeout: TimeAmount
+    private var deadline: Scheduled<Void>?
+
+    init(handshakeTimeout: TimeAmount) {
+        self.handshakeTimeout = handshakeTimeout
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        let channel = context.channel
+        deadline = context.eventLoop.assumeIsolated().scheduleTask(in: handshakeTimeout) {
+            channel.close(promise: nil)
+        }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        deadline?.cancel()
+        deadline = nil
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard case let .head(head) = unwrapInboundIn(data) else { return }

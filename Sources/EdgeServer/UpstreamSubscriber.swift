@@ -114,6 +114,8 @@ private final class UpstreamLoop: SocketLoop {
                                     "client_messages": hub.clientMessages.load(ordering: .relaxed),
                                     "bad_client_messages": hub.badClientMessages.load(ordering: .relaxed),
                                     "refused_tokens": hub.refusedTokens.load(ordering: .relaxed),
+                                    "refused_connections": hub.refusedConnections.load(ordering: .relaxed),
+                                    "rate_limited_messages": hub.rateLimitedMessages.load(ordering: .relaxed),
                                 ])
                         case "subs":
                             return EdgeSubscriptionsReply(symbols: hub.watched)

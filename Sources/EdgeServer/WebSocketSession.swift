@@ -20,6 +20,16 @@ enum EdgeErrorCode: Int {
     case notEntitled = 403
     case authTimeout = 404
     case symbolLimit = 405
+    case connectionLimit = 406
+    case tooManyRequests = 429
+}
+
+/// The limits a session enforces (`[limits]`).
+struct SessionLimits {
+    var maxSymbols = 500
+    var maxFrameBytes = 16_384
+    var maxConnections = 20_000
+    var maxMessagesPerSecond = 50
 }
 
 /// One WebSocket client on its event loop: reads its requests, keeps its subscriptions, writes its updates.
@@ -29,8 +39,12 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
 
     private let hub: EdgeHub
     private let registry: LoopRegistry
-    private let maxSymbols: Int
-    private let maxFrameBytes: Int
+    private let limits: SessionLimits
+    private var maxSymbols: Int { limits.maxSymbols }
+    private var maxFrameBytes: Int { limits.maxFrameBytes }
+    /// A token bucket for the client's messages: `maxMessagesPerSecond` a second, as many at once.
+    private var messageAllowance: Double
+    private var allowanceAtNs: UInt64 = MonotonicClock.nowNanoseconds()
     private var context: ChannelHandlerContext?
     private var symbols: Set<String> = []
     private var fragments: ByteBuffer?
@@ -44,13 +58,13 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
     private var authDeadline: Scheduled<Void>?
 
     init(
-        hub: EdgeHub, registry: LoopRegistry, maxSymbols: Int, maxFrameBytes: Int, auth: AuthConfiguration? = nil,
+        hub: EdgeHub, registry: LoopRegistry, limits: SessionLimits, auth: AuthConfiguration? = nil,
         urlToken: String? = nil
     ) {
         self.hub = hub
         self.registry = registry
-        self.maxSymbols = maxSymbols
-        self.maxFrameBytes = maxFrameBytes
+        self.limits = limits
+        messageAllowance = Double(limits.maxMessagesPerSecond)
         self.auth = auth
         self.urlToken = urlToken
     }
@@ -58,7 +72,12 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         registry.add(self)
-        hub.connectedClients.wrappingAdd(1, ordering: .relaxed)
+        let connected = hub.connectedClients.wrappingAdd(1, ordering: .relaxed).newValue
+        if connected > limits.maxConnections {
+            hub.refusedConnections.wrappingAdd(1, ordering: .relaxed)
+            sendError(.connectionLimit, "this edge serves at most \(limits.maxConnections) connections; try another")
+            return close(code: .policyViolation)
+        }
         guard let auth else { return }
         if let token = urlToken {
             urlToken = nil
@@ -131,6 +150,10 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
 
     private func handle(_ text: ByteBuffer) {
         hub.clientMessages.wrappingAdd(1, ordering: .relaxed)
+        guard admitMessage() else {
+            hub.rateLimitedMessages.wrappingAdd(1, ordering: .relaxed)
+            return sendError(.tooManyRequests, "at most \(limits.maxMessagesPerSecond) messages per second; this one was ignored")
+        }
         guard let message = try? JSONDecoder().decode(ClientMessage.self, from: Data(text.readableBytesView)) else {
             hub.badClientMessages.wrappingAdd(1, ordering: .relaxed)
             return sendError(.badMessage, "expected a JSON object with \"action\"")
@@ -191,6 +214,17 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
             hub.badClientMessages.wrappingAdd(1, ordering: .relaxed)
             sendError(.badMessage, "unknown action \"\(message.action)\"")
         }
+    }
+
+    /// Takes one message from the client's allowance, refilled at `maxMessagesPerSecond`; false when it is spent.
+    private func admitMessage() -> Bool {
+        let now = MonotonicClock.nowNanoseconds()
+        let rate = Double(limits.maxMessagesPerSecond)
+        messageAllowance = min(rate, messageAllowance + Double(now &- allowanceAtNs) / 1e9 * rate)
+        allowanceAtNs = now
+        guard messageAllowance >= 1 else { return false }
+        messageAllowance -= 1
+        return true
     }
 
     // MARK: Writing

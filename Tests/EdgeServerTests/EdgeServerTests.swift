@@ -48,7 +48,10 @@ import ZeroMQ
         let encoder = TickEncoder()
         var symbolSequence: UInt64 = 0
 
-        init(maxSymbols: Int = 500, auth: AuthConfiguration? = nil) async throws {
+        init(
+            maxSymbols: Int = 500, auth: AuthConfiguration? = nil,
+            configure: (inout EdgeConfiguration) -> Void = { _ in }
+        ) async throws {
             context = try ZMQContext()
             upstream = try ZMQSocket(context, type: .extendedPublish)
             try upstream.setVerboseSubscriptions(true)
@@ -60,6 +63,7 @@ import ZeroMQ
             configuration.controlEndpoint = "tcp://127.0.0.1:*"
             configuration.maxSymbolsPerClient = maxSymbols
             configuration.auth = auth
+            configure(&configuration)
             server = EdgeServer(configuration: configuration, context: context, logger: Logger(label: "test"))
             try await server.start()
             port = try #require(server.port)
