@@ -17,6 +17,8 @@ public struct EdgeConfiguration: Sendable {
     public var maxMessagesPerSecond = 50
     /// A connection that has not finished its HTTP upgrade this long after connecting is closed.
     public var handshakeTimeout: Duration = .seconds(10)
+    /// On SIGTERM, how long clients get to answer the server's close 1001 before the process exits anyway.
+    public var drainTimeout: Duration = .seconds(10)
     public var heartbeatInterval: Duration = .seconds(5)
     public var receiveHighWaterMark: Int32 = 1_000_000
     /// Token authentication (`[auth]`); nil when it is off.
@@ -35,6 +37,7 @@ public struct EdgeConfiguration: Sendable {
         configuration.upstream = try edge.endpoint("upstream", default: configuration.upstream)
         configuration.controlEndpoint = try edge.endpoint("control", default: configuration.controlEndpoint)
         configuration.eventLoops = try edge.int("event_loops", default: 1, in: 1...64)
+        configuration.drainTimeout = try edge.duration("drain_timeout", default: .seconds(10))
         configuration.receiveHighWaterMark = Int32(try edge.int("receive_hwm", default: 1_000_000, in: 1...100_000_000))
         let limits = try root.table("limits")
         configuration.maxSymbolsPerClient = try limits.int("symbols_per_client", default: 500, in: 1...100_000)

@@ -26,6 +26,8 @@ public final class EdgeHub: Sendable {
     private let commands = Mutex<[UpstreamCommand]>([])
     let upstreamThread: SocketThread
     let connectedClients = Atomic<Int>(0)
+    /// Set on SIGTERM: no new WebSocket clients, `/healthz` answers 503 "draining".
+    let draining = Atomic<Bool>(false)
     let clientMessages = Atomic<UInt64>(0)
     let badClientMessages = Atomic<UInt64>(0)
     /// Tokens refused: malformed, a bad signature, expired (error 402).
@@ -133,6 +135,12 @@ final class LoopRegistry: @unchecked Sendable {
         }
         for session in touched { session.flushIfPending() }
         touched.removeAll(keepingCapacity: true)
+    }
+
+    /// Tells every client of this loop the server is going away (close 1001); each closes when its client answers.
+    func drain() {
+        eventLoop.preconditionInEventLoop()
+        for session in Array(sessions.values) { session.startClosing(code: .goingAway) }
     }
 
     /// Sends every client of this loop its heartbeat.

@@ -49,7 +49,9 @@ public final class EdgeServer: Sendable {
                     maxFrameSize: maxFrameBytes,
                     shouldUpgrade: { channel, head in
                         let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
-                        return channel.eventLoop.makeSucceededFuture(path == "/prices" ? HTTPHeaders() : nil)
+                        // Draining: no new clients (the HTTP handler answers 503).
+                        let accept = path == "/prices" && !hub.draining.load(ordering: .relaxed)
+                        return channel.eventLoop.makeSucceededFuture(accept ? HTTPHeaders() : nil)
                     },
                     upgradePipelineHandler: { channel, head in
                         channel.eventLoop.makeCompletedFuture {
@@ -60,7 +62,7 @@ public final class EdgeServer: Sendable {
                         }
                     })
                 return channel.eventLoop.makeCompletedFuture {
-                    let http = HTTPEndpoints(handshakeTimeout: handshakeTimeout)
+                    let http = HTTPEndpoints(hub: hub, handshakeTimeout: handshakeTimeout)
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(
                         withServerUpgrade: (
                             upgraders: [upgrader],
@@ -107,7 +109,20 @@ public final class EdgeServer: Sendable {
         return nil
     }
 
+    /// The drain (SIGTERM): no new clients and `/healthz` says draining; every client is told 1001 and the server
+    /// waits for them to go, at most `drain_timeout`; then the listener, the upstream and the loops stop.
     public func stop() async {
+        hub.draining.store(true, ordering: .relaxed)
+        let clients = hub.connectedClients.load(ordering: .relaxed)
+        if clients > 0 {
+            logger.info("draining", metadata: ["clients": "\(clients)", "timeout": "\(configuration.drainTimeout)"])
+            for registry in hub.registries { registry.eventLoop.execute { registry.drain() } }
+            let deadline = MonotonicClock.nowNanoseconds() + configuration.drainTimeout.nanoseconds
+            while hub.connectedClients.load(ordering: .relaxed) > 0 && MonotonicClock.nowNanoseconds() < deadline {
+                try? await Task.sleep(for: .milliseconds(20))
+            }
+            logger.info("drained", metadata: ["clients_left": "\(hub.connectedClients.load(ordering: .relaxed))"])
+        }
         for task in heartbeats.withLock({ $0 }) { task.cancel() }
         if let channel = serverChannel.withLock({ $0 }) { try? await channel.close() }
         hub.upstreamThread.stop()
@@ -123,10 +138,12 @@ final class HTTPEndpoints: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
+    private let hub: EdgeHub
     private let handshakeTimeout: TimeAmount
     private var deadline: Scheduled<Void>?
 
-    init(handshakeTimeout: TimeAmount) {
+    init(hub: EdgeHub, handshakeTimeout: TimeAmount) {
+        self.hub = hub
         self.handshakeTimeout = handshakeTimeout
     }
 
@@ -145,9 +162,12 @@ final class HTTPEndpoints: ChannelInboundHandler, RemovableChannelHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard case let .head(head) = unwrapInboundIn(data) else { return }
         let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
+        let draining = hub.draining.load(ordering: .relaxed)
         let (status, body): (HTTPResponseStatus, String) =
             switch path {
+            case "/healthz" where draining: (.serviceUnavailable, "{\"status\":\"draining\"}\n")
             case "/healthz": (.ok, "{\"status\":\"ok\"}\n")
+            case "/prices" where draining: (.serviceUnavailable, "this edge is draining; connect to another\n")
             case "/prices": (.upgradeRequired, "connect with a WebSocket client to /prices\n")
             default: (.notFound, "not found\n")
             }

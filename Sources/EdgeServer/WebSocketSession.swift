@@ -142,7 +142,12 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
             let pong = WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)
             context.writeAndFlush(wrapOutboundOut(pong), promise: nil)
         case .connectionClose:
-            close(code: .normalClosure)
+            if closing {
+                // The answer to the close this side started: the closing handshake is over.
+                context.channel.close(promise: nil)
+            } else {
+                close(code: .normalClosure)
+            }
         default:
             break
         }
@@ -272,6 +277,18 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
         context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: buffer)), promise: nil)
     }
 
+    /// Starts the closing handshake and leaves the connection open for the client's answer (RFC 6455 section 7):
+    /// the server's drain, bounded by its `drain_timeout`.
+    func startClosing(code: WebSocketErrorCode) {
+        guard let context, !closing else { return }
+        closing = true
+        var data = context.channel.allocator.buffer(capacity: 2)
+        data.write(webSocketErrorCode: code)
+        context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: data)),
+            promise: nil)
+    }
+
+    /// Sends a close frame and closes the connection once it is written (a client that broke the rules or a limit).
     private func close(code: WebSocketErrorCode) {
         guard let context, !closing else { return }
         closing = true

@@ -64,3 +64,30 @@ import MarketData
         await fixture.stop()
     }
 }
+
+/// The drain (SIGTERM): every client is told 1001; no new client is taken and /healthz says draining meanwhile; the
+/// server waits for clients to answer, at most `drain_timeout`.
+@Suite(.serialized) struct EdgeDrainOverRealSockets {
+    @Test func clientsAreToldAndTheServerWaitsForThemAtMostTheDrainTimeout() async throws {
+        let fixture = try await EdgeServerOverRealSockets.Fixture { $0.drainTimeout = .milliseconds(1_500) }
+        let polite = try TestWebSocketClient(port: fixture.port)
+        let silent = try TestWebSocketClient(port: fixture.port)
+        try polite.send(text: #"{"action":"subscribe","symbol":"AAPL"}"#)
+        _ = try polite.receiveJSON()
+        let started = Date()
+        let server = fixture.server
+        let stopping = Task { await server.stop() }
+        #expect(try EdgeAuthOverRealSockets.closeCode(polite) == 1001)
+        #expect(try EdgeAuthOverRealSockets.closeCode(silent) == 1001)
+        // While the silent client keeps the drain going: a load balancer sees draining, a new client is refused.
+        let health = try TestWebSocketClient.httpGet(port: fixture.port, path: "/healthz")
+        #expect(health.hasPrefix("HTTP/1.1 503") && health.contains("draining"), "\(health)")
+        #expect(throws: TestWebSocketClient.Failure.self) { try TestWebSocketClient(port: fixture.port) }
+        // The polite client answers the close: the server ends its connection.
+        try polite.send(opcode: 0x8, [0x03, 0xE9])
+        #expect(throws: (any Error).self) { _ = try polite.receiveFrame(timeout: 2) }
+        await stopping.value
+        let took = Date().timeIntervalSince(started)
+        #expect(took >= 1.3 && took < 4, "waited for the silent client until the drain timeout: \(took) s")
+    }
+}
