@@ -111,7 +111,8 @@ let package = Package(
         .testTarget(name: "FeedHandlerTests", dependencies: ["FeedHandler", "MarketData", "ZeroMQ"]),
         .testTarget(name: "TickerPlantTests", dependencies: ["TickerPlant", "MarketData", "ZeroMQ"]),
         .testTarget(name: "EdgeServerTests", dependencies: ["EdgeServer", "MarketData", "ZeroMQ"]),
-        .testTarget(name: "OperationsTests", dependencies: ["Operations", "FeedHandler", "MarketData", "ZeroMQ", "EdgeServer"]),
+        .testTarget(
+            name: "OperationsTests", dependencies: ["Operations", "FeedHandler", "MarketData", "ZeroMQ", "EdgeServer", "TickerPlant"]),
         .testTarget(name: "EndToEndTests", dependencies: ["MarketData", "ZeroMQ", "Operations"]),
     ]
 )

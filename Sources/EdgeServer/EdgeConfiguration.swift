@@ -7,6 +7,11 @@ public struct EdgeConfiguration: Sendable {
     public var port = 8080
     /// plantd's XPUB endpoint.
     public var upstream = "tcp://127.0.0.1:7201"
+    /// plantd's snapshot ROUTER, asked for a symbol's last values when its first client subscribes (nil: none; a
+    /// client then gets no snapshot, only updates).
+    public var snapshotEndpoint: String?
+    /// How long a snapshot is waited for before clients are served without it.
+    public var snapshotTimeout: Duration = .seconds(2)
     public var controlEndpoint = "tcp://127.0.0.1:7309"
     public var eventLoops = 1
     public var maxSymbolsPerClient = 500
@@ -35,6 +40,7 @@ public struct EdgeConfiguration: Sendable {
         configuration.host = listen.host
         configuration.port = listen.port
         configuration.upstream = try edge.endpoint("upstream", default: configuration.upstream)
+        configuration.snapshotEndpoint = try edge.endpoint("snapshot", default: "tcp://127.0.0.1:7202")
         configuration.controlEndpoint = try edge.endpoint("control", default: configuration.controlEndpoint)
         configuration.eventLoops = try edge.int("event_loops", default: 1, in: 1...64)
         configuration.drainTimeout = try edge.duration("drain_timeout", default: .seconds(10))

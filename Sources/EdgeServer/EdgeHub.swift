@@ -15,6 +15,8 @@ public struct EdgeUpdate: Sendable {
 enum UpstreamCommand: Sendable {
     case subscribe(String)
     case unsubscribe(String)
+    /// A client of `registry`'s loop subscribed to the symbol and waits for its snapshot.
+    case snapshot(String, registry: LoopRegistry, session: ObjectIdentifier)
 }
 
 /// Ties the event loops to the upstream ZeroMQ thread: reference-counts the symbols clients watch (so plantd sends
@@ -66,6 +68,18 @@ public final class EdgeHub: Sendable {
         }
         if last { send(.unsubscribe(symbol)) }
     }
+
+    /// A session subscribed to `symbol` and waits for its last values (`snapshot` frames) before any update.
+    func wantSnapshot(_ symbol: String, registry: LoopRegistry, session: ObjectIdentifier) {
+        send(.snapshot(symbol, registry: registry, session: session))
+    }
+
+    /// Hands a session its snapshot of `symbol` on its loop.
+    func dispatchSnapshot(_ frames: [ByteBuffer], of symbol: String, to registry: LoopRegistry, session: ObjectIdentifier) {
+        registry.eventLoop.execute { registry.deliverSnapshot(frames, of: symbol, to: session) }
+    }
+
+    func isWatched(_ symbol: String) -> Bool { watchCounts.withLock { $0[symbol] != nil } }
 
     /// Symbols watched now and by how many clients.
     var watched: [String: Int] { watchCounts.withLock { $0 } }
@@ -124,17 +138,24 @@ final class LoopRegistry: @unchecked Sendable {
         if watchers[symbol]?.isEmpty == true { watchers[symbol] = nil }
     }
 
-    /// Writes each update to its watchers and flushes every touched client once.
+    /// Writes each update to its watchers and flushes every touched client once. A watcher still waiting for the
+    /// symbol's snapshot skips it: the snapshot, taken after this update, holds it.
     func deliver(_ batch: [EdgeUpdate]) {
         eventLoop.preconditionInEventLoop()
         for update in batch {
             guard let sessions = watchers[update.symbol] else { continue }
             for session in sessions.values {
+                if session.awaitsSnapshots && session.awaitsSnapshot(of: update.symbol) { continue }
                 if session.write(update.text) { touched.append(session) }
             }
         }
         for session in touched { session.flushIfPending() }
         touched.removeAll(keepingCapacity: true)
+    }
+
+    func deliverSnapshot(_ frames: [ByteBuffer], of symbol: String, to session: ObjectIdentifier) {
+        eventLoop.preconditionInEventLoop()
+        sessions[session]?.receiveSnapshot(frames, of: symbol)
     }
 
     /// Tells every client of this loop the server is going away (close 1001); each closes when its client answers.

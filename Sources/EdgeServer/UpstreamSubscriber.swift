@@ -33,14 +33,102 @@ private final class UpstreamLoop: SocketLoop {
     let socket: ZMQSocket
     let control: ControlResponder
     let boundEndpoints: [String: String]
+    /// The DEALER to plantd's snapshot ROUTER (nil without one), and the symbols asked of it, oldest first: its
+    /// answers come back in that order.
+    var snapshotSocket: ZMQSocket?
+    var asked: [String] = []
+    var answerTicks: [(Tick, ByteBuffer)] = []
+    var cache = EdgeSnapshotCache()
+    var snapshotPollIndex: Int?
 
     init(subscriber: UpstreamSubscriber) throws {
         self.subscriber = subscriber
         socket = try ZMQSocket(subscriber.context, type: .subscribe)
         try socket.setReceiveHighWaterMark(subscriber.configuration.receiveHighWaterMark)
         try socket.connect(subscriber.configuration.upstream)
+        if let endpoint = subscriber.configuration.snapshotEndpoint {
+            snapshotSocket = try Self.snapshotDealer(subscriber.context, endpoint)
+        }
         control = try ControlResponder(context: subscriber.context, endpoint: subscriber.configuration.controlEndpoint)
         boundEndpoints = ["control": try control.socket.lastEndpoint]
+    }
+
+    static func snapshotDealer(_ context: ZMQContext, _ endpoint: String) throws -> ZMQSocket {
+        let dealer = try ZMQSocket(context, type: .dealer)
+        try dealer.setReceiveHighWaterMark(0)
+        try dealer.connect(endpoint)
+        return dealer
+    }
+
+    /// A client subscribed to `symbol` and waits for its snapshot: from the cache, or from plantd for the symbol's
+    /// first watcher.
+    func wantSnapshot(_ symbol: String, _ waiter: EdgeSnapshotCache.Waiter, allocator: ByteBufferAllocator) {
+        let askPlant = snapshotSocket != nil
+        if cache.want(symbol, by: waiter, askingPlant: askPlant, nowNs: MonotonicClock.nowNanoseconds()) {
+            asked.append(symbol)
+            _ = try? snapshotSocket?.send(ReplayRequest.snapshot(prefix: Topic.allTypes(of: symbol)).encoded())
+        }
+        answerWaiters(symbol, allocator: allocator)
+    }
+
+    func answerWaiters(_ symbol: String, allocator: ByteBufferAllocator) {
+        let (waiters, frames) = cache.answerWaiters(symbol, allocator: allocator)
+        for waiter in waiters {
+            subscriber.hub.dispatchSnapshot(frames, of: symbol, to: waiter.registry, session: waiter.session)
+        }
+    }
+
+    /// Takes plantd's snapshot answers: each symbol's ticks, then its end; the symbol's waiting clients get the
+    /// snapshot, then the live updates held meanwhile that are newer (into `batch`).
+    func readSnapshotAnswers(json: inout [UInt8], allocator: ByteBufferAllocator, batch: inout [EdgeUpdate]) {
+        guard let dealer = snapshotSocket else { return }
+        while let frames = try? dealer.receiveFrames(dontWait: true), frames.count >= 2 {
+            if frames[0] == Array(SnapshotEnd.topic.utf8) {
+                guard !asked.isEmpty else { continue }
+                let symbol = asked.removeFirst()
+                let end = SnapshotEnd(decoding: frames[1])
+                finishSnapshot(symbol, ticks: answerTicks, streamSequence: end?.streamSequence ?? 0, allocator: allocator,
+                    batch: &batch)
+                answerTicks.removeAll()
+                continue
+            }
+            guard let tick = try? TickDecoder.decode(frames[1]), !tick.symbol.hasPrefix("#") else { continue }
+            EdgeJSON.write(tick, into: &json)
+            var buffer = allocator.buffer(capacity: json.count)
+            buffer.writeBytes(json)
+            answerTicks.append((tick, buffer))
+        }
+    }
+
+    func finishSnapshot(
+        _ symbol: String, ticks: [(Tick, ByteBuffer)], streamSequence: UInt64, allocator: ByteBufferAllocator,
+        batch: inout [EdgeUpdate]
+    ) {
+        let newer = cache.plantAnswered(symbol, ticks: ticks, streamSequence: streamSequence)
+        answerWaiters(symbol, allocator: allocator)
+        // Everyone who wanted it left while plantd was asked: nothing more comes for it (its SUB is gone).
+        if !subscriber.hub.isWatched(symbol) { cache.forget(symbol) }
+        for (tick, text) in newer where cache.take(tick, text: text) {
+            batch.append(EdgeUpdate(symbol: tick.symbol, text: text))
+        }
+    }
+
+    /// Snapshots plantd has not answered in time: their clients are served without them, and the DEALER starts
+    /// afresh so that a late answer is not taken for another symbol's.
+    func expireSnapshots(allocator: ByteBufferAllocator, batch: inout [EdgeUpdate], poller: ZMQPoller) {
+        guard !asked.isEmpty, let endpoint = subscriber.configuration.snapshotEndpoint else { return }
+        let timeout = subscriber.configuration.snapshotTimeout.nanoseconds
+        guard !cache.overdue(nowNs: MonotonicClock.nowNanoseconds(), timeoutNs: timeout).isEmpty else { return }
+        subscriber.logger.warning("plantd's snapshot did not answer; serving clients without it",
+            metadata: ["snapshot": "\(endpoint)", "symbols": "\(asked.count)"])
+        for symbol in asked { finishSnapshot(symbol, ticks: [], streamSequence: 0, allocator: allocator, batch: &batch) }
+        asked.removeAll()
+        answerTicks.removeAll()
+        // The poller must not see the closed socket: it watches the new one, or nothing.
+        if let index = snapshotPollIndex { poller.disable(index) }
+        snapshotSocket?.close()
+        snapshotSocket = try? Self.snapshotDealer(subscriber.context, endpoint)
+        if let index = snapshotPollIndex, let dealer = snapshotSocket { try? poller.replace(index, with: dealer) }
     }
 
     func run(_ thread: SocketThread) {
@@ -52,6 +140,7 @@ private final class UpstreamLoop: SocketLoop {
         guard let socketIndex = try? poller.add(socket), let controlIndex = try? poller.add(control.socket) else {
             return
         }
+        if let dealer = snapshotSocket { snapshotPollIndex = try? poller.add(dealer) }
         let topicMessage = ZMQMessage()
         let payloadMessage = ZMQMessage()
         var json: [UInt8] = []
@@ -64,7 +153,7 @@ private final class UpstreamLoop: SocketLoop {
         let started = MonotonicClock.nowNanoseconds()
         while !thread.isStopping {
             do {
-                try poller.poll(timeoutMilliseconds: 1000)
+                try poller.poll(timeoutMilliseconds: asked.isEmpty ? 1000 : 100)
             } catch {
                 if !error.isContextTerminated { logger.error("poll failed: \(error)") }
                 break
@@ -74,7 +163,12 @@ private final class UpstreamLoop: SocketLoop {
                 for command in hub.takeCommands() {
                     switch command {
                     case let .subscribe(symbol): try? socket.subscribe(Topic.allTypes(of: symbol))
-                    case let .unsubscribe(symbol): try? socket.unsubscribe(Topic.allTypes(of: symbol))
+                    case let .unsubscribe(symbol):
+                        try? socket.unsubscribe(Topic.allTypes(of: symbol))
+                        // Not forgotten while plantd's answer is awaited: it must still be matched to its request.
+                        if !asked.contains(symbol) { cache.forget(symbol) }
+                    case let .snapshot(symbol, registry, session):
+                        wantSnapshot(symbol, .init(registry: registry, session: session), allocator: allocator)
                     }
                 }
             }
@@ -93,8 +187,15 @@ private final class UpstreamLoop: SocketLoop {
                     EdgeJSON.write(tick, into: &json)
                     var buffer = allocator.buffer(capacity: json.count)
                     buffer.writeBytes(json)
-                    batch.append(EdgeUpdate(symbol: tick.symbol, text: buffer))
+                    // The cache keeps it as the symbol's last value, or holds it while the snapshot is awaited.
+                    if cache.take(tick, text: buffer) { batch.append(EdgeUpdate(symbol: tick.symbol, text: buffer)) }
                 }
+            }
+            if let index = snapshotPollIndex, poller.isReadable(index) {
+                readSnapshotAnswers(json: &json, allocator: allocator, batch: &batch)
+            }
+            expireSnapshots(allocator: allocator, batch: &batch, poller: poller)
+            if !batch.isEmpty {
                 hub.dispatch(batch)
                 batch.removeAll(keepingCapacity: true)
             }
@@ -127,6 +228,7 @@ private final class UpstreamLoop: SocketLoop {
             }
         }
         socket.close()
+        snapshotSocket?.close()
         control.socket.close()
     }
 }

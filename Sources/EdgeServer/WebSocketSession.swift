@@ -47,6 +47,10 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
     private var allowanceAtNs: UInt64 = MonotonicClock.nowNanoseconds()
     private var context: ChannelHandlerContext?
     private var symbols: Set<String> = []
+    /// Symbols subscribed whose snapshot has not come yet: their updates are skipped until it does.
+    private var awaiting: Set<String> = []
+    var awaitsSnapshots: Bool { !awaiting.isEmpty }
+    func awaitsSnapshot(of symbol: String) -> Bool { awaiting.contains(symbol) }
     private var fragments: ByteBuffer?
     private var pendingFlush = false
     private var closing = false
@@ -200,14 +204,17 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
                 guard symbols.count + Set(added).count <= maxSymbols else {
                     return sendError(.symbolLimit, "at most \(maxSymbols) symbols per connection")
                 }
+                sendControl(type: "subscribed", symbols: requested)
                 for symbol in Set(added) {
                     symbols.insert(symbol)
+                    awaiting.insert(symbol)
                     registry.watch(symbol, by: self)
                     hub.retain(symbol)
+                    hub.wantSnapshot(symbol, registry: registry, session: ObjectIdentifier(self))
                 }
-                sendControl(type: "subscribed", symbols: requested)
             } else {
                 for symbol in Set(requested) where symbols.remove(symbol) != nil {
+                    awaiting.remove(symbol)
                     registry.unwatch(symbol, by: self)
                     hub.release(symbol)
                 }
@@ -233,6 +240,15 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     // MARK: Writing
+
+    /// A subscribed symbol's last values, each flagged `"snapshot":true`; its updates flow from now on.
+    func receiveSnapshot(_ frames: [ByteBuffer], of symbol: String) {
+        guard awaiting.remove(symbol) != nil, let context, !closing else { return }
+        for frame in frames {
+            context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: frame)), promise: nil)
+        }
+        context.flush()
+    }
 
     /// Queues an update without flushing; returns true when the caller must flush this session later.
     func write(_ text: ByteBuffer) -> Bool {

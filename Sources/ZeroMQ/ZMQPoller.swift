@@ -40,6 +40,12 @@ public final class ZMQPoller {
         items[index] = zmq_pollitem_t(socket: nil, fd: descriptor, events: Int16(ZMQ_POLLIN), revents: 0)
     }
 
+    /// Replaces the socket watched at `index` (one closed and made afresh); do it before the next poll, which must
+    /// never see a closed socket.
+    public func replace(_ index: Int, with socket: ZMQSocket) throws(ZMQError) {
+        items[index] = zmq_pollitem_t(socket: try socket.raw, fd: -1, events: Int16(ZMQ_POLLIN), revents: 0)
+    }
+
     /// Sleeps until something is readable or `timeoutMilliseconds` pass (-1: no timeout). Returns how many items are
     /// ready. Throws ETERM when the context is shut down.
     @discardableResult

@@ -4,6 +4,7 @@ import Testing
 
 @testable import EdgeServer
 import MarketData
+import ZeroMQ
 
 /// `[limits]` over real sockets: connections per process (406), messages per second (429), the handshake timeout.
 @Suite(.serialized) struct EdgeLimitsOverRealSockets {
@@ -89,5 +90,88 @@ import MarketData
         await stopping.value
         let took = Date().timeIntervalSince(started)
         #expect(took >= 1.3 && took < 4, "waited for the silent client until the drain timeout: \(took) s")
+    }
+}
+
+/// Snapshots before updates: a symbol's first client makes edged ask plantd's snapshot ROUTER (stood in for here),
+/// live updates that arrive meanwhile wait and those the snapshot holds are dropped; a later client is answered from
+/// edged's own cache.
+@Suite(.serialized) struct EdgeSnapshotsOverRealSockets {
+    @Test func aClientGetsTheSymbolsLastValuesFirstThenUpdatesWithNoDuplicate() async throws {
+        let context = try ZMQContext()
+        let plantSnapshots = try ZMQSocket(context, type: .router)
+        try plantSnapshots.setReceiveTimeout(milliseconds: 3_000)
+        try plantSnapshots.bind("tcp://127.0.0.1:*")
+        let endpoint = try plantSnapshots.lastEndpoint
+        let fixture = try await EdgeServerOverRealSockets.Fixture { $0.snapshotEndpoint = endpoint }
+        let encoder = TickEncoder()
+        func tick(_ type: TickType, _ price: Int64, stream: UInt64) -> Tick {
+            var tick = type == .trade
+                ? Tick.trade(symbol: "AAPL", venue: "XNAS", price: Price(fixedPoint: price * 10_000), size: 100)
+                : Tick(symbol: "AAPL", type: .quote, venue: "XNAS")
+            if type == .quote {
+                tick.bidPrice = Price(fixedPoint: (price - 1) * 10_000)
+                tick.askPrice = Price(fixedPoint: (price + 1) * 10_000)
+            }
+            tick.streamSequence = stream
+            tick.symbolSequence = stream
+            return tick
+        }
+        func publishLive(_ tick: Tick) throws {
+            try fixture.upstream.send(Topic.make(symbol: "AAPL", type: tick.type), more: true)
+            try fixture.upstream.send(encoder.encodeToArray(tick))
+        }
+
+        let first = try TestWebSocketClient(port: fixture.port)
+        try first.send(text: #"{"action":"subscribe","symbol":"AAPL"}"#)
+        #expect(try first.receiveText() == #"{"type":"subscribed","symbols":["AAPL"]}"#)
+        #expect(try fixture.nextUpstreamChange() == "+AAPL|")
+        let request = try #require(try plantSnapshots.receiveFrames(), "edged asked plantd for AAPL's snapshot")
+        guard case let .snapshot(prefix) = ReplayRequest(decoding: request[request.count - 1]) else {
+            Issue.record("not a snapshot request")
+            return
+        }
+        #expect(prefix == "AAPL|")
+        try await Task.sleep(for: .milliseconds(200))  // the live subscription is in place
+        // Live while the snapshot is awaited: 11 is in the snapshot (dropped), 12 is newer (goes on after it).
+        try publishLive(tick(.trade, 17_852, stream: 11))
+        try publishLive(tick(.trade, 17_853, stream: 12))
+        try await Task.sleep(for: .milliseconds(200))
+        for snapshotTick in [tick(.quote, 17_850, stream: 10), tick(.trade, 17_852, stream: 11)] {
+            _ = try plantSnapshots.send(request[0], more: true)
+            _ = try plantSnapshots.send(Topic.make(symbol: "AAPL", type: snapshotTick.type), more: true)
+            _ = try plantSnapshots.send(encoder.encodeToArray(snapshotTick))
+        }
+        _ = try plantSnapshots.send(request[0], more: true)
+        _ = try plantSnapshots.send(SnapshotEnd.topic, more: true)
+        _ = try plantSnapshots.send(SnapshotEnd(streamSequence: 11, tickCount: 2, complete: true).encoded())
+
+        var seen: [String] = []
+        for _ in 0..<3 {
+            let message = try first.receiveJSON()
+            seen.append("\(message["type"] as? String ?? "?") \(message["seq"] as? Int ?? 0)"
+                + (message["snapshot"] as? Bool == true ? " snapshot" : ""))
+        }
+        #expect(seen == ["QUOTE 10 snapshot", "TRADE 11 snapshot", "TRADE 12"])
+
+        // A second client: answered from edged's cache (plantd is not asked again), with the latest values.
+        let second = try TestWebSocketClient(port: fixture.port)
+        try second.send(text: #"{"action":"subscribe","symbol":"AAPL"}"#)
+        _ = try second.receiveText()
+        var secondSeen: [String] = []
+        for _ in 0..<2 {
+            let message = try second.receiveJSON()
+            secondSeen.append("\(message["type"] as? String ?? "?") \(message["seq"] as? Int ?? 0)"
+                + (message["snapshot"] as? Bool == true ? " snapshot" : ""))
+        }
+        #expect(secondSeen == ["QUOTE 10 snapshot", "TRADE 12 snapshot"])
+        try plantSnapshots.setReceiveTimeout(milliseconds: 300)
+        #expect(try plantSnapshots.receiveFrames() == nil, "plantd was not asked again")
+        // Both get the next update once.
+        try publishLive(tick(.trade, 17_854, stream: 13))
+        #expect(try first.receiveJSON()["seq"] as? Int == 13)
+        #expect(try second.receiveJSON()["seq"] as? Int == 13)
+        await fixture.stop()
+        plantSnapshots.close()
     }
 }

@@ -63,6 +63,7 @@ import ZeroMQ
             configuration.controlEndpoint = "tcp://127.0.0.1:*"
             configuration.maxSymbolsPerClient = maxSymbols
             configuration.auth = auth
+            configuration.drainTimeout = .milliseconds(300)  // clients left open by a test do not hold its stop
             configure(&configuration)
             server = EdgeServer(configuration: configuration, context: context, logger: Logger(label: "test"))
             try await server.start()

@@ -106,6 +106,7 @@ final class Chain {
                 [edge]
                 listen = "127.0.0.1:\(ports["edge_http"]!)"
                 upstream = "\(endpoint("plant_pub"))"
+                snapshot = "\(endpoint("plant_snap"))"
                 control = "\(endpoint("edge_ctl"))"
 
                 [clients]

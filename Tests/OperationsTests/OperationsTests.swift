@@ -4,6 +4,7 @@ import Testing
 import EdgeServer
 import FeedHandler
 import MarketData
+import TickerPlant
 @testable import Operations
 
 @Suite struct TickPrinting {
@@ -65,6 +66,11 @@ import MarketData
         #expect(itch.retransmission?.port == sim.retransmissionListen.port)
         #expect(feed.venues.contains { $0.source == .json(.formatA, host: "127.0.0.1", port: sim.jsonAListen.port) })
         #expect(feed.venues.contains { $0.source == .json(.formatB, host: "127.0.0.1", port: sim.jsonBListen.port) })
+        // edged reads plantd's stream and asks plantd's snapshot ROUTER.
+        let plant = try PlantConfiguration.load(file: "\(etc)/plantd.toml")
+        let edge = try EdgeConfiguration.load(file: "\(etc)/edged.toml")
+        #expect(edge.upstream == plant.publishEndpoint && edge.snapshotEndpoint == plant.snapshotEndpoint)
+        #expect(edge.auth == nil, "the demo runs without tokens")
     }
 }
 

@@ -1,0 +1,109 @@
+import MarketData
+import NIOCore
+
+/// The last values edged has of each watched symbol, on the upstream thread: what a client that subscribes gets
+/// first, flagged `"snapshot":true`, before any update of the symbol (DESIGN section 8).
+///
+/// A symbol's first watcher makes edged ask plantd's snapshot ROUTER for its last values (the Clone pattern): the
+/// live updates that arrive meanwhile wait, and those the snapshot already holds (by `stream_seq`) are dropped. After
+/// that the cache follows the live updates, so later watchers are answered at once, without asking plantd.
+struct EdgeSnapshotCache {
+    struct Value {
+        var type: TickType
+        var venue: String
+        var streamSequence: UInt64
+        var text: ByteBuffer
+    }
+
+    /// A client waiting for a symbol's snapshot: its loop and its session.
+    struct Waiter {
+        var registry: LoopRegistry
+        var session: ObjectIdentifier
+    }
+
+    struct Symbol {
+        var values: [Value] = []
+        /// Asked of plantd and not answered yet: live updates wait in `held`, clients in `waiters`.
+        var awaitingPlant = false
+        var askedAtNs: UInt64 = 0
+        var held: [(tick: Tick, text: ByteBuffer)] = []
+        var waiters: [Waiter] = []
+    }
+
+    private(set) var symbols: [String: Symbol] = [:]
+
+    /// Keeps `text` as the last value of the tick's (type, venue); false when the update is not to be passed on now
+    /// (the symbol's snapshot is still awaited: it is held, and goes on after the snapshot if it is newer).
+    mutating func take(_ tick: Tick, text: ByteBuffer) -> Bool {
+        guard symbols[tick.symbol] != nil else { return true }
+        if symbols[tick.symbol]!.awaitingPlant {
+            symbols[tick.symbol]!.held.append((tick, text))
+            return false
+        }
+        remember(tick.symbol, tick.type, tick.venue, tick.streamSequence, text)
+        return true
+    }
+
+    private mutating func remember(_ symbol: String, _ type: TickType, _ venue: String, _ stream: UInt64, _ text: ByteBuffer) {
+        let value = Value(type: type, venue: venue, streamSequence: stream, text: text)
+        if let index = symbols[symbol]!.values.firstIndex(where: { $0.type == type && $0.venue == venue }) {
+            symbols[symbol]!.values[index] = value
+        } else {
+            symbols[symbol]!.values.append(value)
+        }
+    }
+
+    /// A client wants `symbol`'s snapshot. Returns true when plantd must be asked (the symbol's first watcher);
+    /// otherwise the waiter is answered by `answerWaiters` from what the cache has.
+    mutating func want(_ symbol: String, by waiter: Waiter, askingPlant: Bool, nowNs: UInt64) -> Bool {
+        if symbols[symbol] == nil {
+            symbols[symbol] = Symbol(awaitingPlant: askingPlant, askedAtNs: nowNs)
+            symbols[symbol]!.waiters.append(waiter)
+            return askingPlant
+        }
+        symbols[symbol]!.waiters.append(waiter)
+        return false
+    }
+
+    /// plantd's snapshot of `symbol` came (or never will: `ticks` empty, `streamSequence` 0): its values fill the
+    /// cache, and the live updates held meanwhile that are newer are returned. The caller answers the waiters with
+    /// the snapshot first, then passes those on as updates through `take`, which keeps them as last values too.
+    mutating func plantAnswered(_ symbol: String, ticks: [(Tick, ByteBuffer)], streamSequence: UInt64)
+        -> [(tick: Tick, text: ByteBuffer)]
+    {
+        guard symbols[symbol] != nil else { return [] }
+        for (tick, text) in ticks { remember(symbol, tick.type, tick.venue, tick.streamSequence, text) }
+        let newer = symbols[symbol]!.held.filter { $0.tick.streamSequence > streamSequence || $0.tick.streamSequence == 0 }
+        symbols[symbol]!.held.removeAll()
+        symbols[symbol]!.awaitingPlant = false
+        return newer
+    }
+
+    /// The waiters of `symbol` now answerable (its snapshot is in), with the snapshot's frames, oldest value first.
+    mutating func answerWaiters(_ symbol: String, allocator: ByteBufferAllocator) -> ([Waiter], [ByteBuffer]) {
+        guard let entry = symbols[symbol], !entry.awaitingPlant, !entry.waiters.isEmpty else { return ([], []) }
+        symbols[symbol]!.waiters.removeAll()
+        let frames = entry.values.sorted { $0.streamSequence < $1.streamSequence }.map { value in
+            Self.flagged(value.text, allocator: allocator)
+        }
+        return (entry.waiters, frames)
+    }
+
+    /// Symbols whose plantd snapshot has been awaited longer than `timeoutNs`.
+    func overdue(nowNs: UInt64, timeoutNs: UInt64) -> [String] {
+        symbols.filter { $0.value.awaitingPlant && nowNs &- $0.value.askedAtNs > timeoutNs }.map(\.key)
+    }
+
+    /// Nobody watches `symbol` any more.
+    mutating func forget(_ symbol: String) { symbols[symbol] = nil }
+
+    /// An update's JSON with `"snapshot":true` first: `{"snapshot":true,"type":...`.
+    static func flagged(_ text: ByteBuffer, allocator: ByteBufferAllocator) -> ByteBuffer {
+        var out = allocator.buffer(capacity: text.readableBytes + 17)
+        out.writeString(#"{"snapshot":true,"#)
+        var rest = text
+        rest.moveReaderIndex(forwardBy: 1)
+        out.writeBuffer(&rest)
+        return out
+    }
+}
