@@ -25,6 +25,17 @@ public struct EdgeConfiguration: Sendable {
     /// On SIGTERM, how long clients get to answer the server's close 1001 before the process exits anyway.
     public var drainTimeout: Duration = .seconds(10)
     public var heartbeatInterval: Duration = .seconds(5)
+    /// A slow client's queue (`[clients]`): above `queueSoft` messages updates of a symbol conflate, at `queueHard`
+    /// messages or `queueHardBytes` the oldest go; over the hard mark for `slowGrace`: 407 and close 4008.
+    public var queueSoft = 256
+    public var queueHard = 1_024
+    public var queueHardBytes = 1 << 20
+    public var slowGrace: Duration = .seconds(5)
+    /// After 407, how long a slow client may still read its last frames before it is disconnected.
+    public var slowLinger: Duration = .seconds(2)
+    /// The kernel send buffer of each client's socket (SO_SNDBUF): fixed, so that what a client that reads nothing
+    /// holds in the kernel is bounded too (autotuning would let it grow to megabytes).
+    public var socketSendBuffer = 131_072
     public var receiveHighWaterMark: Int32 = 1_000_000
     /// Token authentication (`[auth]`); nil when it is off.
     public var auth: AuthConfiguration?
@@ -59,6 +70,15 @@ public struct EdgeConfiguration: Sendable {
         guard configuration.heartbeatInterval >= .milliseconds(100) else {
             throw clients.error("heartbeat_interval", "expected at least 100ms")
         }
+        configuration.queueSoft = try clients.int("queue_soft", default: 256, in: 1...1_000_000)
+        configuration.queueHard = try clients.int("queue_hard", default: 1_024, in: 1...1_000_000)
+        guard configuration.queueHard >= configuration.queueSoft else {
+            throw clients.error("queue_hard", "expected at least queue_soft (\(configuration.queueSoft))")
+        }
+        configuration.queueHardBytes = try clients.int("queue_hard_bytes", default: 1 << 20, in: 4_096...(1 << 30))
+        configuration.slowGrace = try clients.duration("slow_grace", default: .seconds(5))
+        configuration.slowLinger = try clients.duration("slow_linger", default: .seconds(2))
+        configuration.socketSendBuffer = try clients.int("send_buffer_bytes", default: 131_072, in: 4_096...(64 << 20))
         configuration.auth = try loadAuth(try root.table("auth"))
         try root.finish()
         return configuration

@@ -9,6 +9,8 @@ import ZeroMQ
 public struct EdgeUpdate: Sendable {
     public var symbol: String
     public var text: ByteBuffer
+    /// False for STATUS: a slow client's queue may drop or conflate other updates, never these.
+    public var droppable: Bool = true
 }
 
 /// What the upstream thread must change on its SUB socket.
@@ -37,6 +39,10 @@ public final class EdgeHub: Sendable {
     /// Connections refused over `[limits] connections` (406), messages refused over the rate (429).
     let refusedConnections = Atomic<UInt64>(0)
     let rateLimitedMessages = Atomic<UInt64>(0)
+    /// Clients closed with 4008 for staying over their queue's hard mark.
+    let slowClientsClosed = Atomic<UInt64>(0)
+    /// Updates dropped or conflated in slow clients' queues.
+    let droppedUpdates = Atomic<UInt64>(0)
 
     init(eventLoops: [any EventLoop], upstreamThread: SocketThread) {
         registries = eventLoops.map { LoopRegistry(eventLoop: $0) }
@@ -146,7 +152,9 @@ final class LoopRegistry: @unchecked Sendable {
             guard let sessions = watchers[update.symbol] else { continue }
             for session in sessions.values {
                 if session.awaitsSnapshots && session.awaitsSnapshot(of: update.symbol) { continue }
-                if session.write(update.text) { touched.append(session) }
+                if session.write(update.text, symbol: update.symbol, droppable: update.droppable) {
+                    touched.append(session)
+                }
             }
         }
         for session in touched { session.flushIfPending() }
@@ -166,7 +174,10 @@ final class LoopRegistry: @unchecked Sendable {
 
     /// Sends every client of this loop its heartbeat.
     func heartbeat(now: UInt64) {
-        for session in sessions.values { session.sendHeartbeat(nowMs: now / 1_000_000) }
+        for session in Array(sessions.values) {
+            session.sendHeartbeat(nowMs: now / 1_000_000)
+            session.closeIfTooSlow()
+        }
     }
 
     var sessionCount: Int { sessions.count }

@@ -36,7 +36,11 @@ public final class EdgeServer: Sendable {
         let hub = self.hub
         let maxFrameBytes = configuration.maxFrameBytes
         let limits = SessionLimits(maxSymbols: configuration.maxSymbolsPerClient, maxFrameBytes: maxFrameBytes,
-            maxConnections: configuration.maxConnections, maxMessagesPerSecond: configuration.maxMessagesPerSecond)
+            maxConnections: configuration.maxConnections, maxMessagesPerSecond: configuration.maxMessagesPerSecond,
+            queue: ClientQueue.Limits(softMessages: configuration.queueSoft, hardMessages: configuration.queueHard,
+                hardBytes: configuration.queueHardBytes),
+            slowGraceNs: configuration.slowGrace.nanoseconds,
+            slowLinger: .nanoseconds(Int64(configuration.slowLinger.nanoseconds)))
         let handshakeTimeout = TimeAmount.nanoseconds(Int64(configuration.handshakeTimeout.nanoseconds))
         raiseOpenFileLimit()
         let auth = configuration.auth
@@ -44,6 +48,9 @@ public final class EdgeServer: Sendable {
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            // A client's socket "takes no more" above 64 KiB waiting in NIO: its updates queue (bounded) from there.
+            .childChannelOption(.writeBufferWaterMark, value: .init(low: 32 * 1024, high: 64 * 1024))
+            .childChannelOption(.socketOption(.so_sndbuf), value: ChannelOptions.Types.SocketOption.Value(configuration.socketSendBuffer))
             .childChannelInitializer { channel in
                 let upgrader = NIOWebSocketServerUpgrader(
                     maxFrameSize: maxFrameBytes,

@@ -109,7 +109,7 @@ private final class UpstreamLoop: SocketLoop {
         // Everyone who wanted it left while plantd was asked: nothing more comes for it (its SUB is gone).
         if !subscriber.hub.isWatched(symbol) { cache.forget(symbol) }
         for (tick, text) in newer where cache.take(tick, text: text) {
-            batch.append(EdgeUpdate(symbol: tick.symbol, text: text))
+            batch.append(EdgeUpdate(symbol: tick.symbol, text: text, droppable: tick.type != .status))
         }
     }
 
@@ -188,7 +188,9 @@ private final class UpstreamLoop: SocketLoop {
                     var buffer = allocator.buffer(capacity: json.count)
                     buffer.writeBytes(json)
                     // The cache keeps it as the symbol's last value, or holds it while the snapshot is awaited.
-                    if cache.take(tick, text: buffer) { batch.append(EdgeUpdate(symbol: tick.symbol, text: buffer)) }
+                    if cache.take(tick, text: buffer) {
+                        batch.append(EdgeUpdate(symbol: tick.symbol, text: buffer, droppable: tick.type != .status))
+                    }
                 }
             }
             if let index = snapshotPollIndex, poller.isReadable(index) {
@@ -208,7 +210,8 @@ private final class UpstreamLoop: SocketLoop {
                             return DaemonStatus(
                                 daemon: "edged", name: configuration.name, pid: getpid(),
                                 uptimeSeconds: Double(MonotonicClock.nowNanoseconds() - started) / 1e9,
-                                messagesIn: received, messagesOut: 0, rateIn: rateIn.perSecond, rateOut: 0, drops: 0,
+                                messagesIn: received, messagesOut: 0, rateIn: rateIn.perSecond, rateOut: 0,
+                                drops: hub.droppedUpdates.load(ordering: .relaxed),
                                 clients: hub.connectedClients.load(ordering: .relaxed),
                                 counters: [
                                     "symbols_watched": UInt64(hub.watched.count), "malformed": malformed,
@@ -217,6 +220,7 @@ private final class UpstreamLoop: SocketLoop {
                                     "refused_tokens": hub.refusedTokens.load(ordering: .relaxed),
                                     "refused_connections": hub.refusedConnections.load(ordering: .relaxed),
                                     "rate_limited_messages": hub.rateLimitedMessages.load(ordering: .relaxed),
+                                    "slow_clients_closed": hub.slowClientsClosed.load(ordering: .relaxed),
                                 ])
                         case "subs":
                             return EdgeSubscriptionsReply(symbols: hub.watched)

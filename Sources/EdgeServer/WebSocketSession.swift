@@ -21,7 +21,13 @@ enum EdgeErrorCode: Int {
     case authTimeout = 404
     case symbolLimit = 405
     case connectionLimit = 406
+    case slowClient = 407
     case tooManyRequests = 429
+}
+
+extension WebSocketErrorCode {
+    /// DESIGN section 8: a client that stayed over its queue's hard mark for `slow_grace`.
+    static let slowClient = WebSocketErrorCode(codeNumber: 4008)
 }
 
 /// The limits a session enforces (`[limits]`).
@@ -30,6 +36,11 @@ struct SessionLimits {
     var maxFrameBytes = 16_384
     var maxConnections = 20_000
     var maxMessagesPerSecond = 50
+    var queue = ClientQueue.Limits()
+    /// Over the queue's hard mark this long: error 407 and close 4008.
+    var slowGraceNs: UInt64 = 5_000_000_000
+    /// After 407, how long a slow client has to read its last frames before its connection is closed anyway.
+    var slowLinger: TimeAmount = .seconds(2)
 }
 
 /// One WebSocket client on its event loop: reads its requests, keeps its subscriptions, writes its updates.
@@ -54,7 +65,11 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
     private var fragments: ByteBuffer?
     private var pendingFlush = false
     private var closing = false
-    private(set) var dropped: UInt64 = 0
+    /// What waits while the client's socket takes no more: bounded, conflating, dropping the oldest.
+    private var queue: ClientQueue
+    /// When the queue reached its hard mark and has stayed there (nil when under it).
+    private var overHardMarkSinceNs: UInt64?
+    var dropped: UInt64 { queue.dropped }
     /// Token authentication, nil when it is off; then `entitlement` says what the client's token allows.
     private let auth: AuthConfiguration?
     private var urlToken: String?
@@ -68,6 +83,7 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
         self.hub = hub
         self.registry = registry
         self.limits = limits
+        queue = ClientQueue(limits: limits.queue)
         messageAllowance = Double(limits.maxMessagesPerSecond)
         self.auth = auth
         self.urlToken = urlToken
@@ -250,13 +266,55 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
         context.flush()
     }
 
-    /// Queues an update without flushing; returns true when the caller must flush this session later.
-    func write(_ text: ByteBuffer) -> Bool {
+    /// Writes an update without flushing, or queues it while the client's socket takes no more (NIO's write buffer
+    /// above its high-water mark); returns true when the caller must flush this session later.
+    func write(_ text: ByteBuffer, symbol: String, droppable: Bool) -> Bool {
         guard let context, !closing else { return false }
+        guard queue.isEmpty && context.channel.isWritable else {
+            let before = queue.dropped
+            queue.append(.init(symbol: symbol, text: text, droppable: droppable))
+            if queue.dropped > before { hub.droppedUpdates.wrappingAdd(queue.dropped - before, ordering: .relaxed) }
+            noteQueueMark()
+            closeIfTooSlow()
+            return false
+        }
         context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: text)), promise: nil)
         if pendingFlush { return false }
         pendingFlush = true
         return true
+    }
+
+    /// The socket takes more again: what waited goes out, oldest first, as far as it takes it.
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        guard context.channel.isWritable, !closing, !queue.isEmpty else { return }
+        while context.channel.isWritable, let entry = queue.popFirst() {
+            context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: entry.text)), promise: nil)
+        }
+        context.flush()
+        noteQueueMark()
+    }
+
+    private func noteQueueMark() {
+        if queue.isOverHardMark {
+            if overHardMarkSinceNs == nil { overHardMarkSinceNs = MonotonicClock.nowNanoseconds() }
+        } else {
+            overHardMarkSinceNs = nil
+        }
+    }
+
+    /// A client over its queue's hard mark for `slow_grace` gets 407 and close 4008; what it had queued is let go
+    /// at once, and the connection is closed after `slowLinger` whether or not it reads its last frames.
+    func closeIfTooSlow() {
+        guard let since = overHardMarkSinceNs, !closing, let context,
+            MonotonicClock.nowNanoseconds() &- since >= limits.slowGraceNs
+        else { return }
+        hub.slowClientsClosed.wrappingAdd(1, ordering: .relaxed)
+        while queue.popFirst() != nil {}
+        overHardMarkSinceNs = nil
+        sendError(.slowClient, "too slow: \(queue.dropped) updates dropped; reconnect and resume")
+        startClosing(code: .slowClient)
+        let channel = context.channel
+        context.eventLoop.scheduleTask(in: limits.slowLinger) { channel.close(promise: nil) }
     }
 
     func flushIfPending() {

@@ -55,6 +55,7 @@ import ZeroMQ
             context = try ZMQContext()
             upstream = try ZMQSocket(context, type: .extendedPublish)
             try upstream.setVerboseSubscriptions(true)
+            try upstream.setSendHighWaterMark(1_000_000)  // a burst from a test is never dropped on its way to edged
             try upstream.setReceiveTimeout(milliseconds: 3000)
             try upstream.bind("tcp://127.0.0.1:*")
             var configuration = EdgeConfiguration()

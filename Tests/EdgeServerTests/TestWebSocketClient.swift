@@ -12,8 +12,9 @@ final class TestWebSocketClient {
     }
 
     /// Connects and performs the HTTP upgrade on `path`.
-    init(port: Int, path: String = "/prices") throws {
-        fd = try Self.connect(port: port)
+    /// `receiveBuffer` sets a small kernel receive buffer first: a client that stops reading then backs up quickly.
+    init(port: Int, path: String = "/prices", receiveBuffer: Int32? = nil) throws {
+        fd = try Self.connect(port: port, receiveBuffer: receiveBuffer)
         let request = "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
         try writeAll(Array(request.utf8))
@@ -26,8 +27,11 @@ final class TestWebSocketClient {
 
     deinit { close(fd) }
 
-    static func connect(port: Int) throws -> Int32 {
+    static func connect(port: Int, receiveBuffer: Int32? = nil) throws -> Int32 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        if var size = receiveBuffer {
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)

@@ -1,0 +1,65 @@
+import DequeModule
+import NIOCore
+
+/// The updates waiting for one slow client (DESIGN section 8, backpressure): filled only while the client's socket
+/// does not take more, bounded in messages and bytes whatever the client does.
+///
+/// Above the soft mark a new update of a symbol replaces the one queued for it (conflation: the newest value wins);
+/// at the hard mark the oldest updates go. STATUS messages and snapshots are never dropped: a client may lag, but it
+/// never misses a halt or its starting values.
+struct ClientQueue {
+    struct Entry {
+        var symbol: String
+        var text: ByteBuffer
+        /// False for STATUS and snapshots.
+        var droppable: Bool
+    }
+
+    struct Limits: Sendable {
+        var softMessages = 256
+        var hardMessages = 1_024
+        var hardBytes = 1 << 20
+    }
+
+    let limits: Limits
+    private(set) var entries = Deque<Entry>()
+    private(set) var bytes = 0
+    /// Updates dropped or replaced before they were written, since the client connected.
+    private(set) var dropped: UInt64 = 0
+
+    init(limits: Limits) {
+        self.limits = limits
+    }
+
+    var isEmpty: Bool { entries.isEmpty }
+    var count: Int { entries.count }
+    var isOverHardMark: Bool { entries.count >= limits.hardMessages || bytes >= limits.hardBytes }
+
+    mutating func append(_ entry: Entry) {
+        if entry.droppable && entries.count >= limits.softMessages,
+            let queued = entries.lastIndex(where: { $0.droppable && $0.symbol == entry.symbol })
+        {
+            // Conflation: the queued value of the symbol is stale; the new one takes its place in the line.
+            bytes += entry.text.readableBytes - entries[queued].text.readableBytes
+            entries[queued] = entry
+            dropped += 1
+        } else {
+            entries.append(entry)
+            bytes += entry.text.readableBytes
+        }
+        // At the hard mark the oldest updates go (never a STATUS or a snapshot).
+        while entries.count > limits.hardMessages || bytes > limits.hardBytes,
+            let oldest = entries.firstIndex(where: \.droppable)
+        {
+            bytes -= entries[oldest].text.readableBytes
+            entries.remove(at: oldest)
+            dropped += 1
+        }
+    }
+
+    mutating func popFirst() -> Entry? {
+        guard let entry = entries.popFirst() else { return nil }
+        bytes -= entry.text.readableBytes
+        return entry
+    }
+}

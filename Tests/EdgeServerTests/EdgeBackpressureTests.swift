@@ -1,0 +1,148 @@
+import Foundation
+import NIOCore
+import Testing
+
+@testable import EdgeServer
+import MarketData
+import ZeroMQ
+
+/// A slow client's queue on its own: conflation above the soft mark, the oldest dropped at the hard mark, STATUS
+/// never dropped.
+@Suite struct ClientQueueTests {
+    static func entry(_ symbol: String, _ text: String, droppable: Bool = true) -> ClientQueue.Entry {
+        .init(symbol: symbol, text: ByteBuffer(string: text), droppable: droppable)
+    }
+
+    static func texts(_ queue: inout ClientQueue) -> [String] {
+        var out: [String] = []
+        while let entry = queue.popFirst() { out.append(String(buffer: entry.text)) }
+        return out
+    }
+
+    @Test func aboveTheSoftMarkTheNewestValueOfASymbolReplacesTheQueuedOne() {
+        var queue = ClientQueue(limits: .init(softMessages: 2, hardMessages: 10, hardBytes: 1 << 20))
+        for text in ["A1", "B1", "A2", "C1", "A3", "B2"] { queue.append(Self.entry(String(text.prefix(1)), text)) }
+        // Under the soft mark A1 and B1 queue; from there each new value takes its symbol's place in the line.
+        #expect(Self.texts(&queue) == ["A3", "B2", "C1"])
+        #expect(queue.dropped == 3 && queue.bytes == 0)
+    }
+
+    @Test func atTheHardMarkTheOldestGoButNeverAStatus() {
+        var queue = ClientQueue(limits: .init(softMessages: 100, hardMessages: 3, hardBytes: 1 << 20))
+        queue.append(Self.entry("A", "halt", droppable: false))
+        for text in ["A1", "B1", "C1", "D1"] { queue.append(Self.entry(String(text.prefix(1)), text)) }
+        #expect(Self.texts(&queue) == ["halt", "C1", "D1"])
+        #expect(queue.dropped == 2)
+        // A byte limit holds too.
+        var small = ClientQueue(limits: .init(softMessages: 100, hardMessages: 100, hardBytes: 10))
+        for text in ["AAAA1", "BBBB1", "CCCC1"] { small.append(Self.entry(String(text.prefix(1)), text)) }
+        #expect(small.bytes <= 10 && Self.texts(&small) == ["BBBB1", "CCCC1"])
+    }
+}
+
+/// Slow clients over real sockets: one stops reading while another reads at full speed. The fast one misses
+/// nothing; the slow one's queue stays bounded, and after `slow_grace` over its hard mark it gets 407 and close 4008.
+@Suite(.serialized) struct EdgeBackpressureOverRealSockets {
+    @Test func aSlowClientIsCutOffAndTheFastOneMissesNothing() async throws {
+        let fixture = try await EdgeServerOverRealSockets.Fixture {
+            // One symbol conflates to one queued update per symbol above the soft mark, so with one symbol a queue
+            // reaches a hard mark only as high as the soft one.
+            $0.queueSoft = 64
+            $0.queueHard = 64
+            $0.slowGrace = .milliseconds(300)
+            $0.slowLinger = .seconds(10)  // the slow client reads its last frames after the burst
+            $0.socketSendBuffer = 8_192
+        }
+        let fast = try TestWebSocketClient(port: fixture.port)
+        let slow = try TestWebSocketClient(port: fixture.port, receiveBuffer: 4_096)
+        for client in [fast, slow] {
+            try client.send(text: #"{"action":"subscribe","symbol":"AAPL"}"#)
+            _ = try client.receiveText()
+        }
+        _ = try fixture.nextUpstreamChange()
+        try await Task.sleep(for: .milliseconds(200))
+        // The fast client reads on a thread of its own (not one of the test's tasks: its reads block) while updates
+        // pour in; the slow one reads nothing.
+        let total = 10_000
+        let reader = FastReader(fast, expecting: total)
+        reader.start()
+        // 5 000 updates a second: a reading client keeps up; one that reads nothing is over its hard mark in half a
+        // second and stays there.
+        for index in 0..<total {
+            try fixture.publishTrade("AAPL", price: 178_000_000 + Int64(index % 100) * 10_000)
+            if index % 100 == 99 { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        while !reader.finished { try await Task.sleep(for: .milliseconds(50)) }
+        let sequences = reader.sequences
+        #expect(sequences.count == total, "the fast client got \(sequences.count) of \(total)")
+        #expect(sequences == Array(1...total), "in order, none missing")
+
+        // The slow client, reading again, finds the end of its line: 407, then close 4008.
+        var sawSlowError = false
+        var closeCode: Int?
+        let deadline = Date().addingTimeInterval(15)
+        while closeCode == nil && Date() < deadline, let frame = try? slow.receiveFrame(timeout: 2) {
+            if frame.opcode == 0x8 {
+                closeCode = frame.payload.count >= 2 ? Int(frame.payload[0]) << 8 | Int(frame.payload[1]) : 0
+            } else if String(decoding: frame.payload, as: UTF8.self).contains(#""code":407"#) {
+                sawSlowError = true
+            }
+        }
+        #expect(sawSlowError)
+        #expect(closeCode == 4008)
+        let status = try EdgeStatusProbe.status(fixture)
+        #expect(status.counters["slow_clients_closed"] == 1)
+        #expect(status.drops > 0)
+        await fixture.stop()
+    }
+}
+
+/// Reads one client's updates on a thread of its own until it has `expecting` of them or 20 s pass.
+/// `@unchecked Sendable`: the client is used by the reading thread alone once `start` is called; the results are
+/// read through the lock after `finished` says the thread is done.
+final class FastReader: @unchecked Sendable {
+    private let client: TestWebSocketClient
+    private let expecting: Int
+    private let lock = NSLock()
+    private var received: [Int] = []
+    private var done = false
+
+    init(_ client: TestWebSocketClient, expecting: Int) {
+        self.client = client
+        self.expecting = expecting
+    }
+
+    func start() {
+        Thread.detachNewThread { [self] in
+            var sequences: [Int] = []
+            let deadline = Date().addingTimeInterval(20)
+            while sequences.count < expecting && Date() < deadline {
+                do {
+                    let message = try client.receiveJSON(timeout: 2)
+                    if let seq = message["seq"] as? Int { sequences.append(seq) }
+                } catch {
+                    break
+                }
+            }
+            lock.withLock {
+                received = sequences
+                done = true
+            }
+        }
+    }
+
+    var finished: Bool { lock.withLock { done } }
+    var sequences: [Int] { lock.withLock { received } }
+}
+
+enum EdgeStatusProbe {
+    /// edged's `status` from its control endpoint.
+    static func status(_ fixture: EdgeServerOverRealSockets.Fixture) throws -> DaemonStatus {
+        let control = try ZMQSocket(fixture.context, type: .request)
+        defer { control.close() }
+        try control.setReceiveTimeout(milliseconds: 2_000)
+        try control.connect(try #require(fixture.server.controlEndpoint))
+        try control.send(#"{"cmd":"status"}"#)
+        return try JSONDecoder().decode(DaemonStatus.self, from: Data(try #require(try control.receiveFrames())[0]))
+    }
+}
