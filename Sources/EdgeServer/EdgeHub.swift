@@ -11,6 +11,8 @@ public struct EdgeUpdate: Sendable {
     public var text: ByteBuffer
     /// False for STATUS: a slow client's queue may drop or conflate other updates, never these.
     public var droppable: Bool = true
+    /// What the update is, for each client's `mode`.
+    public var type: TickType = .trade
 }
 
 /// What the upstream thread must change on its SUB socket.
@@ -81,7 +83,9 @@ public final class EdgeHub: Sendable {
     }
 
     /// Hands a session its snapshot of `symbol` on its loop.
-    func dispatchSnapshot(_ frames: [ByteBuffer], of symbol: String, to registry: LoopRegistry, session: ObjectIdentifier) {
+    func dispatchSnapshot(
+        _ frames: [(TickType, ByteBuffer)], of symbol: String, to registry: LoopRegistry, session: ObjectIdentifier
+    ) {
         registry.eventLoop.execute { registry.deliverSnapshot(frames, of: symbol, to: session) }
     }
 
@@ -152,6 +156,7 @@ final class LoopRegistry: @unchecked Sendable {
             guard let sessions = watchers[update.symbol] else { continue }
             for session in sessions.values {
                 if session.awaitsSnapshots && session.awaitsSnapshot(of: update.symbol) { continue }
+                if session.hasNarrowModes && !session.wants(update.type, of: update.symbol) { continue }
                 if session.write(update.text, symbol: update.symbol, droppable: update.droppable) {
                     touched.append(session)
                 }
@@ -161,7 +166,7 @@ final class LoopRegistry: @unchecked Sendable {
         touched.removeAll(keepingCapacity: true)
     }
 
-    func deliverSnapshot(_ frames: [ByteBuffer], of symbol: String, to session: ObjectIdentifier) {
+    func deliverSnapshot(_ frames: [(TickType, ByteBuffer)], of symbol: String, to session: ObjectIdentifier) {
         eventLoop.preconditionInEventLoop()
         sessions[session]?.receiveSnapshot(frames, of: symbol)
     }

@@ -80,11 +80,11 @@ struct EdgeSnapshotCache {
     }
 
     /// The waiters of `symbol` now answerable (its snapshot is in), with the snapshot's frames, oldest value first.
-    mutating func answerWaiters(_ symbol: String, allocator: ByteBufferAllocator) -> ([Waiter], [ByteBuffer]) {
+    mutating func answerWaiters(_ symbol: String, allocator: ByteBufferAllocator) -> ([Waiter], [(TickType, ByteBuffer)]) {
         guard let entry = symbols[symbol], !entry.awaitingPlant, !entry.waiters.isEmpty else { return ([], []) }
         symbols[symbol]!.waiters.removeAll()
         let frames = entry.values.sorted { $0.streamSequence < $1.streamSequence }.map { value in
-            Self.flagged(value.text, allocator: allocator)
+            (value.type, Self.flagged(value.text, allocator: allocator))
         }
         return (entry.waiters, frames)
     }

@@ -109,7 +109,7 @@ private final class UpstreamLoop: SocketLoop {
         // Everyone who wanted it left while plantd was asked: nothing more comes for it (its SUB is gone).
         if !subscriber.hub.isWatched(symbol) { cache.forget(symbol) }
         for (tick, text) in newer where cache.take(tick, text: text) {
-            batch.append(EdgeUpdate(symbol: tick.symbol, text: text, droppable: tick.type != .status))
+            batch.append(EdgeUpdate(symbol: tick.symbol, text: text, droppable: tick.type != .status, type: tick.type))
         }
     }
 
@@ -189,7 +189,8 @@ private final class UpstreamLoop: SocketLoop {
                     buffer.writeBytes(json)
                     // The cache keeps it as the symbol's last value, or holds it while the snapshot is awaited.
                     if cache.take(tick, text: buffer) {
-                        batch.append(EdgeUpdate(symbol: tick.symbol, text: buffer, droppable: tick.type != .status))
+                        batch.append(EdgeUpdate(symbol: tick.symbol, text: buffer, droppable: tick.type != .status,
+                            type: tick.type))
                     }
                 }
             }

@@ -10,6 +10,22 @@ struct ClientMessage: Decodable {
     var symbol: String?
     var symbols: [String]?
     var token: String?
+    var mode: String?
+}
+
+/// What a client wants of a symbol (`"mode"` of a subscribe): `ltp` the last trade (TRADE, and STATUS so it knows
+/// whether to trust it), `quote` that and the best bid and offer (QUOTE), `full` everything (BOOK and BAR too, the
+/// default).
+enum SubscriptionMode: String {
+    case ltp, quote, full
+
+    func wants(_ type: TickType) -> Bool {
+        switch self {
+        case .full: true
+        case .quote: type == .trade || type == .quote || type == .status
+        case .ltp: type == .trade || type == .status
+        }
+    }
 }
 
 /// Error codes sent as `{"type":"error","code":N,"message":"..."}`.
@@ -58,6 +74,10 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
     private var allowanceAtNs: UInt64 = MonotonicClock.nowNanoseconds()
     private var context: ChannelHandlerContext?
     private var symbols: Set<String> = []
+    /// Symbols subscribed with a mode other than full (the others want everything).
+    private var narrowModes: [String: SubscriptionMode] = [:]
+    var hasNarrowModes: Bool { !narrowModes.isEmpty }
+    func wants(_ type: TickType, of symbol: String) -> Bool { narrowModes[symbol]?.wants(type) ?? true }
     /// Symbols subscribed whose snapshot has not come yet: their updates are skipped until it does.
     private var awaiting: Set<String> = []
     var awaitsSnapshots: Bool { !awaiting.isEmpty }
@@ -213,6 +233,11 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
                 }
             }
             if message.action == "subscribe" {
+                let mode = message.mode.map { SubscriptionMode(rawValue: $0) } ?? .full
+                guard let mode else {
+                    hub.badClientMessages.wrappingAdd(1, ordering: .relaxed)
+                    return sendError(.badMessage, "mode \"\(message.mode ?? "")\": expected ltp, quote or full")
+                }
                 if let entitlement, let refused = requested.first(where: { !entitlement.allows($0) }) {
                     return sendError(.notEntitled, "\"\(refused)\": not among the symbols your token allows")
                 }
@@ -221,6 +246,8 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
                     return sendError(.symbolLimit, "at most \(maxSymbols) symbols per connection")
                 }
                 sendControl(type: "subscribed", symbols: requested)
+                // A symbol subscribed again takes the new mode.
+                for symbol in Set(requested) { narrowModes[symbol] = mode == .full ? nil : mode }
                 for symbol in Set(added) {
                     symbols.insert(symbol)
                     awaiting.insert(symbol)
@@ -231,6 +258,7 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
             } else {
                 for symbol in Set(requested) where symbols.remove(symbol) != nil {
                     awaiting.remove(symbol)
+                    narrowModes[symbol] = nil
                     registry.unwatch(symbol, by: self)
                     hub.release(symbol)
                 }
@@ -258,9 +286,9 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
     // MARK: Writing
 
     /// A subscribed symbol's last values, each flagged `"snapshot":true`; its updates flow from now on.
-    func receiveSnapshot(_ frames: [ByteBuffer], of symbol: String) {
+    func receiveSnapshot(_ frames: [(TickType, ByteBuffer)], of symbol: String) {
         guard awaiting.remove(symbol) != nil, let context, !closing else { return }
-        for frame in frames {
+        for (type, frame) in frames where wants(type, of: symbol) {
             context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: frame)), promise: nil)
         }
         context.flush()

@@ -165,13 +165,57 @@ import ZeroMQ
                 + (message["snapshot"] as? Bool == true ? " snapshot" : ""))
         }
         #expect(secondSeen == ["QUOTE 10 snapshot", "TRADE 12 snapshot"])
+        // A client in ltp mode gets only the last trade of the snapshot.
+        let third = try TestWebSocketClient(port: fixture.port)
+        try third.send(text: #"{"action":"subscribe","symbol":"AAPL","mode":"ltp"}"#)
+        _ = try third.receiveText()
+        let ltpSnapshot = try third.receiveJSON()
+        #expect(ltpSnapshot["type"] as? String == "TRADE" && ltpSnapshot["seq"] as? Int == 12)
         try plantSnapshots.setReceiveTimeout(milliseconds: 300)
         #expect(try plantSnapshots.receiveFrames() == nil, "plantd was not asked again")
         // Both get the next update once.
         try publishLive(tick(.trade, 17_854, stream: 13))
         #expect(try first.receiveJSON()["seq"] as? Int == 13)
         #expect(try second.receiveJSON()["seq"] as? Int == 13)
+        #expect(try third.receiveJSON()["seq"] as? Int == 13, "and no snapshot QUOTE before it")
         await fixture.stop()
         plantSnapshots.close()
+    }
+}
+
+/// `mode` on a subscribe: ltp gets trades (and statuses), quote adds quotes, full (the default) gets everything.
+@Suite(.serialized) struct EdgeModesOverRealSockets {
+    @Test func eachClientGetsTheTypesItsModeAsksFor() async throws {
+        let fixture = try await EdgeServerOverRealSockets.Fixture()
+        let ltp = try TestWebSocketClient(port: fixture.port)
+        let quote = try TestWebSocketClient(port: fixture.port)
+        let full = try TestWebSocketClient(port: fixture.port)
+        try ltp.send(text: #"{"action":"subscribe","symbol":"AAPL","mode":"ltp"}"#)
+        try quote.send(text: #"{"action":"subscribe","symbol":"AAPL","mode":"quote"}"#)
+        try full.send(text: #"{"action":"subscribe","symbol":"AAPL"}"#)
+        for client in [ltp, quote, full] { _ = try client.receiveText() }
+        _ = try fixture.nextUpstreamChange()
+        try await Task.sleep(for: .milliseconds(200))
+        var quoteTick = Tick(symbol: "AAPL", type: .quote, venue: "XNAS")
+        quoteTick.bidPrice = Price(fixedPoint: 178_500_000)
+        quoteTick.askPrice = Price(fixedPoint: 178_520_000)
+        var book = Tick(symbol: "AAPL", type: .book, venue: "XNAS")
+        book.bids = [BookLevel(price: Price(fixedPoint: 178_500_000), size: 100)]
+        var status = Tick(symbol: "AAPL", type: .status, venue: "XNAS")
+        status.state = .halted
+        for tick in [quoteTick, book, Tick.trade(symbol: "AAPL", venue: "XNAS", price: Price(fixedPoint: 178_510_000),
+            size: 10), status]
+        {
+            try fixture.publish(tick)
+        }
+        func types(_ client: TestWebSocketClient, _ count: Int) throws -> [String] {
+            try (0..<count).map { _ in try client.receiveJSON()["type"] as? String ?? "?" }
+        }
+        #expect(try types(ltp, 2) == ["TRADE", "STATUS"])
+        #expect(try types(quote, 3) == ["QUOTE", "TRADE", "STATUS"])
+        #expect(try types(full, 4) == ["QUOTE", "BOOK", "TRADE", "STATUS"])
+        try ltp.send(text: #"{"action":"subscribe","symbol":"MSFT","mode":"depth"}"#)
+        #expect(try ltp.receiveJSON()["code"] as? Int == 400)
+        await fixture.stop()
     }
 }

@@ -86,6 +86,15 @@ import ZeroMQ
             try upstream.send(encoder.encodeToArray(tick))
         }
 
+        /// Publishes any tick, with the next symbol_seq.
+        func publish(_ tick: Tick) throws {
+            var tick = tick
+            symbolSequence += 1
+            tick.symbolSequence = symbolSequence
+            try upstream.send(Topic.make(symbol: tick.symbol, type: tick.type), more: true)
+            try upstream.send(encoder.encodeToArray(tick))
+        }
+
         func stop() async { await server.stop() }
     }
 
