@@ -124,6 +124,8 @@ final class LoopRegistry: @unchecked Sendable {
     private var watchers: [String: [ObjectIdentifier: WebSocketSession]] = [:]
     private var sessions: [ObjectIdentifier: WebSocketSession] = [:]
     private var touched: [WebSocketSession] = []
+    /// Sessions with an update waiting for its maxRate turn.
+    private var rateHeld: [ObjectIdentifier: WebSocketSession] = [:]
 
     init(eventLoop: any EventLoop) { self.eventLoop = eventLoop }
 
@@ -135,6 +137,7 @@ final class LoopRegistry: @unchecked Sendable {
     func remove(_ session: WebSocketSession) {
         eventLoop.preconditionInEventLoop()
         sessions[ObjectIdentifier(session)] = nil
+        rateHeld[ObjectIdentifier(session)] = nil
     }
 
     func watch(_ symbol: String, by session: WebSocketSession) {
@@ -160,10 +163,17 @@ final class LoopRegistry: @unchecked Sendable {
                 if session.write(update.text, symbol: update.symbol, droppable: update.droppable) {
                     touched.append(session)
                 }
+                if session.hasRateHeld { rateHeld[ObjectIdentifier(session)] = session }
             }
         }
         for session in touched { session.flushIfPending() }
         touched.removeAll(keepingCapacity: true)
+    }
+
+    /// Sends the updates whose maxRate turn has come (a timer of the loop, every few milliseconds).
+    func releaseRateHeld(nowNs: UInt64) {
+        guard !rateHeld.isEmpty else { return }
+        for (id, session) in rateHeld where !session.releaseRateHeld(nowNs: nowNs) { rateHeld[id] = nil }
     }
 
     func deliverSnapshot(_ frames: [(TickType, ByteBuffer)], of symbol: String, to session: ObjectIdentifier) {

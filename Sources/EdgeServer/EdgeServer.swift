@@ -83,10 +83,16 @@ public final class EdgeServer: Sendable {
         let channel = try await bootstrap.bind(host: configuration.host, port: configuration.port).get()
         serverChannel.withLock { $0 = channel }
         let interval = TimeAmount.nanoseconds(Int64(configuration.heartbeatInterval.nanoseconds))
-        let tasks = hub.registries.map { registry in
-            registry.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
-                registry.heartbeat(now: WallClock.nowNanoseconds())
-            }
+        let tasks = hub.registries.flatMap { registry in
+            [
+                registry.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
+                    registry.heartbeat(now: WallClock.nowNanoseconds())
+                },
+                // maxRate turns: a held update goes out within 10 ms of its turn.
+                registry.eventLoop.scheduleRepeatedTask(initialDelay: .milliseconds(10), delay: .milliseconds(10)) { _ in
+                    registry.releaseRateHeld(nowNs: MonotonicClock.nowNanoseconds())
+                },
+            ]
         }
         heartbeats.withLock { $0 = tasks }
         logger.info("edged listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")",

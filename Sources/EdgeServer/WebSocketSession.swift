@@ -11,6 +11,15 @@ struct ClientMessage: Decodable {
     var symbols: [String]?
     var token: String?
     var mode: String?
+    var maxRate: Double?
+}
+
+/// A symbol a client asked at most `maxRate` updates per second of: the latest update waits for its turn.
+struct RateHeld {
+    var intervalNs: UInt64
+    var lastSentNs: UInt64 = 0
+    /// The newest update not sent yet (each later one replaces it: conflation).
+    var waiting: ByteBuffer?
 }
 
 /// What a client wants of a symbol (`"mode"` of a subscribe): `ltp` the last trade (TRADE, and STATUS so it knows
@@ -78,6 +87,9 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
     private var narrowModes: [String: SubscriptionMode] = [:]
     var hasNarrowModes: Bool { !narrowModes.isEmpty }
     func wants(_ type: TickType, of symbol: String) -> Bool { narrowModes[symbol]?.wants(type) ?? true }
+    /// Symbols with a `maxRate`, and whether any of them has an update waiting for its turn.
+    private var rates: [String: RateHeld] = [:]
+    private(set) var hasRateHeld = false
     /// Symbols subscribed whose snapshot has not come yet: their updates are skipped until it does.
     private var awaiting: Set<String> = []
     var awaitsSnapshots: Bool { !awaiting.isEmpty }
@@ -238,6 +250,10 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
                     hub.badClientMessages.wrappingAdd(1, ordering: .relaxed)
                     return sendError(.badMessage, "mode \"\(message.mode ?? "")\": expected ltp, quote or full")
                 }
+                if let rate = message.maxRate, !(rate > 0 && rate <= 1_000) {
+                    hub.badClientMessages.wrappingAdd(1, ordering: .relaxed)
+                    return sendError(.badMessage, "maxRate \(rate): expected updates per second from above 0 to 1000")
+                }
                 if let entitlement, let refused = requested.first(where: { !entitlement.allows($0) }) {
                     return sendError(.notEntitled, "\"\(refused)\": not among the symbols your token allows")
                 }
@@ -247,7 +263,10 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
                 }
                 sendControl(type: "subscribed", symbols: requested)
                 // A symbol subscribed again takes the new mode.
-                for symbol in Set(requested) { narrowModes[symbol] = mode == .full ? nil : mode }
+                for symbol in Set(requested) {
+                    narrowModes[symbol] = mode == .full ? nil : mode
+                    rates[symbol] = message.maxRate.map { RateHeld(intervalNs: UInt64(1e9 / $0)) }
+                }
                 for symbol in Set(added) {
                     symbols.insert(symbol)
                     awaiting.insert(symbol)
@@ -259,6 +278,7 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
                 for symbol in Set(requested) where symbols.remove(symbol) != nil {
                     awaiting.remove(symbol)
                     narrowModes[symbol] = nil
+                    rates[symbol] = nil
                     registry.unwatch(symbol, by: self)
                     hub.release(symbol)
                 }
@@ -296,8 +316,28 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
 
     /// Writes an update without flushing, or queues it while the client's socket takes no more (NIO's write buffer
     /// above its high-water mark); returns true when the caller must flush this session later.
-    func write(_ text: ByteBuffer, symbol: String, droppable: Bool) -> Bool {
+    func write(_ text: ByteBuffer, symbol: String, droppable: Bool, rateTurn: Bool = false) -> Bool {
         guard let context, !closing else { return false }
+        // A STATUS is never held: the update waiting for its turn goes first, so the client sees them in order.
+        var mustFlush = false
+        if !droppable, !rates.isEmpty, let waiting = rates[symbol]?.waiting {
+            rates[symbol]?.waiting = nil
+            rates[symbol]?.lastSentNs = MonotonicClock.nowNanoseconds()
+            mustFlush = write(waiting, symbol: symbol, droppable: true, rateTurn: true)
+        }
+        // A symbol with a maxRate: an update within its interval waits (replacing one that waited); STATUS never.
+        if droppable, !rateTurn, !rates.isEmpty, var rate = rates[symbol] {
+            let now = MonotonicClock.nowNanoseconds()
+            if now &- rate.lastSentNs < rate.intervalNs {
+                rate.waiting = text
+                rates[symbol] = rate
+                hasRateHeld = true
+                return false
+            }
+            rate.lastSentNs = now
+            rate.waiting = nil
+            rates[symbol] = rate
+        }
         guard queue.isEmpty && context.channel.isWritable else {
             let before = queue.dropped
             queue.append(.init(symbol: symbol, text: text, droppable: droppable))
@@ -307,9 +347,29 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
             return false
         }
         context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: text)), promise: nil)
-        if pendingFlush { return false }
+        if pendingFlush { return mustFlush }
         pendingFlush = true
         return true
+    }
+
+    /// Sends the updates whose maxRate turn has come (the loop's timer calls it); false once none waits.
+    func releaseRateHeld(nowNs: UInt64) -> Bool {
+        guard hasRateHeld else { return false }
+        var stillWaiting = false
+        var wrote = false
+        for (symbol, rate) in rates {
+            guard let text = rate.waiting else { continue }
+            guard nowNs &- rate.lastSentNs >= rate.intervalNs else {
+                stillWaiting = true
+                continue
+            }
+            rates[symbol]?.waiting = nil
+            rates[symbol]?.lastSentNs = nowNs
+            if write(text, symbol: symbol, droppable: true, rateTurn: true) { wrote = true }
+        }
+        if wrote { flushIfPending() }
+        hasRateHeld = stillWaiting
+        return stillWaiting
     }
 
     /// The socket takes more again: what waited goes out, oldest first, as far as it takes it.

@@ -219,3 +219,43 @@ import ZeroMQ
         await fixture.stop()
     }
 }
+
+/// `maxRate` on a subscribe: at most that many updates per second of the symbol, always ending on the latest.
+@Suite(.serialized) struct EdgeMaxRateOverRealSockets {
+    @Test func aClientWithMaxRateTwoGetsAtMostTwoASecondAndTheLatestPrice() async throws {
+        let fixture = try await EdgeServerOverRealSockets.Fixture()
+        let limited = try TestWebSocketClient(port: fixture.port)
+        let everything = try TestWebSocketClient(port: fixture.port)
+        try limited.send(text: #"{"action":"subscribe","symbol":"AAPL","maxRate":2}"#)
+        try everything.send(text: #"{"action":"subscribe","symbol":"AAPL"}"#)
+        for client in [limited, everything] { _ = try client.receiveText() }
+        _ = try fixture.nextUpstreamChange()
+        try await Task.sleep(for: .milliseconds(200))
+        // 40 trades over 1.2 s, the price rising each time; then a halt, which no rate holds back.
+        for index in 1...40 {
+            try fixture.publishTrade("AAPL", price: 178_000_000 + Int64(index) * 10_000)
+            try await Task.sleep(for: .milliseconds(30))
+        }
+        var halt = Tick(symbol: "AAPL", type: .status, venue: "XNAS")
+        halt.state = .halted
+        try fixture.publish(halt)
+        try await Task.sleep(for: .milliseconds(700))
+        var prices: [String] = []
+        var sawHalt = false
+        while let message = try? limited.receiveJSON(timeout: 0.3) {
+            if message["type"] as? String == "TRADE" {
+                prices.append("\(message["price"] ?? "?")")
+                #expect(!sawHalt, "the trade held for its turn goes out before the halt, not after")
+            }
+            if message["type"] as? String == "STATUS" { sawHalt = true }
+        }
+        // 1.2 s at 2 a second: the first at once, then one each half second (3 or 4), and the last held one.
+        #expect(prices.count >= 3 && prices.count <= 5, "\(prices)")
+        #expect(prices.last == "178.4", "the latest price arrives in the end: \(prices)")
+        #expect(sawHalt)
+        var all = 0
+        while (try? everything.receiveJSON(timeout: 0.3)) != nil { all += 1 }
+        #expect(all == 41, "a client without maxRate gets every update")
+        await fixture.stop()
+    }
+}
