@@ -178,8 +178,8 @@ final class PlantLoop: SocketLoop {
                 publishHeartbeat()
                 nextHeartbeat = now + configuration.heartbeatInterval.nanoseconds
             }
-            // A replay being read from the journal goes on next turn without waiting.
-            // A waiting BOOK is sent when its interval is up, even if nothing else happens by then.
+            // The poll wakes for the next heartbeat or the next conflated BOOK due, whichever is first, and does not
+            // wait at all while a replay is being read from the journal.
             let untilHeartbeat = nextHeartbeat - min(now, nextHeartbeat)
             let untilBook = books.nextDueInNs(nowNs: now) ?? untilHeartbeat
             let wait = journalReplays.isEmpty ? Int(min(untilHeartbeat, untilBook) / 1_000_000) + 1 : 0
@@ -262,7 +262,6 @@ final class PlantLoop: SocketLoop {
         books.due(nowNs: tickMonotonicNs, into: &dueBooks)
         guard !dueBooks.isEmpty else { return }
         for (id, var book) in dueBooks {
-            book.plantReceiveNs = book.plantReceiveNs == 0 ? WallClock.nowNanoseconds() : book.plantReceiveNs
             publish(&book, symbolID: id)
             publishDerived()
         }
