@@ -36,6 +36,8 @@ public struct EdgeConfiguration: Sendable {
     /// The kernel send buffer of each client's socket (SO_SNDBUF): fixed, so that what a client that reads nothing
     /// holds in the kernel is bounded too (autotuning would let it grow to megabytes).
     public var socketSendBuffer = 131_072
+    /// A client that sends nothing (not even a pong to edged's ping) this long is closed (1008); zero: never.
+    public var idleTimeout: Duration = .seconds(60)
     public var receiveHighWaterMark: Int32 = 1_000_000
     /// Token authentication (`[auth]`); nil when it is off.
     public var auth: AuthConfiguration?
@@ -79,6 +81,10 @@ public struct EdgeConfiguration: Sendable {
         configuration.slowGrace = try clients.duration("slow_grace", default: .seconds(5))
         configuration.slowLinger = try clients.duration("slow_linger", default: .seconds(2))
         configuration.socketSendBuffer = try clients.int("send_buffer_bytes", default: 131_072, in: 4_096...(64 << 20))
+        configuration.idleTimeout = try clients.duration("idle_timeout", default: .seconds(60))
+        guard configuration.idleTimeout == .zero || configuration.idleTimeout >= configuration.heartbeatInterval * 2 else {
+            throw clients.error("idle_timeout", "expected 0 (off) or at least twice heartbeat_interval (the check runs then)")
+        }
         configuration.auth = try loadAuth(try root.table("auth"))
         try root.finish()
         return configuration

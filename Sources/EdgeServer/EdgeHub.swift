@@ -43,6 +43,8 @@ public final class EdgeHub: Sendable {
     let rateLimitedMessages = Atomic<UInt64>(0)
     /// Clients closed with 4008 for staying over their queue's hard mark.
     let slowClientsClosed = Atomic<UInt64>(0)
+    /// Clients closed (1008) for sending nothing, not even a pong, for `idle_timeout`.
+    let idleClientsClosed = Atomic<UInt64>(0)
     /// Updates dropped or conflated in slow clients' queues.
     let droppedUpdates = Atomic<UInt64>(0)
 
@@ -192,6 +194,7 @@ final class LoopRegistry: @unchecked Sendable {
         for session in Array(sessions.values) {
             session.sendHeartbeat(nowMs: now / 1_000_000)
             session.closeIfTooSlow()
+            session.checkIdle(nowNs: MonotonicClock.nowNanoseconds())
         }
     }
 

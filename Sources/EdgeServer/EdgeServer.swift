@@ -40,7 +40,8 @@ public final class EdgeServer: Sendable {
             queue: ClientQueue.Limits(softMessages: configuration.queueSoft, hardMessages: configuration.queueHard,
                 hardBytes: configuration.queueHardBytes),
             slowGraceNs: configuration.slowGrace.nanoseconds,
-            slowLinger: .nanoseconds(Int64(configuration.slowLinger.nanoseconds)))
+            slowLinger: .nanoseconds(Int64(configuration.slowLinger.nanoseconds)),
+            idleTimeoutNs: configuration.idleTimeout.nanoseconds)
         let handshakeTimeout = TimeAmount.nanoseconds(Int64(configuration.handshakeTimeout.nanoseconds))
         raiseOpenFileLimit()
         let auth = configuration.auth

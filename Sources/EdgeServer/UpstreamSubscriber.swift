@@ -222,6 +222,7 @@ private final class UpstreamLoop: SocketLoop {
                                     "refused_connections": hub.refusedConnections.load(ordering: .relaxed),
                                     "rate_limited_messages": hub.rateLimitedMessages.load(ordering: .relaxed),
                                     "slow_clients_closed": hub.slowClientsClosed.load(ordering: .relaxed),
+                                    "idle_clients_closed": hub.idleClientsClosed.load(ordering: .relaxed),
                                 ])
                         case "subs":
                             return EdgeSubscriptionsReply(symbols: hub.watched)

@@ -66,6 +66,9 @@ struct SessionLimits {
     var slowGraceNs: UInt64 = 5_000_000_000
     /// After 407, how long a slow client has to read its last frames before its connection is closed anyway.
     var slowLinger: TimeAmount = .seconds(2)
+    /// A client heard from (any frame, a pong included) less recently than this is pinged at half of it and closed
+    /// (1008) at all of it: a peer gone without a word does not hold its queue and descriptor for ever. 0: never.
+    var idleTimeoutNs: UInt64 = 60_000_000_000
 }
 
 /// One WebSocket client on its event loop: reads its requests, keeps its subscriptions, writes its updates.
@@ -87,6 +90,8 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
     private var narrowModes: [String: SubscriptionMode] = [:]
     var hasNarrowModes: Bool { !narrowModes.isEmpty }
     func wants(_ type: TickType, of symbol: String) -> Bool { narrowModes[symbol]?.wants(type) ?? true }
+    /// When the client last sent anything (a frame of any kind).
+    private var lastHeardNs = MonotonicClock.nowNanoseconds()
     /// Symbols with a `maxRate`, and whether any of them has an update waiting for its turn.
     private var rates: [String: RateHeld] = [:]
     private(set) var hasRateHeld = false
@@ -179,6 +184,7 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
+        lastHeardNs = MonotonicClock.nowNanoseconds()
         switch frame.opcode {
         case .text, .continuation:
             var data = frame.unmaskedData
@@ -413,6 +419,22 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
 
     func sendHeartbeat(nowMs: UInt64) {
         sendText(#"{"type":"heartbeat","ts":\#(nowMs),"dropped":\#(dropped)}"#)
+    }
+
+    /// Pings a client not heard from for half the idle timeout; closes one not heard from for all of it (1008), and
+    /// drops the connection `slowLinger` later if it does not answer that either.
+    func checkIdle(nowNs: UInt64) {
+        guard limits.idleTimeoutNs > 0, let context, !closing else { return }
+        let silent = nowNs &- lastHeardNs
+        if silent >= limits.idleTimeoutNs {
+            hub.idleClientsClosed.wrappingAdd(1, ordering: .relaxed)
+            startClosing(code: .policyViolation)
+            let channel = context.channel
+            context.eventLoop.scheduleTask(in: limits.slowLinger) { channel.close(promise: nil) }
+        } else if silent >= limits.idleTimeoutNs / 2 {
+            let ping = WebSocketFrame(fin: true, opcode: .ping, data: context.channel.allocator.buffer(capacity: 0))
+            context.writeAndFlush(wrapOutboundOut(ping), promise: nil)
+        }
     }
 
     private func sendControl(type: String, symbols: [String]) {

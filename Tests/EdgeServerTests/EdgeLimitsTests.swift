@@ -259,3 +259,41 @@ import ZeroMQ
         await fixture.stop()
     }
 }
+
+/// The idle timeout: edged pings a client it has not heard from; one that answers stays, one that never does is
+/// closed with 1008.
+@Suite(.serialized) struct EdgeIdleOverRealSockets {
+    @Test func aClientThatNeverAnswersIsClosedAndOneThatPongsStays() async throws {
+        let fixture = try await EdgeServerOverRealSockets.Fixture {
+            $0.heartbeatInterval = .milliseconds(100)
+            $0.idleTimeout = .milliseconds(600)
+        }
+        let silent = try TestWebSocketClient(port: fixture.port)
+        let alive = try TestWebSocketClient(port: fixture.port)
+        var pinged = false
+        var silentClose: Int?
+        let deadline = Date().addingTimeInterval(2)
+        while Date() < deadline {
+            // The live client answers every ping, as browsers do.
+            if let frame = try? alive.receiveFrame(timeout: 0.05), frame.opcode == 0x9 {
+                pinged = true
+                try alive.send(opcode: 0xA, frame.payload)
+            }
+            if silentClose == nil, let frame = try? silent.receiveFrame(timeout: 0.05), frame.opcode == 0x8 {
+                silentClose = frame.payload.count >= 2 ? Int(frame.payload[0]) << 8 | Int(frame.payload[1]) : 0
+            }
+        }
+        #expect(pinged, "edged pinged a quiet client")
+        #expect(silentClose == 1008, "the client that never answered was closed")
+        try alive.send(text: #"{"action":"ping"}"#)
+        var answered = false
+        while let message = try? alive.receiveFrame(timeout: 1) {
+            if message.opcode == 0x1, String(decoding: message.payload, as: UTF8.self).contains("pong") {
+                answered = true
+                break
+            }
+        }
+        #expect(answered, "the client that answered its pings is still served")
+        await fixture.stop()
+    }
+}
