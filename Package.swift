@@ -112,7 +112,7 @@ let package = Package(
         .testTarget(name: "MarketDataTests", dependencies: ["MarketData"]),
         .testTarget(name: "FeedHandlerTests", dependencies: ["FeedHandler", "MarketData", "ZeroMQ"]),
         .testTarget(name: "TickerPlantTests", dependencies: ["TickerPlant", "MarketData", "ZeroMQ"]),
-        .testTarget(name: "EdgeServerTests", dependencies: ["EdgeServer", "MarketData", "ZeroMQ"]),
+        .testTarget(name: "EdgeServerTests", dependencies: ["EdgeServer", "MarketData", "TickerPlant", "ZeroMQ"]),
         .testTarget(
             name: "OperationsTests", dependencies: ["Operations", "FeedHandler", "MarketData", "ZeroMQ", "EdgeServer", "TickerPlant"]),
         .testTarget(name: "EndToEndTests", dependencies: ["MarketData", "ZeroMQ", "Operations"]),

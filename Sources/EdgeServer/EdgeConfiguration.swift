@@ -38,6 +38,9 @@ public struct EdgeConfiguration: Sendable {
     public var socketSendBuffer = 131_072
     /// A client that sends nothing (not even a pong to edged's ping) this long is closed (1008); zero: never.
     public var idleTimeout: Duration = .seconds(60)
+    /// A client resuming with `fromSeq` gets at most this many missed updates of a symbol replayed; one that missed
+    /// more gets a fresh snapshot (flagged `"snapshot":true`) instead.
+    public var resumeMaxUpdates = 1_000
     public var receiveHighWaterMark: Int32 = 1_000_000
     /// Token authentication (`[auth]`); nil when it is off.
     public var auth: AuthConfiguration?
@@ -82,6 +85,7 @@ public struct EdgeConfiguration: Sendable {
         configuration.slowLinger = try clients.duration("slow_linger", default: .seconds(2))
         configuration.socketSendBuffer = try clients.int("send_buffer_bytes", default: 131_072, in: 4_096...(64 << 20))
         configuration.idleTimeout = try clients.duration("idle_timeout", default: .seconds(60))
+        configuration.resumeMaxUpdates = try clients.int("resume_max_updates", default: 1_000, in: 0...1_000_000)
         guard configuration.idleTimeout == .zero || configuration.idleTimeout >= configuration.heartbeatInterval * 2 else {
             throw clients.error("idle_timeout", "expected 0 (off) or at least twice heartbeat_interval (the check runs then)")
         }

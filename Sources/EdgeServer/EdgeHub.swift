@@ -13,6 +13,8 @@ public struct EdgeUpdate: Sendable {
     public var droppable: Bool = true
     /// What the update is, for each client's `mode`.
     public var type: TickType = .trade
+    /// The tick's symbol_seq: where a client's snapshot or replay ends and the live stream takes over.
+    public var symbolSequence: UInt64 = 0
 }
 
 /// What the upstream thread must change on its SUB socket.
@@ -21,6 +23,9 @@ enum UpstreamCommand: Sendable {
     case unsubscribe(String)
     /// A client of `registry`'s loop subscribed to the symbol and waits for its snapshot.
     case snapshot(String, registry: LoopRegistry, session: ObjectIdentifier)
+    /// A client of `registry`'s loop wants the symbol's updates from a symbol_seq on (`fromSeq`, or the repair of a
+    /// gap between what it was given and the live stream).
+    case resume(String, from: UInt64, registry: LoopRegistry, session: ObjectIdentifier)
 }
 
 /// Ties the event loops to the upstream ZeroMQ thread: reference-counts the symbols clients watch (so plantd sends
@@ -31,6 +36,8 @@ public final class EdgeHub: Sendable {
     private let watchCounts = Mutex<[String: Int]>([:])
     private let commands = Mutex<[UpstreamCommand]>([])
     let upstreamThread: SocketThread
+    /// plantd's snapshot ROUTER is configured: updates a client missed can be replayed from it.
+    let canReplay: Bool
     let connectedClients = Atomic<Int>(0)
     /// Set on SIGTERM: no new WebSocket clients, `/healthz` answers 503 "draining".
     let draining = Atomic<Bool>(false)
@@ -47,13 +54,22 @@ public final class EdgeHub: Sendable {
     let idleClientsClosed = Atomic<UInt64>(0)
     /// Updates dropped or conflated in slow clients' queues.
     let droppedUpdates = Atomic<UInt64>(0)
+    /// Replays to a client (a `fromSeq` resume or a join gap's repair) answered with exactly the missed updates, and
+    /// those answered with a snapshot instead (plantd no longer had them, or more than `resume_max_updates`).
+    let replaysServed = Atomic<UInt64>(0)
+    let replaysSnapshotted = Atomic<UInt64>(0)
+    /// Gaps between a client's snapshot or replay and the live stream, repaired by a replay.
+    let joinGapsRepaired = Atomic<UInt64>(0)
+    /// Subscriptions told 408: plantd has nothing of the symbol (yet).
+    let unknownSymbols = Atomic<UInt64>(0)
 
-    init(eventLoops: [any EventLoop], upstreamThread: SocketThread) {
+    init(eventLoops: [any EventLoop], upstreamThread: SocketThread, canReplay: Bool) {
         registries = eventLoops.map { LoopRegistry(eventLoop: $0) }
         var byLoop: [ObjectIdentifier: LoopRegistry] = [:]
         for registry in registries { byLoop[ObjectIdentifier(registry.eventLoop)] = registry }
         registryByLoop = byLoop
         self.upstreamThread = upstreamThread
+        self.canReplay = canReplay
     }
 
     func registry(for eventLoop: any EventLoop) -> LoopRegistry {
@@ -84,11 +100,26 @@ public final class EdgeHub: Sendable {
         send(.snapshot(symbol, registry: registry, session: session))
     }
 
-    /// Hands a session its snapshot of `symbol` on its loop.
-    func dispatchSnapshot(
-        _ frames: [(TickType, ByteBuffer)], of symbol: String, to registry: LoopRegistry, session: ObjectIdentifier
-    ) {
+    /// A session wants `symbol`'s updates from symbol_seq `from` on, replayed by plantd, before any live one.
+    func wantResume(_ symbol: String, from: UInt64, registry: LoopRegistry, session: ObjectIdentifier) {
+        send(.resume(symbol, from: from, registry: registry, session: session))
+    }
+
+    /// Hands a session its snapshot of `symbol` on its loop (its frames flagged `"snapshot":true`).
+    func dispatchSnapshot(_ frames: [EdgeUpdate], of symbol: String, to registry: LoopRegistry, session: ObjectIdentifier) {
         registry.eventLoop.execute { registry.deliverSnapshot(frames, of: symbol, to: session) }
+    }
+
+    /// Hands a session the updates of `symbol` it asked from `from` on (a complete replay) on its loop.
+    func dispatchResume(
+        _ updates: [EdgeUpdate], of symbol: String, from: UInt64, to registry: LoopRegistry, session: ObjectIdentifier
+    ) {
+        registry.eventLoop.execute { registry.deliverResume(updates, of: symbol, from: from, to: session) }
+    }
+
+    /// Tells a session plantd has nothing of `symbol` (error 408).
+    func dispatchUnknown(_ symbol: String, to registry: LoopRegistry, session: ObjectIdentifier) {
+        registry.eventLoop.execute { registry.deliverUnknown(symbol, to: session) }
     }
 
     func isWatched(_ symbol: String) -> Bool { watchCounts.withLock { $0[symbol] != nil } }
@@ -160,7 +191,7 @@ final class LoopRegistry: @unchecked Sendable {
         for update in batch {
             guard let sessions = watchers[update.symbol] else { continue }
             for session in sessions.values {
-                if session.awaitsSnapshots && session.awaitsSnapshot(of: update.symbol) { continue }
+                if session.screensUpdates && session.screenOut(update) { continue }
                 if session.hasNarrowModes && !session.wants(update.type, of: update.symbol) { continue }
                 if session.write(update.text, symbol: update.symbol, droppable: update.droppable) {
                     touched.append(session)
@@ -178,9 +209,19 @@ final class LoopRegistry: @unchecked Sendable {
         for (id, session) in rateHeld where !session.releaseRateHeld(nowNs: nowNs) { rateHeld[id] = nil }
     }
 
-    func deliverSnapshot(_ frames: [(TickType, ByteBuffer)], of symbol: String, to session: ObjectIdentifier) {
+    func deliverSnapshot(_ frames: [EdgeUpdate], of symbol: String, to session: ObjectIdentifier) {
         eventLoop.preconditionInEventLoop()
         sessions[session]?.receiveSnapshot(frames, of: symbol)
+    }
+
+    func deliverResume(_ updates: [EdgeUpdate], of symbol: String, from: UInt64, to session: ObjectIdentifier) {
+        eventLoop.preconditionInEventLoop()
+        sessions[session]?.receiveResume(updates, of: symbol, from: from)
+    }
+
+    func deliverUnknown(_ symbol: String, to session: ObjectIdentifier) {
+        eventLoop.preconditionInEventLoop()
+        sessions[session]?.warnUnknown(symbol)
     }
 
     /// Tells every client of this loop the server is going away (close 1001); each closes when its client answers.

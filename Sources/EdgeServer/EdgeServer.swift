@@ -23,7 +23,8 @@ public final class EdgeServer: Sendable {
         self.configuration = configuration
         self.logger = logger
         group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.eventLoops)
-        hub = EdgeHub(eventLoops: Array(group.makeIterator()), upstreamThread: SocketThread(name: "edged-upstream"))
+        hub = EdgeHub(eventLoops: Array(group.makeIterator()), upstreamThread: SocketThread(name: "edged-upstream"),
+            canReplay: configuration.snapshotEndpoint != nil)
         upstream = UpstreamSubscriber(configuration: configuration, hub: hub, context: context, logger: logger)
     }
 
@@ -41,7 +42,7 @@ public final class EdgeServer: Sendable {
                 hardBytes: configuration.queueHardBytes),
             slowGraceNs: configuration.slowGrace.nanoseconds,
             slowLinger: .nanoseconds(Int64(configuration.slowLinger.nanoseconds)),
-            idleTimeoutNs: configuration.idleTimeout.nanoseconds)
+            idleTimeoutNs: configuration.idleTimeout.nanoseconds, resumeMaxUpdates: configuration.resumeMaxUpdates)
         let handshakeTimeout = TimeAmount.nanoseconds(Int64(configuration.handshakeTimeout.nanoseconds))
         raiseOpenFileLimit()
         let auth = configuration.auth

@@ -12,6 +12,7 @@ struct EdgeSnapshotCache {
         var type: TickType
         var venue: String
         var streamSequence: UInt64
+        var symbolSequence: UInt64
         var text: ByteBuffer
     }
 
@@ -25,7 +26,6 @@ struct EdgeSnapshotCache {
         var values: [Value] = []
         /// Asked of plantd and not answered yet: live updates wait in `held`, clients in `waiters`.
         var awaitingPlant = false
-        var askedAtNs: UInt64 = 0
         var held: [(tick: Tick, text: ByteBuffer)] = []
         var waiters: [Waiter] = []
     }
@@ -40,13 +40,15 @@ struct EdgeSnapshotCache {
             symbols[tick.symbol]!.held.append((tick, text))
             return false
         }
-        remember(tick.symbol, tick.type, tick.venue, tick.streamSequence, text)
+        remember(tick, text)
         return true
     }
 
-    private mutating func remember(_ symbol: String, _ type: TickType, _ venue: String, _ stream: UInt64, _ text: ByteBuffer) {
-        let value = Value(type: type, venue: venue, streamSequence: stream, text: text)
-        if let index = symbols[symbol]!.values.firstIndex(where: { $0.type == type && $0.venue == venue }) {
+    private mutating func remember(_ tick: Tick, _ text: ByteBuffer) {
+        let symbol = tick.symbol
+        let value = Value(type: tick.type, venue: tick.venue, streamSequence: tick.streamSequence,
+            symbolSequence: tick.symbolSequence, text: text)
+        if let index = symbols[symbol]!.values.firstIndex(where: { $0.type == tick.type && $0.venue == tick.venue }) {
             symbols[symbol]!.values[index] = value
         } else {
             symbols[symbol]!.values.append(value)
@@ -55,9 +57,9 @@ struct EdgeSnapshotCache {
 
     /// A client wants `symbol`'s snapshot. Returns true when plantd must be asked (the symbol's first watcher);
     /// otherwise the waiter is answered by `answerWaiters` from what the cache has.
-    mutating func want(_ symbol: String, by waiter: Waiter, askingPlant: Bool, nowNs: UInt64) -> Bool {
+    mutating func want(_ symbol: String, by waiter: Waiter, askingPlant: Bool) -> Bool {
         if symbols[symbol] == nil {
-            symbols[symbol] = Symbol(awaitingPlant: askingPlant, askedAtNs: nowNs)
+            symbols[symbol] = Symbol(awaitingPlant: askingPlant)
             symbols[symbol]!.waiters.append(waiter)
             return askingPlant
         }
@@ -72,7 +74,7 @@ struct EdgeSnapshotCache {
         -> [(tick: Tick, text: ByteBuffer)]
     {
         guard symbols[symbol] != nil else { return [] }
-        for (tick, text) in ticks { remember(symbol, tick.type, tick.venue, tick.streamSequence, text) }
+        for (tick, text) in ticks where tick.symbol == symbol { remember(tick, text) }
         let newer = symbols[symbol]!.held.filter { $0.tick.streamSequence > streamSequence || $0.tick.streamSequence == 0 }
         symbols[symbol]!.held.removeAll()
         symbols[symbol]!.awaitingPlant = false
@@ -80,18 +82,24 @@ struct EdgeSnapshotCache {
     }
 
     /// The waiters of `symbol` now answerable (its snapshot is in), with the snapshot's frames, oldest value first.
-    mutating func answerWaiters(_ symbol: String, allocator: ByteBufferAllocator) -> ([Waiter], [(TickType, ByteBuffer)]) {
+    mutating func answerWaiters(_ symbol: String, allocator: ByteBufferAllocator) -> ([Waiter], [EdgeUpdate]) {
         guard let entry = symbols[symbol], !entry.awaitingPlant, !entry.waiters.isEmpty else { return ([], []) }
         symbols[symbol]!.waiters.removeAll()
         let frames = entry.values.sorted { $0.streamSequence < $1.streamSequence }.map { value in
-            (value.type, Self.flagged(value.text, allocator: allocator))
+            EdgeUpdate(symbol: symbol, text: Self.flagged(value.text, allocator: allocator), droppable: false,
+                type: value.type, symbolSequence: value.symbolSequence)
         }
         return (entry.waiters, frames)
     }
 
-    /// Symbols whose plantd snapshot has been awaited longer than `timeoutNs`.
-    func overdue(nowNs: UInt64, timeoutNs: UInt64) -> [String] {
-        symbols.filter { $0.value.awaitingPlant && nowNs &- $0.value.askedAtNs > timeoutNs }.map(\.key)
+    /// True when the cache has no value of `symbol` (none came from plantd nor live).
+    func hasNoValues(_ symbol: String) -> Bool { symbols[symbol]?.values.isEmpty ?? true }
+
+    /// Takes the waiters of `symbol` and forgets it: plantd has nothing of it (error 408 for each; a later client
+    /// makes edged ask plantd again).
+    mutating func refuse(_ symbol: String) -> [Waiter] {
+        defer { symbols[symbol] = nil }
+        return symbols[symbol]?.waiters ?? []
     }
 
     /// Nobody watches `symbol` any more.

@@ -27,17 +27,27 @@ final class UpstreamSubscriber: Sendable {
     }
 }
 
+/// A request to plantd's snapshot ROUTER awaiting its answer.
+struct AskedOfPlant {
+    var symbol: String
+    var askedAtNs: UInt64
+    /// A symbol replay for one client (`fromSeq`, or a gap's repair); nil: a snapshot for the cache.
+    var resume: (waiter: EdgeSnapshotCache.Waiter, from: UInt64)?
+}
+
 /// The upstream thread's sockets and loop.
 private final class UpstreamLoop: SocketLoop {
     let subscriber: UpstreamSubscriber
     let socket: ZMQSocket
     let control: ControlResponder
     let boundEndpoints: [String: String]
-    /// The DEALER to plantd's snapshot ROUTER (nil without one), and the symbols asked of it, oldest first: its
+    /// The DEALER to plantd's snapshot ROUTER (nil without one), and what was asked of it, oldest first: its
     /// answers come back in that order.
     var snapshotSocket: ZMQSocket?
-    var asked: [String] = []
+    var asked: [AskedOfPlant] = []
     var answerTicks: [(Tick, ByteBuffer)] = []
+    /// Ticks of the answer being read beyond what a replay may give (`resume_max_updates`): counted, not kept.
+    var answerTicksBeyondLimit = 0
     var cache = EdgeSnapshotCache()
     var snapshotPollIndex: Int?
 
@@ -64,11 +74,18 @@ private final class UpstreamLoop: SocketLoop {
     /// first watcher.
     func wantSnapshot(_ symbol: String, _ waiter: EdgeSnapshotCache.Waiter, allocator: ByteBufferAllocator) {
         let askPlant = snapshotSocket != nil
-        if cache.want(symbol, by: waiter, askingPlant: askPlant, nowNs: MonotonicClock.nowNanoseconds()) {
-            asked.append(symbol)
+        if cache.want(symbol, by: waiter, askingPlant: askPlant) {
+            asked.append(AskedOfPlant(symbol: symbol, askedAtNs: MonotonicClock.nowNanoseconds()))
             _ = try? snapshotSocket?.send(ReplayRequest.snapshot(prefix: Topic.allTypes(of: symbol)).encoded())
         }
         answerWaiters(symbol, allocator: allocator)
+    }
+
+    /// A client wants `symbol` from symbol_seq `from` on: plantd replays it (its answer goes to that client only).
+    func wantResume(_ symbol: String, from: UInt64, _ waiter: EdgeSnapshotCache.Waiter, allocator: ByteBufferAllocator) {
+        guard let dealer = snapshotSocket else { return wantSnapshot(symbol, waiter, allocator: allocator) }
+        asked.append(AskedOfPlant(symbol: symbol, askedAtNs: MonotonicClock.nowNanoseconds(), resume: (waiter, from)))
+        _ = try? dealer.send(ReplayRequest.symbolReplay(symbol: symbol, fromSymbolSequence: from).encoded())
     }
 
     func answerWaiters(_ symbol: String, allocator: ByteBufferAllocator) {
@@ -78,18 +95,28 @@ private final class UpstreamLoop: SocketLoop {
         }
     }
 
-    /// Takes plantd's snapshot answers: each symbol's ticks, then its end; the symbol's waiting clients get the
-    /// snapshot, then the live updates held meanwhile that are newer (into `batch`).
+    /// Takes plantd's answers: each request's ticks, then its end. A snapshot's symbol's waiting clients get the
+    /// snapshot, then the live updates held meanwhile that are newer (into `batch`); a replay goes to its client.
     func readSnapshotAnswers(json: inout [UInt8], allocator: ByteBufferAllocator, batch: inout [EdgeUpdate]) {
         guard let dealer = snapshotSocket else { return }
+        let replayLimit = subscriber.configuration.resumeMaxUpdates
         while let frames = try? dealer.receiveFrames(dontWait: true), frames.count >= 2 {
             if frames[0] == Array(SnapshotEnd.topic.utf8) {
                 guard !asked.isEmpty else { continue }
-                let symbol = asked.removeFirst()
+                let request = asked.removeFirst()
                 let end = SnapshotEnd(decoding: frames[1])
-                finishSnapshot(symbol, ticks: answerTicks, streamSequence: end?.streamSequence ?? 0, allocator: allocator,
-                    batch: &batch)
+                if let resume = request.resume {
+                    finishResume(request.symbol, resume.waiter, from: resume.from, end: end, allocator: allocator)
+                } else {
+                    finishSnapshot(request.symbol, ticks: answerTicks, streamSequence: end?.streamSequence ?? 0,
+                        answeredByPlant: end != nil, allocator: allocator, batch: &batch)
+                }
                 answerTicks.removeAll()
+                answerTicksBeyondLimit = 0
+                continue
+            }
+            if asked.first?.resume != nil && answerTicks.count >= replayLimit {
+                answerTicksBeyondLimit += 1
                 continue
             }
             guard let tick = try? TickDecoder.decode(frames[1]), !tick.symbol.hasPrefix("#") else { continue }
@@ -100,30 +127,73 @@ private final class UpstreamLoop: SocketLoop {
         }
     }
 
+    /// plantd's replay for one client: the whole of what it asked (and no more than `resume_max_updates`) goes to
+    /// it; otherwise it gets a snapshot, flagged as such.
+    func finishResume(
+        _ symbol: String, _ waiter: EdgeSnapshotCache.Waiter, from: UInt64, end: SnapshotEnd?,
+        allocator: ByteBufferAllocator
+    ) {
+        let hub = subscriber.hub
+        guard let end, end.complete, answerTicksBeyondLimit == 0 else {
+            hub.replaysSnapshotted.wrappingAdd(1, ordering: .relaxed)
+            subscriber.logger.debug("a replay answered with a snapshot", metadata: [
+                "symbol": "\(symbol)", "from": "\(from)",
+                "why": "\(end.map { $0.error.isEmpty ? "more than \(subscriber.configuration.resumeMaxUpdates) missed" : $0.error } ?? "unreadable end")",
+            ])
+            return wantSnapshot(symbol, waiter, allocator: allocator)
+        }
+        hub.replaysServed.wrappingAdd(1, ordering: .relaxed)
+        let updates = answerTicks.filter { $0.0.symbol == symbol }.map { tick, text in
+            EdgeUpdate(symbol: symbol, text: text, droppable: tick.type != .status, type: tick.type,
+                symbolSequence: tick.symbolSequence)
+        }
+        hub.dispatchResume(updates, of: symbol, from: from, to: waiter.registry, session: waiter.session)
+    }
+
     func finishSnapshot(
-        _ symbol: String, ticks: [(Tick, ByteBuffer)], streamSequence: UInt64, allocator: ByteBufferAllocator,
-        batch: inout [EdgeUpdate]
+        _ symbol: String, ticks: [(Tick, ByteBuffer)], streamSequence: UInt64, answeredByPlant: Bool,
+        allocator: ByteBufferAllocator, batch: inout [EdgeUpdate]
     ) {
         let newer = cache.plantAnswered(symbol, ticks: ticks, streamSequence: streamSequence)
+        if answeredByPlant && newer.isEmpty && cache.hasNoValues(symbol) {
+            // plantd has never published anything of it, and nothing came since: 408 for each waiting client. The
+            // cache forgets it, so that a later client asks plantd again.
+            for waiter in cache.refuse(symbol) {
+                subscriber.hub.dispatchUnknown(symbol, to: waiter.registry, session: waiter.session)
+            }
+            return
+        }
         answerWaiters(symbol, allocator: allocator)
         // Everyone who wanted it left while plantd was asked: nothing more comes for it (its SUB is gone).
         if !subscriber.hub.isWatched(symbol) { cache.forget(symbol) }
         for (tick, text) in newer where cache.take(tick, text: text) {
-            batch.append(EdgeUpdate(symbol: tick.symbol, text: text, droppable: tick.type != .status, type: tick.type))
+            batch.append(EdgeUpdate(symbol: tick.symbol, text: text, droppable: tick.type != .status, type: tick.type,
+                symbolSequence: tick.symbolSequence))
         }
     }
 
-    /// Snapshots plantd has not answered in time: their clients are served without them, and the DEALER starts
-    /// afresh so that a late answer is not taken for another symbol's.
+    /// Requests plantd has not answered in time: their clients are served without them (a snapshot of what the
+    /// cache has), and the DEALER starts afresh so that a late answer is not taken for another request's.
     func expireSnapshots(allocator: ByteBufferAllocator, batch: inout [EdgeUpdate], poller: ZMQPoller) {
-        guard !asked.isEmpty, let endpoint = subscriber.configuration.snapshotEndpoint else { return }
-        let timeout = subscriber.configuration.snapshotTimeout.nanoseconds
-        guard !cache.overdue(nowNs: MonotonicClock.nowNanoseconds(), timeoutNs: timeout).isEmpty else { return }
-        subscriber.logger.warning("plantd's snapshot did not answer; serving clients without it",
-            metadata: ["snapshot": "\(endpoint)", "symbols": "\(asked.count)"])
-        for symbol in asked { finishSnapshot(symbol, ticks: [], streamSequence: 0, allocator: allocator, batch: &batch) }
+        guard let oldest = asked.first, let endpoint = subscriber.configuration.snapshotEndpoint,
+            MonotonicClock.nowNanoseconds() &- oldest.askedAtNs > subscriber.configuration.snapshotTimeout.nanoseconds
+        else { return }
+        subscriber.logger.warning("plantd's snapshot ROUTER did not answer; serving clients without it",
+            metadata: ["snapshot": "\(endpoint)", "requests": "\(asked.count)"])
+        let expired = asked
         asked.removeAll()
         answerTicks.removeAll()
+        answerTicksBeyondLimit = 0
+        for request in expired {
+            if let resume = request.resume {
+                subscriber.hub.replaysSnapshotted.wrappingAdd(1, ordering: .relaxed)
+                _ = cache.want(request.symbol, by: resume.waiter, askingPlant: false)
+                answerWaiters(request.symbol, allocator: allocator)
+            } else {
+                finishSnapshot(request.symbol, ticks: [], streamSequence: 0, answeredByPlant: false,
+                    allocator: allocator, batch: &batch)
+            }
+        }
         // The poller must not see the closed socket: it watches the new one, or nothing.
         if let index = snapshotPollIndex { poller.disable(index) }
         snapshotSocket?.close()
@@ -166,9 +236,11 @@ private final class UpstreamLoop: SocketLoop {
                     case let .unsubscribe(symbol):
                         try? socket.unsubscribe(Topic.allTypes(of: symbol))
                         // Not forgotten while plantd's answer is awaited: it must still be matched to its request.
-                        if !asked.contains(symbol) { cache.forget(symbol) }
+                        if !asked.contains(where: { $0.symbol == symbol }) { cache.forget(symbol) }
                     case let .snapshot(symbol, registry, session):
                         wantSnapshot(symbol, .init(registry: registry, session: session), allocator: allocator)
+                    case let .resume(symbol, from, registry, session):
+                        wantResume(symbol, from: from, .init(registry: registry, session: session), allocator: allocator)
                     }
                 }
             }
@@ -190,7 +262,7 @@ private final class UpstreamLoop: SocketLoop {
                     // The cache keeps it as the symbol's last value, or holds it while the snapshot is awaited.
                     if cache.take(tick, text: buffer) {
                         batch.append(EdgeUpdate(symbol: tick.symbol, text: buffer, droppable: tick.type != .status,
-                            type: tick.type))
+                            type: tick.type, symbolSequence: tick.symbolSequence))
                     }
                 }
             }
@@ -223,6 +295,10 @@ private final class UpstreamLoop: SocketLoop {
                                     "rate_limited_messages": hub.rateLimitedMessages.load(ordering: .relaxed),
                                     "slow_clients_closed": hub.slowClientsClosed.load(ordering: .relaxed),
                                     "idle_clients_closed": hub.idleClientsClosed.load(ordering: .relaxed),
+                                    "replays_served": hub.replaysServed.load(ordering: .relaxed),
+                                    "replays_snapshotted": hub.replaysSnapshotted.load(ordering: .relaxed),
+                                    "join_gaps_repaired": hub.joinGapsRepaired.load(ordering: .relaxed),
+                                    "unknown_symbols": hub.unknownSymbols.load(ordering: .relaxed),
                                 ])
                         case "subs":
                             return EdgeSubscriptionsReply(symbols: hub.watched)

@@ -12,8 +12,41 @@ struct ClientMessage: Decodable {
     var token: String?
     var mode: String?
     var maxRate: Double?
+    var fromSeq: ResumePoints?
 }
 
+/// `"fromSeq"` of a subscribe: the first symbol_seq the client wants (its last seen plus one), a number for a
+/// subscribe of one symbol or `{"AAPL":813,"MSFT":77}` for several.
+enum ResumePoints: Decodable {
+    case one(UInt64)
+    case bySymbol([String: UInt64])
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if let number = try? container.decode(UInt64.self) {
+            self = .one(number)
+        } else {
+            self = .bySymbol(try container.decode([String: UInt64].self))
+        }
+    }
+}
+
+/// A symbol whose missed updates plantd is replaying to the client: the live updates that come meanwhile wait here
+/// (at most `SessionLimits.resumeMaxUpdates`) and go on after the replay where it ends.
+struct PendingResume {
+    var buffered: [EdgeUpdate] = []
+    /// More came than the buffer holds: the replay will not join, so the client gets a snapshot instead.
+    var overflowed = false
+}
+
+/// Where a client's snapshot or replay of a symbol ended: the first live update after it must be the next
+/// symbol_seq. Older ones are already in what it got (dropped); a newer one means the live subscription took effect
+/// upstream after plantd answered, and the missing ones are replayed.
+struct StreamJoin {
+    var through: UInt64
+    /// After this the check is let go: only the first moments after an answer can bring duplicates.
+    var untilNs: UInt64
+}
 /// A symbol a client asked at most `maxRate` updates per second of: the latest update waits for its turn.
 struct RateHeld {
     var intervalNs: UInt64
@@ -47,6 +80,7 @@ enum EdgeErrorCode: Int {
     case symbolLimit = 405
     case connectionLimit = 406
     case slowClient = 407
+    case unknownSymbol = 408
     case tooManyRequests = 429
 }
 
@@ -69,6 +103,9 @@ struct SessionLimits {
     /// A client heard from (any frame, a pong included) less recently than this is pinged at half of it and closed
     /// (1008) at all of it: a peer gone without a word does not hold its queue and descriptor for ever. 0: never.
     var idleTimeoutNs: UInt64 = 60_000_000_000
+    /// A resume replays at most this many missed updates of a symbol (more: a snapshot instead); as many live ones
+    /// wait for the replay.
+    var resumeMaxUpdates = 1_000
 }
 
 /// One WebSocket client on its event loop: reads its requests, keeps its subscriptions, writes its updates.
@@ -95,10 +132,14 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
     /// Symbols with a `maxRate`, and whether any of them has an update waiting for its turn.
     private var rates: [String: RateHeld] = [:]
     private(set) var hasRateHeld = false
-    /// Symbols subscribed whose snapshot has not come yet: their updates are skipped until it does.
+    /// Symbols subscribed whose snapshot or replay has not come yet: their updates are skipped until it does
+    /// (a snapshot holds them), or wait in `resuming` (a replay ends before them).
     private var awaiting: Set<String> = []
-    var awaitsSnapshots: Bool { !awaiting.isEmpty }
-    func awaitsSnapshot(of symbol: String) -> Bool { awaiting.contains(symbol) }
+    private var resuming: [String: PendingResume] = [:]
+    /// Symbols whose snapshot or replay came and whose live stream has not been seen to join it yet.
+    private var joins: [String: StreamJoin] = [:]
+    /// Whether `screenOut` must see this session's updates (false almost always: the fast path skips it).
+    var screensUpdates: Bool { !awaiting.isEmpty || !joins.isEmpty }
     private var fragments: ByteBuffer?
     private var pendingFlush = false
     private var closing = false
@@ -260,6 +301,26 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
                     hub.badClientMessages.wrappingAdd(1, ordering: .relaxed)
                     return sendError(.badMessage, "maxRate \(rate): expected updates per second from above 0 to 1000")
                 }
+                let resumeFrom: [String: UInt64]
+                switch message.fromSeq {
+                case nil:
+                    resumeFrom = [:]
+                case let .one(from) where requested.count == 1:
+                    resumeFrom = [requested[0]: from]
+                case .one:
+                    hub.badClientMessages.wrappingAdd(1, ordering: .relaxed)
+                    return sendError(.badMessage, "fromSeq as a number is for one symbol; for several give {\"SYMBOL\":N,...}")
+                case let .bySymbol(points):
+                    resumeFrom = points
+                }
+                if let stray = resumeFrom.keys.sorted().first(where: { !requested.contains($0) }) {
+                    hub.badClientMessages.wrappingAdd(1, ordering: .relaxed)
+                    return sendError(.badMessage, "fromSeq names \"\(stray)\", which this subscribe does not")
+                }
+                if let zero = resumeFrom.first(where: { $0.value == 0 }) {
+                    hub.badClientMessages.wrappingAdd(1, ordering: .relaxed)
+                    return sendError(.badMessage, "fromSeq of \(zero.key): symbol_seq starts at 1 (send the last seen plus one)")
+                }
                 if let entitlement, let refused = requested.first(where: { !entitlement.allows($0) }) {
                     return sendError(.notEntitled, "\"\(refused)\": not among the symbols your token allows")
                 }
@@ -278,11 +339,18 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
                     awaiting.insert(symbol)
                     registry.watch(symbol, by: self)
                     hub.retain(symbol)
-                    hub.wantSnapshot(symbol, registry: registry, session: ObjectIdentifier(self))
+                    if let from = resumeFrom[symbol], hub.canReplay {
+                        resuming[symbol] = PendingResume()
+                        hub.wantResume(symbol, from: from, registry: registry, session: ObjectIdentifier(self))
+                    } else {
+                        hub.wantSnapshot(symbol, registry: registry, session: ObjectIdentifier(self))
+                    }
                 }
             } else {
                 for symbol in Set(requested) where symbols.remove(symbol) != nil {
                     awaiting.remove(symbol)
+                    resuming[symbol] = nil
+                    joins[symbol] = nil
                     narrowModes[symbol] = nil
                     rates[symbol] = nil
                     registry.unwatch(symbol, by: self)
@@ -312,12 +380,90 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
     // MARK: Writing
 
     /// A subscribed symbol's last values, each flagged `"snapshot":true`; its updates flow from now on.
-    func receiveSnapshot(_ frames: [(TickType, ByteBuffer)], of symbol: String) {
+    func receiveSnapshot(_ frames: [EdgeUpdate], of symbol: String) {
         guard awaiting.remove(symbol) != nil, let context, !closing else { return }
-        for (type, frame) in frames where wants(type, of: symbol) {
-            context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: frame)), promise: nil)
+        resuming[symbol] = nil
+        var through: UInt64 = 0
+        for frame in frames {
+            through = max(through, frame.symbolSequence)
+            guard wants(frame.type, of: symbol) else { continue }
+            context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: frame.text)), promise: nil)
         }
         context.flush()
+        expectJoin(symbol, through: through)
+    }
+
+    /// What plantd replayed of `symbol` from `from` on (complete: every update the client missed), then the live
+    /// updates that waited and are newer; the live stream flows from there.
+    func receiveResume(_ updates: [EdgeUpdate], of symbol: String, from: UInt64) {
+        guard awaiting.contains(symbol), let pending = resuming.removeValue(forKey: symbol), let context, !closing
+        else { return }
+        if pending.overflowed {
+            // So much went by meanwhile that the replay no longer joins the live updates: a snapshot instead.
+            hub.replaysSnapshotted.wrappingAdd(1, ordering: .relaxed)
+            return hub.wantSnapshot(symbol, registry: registry, session: ObjectIdentifier(self))
+        }
+        var through = from &- 1
+        for (index, update) in [updates, pending.buffered].joined().enumerated() where update.symbolSequence > through {
+            if index >= updates.count && update.symbolSequence > through &+ 1 {
+                // The live updates that waited do not join the replay (the live subscription took effect upstream
+                // after plantd answered): the missing ones are asked for, and these wait again.
+                context.flush()
+                hub.joinGapsRepaired.wrappingAdd(1, ordering: .relaxed)
+                resuming[symbol] = PendingResume(buffered: Array(pending.buffered[(index - updates.count)...]))
+                return hub.wantResume(symbol, from: through &+ 1, registry: registry, session: ObjectIdentifier(self))
+            }
+            through = update.symbolSequence
+            guard wants(update.type, of: symbol) else { continue }
+            context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: update.text)), promise: nil)
+        }
+        awaiting.remove(symbol)
+        context.flush()
+        expectJoin(symbol, through: through)
+    }
+
+    /// plantd has nothing of `symbol`: error 408. The subscription stays (before the open, after a restart without a
+    /// journal, or for a listing new today, nothing may have traded yet): its updates come if it starts trading, and
+    /// a client that mistyped it unsubscribes.
+    func warnUnknown(_ symbol: String) {
+        guard awaiting.remove(symbol) != nil else { return }
+        hub.unknownSymbols.wrappingAdd(1, ordering: .relaxed)
+        resuming[symbol] = nil
+        sendError(.unknownSymbol,
+            "\"\(symbol)\": unknown symbol, plantd has published nothing of it; still subscribed, its updates come if it trades")
+    }
+
+    private func expectJoin(_ symbol: String, through: UInt64) {
+        guard through > 0 else { return }
+        joins[symbol] = StreamJoin(through: through, untilNs: MonotonicClock.nowNanoseconds() &+ 5_000_000_000)
+    }
+
+    /// True when an update is not for the client now: its symbol's snapshot or replay is awaited (a replay's live
+    /// updates wait), or it is older than where the client's snapshot or replay ended. A live update that leaves a
+    /// gap after that end starts a replay of the missing ones.
+    func screenOut(_ update: EdgeUpdate) -> Bool {
+        let symbol = update.symbol
+        if awaiting.contains(symbol) {
+            guard resuming[symbol] != nil else { return true }
+            if resuming[symbol]!.buffered.count < limits.resumeMaxUpdates {
+                resuming[symbol]!.buffered.append(update)
+            } else {
+                resuming[symbol]!.overflowed = true
+                resuming[symbol]!.buffered.removeAll()
+            }
+            return true
+        }
+        guard let join = joins[symbol] else { return false }
+        let sequence = update.symbolSequence
+        guard sequence > 0 else { return false }
+        if sequence <= join.through && MonotonicClock.nowNanoseconds() < join.untilNs { return true }
+        joins[symbol] = nil
+        guard sequence > join.through &+ 1, hub.canReplay else { return false }
+        hub.joinGapsRepaired.wrappingAdd(1, ordering: .relaxed)
+        awaiting.insert(symbol)
+        resuming[symbol] = PendingResume(buffered: [update])
+        hub.wantResume(symbol, from: join.through &+ 1, registry: registry, session: ObjectIdentifier(self))
+        return true
     }
 
     /// Writes an update without flushing, or queues it while the client's socket takes no more (NIO's write buffer

@@ -52,14 +52,27 @@ extension PlantLoop {
                 }
                 let prefix = Array((symbol + "|").utf8)
                 let start = max(from, 1)
-                let published = symbolIDs[symbol].map { symbolSequenceOf[$0] } ?? 0
+                // A symbol never published, or a symbol_seq beyond the next one: the asker's history is not this
+                // plant's (a typo, or numbers from before a restart without a journal). Told, so that it starts
+                // afresh from a snapshot instead of taking an empty answer for "nothing missed".
+                guard let knownID = symbolIDs[symbol] else {
+                    complete = false
+                    error = "unknown symbol \"\(symbol)\": nothing of it was ever published here"
+                    break
+                }
+                let published = symbolSequenceOf[knownID]
+                guard start <= published + 1 else {
+                    complete = false
+                    error = "symbol_seq \(start) of \(symbol) is ahead of the last one published, \(published)"
+                    break
+                }
                 // The ring reaches back to `start`, or nothing of the symbol was ever published from it: served now.
                 // Otherwise the journal serves it from the symbol's checkpoint before `start`, over several turns.
                 let oldestInRing = ring.forEach(topicPrefix: prefix, fromTag: .max) { _, _, _ in }.oldestTag
                 if published >= start && oldestInRing.map({ $0 > start }) ?? true,
-                    let directory = configuration.journal.directory, let id = symbolIDs[symbol]
+                    let directory = configuration.journal.directory
                 {
-                    let checkpoint = symbolCheckpoints[id].last { $0.symbolSequence <= start }?.streamSequence ?? 0
+                    let checkpoint = symbolCheckpoints[knownID].last { $0.symbolSequence <= start }?.streamSequence ?? 0
                     journalReplays.append(JournalReplay(identity: identity, kind: .symbol(prefix: prefix), from: start,
                         cursor: JournalCursor(directory: directory, from: checkpoint)))
                     continue

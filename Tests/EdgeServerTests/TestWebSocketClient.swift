@@ -4,7 +4,7 @@ import Glibc
 /// A minimal RFC 6455 client over a plain TCP socket: enough to speak to edged from a test the way a browser does
 /// (masked client frames, unmasked server frames), with a timeout on every read.
 final class TestWebSocketClient {
-    let fd: Int32
+    private(set) var fd: Int32
     private var buffer: [UInt8] = []
 
     struct Failure: Error, CustomStringConvertible {
@@ -25,7 +25,13 @@ final class TestWebSocketClient {
         guard text.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=") else { throw Failure(description: "bad accept: \(text)") }
     }
 
-    deinit { close(fd) }
+    deinit { if fd >= 0 { close(fd) } }
+
+    /// Closes the TCP connection without a closing handshake: a client that went away.
+    func closeAbruptly() {
+        close(fd)
+        fd = -1
+    }
 
     static func connect(port: Int, receiveBuffer: Int32? = nil) throws -> Int32 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)

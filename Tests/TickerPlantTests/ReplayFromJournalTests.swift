@@ -93,6 +93,15 @@ import ZeroMQ
             let middle = try Self.ask(.symbolReplay(symbol: "MSFT", fromSymbolSequence: 1_050), of: engine, context)
             #expect(middle.ticks.map(\.symbolSequence) == Array(1_050...1_100), "\(label): MSFT from 1050")
             #expect(middle.end?.complete == true, "\(label)")
+            // Up to date: nothing missed, complete. A symbol_seq beyond the next, or a symbol never published: the
+            // asker's history is not this plant's, and it is told so (edged answers its client with a snapshot).
+            let upToDate = try Self.ask(.symbolReplay(symbol: "MSFT", fromSymbolSequence: 1_101), of: engine, context)
+            #expect(upToDate.ticks.isEmpty && upToDate.end?.complete == true, "\(label)")
+            let ahead = try Self.ask(.symbolReplay(symbol: "MSFT", fromSymbolSequence: 1_102), of: engine, context)
+            #expect(ahead.ticks.isEmpty && ahead.end?.complete == false, "\(label)")
+            #expect(ahead.end?.error.contains("ahead of the last one published, 1100") == true, "\(label)")
+            let unknown = try Self.ask(.symbolReplay(symbol: "AAPPL", fromSymbolSequence: 1), of: engine, context)
+            #expect(unknown.end?.complete == false && unknown.end?.error.contains("unknown symbol") == true, "\(label)")
         }
         try checkAnswers("running")
         // Every 1 024th symbol_seq of a symbol is a checkpoint, found again in the journal after a restart.

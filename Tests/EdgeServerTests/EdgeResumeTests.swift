@@ -1,0 +1,366 @@
+import Foundation
+import Logging
+import Synchronization
+import Testing
+
+import EdgeServer
+import MarketData
+import TickerPlant
+import ZeroMQ
+
+/// `fromSeq` (resume) and 408 (unknown symbol) against a real plantd engine in-process: a feed PUB -> plantd ->
+/// edged -> WebSocket clients, every link a real socket.
+@Suite(.serialized) struct EdgeResumeOverARealPlant {
+    /// A feed publishing trades of a few symbols on its own thread, at a steady rate, until stopped or `maxTicks`.
+    final class TradingFeed: Sendable {
+        let endpoint: String
+        private let stopping = Atomic<Bool>(false)
+        private let finished = Atomic<Bool>(false)
+
+        /// `joining` starts trading `afterSeconds` after the others (a listing new today).
+        init(
+            context: ZMQContext, symbols: [String], ticksPerSecond: Int, maxTicks: Int = 200_000,
+            joining: (symbol: String, afterSeconds: Double)? = nil
+        ) throws {
+            let socket = try ZMQSocket(context, type: .publish)
+            try socket.bind("tcp://127.0.0.1:*")
+            endpoint = try socket.lastEndpoint
+            // The socket moves to the thread and is used only there from now on.
+            nonisolated(unsafe) let owned = socket
+            Thread { [self] in
+                defer {
+                    owned.close()
+                    finished.store(true, ordering: .releasing)
+                }
+                let encoder = TickEncoder()
+                let start = MonotonicClock.nowNanoseconds()
+                var sent = 0
+                var symbols = symbols
+                while sent < maxTicks && !stopping.load(ordering: .relaxed) {
+                    if let joining, !symbols.contains(joining.symbol),
+                        Double(MonotonicClock.nowNanoseconds() - start) / 1e9 >= joining.afterSeconds
+                    {
+                        symbols.append(joining.symbol)
+                    }
+                    let due = Int(Double(MonotonicClock.nowNanoseconds() - start) / 1e9 * Double(ticksPerSecond))
+                    if sent >= due {
+                        usleep(1_000)
+                        continue
+                    }
+                    let symbol = symbols[sent % symbols.count]
+                    var tick = Tick.trade(symbol: symbol, venue: "XNAS",
+                        price: Price(fixedPoint: 100_000_000 + Int64(sent % 50) * 10_000), size: 100,
+                        exchangeTimestampNs: WallClock.nowNanoseconds())
+                    sent += 1
+                    tick.streamSequence = UInt64(sent)
+                    _ = try? owned.send(Topic.make(symbol: symbol, type: .trade), more: true)
+                    _ = try? owned.send(encoder.encodeToArray(tick))
+                }
+            }.start()
+        }
+
+        func stop() {
+            stopping.store(true, ordering: .relaxed)
+            let deadline = Date().addingTimeInterval(5)
+            while !finished.load(ordering: .acquiring) && Date() < deadline { usleep(1_000) }
+        }
+    }
+
+    /// plantd's engine and edged in-process, edged asking plantd's snapshot ROUTER.
+    final class Chain {
+        let context: ZMQContext
+        let plant: PlantEngine
+        let edge: EdgeServer
+        let port: Int
+
+        init(feed: String, replayTicks: Int = 1_000_000, resumeMaxUpdates: Int = 1_000) async throws {
+            context = try ZMQContext()
+            var plantConfiguration = PlantConfiguration()
+            plantConfiguration.feeds = [feed]
+            plantConfiguration.publishEndpoint = "tcp://127.0.0.1:*"
+            plantConfiguration.controlEndpoint = "tcp://127.0.0.1:*"
+            plantConfiguration.snapshotEndpoint = "tcp://127.0.0.1:*"
+            plantConfiguration.replayTicks = replayTicks
+            plant = PlantEngine(configuration: plantConfiguration, context: context, logger: Logger(label: "plant"))
+            try plant.start()
+            var edgeConfiguration = EdgeConfiguration()
+            edgeConfiguration.port = 0
+            edgeConfiguration.upstream = try #require(plant.endpoints["publish"])
+            let snapshots: String = try #require(plant.endpoints["snapshot"])
+            edgeConfiguration.snapshotEndpoint = snapshots
+            edgeConfiguration.controlEndpoint = "tcp://127.0.0.1:*"
+            edgeConfiguration.drainTimeout = .milliseconds(300)
+            edgeConfiguration.resumeMaxUpdates = resumeMaxUpdates
+            edge = EdgeServer(configuration: edgeConfiguration, context: context, logger: Logger(label: "edge"))
+            try await edge.start()
+            port = try #require(edge.port)
+        }
+
+        func stop() async {
+            await edge.stop()
+            plant.stop()
+            _ = plant.thread.join()
+        }
+
+        /// A counter of edged's `status`.
+        func edgeCounter(_ name: String) throws -> UInt64 {
+            let control = try ZMQSocket(context, type: .request)
+            defer { control.close() }
+            try control.setReceiveTimeout(milliseconds: 2_000)
+            try control.connect(try #require(edge.controlEndpoint))
+            try control.send(#"{"cmd":"status"}"#)
+            let reply = try #require(try control.receiveFrames())[0]
+            let status = try JSONDecoder().decode(DaemonStatus.self, from: Data(reply))
+            return status.counters[name] ?? 0
+        }
+    }
+
+    /// Reads until a message of `symbol` with seq `through` (or later) came; returns what came of it, in order, as
+    /// "seq" or "seq snapshot".
+    static func read(_ client: TestWebSocketClient, symbol: String, through: Int) throws -> [String] {
+        var seen: [String] = []
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline {
+            let message = try client.receiveJSON()
+            guard message["symbol"] as? String == symbol, let seq = message["seq"] as? Int else { continue }
+            seen.append("\(seq)" + (message["snapshot"] as? Bool == true ? " snapshot" : ""))
+            if seq >= through { return seen }
+        }
+        return seen
+    }
+
+    /// Reads a snapshot (one or more messages flagged `"snapshot":true`) and the first live update after it;
+    /// returns the snapshot's newest seq (0 when there was no snapshot) and that update's seq.
+    static func readSnapshot(_ client: TestWebSocketClient, symbol: String) throws -> (through: Int, firstLive: Int) {
+        var through = 0
+        while true {
+            let message = try client.receiveJSON()
+            guard message["symbol"] as? String == symbol, let seq = message["seq"] as? Int else { continue }
+            guard message["snapshot"] as? Bool == true else { return (through, seq) }
+            through = max(through, seq)
+        }
+    }
+
+    @Test func aClientThatReconnectsWithFromSeqGetsExactlyWhatItMissedThenLiveUpdates() async throws {
+        let context = try ZMQContext()
+        // Fast enough that live updates come while a replay is read and sent: they wait for it, none lost.
+        let feed = try TradingFeed(context: context, symbols: ["AAPL", "MSFT", "IBM"], ticksPerSecond: 6_000)
+        let chain = try await Chain(feed: feed.endpoint, resumeMaxUpdates: 100_000)
+        defer { feed.stop() }
+
+        // Watching AAPL: the snapshot, then live updates.
+        let first = try TestWebSocketClient(port: chain.port)
+        try first.send(text: #"{"action":"subscribe","symbol":"AAPL"}"#)
+        #expect(try first.receiveText() == #"{"type":"subscribed","symbols":["AAPL"]}"#)
+        let opening = try first.receiveJSON()
+        #expect(opening["snapshot"] as? Bool == true)
+        var lastSeen = try #require(opening["seq"] as? Int)
+        for _ in 0..<20 {
+            let message = try first.receiveJSON()
+            guard message["symbol"] as? String == "AAPL", let seq = message["seq"] as? Int else { continue }
+            #expect(seq == lastSeen + 1, "live updates contiguous before the disconnect")
+            lastSeen = seq
+        }
+        // Gone for a while (AAPL trades meanwhile; nobody watches it, so edged unsubscribes upstream), then back.
+        first.closeAbruptly()
+        try await Task.sleep(for: .milliseconds(700))
+        let second = try TestWebSocketClient(port: chain.port)
+        try second.send(text: #"{"action":"subscribe","symbol":"AAPL","fromSeq":\#(lastSeen + 1)}"#)
+        #expect(try second.receiveText() == #"{"type":"subscribed","symbols":["AAPL"]}"#)
+        let seen = try Self.read(second, symbol: "AAPL", through: lastSeen + 3_000)
+        let expected = (lastSeen + 1...lastSeen + 3_000).map { "\($0)" }
+        #expect(seen == expected, "every missed update once, in order, none flagged snapshot, and live ones after")
+        #expect(try chain.edgeCounter("replays_served") >= 1)
+
+        // Several symbols at once: fromSeq per symbol.
+        let third = try TestWebSocketClient(port: chain.port)
+        try third.send(text: #"{"action":"subscribe","symbols":["AAPL","MSFT"],"fromSeq":{"AAPL":\#(lastSeen + 1),"MSFT":3}}"#)
+        _ = try third.receiveText()
+        var next = ["AAPL": lastSeen + 1, "MSFT": 3]
+        let deadline = Date().addingTimeInterval(10)
+        while next["MSFT"]! < 3_000 && Date() < deadline {
+            let message = try third.receiveJSON()
+            guard let symbol = message["symbol"] as? String, let seq = message["seq"] as? Int else { continue }
+            #expect(message["snapshot"] == nil, "a resume, not a snapshot")
+            #expect(seq == next[symbol], "\(symbol): seq \(seq), expected \(next[symbol] ?? 0)")
+            next[symbol] = seq + 1
+        }
+        #expect(next["MSFT"]! >= 3_000)
+        await chain.stop()
+    }
+
+    @Test func aResumeThePlantCannotServeGetsAFreshSnapshotFlaggedAsSuch() async throws {
+        let context = try ZMQContext()
+        let feed = try TradingFeed(context: context, symbols: ["AAPL", "MSFT"], ticksPerSecond: 2_000)
+        // plantd keeps the last 2 000 ticks: AAPL's first ones are gone within a second.
+        let chain = try await Chain(feed: feed.endpoint, replayTicks: 2_000, resumeMaxUpdates: 50)
+        defer { feed.stop() }
+        try await Task.sleep(for: .milliseconds(1_500))
+
+        // Too old for plantd's ring (no journal here).
+        let old = try TestWebSocketClient(port: chain.port)
+        try old.send(text: #"{"action":"subscribe","symbol":"AAPL","fromSeq":2}"#)
+        _ = try old.receiveText()
+        let (since, firstLive) = try Self.readSnapshot(old, symbol: "AAPL")
+        #expect(since > 100)
+        #expect(firstLive == since + 1, "live after the snapshot, contiguous")
+
+        // Ahead of what plantd ever published (numbers from another plant's history).
+        let ahead = try TestWebSocketClient(port: chain.port)
+        try ahead.send(text: #"{"action":"subscribe","symbol":"MSFT","fromSeq":99999999}"#)
+        _ = try ahead.receiveText()
+        let (msftSince, _) = try Self.readSnapshot(ahead, symbol: "MSFT")
+        #expect(msftSince > 100)
+
+        // Within the ring but more missed than resume_max_updates (50).
+        let far = try TestWebSocketClient(port: chain.port)
+        try far.send(text: #"{"action":"subscribe","symbol":"MSFT","fromSeq":\#(msftSince - 60)}"#)
+        _ = try far.receiveText()
+        #expect(try far.receiveJSON()["snapshot"] as? Bool == true)
+        #expect(try chain.edgeCounter("replays_snapshotted") == 3)
+        await chain.stop()
+    }
+
+    @Test func aSymbolThePlantNeverHadGets408AndItsUpdatesIfItStartsTrading() async throws {
+        let context = try ZMQContext()
+        let feed = try TradingFeed(context: context, symbols: ["AAPL"], ticksPerSecond: 200,
+            joining: ("NEWCO", afterSeconds: 2.5))
+        let chain = try await Chain(feed: feed.endpoint)
+        defer { feed.stop() }
+        try await Task.sleep(for: .milliseconds(500))
+
+        let client = try TestWebSocketClient(port: chain.port)
+        try client.send(text: #"{"action":"subscribe","symbols":["AAPL","NEWCO"]}"#)
+        _ = try client.receiveText()
+        var told: [String: Any]?
+        var aaplUpdates = 0
+        while told == nil || aaplUpdates < 3 {
+            let message = try client.receiveJSON()
+            if message["type"] as? String == "error" { told = message } else if message["symbol"] as? String == "AAPL" {
+                aaplUpdates += 1
+            }
+        }
+        #expect(told?["code"] as? Int == 408)
+        #expect((told?["message"] as? String)?.contains("\"NEWCO\": unknown symbol") == true)
+        // A resume of a symbol plantd never had is told the same way.
+        try client.send(text: #"{"action":"subscribe","symbol":"ZZZZ","fromSeq":5}"#)
+        var resumeTold: [String: Any]?
+        while resumeTold == nil {
+            let message = try client.receiveJSON()
+            if message["type"] as? String == "error" { resumeTold = message }
+        }
+        #expect(resumeTold?["code"] as? Int == 408)
+        #expect(try chain.edgeCounter("unknown_symbols") == 2)
+
+        // NEWCO starts trading (a listing new today): the client, still subscribed, gets it from its first trade.
+        var newcoSeqs: [Int] = []
+        let deadline = Date().addingTimeInterval(8)
+        while newcoSeqs.count < 5 && Date() < deadline {
+            let message = try client.receiveJSON()
+            if message["symbol"] as? String == "NEWCO", message["type"] as? String == "TRADE" {
+                newcoSeqs.append(message["seq"] as? Int ?? 0)
+            }
+        }
+        #expect(newcoSeqs.count == 5 && newcoSeqs.first == 1)
+        await chain.stop()
+    }
+
+    @Test func fromSeqThatCannotBeReadGets400() async throws {
+        let fixture = try await EdgeServerOverRealSockets.Fixture()
+        let client = try TestWebSocketClient(port: fixture.port)
+        for (message, says) in [
+            (#"{"action":"subscribe","symbols":["AAPL","MSFT"],"fromSeq":5}"#, "for one symbol"),
+            (#"{"action":"subscribe","symbol":"AAPL","fromSeq":{"MSFT":5}}"#, "MSFT"),
+            (#"{"action":"subscribe","symbol":"AAPL","fromSeq":0}"#, "starts at 1"),
+            (#"{"action":"subscribe","symbol":"AAPL","fromSeq":"x"}"#, "JSON object"),
+        ] {
+            try client.send(text: message)
+            let reply = try client.receiveJSON()
+            #expect(reply["code"] as? Int == 400, "\(message)")
+            #expect((reply["message"] as? String)?.contains(says) == true, "\(reply)")
+        }
+        await fixture.stop()
+    }
+}
+
+extension EdgeSubscriptionsReply {
+    /// edged's `subs` reply: the symbols watched and by how many clients.
+    static func ask(_ chain: EdgeResumeOverARealPlant.Chain) throws -> [String: Int] {
+        let control = try ZMQSocket(chain.context, type: .request)
+        defer { control.close() }
+        try control.setReceiveTimeout(milliseconds: 2_000)
+        try control.connect(try #require(chain.edge.controlEndpoint))
+        try control.send(#"{"cmd":"subs"}"#)
+        let reply = try #require(try control.receiveFrames())[0]
+        return try JSONDecoder().decode(EdgeSubscriptionsReply.self, from: Data(reply)).symbols
+    }
+}
+
+/// The joins between a replay and the live stream, with plantd's snapshot ROUTER stood in for by the test so that
+/// it can answer late and leave gaps on purpose: live updates that come while a replay is awaited wait for it, and a
+/// live update that does not follow on from what the client has makes edged ask for the missing ones.
+@Suite(.serialized) struct EdgeReplayJoinsOverRealSockets {
+    @Test func waitingUpdatesFollowTheReplayAndAGapIsRepairedByAnotherReplay() async throws {
+        let context = try ZMQContext()
+        let plant = try ZMQSocket(context, type: .router)
+        try plant.setReceiveTimeout(milliseconds: 3_000)
+        try plant.bind("tcp://127.0.0.1:*")
+        let endpoint = try plant.lastEndpoint
+        let fixture = try await EdgeServerOverRealSockets.Fixture { $0.snapshotEndpoint = endpoint }
+        let encoder = TickEncoder()
+        func trade(_ seq: UInt64) -> Tick {
+            var tick = Tick.trade(symbol: "AAPL", venue: "XNAS", price: Price(fixedPoint: 1_780_000 + Int64(seq)),
+                size: 100)
+            tick.symbolSequence = seq
+            tick.streamSequence = seq
+            return tick
+        }
+        func publishLive(_ seq: UInt64) throws {
+            try fixture.upstream.send(Topic.make(symbol: "AAPL", type: .trade), more: true)
+            try fixture.upstream.send(encoder.encodeToArray(trade(seq)))
+        }
+        /// Takes edged's next request, which must be a replay of AAPL; answers it with `seqs`.
+        func answerReplay(expectingFrom from: UInt64, with seqs: [UInt64]) throws {
+            let request = try #require(try plant.receiveFrames(), "edged asked nothing")
+            guard case let .symbolReplay(symbol, asked) = ReplayRequest(decoding: request[request.count - 1]) else {
+                Issue.record("not a symbol replay")
+                return
+            }
+            #expect(symbol == "AAPL" && asked == from, "asked \(symbol) from \(asked), expected from \(from)")
+            for seq in seqs {
+                _ = try plant.send(request[0], more: true)
+                _ = try plant.send(Topic.make(symbol: "AAPL", type: .trade), more: true)
+                _ = try plant.send(encoder.encodeToArray(trade(seq)))
+            }
+            _ = try plant.send(request[0], more: true)
+            _ = try plant.send(SnapshotEnd.topic, more: true)
+            _ = try plant.send(SnapshotEnd(streamSequence: seqs.last ?? 0, tickCount: UInt64(seqs.count),
+                complete: true).encoded())
+        }
+
+        let client = try TestWebSocketClient(port: fixture.port)
+        try client.send(text: #"{"action":"subscribe","symbol":"AAPL","fromSeq":5}"#)
+        _ = try client.receiveText()
+        #expect(try fixture.nextUpstreamChange() == "+AAPL|")
+        try await Task.sleep(for: .milliseconds(200))
+        // 8 comes live while the replay is awaited; the replay gives 5 and 6: 7 is missing, so edged asks for it.
+        try publishLive(8)
+        try await Task.sleep(for: .milliseconds(200))
+        try answerReplay(expectingFrom: 5, with: [5, 6])
+        try answerReplay(expectingFrom: 7, with: [7, 8])
+        try await Task.sleep(for: .milliseconds(100))
+        // 8 again (live, already given by the replay) is dropped; 9 and 10 follow.
+        try publishLive(8)
+        try publishLive(9)
+        try publishLive(10)
+        var seen: [String] = []
+        while seen.count < 6 {
+            let message = try client.receiveJSON()
+            seen.append("\(message["seq"] as? Int ?? 0)" + (message["snapshot"] != nil ? " snapshot" : ""))
+        }
+        #expect(seen == ["5", "6", "7", "8", "9", "10"])
+        plant.close()
+        #expect(throws: (any Error).self, "nothing more: 8 once") { try client.receiveJSON(timeout: 0.3) }
+        await fixture.stop()
+    }
+}
