@@ -44,6 +44,8 @@ public struct EdgeConfiguration: Sendable {
     public var receiveHighWaterMark: Int32 = 1_000_000
     /// Token authentication (`[auth]`); nil when it is off.
     public var auth: AuthConfiguration?
+    /// wss (`[tls]` certificate and key); nil: plain ws, for a deployment that ends TLS in its load balancer.
+    public var tls: TLSContext?
 
     public init() {}
 
@@ -90,8 +92,28 @@ public struct EdgeConfiguration: Sendable {
             throw clients.error("idle_timeout", "expected 0 (off) or at least twice heartbeat_interval (the check runs then)")
         }
         configuration.auth = try loadAuth(try root.table("auth"))
+        configuration.tls = try loadTLS(try root.table("tls"))
         try root.finish()
         return configuration
+    }
+
+    static func loadTLS(_ table: ConfigReader) throws(ConfigError) -> TLSContext? {
+        let certificate = try table.optionalString("certificate")
+        let key = try table.optionalString("key")
+        switch (certificate, key) {
+        case (nil, nil):
+            return nil
+        case (nil, _?):
+            throw table.error("certificate", "expected beside key: wss needs both (or neither, for plain ws)")
+        case (_?, nil):
+            throw table.error("key", "expected beside certificate: wss needs both (or neither, for plain ws)")
+        case let (certificate?, key?):
+            do {
+                return try TLSContext(certificate: certificate, key: key)
+            } catch {
+                throw table.error(error.key, error.description)
+            }
+        }
     }
 
     static func loadAuth(_ table: ConfigReader) throws(ConfigError) -> AuthConfiguration? {

@@ -63,13 +63,17 @@ public final class EdgeHub: Sendable {
     /// Subscriptions told 408: plantd has nothing of the symbol (yet).
     let unknownSymbols = Atomic<UInt64>(0)
 
-    init(eventLoops: [any EventLoop], upstreamThread: SocketThread, canReplay: Bool) {
+    /// TLS handshakes done and connections closed for a TLS failure (wss).
+    let tlsFailures: TLSFailures
+
+    init(eventLoops: [any EventLoop], upstreamThread: SocketThread, canReplay: Bool, tlsFailures: TLSFailures) {
         registries = eventLoops.map { LoopRegistry(eventLoop: $0) }
         var byLoop: [ObjectIdentifier: LoopRegistry] = [:]
         for registry in registries { byLoop[ObjectIdentifier(registry.eventLoop)] = registry }
         registryByLoop = byLoop
         self.upstreamThread = upstreamThread
         self.canReplay = canReplay
+        self.tlsFailures = tlsFailures
     }
 
     func registry(for eventLoop: any EventLoop) -> LoopRegistry {

@@ -24,7 +24,7 @@ public final class EdgeServer: Sendable {
         self.logger = logger
         group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.eventLoops)
         hub = EdgeHub(eventLoops: Array(group.makeIterator()), upstreamThread: SocketThread(name: "edged-upstream"),
-            canReplay: configuration.snapshotEndpoint != nil)
+            canReplay: configuration.snapshotEndpoint != nil, tlsFailures: TLSFailures(logger: logger))
         upstream = UpstreamSubscriber(configuration: configuration, hub: hub, context: context, logger: logger)
     }
 
@@ -46,6 +46,8 @@ public final class EdgeServer: Sendable {
         let handshakeTimeout = TimeAmount.nanoseconds(Int64(configuration.handshakeTimeout.nanoseconds))
         raiseOpenFileLimit()
         let auth = configuration.auth
+        let tls = configuration.tls
+        let tlsFailures = hub.tlsFailures
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -71,6 +73,9 @@ public final class EdgeServer: Sendable {
                         }
                     })
                 return channel.eventLoop.makeCompletedFuture {
+                    if let tls {
+                        try channel.pipeline.syncOperations.addHandler(TLSServerHandler(context: tls, failures: tlsFailures))
+                    }
                     let http = HTTPEndpoints(hub: hub, handshakeTimeout: handshakeTimeout)
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(
                         withServerUpgrade: (
@@ -98,6 +103,7 @@ public final class EdgeServer: Sendable {
         }
         heartbeats.withLock { $0 = tasks }
         logger.info("edged listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")",
+            "scheme": "\(tls == nil ? "ws" : "wss")",
             "upstream": "\(configuration.upstream)", "control": "\(upstream.controlEndpoint ?? "?")"])
     }
 

@@ -299,6 +299,8 @@ private final class UpstreamLoop: SocketLoop {
                                     "replays_snapshotted": hub.replaysSnapshotted.load(ordering: .relaxed),
                                     "join_gaps_repaired": hub.joinGapsRepaired.load(ordering: .relaxed),
                                     "unknown_symbols": hub.unknownSymbols.load(ordering: .relaxed),
+                                    "tls_handshakes": hub.tlsFailures.handshakes.load(ordering: .relaxed),
+                                    "tls_failures": hub.tlsFailures.count.load(ordering: .relaxed),
                                 ])
                         case "subs":
                             return EdgeSubscriptionsReply(symbols: hub.watched)

@@ -138,10 +138,14 @@ final class FastReader: @unchecked Sendable {
 enum EdgeStatusProbe {
     /// edged's `status` from its control endpoint.
     static func status(_ fixture: EdgeServerOverRealSockets.Fixture) throws -> DaemonStatus {
-        let control = try ZMQSocket(fixture.context, type: .request)
+        try status(of: fixture.server, context: fixture.context)
+    }
+
+    static func status(of server: EdgeServer, context: ZMQContext) throws -> DaemonStatus {
+        let control = try ZMQSocket(context, type: .request)
         defer { control.close() }
         try control.setReceiveTimeout(milliseconds: 2_000)
-        try control.connect(try #require(fixture.server.controlEndpoint))
+        try control.connect(try #require(server.controlEndpoint))
         try control.send(#"{"cmd":"status"}"#)
         return try JSONDecoder().decode(DaemonStatus.self, from: Data(try #require(try control.receiveFrames())[0]))
     }

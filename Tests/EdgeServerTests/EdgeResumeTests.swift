@@ -104,14 +104,7 @@ import ZeroMQ
 
         /// A counter of edged's `status`.
         func edgeCounter(_ name: String) throws -> UInt64 {
-            let control = try ZMQSocket(context, type: .request)
-            defer { control.close() }
-            try control.setReceiveTimeout(milliseconds: 2_000)
-            try control.connect(try #require(edge.controlEndpoint))
-            try control.send(#"{"cmd":"status"}"#)
-            let reply = try #require(try control.receiveFrames())[0]
-            let status = try JSONDecoder().decode(DaemonStatus.self, from: Data(reply))
-            return status.counters[name] ?? 0
+            try EdgeStatusProbe.status(of: edge, context: context).counters[name] ?? 0
         }
     }
 
