@@ -5,7 +5,7 @@ SWIFT ?= swift
 RELEASE_BIN = .build/release
 DEBUG_BIN = .build/debug
 
-.PHONY: all build release run test bench bench-check deps test-deps proto proto-check clean
+.PHONY: all build release run test autobahn bench bench-check deps test-deps proto proto-check clean
 
 all: build
 
@@ -29,13 +29,20 @@ run: release
 ## The chaos test drives 100 000 messages/s through release executables (a debug feedd would be the bottleneck),
 ## the snapshot and crash tests 200 000 ticks/s: the tests run one at a time, because on two cores such a test
 ## starves the timing-sensitive ones beside it (a 500 ms gap give-up, a retransmission window).
-## Then the benchmarks' allocation check: the per-message paths must not allocate.
+## Then the WebSocket conformance run (Autobahn) and the benchmarks' allocation check: the per-message paths must
+## not allocate.
 test: test-deps proto-check
 	$(SWIFT) build -c release
 	$(SWIFT) build --build-tests
 	TICKPLANT_PYTHON=$(CURDIR)/.venv/bin/python TICKPLANT_RELEASE_BIN_DIR=$(CURDIR)/$(RELEASE_BIN) \
 		$(SWIFT) test --skip-build --no-parallel
+	scripts/autobahn $(RELEASE_BIN)/edged
 	$(MAKE) bench-check
+
+## WebSocket conformance: the Autobahn testsuite (cases 1-7, 9.1) against edged's /echo, which only this run turns
+## on; every case must be OK, NON-STRICT or INFORMATIONAL. The report: .build/autobahn/index.html.
+autobahn: release
+	scripts/autobahn $(RELEASE_BIN)/edged
 
 ## Run the benchmarks (ordo-one/benchmark, in their own package under Benchmarks/): throughput and mallocs per message.
 bench: deps
@@ -54,4 +61,4 @@ proto-check:
 	@scripts/gen-proto --check
 
 clean:
-	rm -rf .build .venv
+	rm -rf .build .venv .autobahn

@@ -14,6 +14,9 @@ public struct EdgeConfiguration: Sendable {
     public var snapshotTimeout: Duration = .seconds(2)
     public var controlEndpoint = "tcp://127.0.0.1:7309"
     public var eventLoops = 1
+    /// `/echo`: a WebSocket route that sends every message back, through the same layers as `/prices`; only for
+    /// the conformance testsuite (`make autobahn`), never in production.
+    public var echo = false
     public var maxSymbolsPerClient = 500
     public var maxFrameBytes = 16_384
     /// WebSocket clients one process serves; the next one gets error 406 and close 1008.
@@ -61,6 +64,7 @@ public struct EdgeConfiguration: Sendable {
         configuration.snapshotEndpoint = try edge.endpoint("snapshot", default: "tcp://127.0.0.1:7202")
         configuration.controlEndpoint = try edge.endpoint("control", default: configuration.controlEndpoint)
         configuration.eventLoops = try edge.int("event_loops", default: 1, in: 1...64)
+        configuration.echo = try edge.bool("echo", default: false)
         configuration.drainTimeout = try edge.duration("drain_timeout", default: .seconds(10))
         configuration.receiveHighWaterMark = Int32(try edge.int("receive_hwm", default: 1_000_000, in: 1...100_000_000))
         let limits = try root.table("limits")

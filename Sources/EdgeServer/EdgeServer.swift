@@ -47,6 +47,7 @@ public final class EdgeServer: Sendable {
         raiseOpenFileLimit()
         let auth = configuration.auth
         let tls = configuration.tls
+        let echo = configuration.echo
         let tlsFailures = hub.tlsFailures
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
@@ -61,11 +62,16 @@ public final class EdgeServer: Sendable {
                     shouldUpgrade: { channel, head in
                         let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
                         // Draining: no new clients (the HTTP handler answers 503).
-                        let accept = path == "/prices" && !hub.draining.load(ordering: .relaxed)
+                        let accept = (path == "/prices" || (path == "/echo" && echo)) && !hub.draining.load(ordering: .relaxed)
                         return channel.eventLoop.makeSucceededFuture(accept ? HTTPHeaders() : nil)
                     },
                     upgradePipelineHandler: { channel, head in
                         channel.eventLoop.makeCompletedFuture {
+                            try channel.pipeline.syncOperations.addHandler(
+                                WebSocketProtocolLayer(maxMessageBytes: maxFrameBytes))
+                            if head.uri.split(separator: "?", maxSplits: 1).first == "/echo" {
+                                return try channel.pipeline.syncOperations.addHandler(EchoSession())
+                            }
                             let session = WebSocketSession(
                                 hub: hub, registry: hub.registry(for: channel.eventLoop), limits: limits, auth: auth,
                                 urlToken: Self.queryValue("token", in: head.uri))

@@ -108,16 +108,16 @@ struct SessionLimits {
     var resumeMaxUpdates = 1_000
 }
 
-/// One WebSocket client on its event loop: reads its requests, keeps its subscriptions, writes its updates.
+/// One WebSocket client on its event loop: reads its requests, keeps its subscriptions, writes its updates. Below
+/// it, `WebSocketProtocolLayer` has made frames into whole, valid messages and answered pings and closes.
 final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = WebSocketFrame
+    typealias InboundIn = WebSocketMessage
     typealias OutboundOut = WebSocketFrame
 
     private let hub: EdgeHub
     private let registry: LoopRegistry
     private let limits: SessionLimits
     private var maxSymbols: Int { limits.maxSymbols }
-    private var maxFrameBytes: Int { limits.maxFrameBytes }
     /// A token bucket for the client's messages: `maxMessagesPerSecond` a second, as many at once.
     private var messageAllowance: Double
     private var allowanceAtNs: UInt64 = MonotonicClock.nowNanoseconds()
@@ -140,7 +140,6 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
     private var joins: [String: StreamJoin] = [:]
     /// Whether `screenOut` must see this session's updates (false almost always: the fast path skips it).
     var screensUpdates: Bool { !awaiting.isEmpty || !joins.isEmpty }
-    private var fragments: ByteBuffer?
     private var pendingFlush = false
     private var closing = false
     /// What waits while the client's socket takes no more: bounded, conflating, dropping the oldest.
@@ -224,30 +223,13 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let frame = unwrapInboundIn(data)
         lastHeardNs = MonotonicClock.nowNanoseconds()
-        switch frame.opcode {
-        case .text, .continuation:
-            var data = frame.unmaskedData
-            if frame.opcode == .continuation, fragments == nil { return close(code: .protocolError) }
-            if fragments != nil { fragments!.writeBuffer(&data) } else { fragments = data }
-            if fragments!.readableBytes > maxFrameBytes { return close(code: .messageTooLarge) }
-            guard frame.fin, let message = fragments else { return }
-            fragments = nil
+        switch unwrapInboundIn(data) {
+        case let .text(message):
             handle(message)
         case .binary:
             sendError(.badMessage, "binary frames are not part of the protocol; send JSON text")
-        case .ping:
-            let pong = WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)
-            context.writeAndFlush(wrapOutboundOut(pong), promise: nil)
-        case .connectionClose:
-            if closing {
-                // The answer to the close this side started: the closing handshake is over.
-                context.channel.close(promise: nil)
-            } else {
-                close(code: .normalClosure)
-            }
-        default:
+        case .heard:
             break
         }
     }

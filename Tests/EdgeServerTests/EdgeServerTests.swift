@@ -157,3 +157,72 @@ import ZeroMQ
         await fixture.stop()
     }
 }
+
+/// RFC 6455 below the protocol of section 8, on `/prices` (the Autobahn testsuite checks the same layer through
+/// `/echo`, `make autobahn`): fragments, pings between them, the frame size limit, UTF-8, reserved bits, the
+/// closing handshake.
+@Suite(.serialized) struct EdgeWebSocketLayerOverRealSockets {
+    /// The code of the close frame the client gets next (nil for a close without a code).
+    static func closeCode(_ client: TestWebSocketClient) throws -> Int? {
+        while true {
+            let frame = try client.receiveFrame()
+            if frame.opcode == 0x8 { return frame.payload.count >= 2 ? Int(frame.payload[0]) << 8 | Int(frame.payload[1]) : nil }
+        }
+    }
+
+    @Test func aFragmentedMessageWithAPingBetweenItsFragmentsIsOneMessage() async throws {
+        let fixture = try await EdgeServerOverRealSockets.Fixture()
+        let client = try TestWebSocketClient(port: fixture.port)
+        try client.send(opcode: 0x1, Array(#"{"action":"subs"#.utf8), fin: false)
+        try client.send(opcode: 0x9, Array("are you there".utf8))
+        try client.send(opcode: 0x0, Array(#"cribe","symbol""#.utf8), fin: false)
+        try client.send(opcode: 0x0, Array(#":"AAPL"}"#.utf8))
+        let pong = try client.receiveFrame()
+        #expect(pong.opcode == 0xA && pong.payload == Array("are you there".utf8))
+        #expect(try client.receiveText() == #"{"type":"subscribed","symbols":["AAPL"]}"#)
+        await fixture.stop()
+    }
+
+    @Test(arguments: [
+        ("a frame over max_frame_bytes", 1009),
+        ("fragments adding up to more than max_frame_bytes", 1009),
+        ("text that is not UTF-8", 1007),
+        ("a reserved bit", 1002),
+        ("an unknown opcode", 1002),
+        ("a continuation with no message begun", 1002),
+    ])
+    func aFrameThatBreaksTheProtocolClosesWithItsCode(_ what: String, code: Int) async throws {
+        let fixture = try await EdgeServerOverRealSockets.Fixture { $0.maxFrameBytes = 1_024 }
+        let client = try TestWebSocketClient(port: fixture.port)
+        switch what {
+        case "a frame over max_frame_bytes":
+            try client.send(Array(repeating: UInt8(ascii: " "), count: 2_000))
+        case "fragments adding up to more than max_frame_bytes":
+            try client.send(opcode: 0x1, Array(repeating: UInt8(ascii: " "), count: 1_000), fin: false)
+            try client.send(opcode: 0x0, Array(repeating: UInt8(ascii: " "), count: 1_000))
+        case "text that is not UTF-8":
+            try client.send([0x7B, 0xC0, 0xAF, 0x7D])  // an overlong "/"
+        case "a reserved bit":
+            try client.send(opcode: 0x1 | 0x40, Array("{}".utf8))
+        case "an unknown opcode":
+            try client.send(opcode: 0x3, Array("{}".utf8))
+        default:
+            try client.send(opcode: 0x0, Array("{}".utf8))
+        }
+        #expect(try Self.closeCode(client) == code, "\(what)")
+        await fixture.stop()
+    }
+
+    @Test func aClientsCloseIsEchoedWithItsCodeAndAnInvalidOneIs1002() async throws {
+        let fixture = try await EdgeServerOverRealSockets.Fixture()
+        let client = try TestWebSocketClient(port: fixture.port)
+        try client.send(opcode: 0x8, [0x0B, 0xB8] + Array("bye".utf8))  // 3000
+        #expect(try Self.closeCode(client) == 3_000)
+        let invalid = try TestWebSocketClient(port: fixture.port)
+        try invalid.send(opcode: 0x8, [0x03, 0xED])  // 1005 must never be sent
+        #expect(try Self.closeCode(invalid) == 1_002)
+        // /echo exists only where a configuration turns it on (the conformance run).
+        #expect(throws: TestWebSocketClient.Failure.self) { try TestWebSocketClient(port: fixture.port, path: "/echo") }
+        await fixture.stop()
+    }
+}

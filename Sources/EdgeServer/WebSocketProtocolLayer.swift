@@ -1,0 +1,205 @@
+import NIOCore
+import NIOWebSocket
+
+/// A whole client message, or a sign of life, as the protocol layer hands it up.
+enum WebSocketMessage {
+    case text(ByteBuffer)
+    case binary(ByteBuffer)
+    /// A ping (answered already) or a pong: the client is there.
+    case heard
+}
+
+/// RFC 6455 between NIO's frame codec and what a route does with messages, shared by every route (`/prices`, and
+/// `/echo` where a test configuration turns it on, so that the Autobahn testsuite checks the very code clients
+/// meet): fragments joined into messages (at most `maxMessageBytes`, else close 1009), text validated as UTF-8 as it
+/// comes (close 1007 at the first bad byte), reserved bits, unknown opcodes, unmasked frames and stray continuations
+/// refused (close 1002), pings answered, and the closing handshake: a client's close is checked and echoed, and
+/// after edged's own close only the client's answer is awaited.
+final class WebSocketProtocolLayer: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = WebSocketFrame
+    typealias InboundOut = WebSocketMessage
+    typealias OutboundIn = WebSocketFrame
+    typealias OutboundOut = WebSocketFrame
+
+    private let maxMessageBytes: Int
+    /// The message being received in fragments, its opcode, and the UTF-8 check of a text one so far.
+    private var partial: ByteBuffer?
+    private var partialIsText = false
+    private var utf8 = UTF8Validator()
+    /// edged has sent its close frame: from now on only the client's close matters.
+    private var closeSent = false
+
+    init(maxMessageBytes: Int) {
+        self.maxMessageBytes = maxMessageBytes
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        guard !frame.rsv1 && !frame.rsv2 && !frame.rsv3 else {
+            return fail(context, .protocolError, "reserved bits set without an extension")
+        }
+        guard frame.maskKey != nil else { return fail(context, .protocolError, "client frames must be masked") }
+        switch frame.opcode {
+        case .text, .binary, .continuation:
+            guard !closeSent else { return }
+            receiveData(context, frame)
+        case .ping:
+            guard !closeSent else { return }
+            let pong = WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)
+            context.writeAndFlush(wrapOutboundOut(pong), promise: nil)
+            context.fireChannelRead(wrapInboundOut(.heard))
+        case .pong:
+            context.fireChannelRead(wrapInboundOut(.heard))
+        case .connectionClose:
+            receiveClose(context, frame.unmaskedData)
+        default:
+            fail(context, .protocolError, "unknown opcode")
+        }
+    }
+
+    private func receiveData(_ context: ChannelHandlerContext, _ frame: WebSocketFrame) {
+        var data = frame.unmaskedData
+        if frame.opcode == .continuation {
+            guard partial != nil else { return fail(context, .protocolError, "a continuation with no message begun") }
+        } else {
+            guard partial == nil else { return fail(context, .protocolError, "a new message inside a fragmented one") }
+            partialIsText = frame.opcode == .text
+            utf8 = UTF8Validator()
+            if frame.fin {
+                // Unfragmented, the common case: handed up as it is.
+                if partialIsText {
+                    guard data.withUnsafeReadableBytes({ utf8.take($0) }), utf8.isComplete else {
+                        return fail(context, .dataInconsistentWithMessage, "text that is not UTF-8")
+                    }
+                }
+                return context.fireChannelRead(wrapInboundOut(partialIsText ? .text(data) : .binary(data)))
+            }
+            partial = context.channel.allocator.buffer(capacity: data.readableBytes)
+        }
+        guard partial!.readableBytes + data.readableBytes <= maxMessageBytes else {
+            partial = nil
+            return fail(context, .messageTooLarge, "a message over \(maxMessageBytes) bytes")
+        }
+        if partialIsText, !data.withUnsafeReadableBytes({ utf8.take($0) }) {
+            partial = nil
+            return fail(context, .dataInconsistentWithMessage, "text that is not UTF-8")
+        }
+        partial!.writeBuffer(&data)
+        guard frame.fin, let message = partial else { return }
+        partial = nil
+        if partialIsText && !utf8.isComplete {
+            return fail(context, .dataInconsistentWithMessage, "text that ends inside a UTF-8 sequence")
+        }
+        context.fireChannelRead(wrapInboundOut(partialIsText ? .text(message) : .binary(message)))
+    }
+
+    /// The client's close: its code and reason checked, then echoed (or, when edged closed first, the handshake
+    /// is over), and the connection closed once that is written.
+    private func receiveClose(_ context: ChannelHandlerContext, _ payload: ByteBuffer) {
+        if closeSent { return context.close(promise: nil) }
+        var payload = payload
+        var reply = context.channel.allocator.buffer(capacity: 2)
+        if payload.readableBytes > 0 {
+            guard payload.readableBytes >= 2, let code = payload.readInteger(as: UInt16.self) else {
+                return fail(context, .protocolError, "a close payload of one byte")
+            }
+            guard Self.isValidCloseCode(code) else { return fail(context, .protocolError, "close code \(code)") }
+            var reason = UTF8Validator()
+            guard payload.withUnsafeReadableBytes({ reason.take($0) }), reason.isComplete else {
+                return fail(context, .dataInconsistentWithMessage, "a close reason that is not UTF-8")
+            }
+            reply.writeInteger(code)
+        }
+        closeSent = true
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: reply)))
+            .whenComplete { _ in channel.close(promise: nil) }
+    }
+
+    /// Codes a client may send (RFC 6455 section 7.4): the defined ones meant for the wire, and 3000-4999 for
+    /// libraries and applications.
+    static func isValidCloseCode(_ code: UInt16) -> Bool {
+        switch code {
+        case 1000...1003, 1007...1011, 3000...4999: true
+        default: false
+        }
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        if unwrapOutboundIn(data).opcode == .connectionClose {
+            guard !closeSent else {
+                promise?.succeed(())
+                return
+            }
+            closeSent = true
+        }
+        context.write(data, promise: promise)
+    }
+
+    /// Fails the connection (RFC 6455 section 7.1.7): a close frame with `code`, then the connection closes.
+    private func fail(_ context: ChannelHandlerContext, _ code: WebSocketErrorCode, _ why: String) {
+        partial = nil
+        guard !closeSent else { return context.close(promise: nil) }
+        closeSent = true
+        var data = context.channel.allocator.buffer(capacity: 2)
+        data.write(webSocketErrorCode: code)
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: data)))
+            .whenComplete { _ in channel.close(promise: nil) }
+    }
+}
+
+/// UTF-8 validation that can stop between any two bytes and go on with the next fragment (RFC 3629: no overlong
+/// forms, no surrogates, nothing above U+10FFFF).
+struct UTF8Validator {
+    /// Continuation bytes still expected, and the range the next one must be in.
+    private var remaining = 0
+    private var lower: UInt8 = 0x80
+    private var upper: UInt8 = 0xBF
+
+    /// False at the first byte that cannot be UTF-8.
+    mutating func take(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        for byte in bytes {
+            if remaining > 0 {
+                guard byte >= lower && byte <= upper else { return false }
+                lower = 0x80
+                upper = 0xBF
+                remaining -= 1
+                continue
+            }
+            switch byte {
+            case 0x00...0x7F: continue
+            case 0xC2...0xDF: remaining = 1
+            case 0xE0: (remaining, lower) = (2, 0xA0)
+            case 0xE1...0xEC, 0xEE...0xEF: remaining = 2
+            case 0xED: (remaining, upper) = (2, 0x9F)
+            case 0xF0: (remaining, lower) = (3, 0x90)
+            case 0xF1...0xF3: remaining = 3
+            case 0xF4: (remaining, upper) = (3, 0x8F)
+            default: return false
+            }
+        }
+        return true
+    }
+
+    /// True when no sequence is left half-way.
+    var isComplete: Bool { remaining == 0 }
+}
+
+/// `/echo`: every message back as it came, through the same protocol layer as `/prices`. Only a configuration with
+/// `[edge] echo = true` has it: it exists for the WebSocket conformance testsuite.
+final class EchoSession: ChannelInboundHandler {
+    typealias InboundIn = WebSocketMessage
+    typealias OutboundOut = WebSocketFrame
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case let .text(message):
+            context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: message)), promise: nil)
+        case let .binary(message):
+            context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .binary, data: message)), promise: nil)
+        case .heard:
+            break
+        }
+    }
+}
