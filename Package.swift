@@ -40,6 +40,7 @@ let package = Package(
         ),
         // recvmmsg for feedd's batched UDP receive: Swift's Glibc module does not export it.
         .target(name: "CSocketBatch"),
+        .target(name: "CEventPoll"),
         // CRC-32C of the plant's journal records (the SSE 4.2 instruction where there is one).
         .target(name: "CChecksum"),
 
@@ -82,7 +83,7 @@ let package = Package(
         .target(
             name: "Operations",
             dependencies: [
-                "MarketData", "ZeroMQ", "FeedHandler", "TickerPlant", "EdgeServer",
+                "MarketData", "ZeroMQ", "FeedHandler", "TickerPlant", "EdgeServer", "CEventPoll",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

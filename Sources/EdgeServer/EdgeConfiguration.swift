@@ -61,7 +61,9 @@ public struct EdgeConfiguration: Sendable {
         configuration.host = listen.host
         configuration.port = listen.port
         configuration.upstream = try edge.endpoint("upstream", default: configuration.upstream)
-        configuration.snapshotEndpoint = try edge.endpoint("snapshot", default: "tcp://127.0.0.1:7202")
+        // Empty: no snapshot ROUTER (clients get no snapshot; resume and 408 are off).
+        let snapshot = try edge.string("snapshot", default: "tcp://127.0.0.1:7202")
+        configuration.snapshotEndpoint = snapshot.isEmpty ? nil : try edge.endpoint("snapshot", default: snapshot)
         configuration.controlEndpoint = try edge.endpoint("control", default: configuration.controlEndpoint)
         configuration.eventLoops = try edge.int("event_loops", default: 1, in: 1...64)
         configuration.echo = try edge.bool("echo", default: false)

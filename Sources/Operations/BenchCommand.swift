@@ -21,7 +21,7 @@ enum BenchOutput {
 public struct BenchCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Measure parts of the chain on this machine.",
-        subcommands: [FeedBenchCommand.self, PlantBenchCommand.self, JournalBenchCommand.self])
+        subcommands: [FeedBenchCommand.self, PlantBenchCommand.self, JournalBenchCommand.self, EdgeBenchCommand.self])
 
     public init() {}
 }

@@ -1,0 +1,78 @@
+import Foundation
+import Testing
+
+import MarketData
+import Operations
+import ZeroMQ
+
+/// edged (its own process) under many WebSocket clients: a stand-in plantd publishes, `WebSocketLoad` plays the
+/// clients (on one thread of this process), checking every client's `seq` and timing every delivery.
+@Suite(.serialized) struct EdgeScaleEndToEnd {
+    /// The release edged when `make test` built it (a debug one is several times slower), else the debug one.
+    static let edged = (SnapshotEndToEnd.releaseBinDirectory.map { URL(fileURLWithPath: $0) } ?? Chain.binDirectory)
+        .appendingPathComponent("edged").path
+    static let release = SnapshotEndToEnd.releaseBinDirectory != nil
+
+    /// Publishes `count` updates round-robin over `symbols` at `perSecond`, starting after `after` of each symbol.
+    static func publish(
+        _ plant: StandInPlant, symbols: Int, count: Int, perSecond: Double, after: Int = 0, times: PublishTimes?
+    ) {
+        let start = MonotonicClock.nowNanoseconds()
+        for index in 0..<count {
+            let due = start + UInt64(Double(index) / perSecond * 1e9)
+            while MonotonicClock.nowNanoseconds() < due { usleep(200) }
+            plant.publish(symbol: index % symbols, seq: after + index / symbols + 1, times: times)
+        }
+    }
+
+    @Test func aThousandClientsOnOneSymbolEachGetEveryUpdateInOrder() throws {
+        let context = try ZMQContext()
+        let plant = try StandInPlant(context: context, symbols: ["AAPL"])
+        let edge = try EdgeProcess(binary: Self.edged, upstream: plant.endpoint)
+        defer { edge.stop() }
+        let load = WebSocketLoad(count: 1_000, options: .init(port: edge.port, symbols: ["AAPL"]))
+        defer { load.stop() }
+        #expect(load.waitUntilSubscribed(timeout: 60), "subscribed: \(load.totals.subscribed)")
+        #expect(load.totals.failed == 0)
+        #expect(plant.waitForSubscriptions(1, timeout: 5), "edged subscribed upstream")
+        usleep(200_000)
+
+        // 200 updates a second to 1 000 clients: 200 000 deliveries a second, well within edged (no backpressure).
+        let total = Self.release ? 1_000 : 300
+        Self.publish(plant, symbols: 1, count: total, perSecond: 200, times: nil)
+        let deadline = Date().addingTimeInterval(30)
+        while load.totals.updates < 1_000 * total && Date() < deadline { usleep(10_000) }
+        let summaries = load.summaries()
+        let complete = summaries.filter {
+            $0.updates == total && $0.firstSeq == 1 && $0.lastSeq == total && $0.gaps == 0 && $0.duplicates == 0
+                && $0.errorCodes.isEmpty
+        }
+        #expect(complete.count == 1_000, "clients with every update once and in order: \(complete.count)")
+        #expect(edge.counter("drops", context: context) == 0)
+    }
+
+    /// 10% of 1 000 clients stop reading while the rest read: `mktctl bench edge --slow-percent 10` (the release
+    /// build when there is one: a debug client thread would be the bottleneck), its figures read from its JSON.
+    /// Every client watches the same 50 symbols, so that a stalled one's queue, conflating one update per symbol above
+    /// its soft mark, still passes its hard mark.
+    @Test func slowClientsAreCutOffAndTheFastOnesMissNothing() throws {
+        let mktctl = (SnapshotEndToEnd.releaseBinDirectory.map { URL(fileURLWithPath: $0) } ?? Chain.binDirectory)
+            .appendingPathComponent("mktctl").path
+        let result = try Chain.run(mktctl, ["bench", "edge", "--slow-percent", "10", "--slow-rate", Self.release ? "100" : "50",
+            "--json"], timeout: 180)
+        #expect(result.status == 0, "\(result.output)")
+        let json = result.output.drop { $0 != "{" }
+        let run = try JSONDecoder().decode(EdgeBenchCommand.SlowRun.self, from: Data(json.utf8))
+        #expect(run.fastComplete == 900, "fast clients with every update in order")
+        #expect(run.updates > 500)
+        #expect(run.slowTold407 == 100 && run.slowClosed4008 == 100, "\(run.slowEndings)")
+        // A stalled client holds at most its queue (32 updates) and NIO's 64 KiB above the kernel's buffer.
+        #expect(run.edgedRSSPeakBytes - run.edgedRSSBeforeBytes < run.memoryBoundBytes)
+        // The fast ones' latency is the time one burst takes to reach all 900: on this shared two-core machine two
+        // windows of the same load differ by up to x1.7 (docs/performance.md has the runs), so the bound here is 2:
+        // what it catches is a stall that holds the others up, not the 20% the issue aims at.
+        #expect(run.fastBefore.count > 0 && run.fastWhileStalled.count > 0)
+        #expect(run.fastWhileStalled.p99Us < run.fastBefore.p99Us * 2,
+            "fast p99 \(run.fastBefore.p99Us) us before, \(run.fastWhileStalled.p99Us) us while 10% stalled")
+    }
+}
