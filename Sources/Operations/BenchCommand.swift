@@ -21,7 +21,8 @@ enum BenchOutput {
 public struct BenchCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Measure parts of the chain on this machine.",
-        subcommands: [FeedBenchCommand.self, PlantBenchCommand.self, JournalBenchCommand.self, EdgeBenchCommand.self])
+        subcommands: [FeedBenchCommand.self, PlantBenchCommand.self, JournalBenchCommand.self, EdgeBenchCommand.self,
+            EdgeClientsCommand.self])
 
     public init() {}
 }

@@ -61,6 +61,7 @@ public final class EdgeProcess {
             let status = try? JSONDecoder().decode(DaemonStatus.self, from: Data(reply))
         else { return 0 }
         if name == "drops" { return status.drops }
+        if name == "clients" { return UInt64(status.clients ?? 0) }
         return status.counters[name] ?? 0
     }
 

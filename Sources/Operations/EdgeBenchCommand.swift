@@ -368,3 +368,62 @@ public struct EdgeBenchCommand: ParsableCommand {
         return lines.joined(separator: "\n")
     }
 }
+
+/// `mktctl bench edge-clients`: WebSocket clients of an edged in a process of their own (one process holds at most
+/// so many open files), for the 20 000-connection test and runs like it. Connects, subscribes (client i to
+/// SYMBOL<i % symbols>), says `subscribed N` on standard output, then waits until every client has `--updates`
+/// updates and prints its summary as JSON; exit status 1 when some client did not.
+public struct EdgeClientsCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "edge-clients", abstract: "WebSocket clients of an edged, in a process of their own.",
+        shouldDisplay: false)
+
+    @Option(name: .long, help: "edged's port on 127.0.0.1.")
+    public var port: Int
+
+    @Option(name: .long, help: "Clients.")
+    public var clients = 5_000
+
+    @Option(name: .long, help: "The address the clients connect from (127.0.0.2, ...).")
+    public var source: String?
+
+    @Option(name: .long, help: "Symbols SYM0 ... SYM<n-1>; client i watches SYM<i % n>.")
+    public var symbols = 100
+
+    @Option(name: .long, help: "Updates each client must get.")
+    public var updates = 10
+
+    @Option(name: .long, help: "Seconds to wait for all of it.")
+    public var timeout = 120.0
+
+    public init() {}
+
+    public struct Summary: Codable, Sendable {
+        public var clients: Int
+        public var subscribed: Int
+        public var failed: Int
+        /// Clients with every update, in order.
+        public var complete: Int
+        public var failures: [String: Int]
+    }
+
+    public func run() throws {
+        var options = WebSocketLoad.Options(port: port, symbols: (0..<symbols).map { "SYM\($0)" })
+        options.sources = source.map { [$0] }
+        let load = WebSocketLoad(count: clients, options: options)
+        defer { load.stop() }
+        let deadline = Date().addingTimeInterval(timeout)
+        _ = load.waitUntilSubscribed(timeout: timeout)
+        // Unbuffered: the process that started this one waits for the line.
+        FileHandle.standardOutput.write(Data("subscribed \(load.totals.subscribed) failed \(load.totals.failed)\n".utf8))
+        while load.totals.updates < clients * updates && Date() < deadline { usleep(50_000) }
+        let summaries = load.summaries()
+        let summary = Summary(
+            clients: clients, subscribed: summaries.filter(\.subscribed).count,
+            failed: summaries.filter { $0.failed != nil }.count,
+            complete: summaries.filter { $0.updates == updates && $0.gaps == 0 && $0.duplicates == 0 }.count,
+            failures: Dictionary(grouping: summaries.compactMap(\.failed), by: { $0 }).mapValues(\.count))
+        try BenchOutput.printJSON(summary)
+        if summary.complete < clients { throw ExitCode(1) }
+    }
+}

@@ -75,4 +75,58 @@ import ZeroMQ
         #expect(run.fastWhileStalled.p99Us < run.fastBefore.p99Us * 2,
             "fast p99 \(run.fastBefore.p99Us) us before, \(run.fastWhileStalled.p99Us) us while 10% stalled")
     }
+
+    /// 20 000 connections on one edged, as near as this machine allows: a process may hold 20 000 open files here,
+    /// and edged needs about 30 of its own (listener, epoll, eventfds, ZeroMQ), so 19 948 clients, from four client
+    /// processes, each from an address of its own (127.0.0.2-5). All subscribed, all receiving.
+    @Test func twentyThousandConnectionsOnOneProcessAllSubscribedAllReceiving() throws {
+        let context = try ZMQContext()
+        let symbols = (0..<100).map { "SYM\($0)" }
+        let plant = try StandInPlant(context: context, symbols: symbols)
+        let edge = try EdgeProcess(binary: Self.edged, upstream: plant.endpoint, settings: ["limits": "connections = 20000"])
+        defer { edge.stop() }
+        let mktctl = (SnapshotEndToEnd.releaseBinDirectory.map { URL(fileURLWithPath: $0) } ?? Chain.binDirectory)
+            .appendingPathComponent("mktctl").path
+        let perProcess = 4_987
+        let updates = 5
+        var workers: [(Process, URL)] = []
+        defer {
+            for (worker, output) in workers {
+                if worker.isRunning { worker.terminate() }
+                try? FileManager.default.removeItem(at: output)
+            }
+        }
+        for source in ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"] {
+            let output = FileManager.default.temporaryDirectory.appendingPathComponent("edge-clients-\(UUID().uuidString)")
+            _ = FileManager.default.createFile(atPath: output.path, contents: nil)
+            let worker = Process()
+            worker.executableURL = URL(fileURLWithPath: mktctl)
+            worker.arguments = ["bench", "edge-clients", "--port", "\(edge.port)", "--clients", "\(perProcess)",
+                "--source", source, "--symbols", "100", "--updates", "\(updates)", "--timeout", "150"]
+            let handle = try FileHandle(forWritingTo: output)
+            worker.standardOutput = handle
+            worker.standardError = handle
+            try worker.run()
+            workers.append((worker, output))
+        }
+        func output(_ index: Int) -> String { (try? String(contentsOf: workers[index].1, encoding: .utf8)) ?? "" }
+        let connected = Date().addingTimeInterval(150)
+        while Date() < connected && !(0..<4).allSatisfy({ output($0).contains("subscribed") }) { usleep(200_000) }
+        for index in 0..<4 {
+            #expect(output(index).contains("subscribed \(perProcess) failed 0"), "\(output(index).prefix(300))")
+        }
+        #expect(edge.counter("clients", context: context) == UInt64(4 * perProcess))
+        #expect(plant.waitForSubscriptions(100, timeout: 10))
+        usleep(300_000)
+        Self.publish(plant, symbols: 100, count: 100 * updates, perSecond: 100, times: nil)
+        let done = Date().addingTimeInterval(60)
+        while Date() < done && workers.contains(where: { $0.0.isRunning }) { usleep(100_000) }
+        for index in 0..<4 {
+            let text = output(index)
+            let json = text.drop { $0 != "{" }
+            let summary = try? JSONDecoder().decode(EdgeClientsCommand.Summary.self, from: Data(json.utf8))
+            #expect(summary?.complete == perProcess, "worker \(index): \(text.suffix(400))")
+        }
+        print("20 000 connections: edged RSS \(edge.residentBytes() / 1_000_000) MB with \(4 * perProcess) clients")
+    }
 }
