@@ -7,6 +7,7 @@ import ZeroMQ
 /// caller's stand-in plantd, it has no snapshot ROUTER, and it is stopped (SIGTERM, then SIGKILL) by `stop()`.
 public final class EdgeProcess {
     public let port: Int
+    public let eventLoops: Int
     public let process: Process
     /// Its control endpoint (`status`, `subs`).
     public let controlEndpoint: String
@@ -17,6 +18,7 @@ public final class EdgeProcess {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("tickplant-edge-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         port = try Self.freePort()
+        self.eventLoops = eventLoops
         controlEndpoint = "ipc://\(directory.path)/control"
         var tables = ["edge": "", "limits": "", "clients": ""].merging(settings) { $0 + "\n" + $1 }
         tables["edge"] = """

@@ -37,6 +37,12 @@ public struct EdgeBenchCommand: ParsableCommand {
     @Option(name: .long, help: "Updates per second in the slow-clients run, in bursts of one per symbol (each goes to every client).")
     public var slowRate = 250
 
+    @Flag(name: .long, help: "Also run the fan-out through uWebSockets (socketify, with --python) and nats-server's WebSocket listener, one process each, where installed.")
+    public var peers = false
+
+    @Option(name: .long, help: "The Python that has socketify (default: TICKPLANT_PYTHON, else the project's .venv).")
+    public var python: String?
+
     @Option(name: .long, help: "The edged executable (default: the one beside mktctl).")
     public var edged: String?
 
@@ -46,6 +52,7 @@ public struct EdgeBenchCommand: ParsableCommand {
     public init() {}
 
     public struct Run: Codable, Sendable {
+        public var server = "edged"
         public var eventLoops: Int
         public var burst: Int
         public var clients: Int
@@ -81,9 +88,41 @@ public struct EdgeBenchCommand: ParsableCommand {
             if !run.passed { throw ExitCode(1) }
             return
         }
-        for loops in eventLoops {
-            for burst in bursts {
-                results.fanOut.append(try fanOut(binary, context, loops: loops, burst: burst))
+        // The checkout the executables were built in (for the peers' script and the project's Python).
+        var root = URL(fileURLWithPath: binary).deletingLastPathComponent()
+        while root.path != "/" && !FileManager.default.fileExists(atPath: root.appendingPathComponent("Package.swift").path) {
+            root = root.deletingLastPathComponent()
+        }
+        let work = FileManager.default.temporaryDirectory.appendingPathComponent("tickplant-edge-bench-\(getpid())")
+        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: work) }
+        var servers: [(String, () throws -> any FanOutServer)] = eventLoops.map { loops in
+            ("edged \(loops)", {
+                try EdgedFanOut(binary: binary, context: context, symbols: ["BENCH"], eventLoops: loops,
+                    settings: ["limits": "connections = \(clients + 100)"])
+            })
+        }
+        if peers {
+            let python = python ?? ProcessInfo.processInfo.environment["TICKPLANT_PYTHON"]
+                ?? root.appendingPathComponent(".venv/bin/python").path
+            let script = root.appendingPathComponent("Benchmarks/Peers/uws_fanout.py").path
+            if FileManager.default.isExecutableFile(atPath: python), FileManager.default.fileExists(atPath: script) {
+                servers.append(("uws", { try UWebSocketsFanOut(python: python, script: script, symbols: ["BENCH"], directory: work) }))
+            } else {
+                FileHandle.standardError.write(Data("bench edge: no \(python) or \(script): uWebSockets left out\n".utf8))
+            }
+            if let nats = ["/usr/sbin/nats-server", "/usr/bin/nats-server"].first(where: FileManager.default.isExecutableFile) {
+                servers.append(("nats", { try NATSFanOut(executable: nats, symbols: ["BENCH"], directory: work) }))
+            } else {
+                FileHandle.standardError.write(Data("bench edge: no nats-server: NATS left out\n".utf8))
+            }
+        }
+        // Each burst size through every server in turn, so that the machine's moods fall on all of them alike.
+        for burst in bursts {
+            for (_, makeServer) in servers {
+                let server = try makeServer()
+                defer { server.stop() }
+                results.fanOut.append(try fanOut(server, burst: burst))
             }
         }
         if latencyRate > 0 { results.latencyRun = try steadyRate(binary, context) }
@@ -98,16 +137,22 @@ public struct EdgeBenchCommand: ParsableCommand {
     }
 
     /// Closed loop: a burst of updates of the one symbol, then wait until every client has the burst's last.
-    func fanOut(_ binary: String, _ context: ZMQContext, loops: Int, burst: Int) throws -> Run {
-        let plant = try StandInPlant(context: context, symbols: ["BENCH"])
-        let edge = try EdgeProcess(binary: binary, upstream: plant.endpoint, eventLoops: loops,
-            settings: ["limits": "connections = \(clients + 100)"])
-        defer { edge.stop() }
+    func fanOut(_ server: any FanOutServer, burst: Int) throws -> Run {
         let expectedSeqs = Int(seconds * 2_000_000 / Double(clients)) + burst * 4 + 10
         let times = PublishTimes(symbols: 1, seqsPerSymbol: expectedSeqs + 1)
-        let load = WebSocketLoad(count: clients, options: .init(port: edge.port, symbols: ["BENCH"]), publishTimes: times)
+        var options = WebSocketLoad.Options(port: server.port, symbols: ["BENCH"])
+        options.path = server.path
+        options.protocolSpoken = server.protocolSpoken
+        let load = WebSocketLoad(count: clients, options: options, publishTimes: times)
         defer { load.stop() }
-        try connect(load, plant, label: "\(loops) loop(s), burst \(burst)")
+        let label = "\(server.name), burst \(burst)"
+        guard load.waitUntilSubscribed(timeout: 60, progress: { totals in
+            BenchOutput.progress("\(label): \(totals.subscribed) of \(totals.clients) clients subscribed")
+        }), load.totals.failed == 0 else {
+            throw BenchError("\(label): \(load.totals.failed) clients failed, \(load.totals.subscribed) subscribed")
+        }
+        guard server.waitForSubscriptions(1) else { throw BenchError("\(label): never subscribed upstream") }
+        usleep(100_000)
         var seq = 0
         var complete = true
         let start = MonotonicClock.nowNanoseconds()
@@ -116,7 +161,7 @@ public struct EdgeBenchCommand: ParsableCommand {
         while MonotonicClock.nowNanoseconds() < end && seq + burst < expectedSeqs {
             for _ in 0..<burst {
                 seq += 1
-                plant.publish(symbol: 0, seq: seq, times: times)
+                server.publish(symbol: 0, seq: seq, times: times)
             }
             // Every client has all of it: clients x seq updates in all.
             let deadline = MonotonicClock.nowNanoseconds() + 5_000_000_000
@@ -131,14 +176,15 @@ public struct EdgeBenchCommand: ParsableCommand {
             let now = MonotonicClock.nowNanoseconds()
             if now - lastProgress > 250_000_000 {
                 lastProgress = now
-                BenchOutput.progress("\(loops) loop(s), burst \(burst): \(seq) updates to \(clients) clients, "
+                BenchOutput.progress("\(label): \(seq) updates to \(clients) clients, "
                     + "\(Int(Double(clients * seq) / (Double(now - start) / 1e9))) deliveries/s")
             }
         }
         let elapsed = Double(MonotonicClock.nowNanoseconds() - start) / 1e9
         let summaries = load.summaries()
         complete = complete && summaries.allSatisfy { $0.gaps == 0 && $0.duplicates == 0 && $0.updates == seq }
-        return Run(eventLoops: loops, burst: burst, clients: clients,
+        let loops = (server as? EdgedFanOut)?.edge.eventLoops ?? 1
+        return Run(server: server.name, eventLoops: loops, burst: burst, clients: clients,
             deliveriesPerSecond: Double(clients * seq) / elapsed, latency: LatencySummary(load.takeLatencies()),
             complete: complete)
     }
@@ -348,10 +394,11 @@ public struct EdgeBenchCommand: ParsableCommand {
     static func table(_ results: Results) -> String {
         var lines = ["edged fan-out to \(results.fanOut.first?.clients ?? 0) WebSocket clients on one symbol "
             + "(closed loop: a burst, then every client has it)",
-            "loops  burst  deliveries/s   p50 us   p99 us  p99.9 us  complete"]
+            "server                     burst  deliveries/s   p50 us   p99 us  p99.9 us  complete"]
         for run in results.fanOut {
-            lines.append(String(format: "%5d  %5d  %12.0f  %7.0f  %7.0f  %8.0f  ", run.eventLoops, run.burst,
-                run.deliveriesPerSecond, run.latency.p50Us, run.latency.p99Us, run.latency.p999Us)
+            lines.append(run.server.padding(toLength: 25, withPad: " ", startingAt: 0)
+                + String(format: "  %5d  %12.0f  %7.0f  %7.0f  %8.0f  ", run.burst, run.deliveriesPerSecond,
+                    run.latency.p50Us, run.latency.p99Us, run.latency.p999Us)
                 + (run.complete ? "yes" : "NO"))
         }
         if let run = results.latencyRun {

@@ -59,11 +59,18 @@ public final class WebSocketLoad: @unchecked Sendable {
         public var receiveBuffer: Int32? = nil
         /// Connections being set up at once (the server's accept backlog is finite).
         public var connectingAtOnce = 200
+        /// What the clients speak over WebSocket: edged's JSON protocol (also what the uWebSockets peer of the bench
+        /// speaks), or NATS's text protocol (its WebSocket listener), whose messages carry the same JSON.
+        public var protocolSpoken = ProtocolSpoken.tickplant
 
         public init(port: Int, symbols: [String]) {
             self.port = port
             self.symbols = symbols
         }
+    }
+
+    public enum ProtocolSpoken: String, Sendable, Codable {
+        case tickplant, nats
     }
 
     /// What one client saw.
@@ -103,6 +110,8 @@ public final class WebSocketLoad: @unchecked Sendable {
         var phase = Phase.waiting
         var buffer: [UInt8] = []
         var reading = true
+        /// NATS: the protocol's byte stream, which its frames cut anywhere.
+        var stream: [UInt8] = []
         var summary: ClientSummary
     }
 
@@ -359,10 +368,19 @@ public final class WebSocketLoad: @unchecked Sendable {
         connections[index].buffer.removeFirst(end + 4)
         connections[index].phase = .open
         let first = connections[index].summary.symbolIndex
-        let names = (0..<connections[index].summary.lastSeqs.count).map {
-            "\"" + options.symbols[(first + $0) % options.symbols.count] + "\""
+        let symbols = (0..<connections[index].summary.lastSeqs.count).map {
+            options.symbols[(first + $0) % options.symbols.count]
         }
-        _ = send(index, Self.maskedText(#"{"action":"subscribe","symbols":[\#(names.joined(separator: ","))]}"#))
+        switch options.protocolSpoken {
+        case .tickplant:
+            let names = symbols.map { "\"" + $0 + "\"" }.joined(separator: ",")
+            _ = send(index, Self.maskedText(#"{"action":"subscribe","symbols":[\#(names)]}"#))
+        case .nats:
+            // Its PONG says the subscriptions are in place.
+            let subscribes = symbols.enumerated().map { "SUB \($0.element) \($0.offset + 1)\r\n" }.joined()
+            _ = send(index, Self.maskedText(#"CONNECT {"verbose":false,"pedantic":false}"# + "\r\n" + subscribes + "PING\r\n",
+                opcode: 0x2))
+        }
         if !connections[index].reading { watch(index, events: 0, modify: true) }
     }
 
@@ -375,12 +393,19 @@ public final class WebSocketLoad: @unchecked Sendable {
     }
 
     static func maskedText(_ text: String, opcode: UInt8 = 0x1) -> [UInt8] {
-        let payload = Array(text.utf8)
+        maskedFrame(Array(text.utf8), opcode: opcode)
+    }
+
+    /// One client frame (masked, as RFC 6455 wants from a client).
+    static func maskedFrame(_ payload: [UInt8], opcode: UInt8) -> [UInt8] {
         var frame: [UInt8] = [0x80 | opcode]
         if payload.count < 126 {
             frame.append(0x80 | UInt8(payload.count))
-        } else {
+        } else if payload.count < 65_536 {
             frame += [0x80 | 126, UInt8(payload.count >> 8), UInt8(payload.count & 0xFF)]
+        } else {
+            frame.append(0x80 | 127)
+            frame += (0..<8).reversed().map { UInt8(truncatingIfNeeded: payload.count >> ($0 * 8)) }
         }
         let mask: [UInt8] = [0x5A, 0x17, 0xC3, 0x2E]
         frame += mask
@@ -413,7 +438,8 @@ public final class WebSocketLoad: @unchecked Sendable {
                 let payload = UnsafeBufferPointer(rebasing: bytes[(consumed + header)..<(consumed + header + length)])
                 consumed += header + length
                 switch opcode {
-                case 0x1: takeMessage(index, payload, nowNs: nowNs)
+                case 0x1 where options.protocolSpoken == .tickplant: takeMessage(index, payload, nowNs: nowNs)
+                case 0x0, 0x1, 0x2: connections[index].stream.append(contentsOf: payload)
                 case 0x8:
                     connections[index].summary.closeCode = payload.count >= 2 ? Int(payload[0]) << 8 | Int(payload[1]) : 1005
                 case 0x9: pongs.append(Array(payload))
@@ -423,8 +449,60 @@ public final class WebSocketLoad: @unchecked Sendable {
         }
         buffer.removeFirst(consumed)
         swap(&buffer, &connections[index].buffer)
+        if options.protocolSpoken == .nats { takeNATS(index, nowNs: nowNs) }
         for payload in pongs { _ = send(index, Self.maskedText(String(decoding: payload, as: UTF8.self), opcode: 0xA)) }
         if connections[index].summary.closeCode != nil { close(index) }
+    }
+
+    /// NATS's protocol: `MSG subject sid bytes\r\n` and the payload (the update's JSON), `PING` (answered), `PONG`
+    /// (the subscriptions are in place), `INFO`, `+OK`, `-ERR`.
+    private func takeNATS(_ index: Int, nowNs: UInt64) {
+        var stream: [UInt8] = []
+        swap(&stream, &connections[index].stream)
+        var consumed = 0
+        var pings = 0
+        stream.withUnsafeBufferPointer { bytes in
+            while let lineEnd = Self.lineEnd(in: bytes, from: consumed) {
+                let line = UnsafeBufferPointer(rebasing: bytes[consumed..<lineEnd])
+                if line.starts(with: Self.msgVerb) {
+                    // The byte count is the line's last field.
+                    var count = 0
+                    var position = line.count - 1
+                    var scale = 1
+                    while position > 0, line[position] >= 48, line[position] <= 57 {
+                        count += Int(line[position] - 48) * scale
+                        scale *= 10
+                        position -= 1
+                    }
+                    guard bytes.count >= lineEnd + 2 + count + 2 else { break }
+                    takeMessage(index, UnsafeBufferPointer(rebasing: bytes[(lineEnd + 2)..<(lineEnd + 2 + count)]), nowNs: nowNs)
+                    consumed = lineEnd + 2 + count + 2
+                    continue
+                }
+                if line.starts(with: Self.pingVerb) { pings += 1 }
+                if line.starts(with: Self.pongVerb) { connections[index].summary.subscribed = true }
+                if line.starts(with: Self.errVerb) { connections[index].summary.errorCodes.append(-1) }
+                consumed = lineEnd + 2
+            }
+        }
+        stream.removeFirst(consumed)
+        swap(&stream, &connections[index].stream)
+        for _ in 0..<pings { _ = send(index, Self.maskedText("PONG\r\n", opcode: 0x2)) }
+    }
+
+    private static let msgVerb = Array("MSG ".utf8)
+    private static let pingVerb = Array("PING".utf8)
+    private static let pongVerb = Array("PONG".utf8)
+    private static let errVerb = Array("-ERR".utf8)
+
+    /// Where the line starting at `start` ends (its "\r\n"), nil when it has not all come.
+    static func lineEnd(in bytes: UnsafeBufferPointer<UInt8>, from start: Int) -> Int? {
+        var position = start
+        while position + 1 < bytes.count {
+            if bytes[position] == 13 && bytes[position + 1] == 10 { return position }
+            position += 1
+        }
+        return nil
     }
 
     private static let seqKey = Array(#""seq":"#.utf8)
