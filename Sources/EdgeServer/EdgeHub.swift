@@ -15,6 +15,16 @@ public struct EdgeUpdate: Sendable {
     public var type: TickType = .trade
     /// The tick's symbol_seq: where a client's snapshot or replay ends and the live stream takes over.
     public var symbolSequence: UInt64 = 0
+    /// The whole WebSocket frame of `text` (nil: framed by NIO's encoder for each client).
+    var framed: ByteBuffer?
+
+    public init(symbol: String, text: ByteBuffer, droppable: Bool = true, type: TickType = .trade, symbolSequence: UInt64 = 0) {
+        self.symbol = symbol
+        self.text = text
+        self.droppable = droppable
+        self.type = type
+        self.symbolSequence = symbolSequence
+    }
 }
 
 /// What the upstream thread must change on its SUB socket.
@@ -197,7 +207,7 @@ final class LoopRegistry: @unchecked Sendable {
             for session in sessions.values {
                 if session.screensUpdates && session.screenOut(update) { continue }
                 if session.hasNarrowModes && !session.wants(update.type, of: update.symbol) { continue }
-                if session.write(update.text, symbol: update.symbol, droppable: update.droppable) {
+                if session.write(update.text, framed: update.framed, symbol: update.symbol, droppable: update.droppable) {
                     touched.append(session)
                 }
                 if session.hasRateHeld { rateHeld[ObjectIdentifier(session)] = session }

@@ -72,9 +72,13 @@ public final class EdgeServer: Sendable {
                             if head.uri.split(separator: "?", maxSplits: 1).first == "/echo" {
                                 return try channel.pipeline.syncOperations.addHandler(EchoSession())
                             }
+                            // Whole frames of updates go in below NIO's frame encoder (see RawBytesWriter).
+                            let rawWriter = RawBytesWriter()
+                            let encoder = try channel.pipeline.syncOperations.handler(type: WebSocketFrameEncoder.self)
+                            try channel.pipeline.syncOperations.addHandler(rawWriter, position: .before(encoder))
                             let session = WebSocketSession(
                                 hub: hub, registry: hub.registry(for: channel.eventLoop), limits: limits, auth: auth,
-                                urlToken: Self.queryValue("token", in: head.uri))
+                                urlToken: Self.queryValue("token", in: head.uri), rawWriter: rawWriter)
                             try channel.pipeline.syncOperations.addHandler(session)
                         }
                     })

@@ -257,13 +257,12 @@ private final class UpstreamLoop: SocketLoop {
                         !tick.symbol.hasPrefix("#")
                     else { continue }
                     EdgeJSON.write(tick, into: &json)
-                    var buffer = allocator.buffer(capacity: json.count)
-                    buffer.writeBytes(json)
-                    // The cache keeps it as the symbol's last value, or holds it while the snapshot is awaited.
-                    if cache.take(tick, text: buffer) {
-                        batch.append(EdgeUpdate(symbol: tick.symbol, text: buffer, droppable: tick.type != .status,
-                            type: tick.type, symbolSequence: tick.symbolSequence))
+                    let update = json.withUnsafeBytes {
+                        EdgeUpdate(symbol: tick.symbol, json: $0, allocator: allocator, droppable: tick.type != .status,
+                            type: tick.type, symbolSequence: tick.symbolSequence)
                     }
+                    // The cache keeps it as the symbol's last value, or holds it while the snapshot is awaited.
+                    if cache.take(tick, text: update.text) { batch.append(update) }
                 }
             }
             if let index = snapshotPollIndex, poller.isReadable(index) {

@@ -1,3 +1,4 @@
+import MarketData
 import NIOCore
 import NIOWebSocket
 
@@ -201,5 +202,50 @@ final class EchoSession: ChannelInboundHandler {
         case .heard:
             break
         }
+    }
+}
+
+/// Sits between NIO's WebSocket frame encoder and the socket (or TLS): what passes through it is bytes, and a
+/// session writes its turn's updates here as whole, ready-made frames, so that a burst of updates costs one write
+/// through the pipeline per client instead of one per update per client. Server frames are not masked, so an update's
+/// frame is the same bytes for every client and is made once (`EdgeUpdate.framed`).
+final class RawBytesWriter: ChannelOutboundHandler, RemovableChannelHandler {
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private var context: ChannelHandlerContext?
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+    /// Writes whole frames toward the socket (the caller flushes).
+    func writeRaw(_ frames: ByteBuffer) {
+        context?.write(wrapOutboundOut(frames), promise: nil)
+    }
+}
+
+extension EdgeUpdate {
+    /// An update from its JSON text: its frame (a FIN text frame's header, then the text) in one buffer, and the
+    /// text as a view of the same bytes.
+    init(
+        symbol: String, json: UnsafeRawBufferPointer, allocator: ByteBufferAllocator, droppable: Bool, type: TickType,
+        symbolSequence: UInt64
+    ) {
+        var framed = allocator.buffer(capacity: json.count + 4)
+        framed.writeInteger(UInt8(0x81))
+        if json.count < 126 {
+            framed.writeInteger(UInt8(json.count))
+        } else if json.count < 65_536 {
+            framed.writeInteger(UInt8(126))
+            framed.writeInteger(UInt16(json.count))
+        } else {
+            framed.writeInteger(UInt8(127))
+            framed.writeInteger(UInt64(json.count))
+        }
+        let header = framed.readableBytes
+        framed.writeBytes(json)
+        self.init(symbol: symbol, text: framed.getSlice(at: framed.readerIndex + header, length: json.count)!,
+            droppable: droppable, type: type, symbolSequence: symbolSequence)
+        self.framed = framed
     }
 }

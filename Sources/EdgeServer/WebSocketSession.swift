@@ -141,6 +141,10 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
     /// Whether `screenOut` must see this session's updates (false almost always: the fast path skips it).
     var screensUpdates: Bool { !awaiting.isEmpty || !joins.isEmpty }
     private var pendingFlush = false
+    /// This turn's updates for the client as whole frames, written at the turn's end (`flushIfPending`).
+    private var batch: ByteBuffer?
+    /// Where whole frames go to the socket without NIO's frame encoder (nil: through it, frame by frame).
+    private let rawWriter: RawBytesWriter?
     private var closing = false
     /// What waits while the client's socket takes no more: bounded, conflating, dropping the oldest.
     private var queue: ClientQueue
@@ -155,8 +159,9 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
 
     init(
         hub: EdgeHub, registry: LoopRegistry, limits: SessionLimits, auth: AuthConfiguration? = nil,
-        urlToken: String? = nil
+        urlToken: String? = nil, rawWriter: RawBytesWriter? = nil
     ) {
+        self.rawWriter = rawWriter
         self.hub = hub
         self.registry = registry
         self.limits = limits
@@ -369,7 +374,7 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
         for frame in frames {
             through = max(through, frame.symbolSequence)
             guard wants(frame.type, of: symbol) else { continue }
-            context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: frame.text)), promise: nil)
+            writeFrame(WebSocketFrame(fin: true, opcode: .text, data: frame.text))
         }
         context.flush()
         expectJoin(symbol, through: through)
@@ -397,7 +402,7 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
             }
             through = update.symbolSequence
             guard wants(update.type, of: symbol) else { continue }
-            context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: update.text)), promise: nil)
+            writeFrame(WebSocketFrame(fin: true, opcode: .text, data: update.text))
         }
         awaiting.remove(symbol)
         context.flush()
@@ -450,7 +455,12 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
 
     /// Writes an update without flushing, or queues it while the client's socket takes no more (NIO's write buffer
     /// above its high-water mark); returns true when the caller must flush this session later.
-    func write(_ text: ByteBuffer, symbol: String, droppable: Bool, rateTurn: Bool = false) -> Bool {
+    ///
+    /// `framed` is the update's whole WebSocket frame, made once for every client: written straight to the socket's
+    /// side of NIO's frame encoder (`RawBytesWriter`), every update of a turn in one buffer per client.
+    func write(_ text: ByteBuffer, framed: ByteBuffer? = nil, symbol: String, droppable: Bool, rateTurn: Bool = false)
+        -> Bool
+    {
         guard let context, !closing else { return false }
         // A STATUS is never held: the update waiting for its turn goes first, so the client sees them in order.
         var mustFlush = false
@@ -480,7 +490,11 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
             closeIfTooSlow()
             return false
         }
-        context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: text)), promise: nil)
+        if let framed, rawWriter != nil {
+            if batch == nil { batch = framed } else { batch!.writeImmutableBuffer(framed) }
+        } else {
+            writeFrame(WebSocketFrame(fin: true, opcode: .text, data: text))
+        }
         if pendingFlush { return mustFlush }
         pendingFlush = true
         return true
@@ -510,7 +524,7 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         guard context.channel.isWritable, !closing, !queue.isEmpty else { return }
         while context.channel.isWritable, let entry = queue.popFirst() {
-            context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: entry.text)), promise: nil)
+            writeFrame(WebSocketFrame(fin: true, opcode: .text, data: entry.text))
         }
         context.flush()
         noteQueueMark()
@@ -542,7 +556,27 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
     func flushIfPending() {
         guard pendingFlush, let context else { return }
         pendingFlush = false
+        spillBatch()
         context.flush()
+    }
+
+    /// Writes (without flushing) the updates batched this turn: one buffer of whole frames, below NIO's encoder. The
+    /// first update of a turn is the shared frame itself; a second one makes the batch the client's own copy.
+    private func spillBatch() {
+        guard let pending = batch else { return }
+        batch = nil
+        rawWriter?.writeRaw(pending)
+    }
+
+    /// Every frame but the batched updates goes through here, behind the updates batched before it.
+    private func writeFrame(_ frame: WebSocketFrame, flush: Bool = false) {
+        guard let context else { return }
+        spillBatch()
+        if flush {
+            context.writeAndFlush(wrapOutboundOut(frame), promise: nil)
+        } else {
+            context.write(wrapOutboundOut(frame), promise: nil)
+        }
     }
 
     func sendHeartbeat(nowMs: UInt64) {
@@ -561,7 +595,7 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
             context.eventLoop.scheduleTask(in: limits.slowLinger) { channel.close(promise: nil) }
         } else if silent >= limits.idleTimeoutNs / 2 {
             let ping = WebSocketFrame(fin: true, opcode: .ping, data: context.channel.allocator.buffer(capacity: 0))
-            context.writeAndFlush(wrapOutboundOut(ping), promise: nil)
+            writeFrame(ping, flush: true)
         }
     }
 
@@ -586,7 +620,7 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
     private func sendText(_ text: String) {
         guard let context, !closing else { return }
         let buffer = context.channel.allocator.buffer(string: text)
-        context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: buffer)), promise: nil)
+        writeFrame(WebSocketFrame(fin: true, opcode: .text, data: buffer), flush: true)
     }
 
     /// Starts the closing handshake and leaves the connection open for the client's answer (RFC 6455 section 7):
@@ -596,8 +630,7 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
         closing = true
         var data = context.channel.allocator.buffer(capacity: 2)
         data.write(webSocketErrorCode: code)
-        context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: data)),
-            promise: nil)
+        writeFrame(WebSocketFrame(fin: true, opcode: .connectionClose, data: data), flush: true)
     }
 
     /// Sends a close frame and closes the connection once it is written (a client that broke the rules or a limit).
@@ -608,6 +641,7 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
         data.write(webSocketErrorCode: code)
         let frame = WebSocketFrame(fin: true, opcode: .connectionClose, data: data)
         let channel = context.channel
+        spillBatch()
         context.writeAndFlush(wrapOutboundOut(frame)).whenComplete { _ in channel.close(promise: nil) }
     }
 }
