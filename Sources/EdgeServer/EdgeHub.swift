@@ -121,19 +121,19 @@ public final class EdgeHub: Sendable {
 
     /// Hands a session its snapshot of `symbol` on its loop (its frames flagged `"snapshot":true`).
     func dispatchSnapshot(_ frames: [EdgeUpdate], of symbol: String, to registry: LoopRegistry, session: ObjectIdentifier) {
-        registry.eventLoop.execute { registry.deliverSnapshot(frames, of: symbol, to: session) }
+        registry.post(.snapshot(frames, symbol: symbol, session: session))
     }
 
     /// Hands a session the updates of `symbol` it asked from `from` on (a complete replay) on its loop.
     func dispatchResume(
         _ updates: [EdgeUpdate], of symbol: String, from: UInt64, to registry: LoopRegistry, session: ObjectIdentifier
     ) {
-        registry.eventLoop.execute { registry.deliverResume(updates, of: symbol, from: from, to: session) }
+        registry.post(.resume(updates, symbol: symbol, from: from, session: session))
     }
 
     /// Tells a session plantd has nothing of `symbol` (error 408).
     func dispatchUnknown(_ symbol: String, to registry: LoopRegistry, session: ObjectIdentifier) {
-        registry.eventLoop.execute { registry.deliverUnknown(symbol, to: session) }
+        registry.post(.unknown(symbol: symbol, session: session))
     }
 
     func isWatched(_ symbol: String) -> Bool { watchCounts.withLock { $0[symbol] != nil } }
@@ -157,17 +157,28 @@ public final class EdgeHub: Sendable {
     func dispatch(_ batch: [EdgeUpdate]) {
         guard !batch.isEmpty else { return }
         for registry in registries {
-            registry.eventLoop.execute { registry.deliver(batch) }
+            registry.post(.updates(batch))
         }
     }
 }
 
+/// What the upstream thread hands an event loop, in the order it happened there.
+enum LoopWork {
+    case updates([EdgeUpdate])
+    case snapshot([EdgeUpdate], symbol: String, session: ObjectIdentifier)
+    case resume([EdgeUpdate], symbol: String, from: UInt64, session: ObjectIdentifier)
+    case unknown(symbol: String, session: ObjectIdentifier)
+}
+
 /// The clients of one event loop and the symbols they watch.
 ///
-/// `@unchecked Sendable`: every method runs on `eventLoop` (asserted), so the mutable state is confined to that
-/// loop's thread; the hub only keeps the reference to schedule work onto it.
+/// `@unchecked Sendable`: every method but `post` runs on `eventLoop` (asserted), so the mutable state is confined
+/// to that loop's thread; `post` touches only `inbox`, a Mutex.
 final class LoopRegistry: @unchecked Sendable {
     let eventLoop: any EventLoop
+    /// Work posted by the upstream thread and not taken yet, and whether a task to take it is scheduled: while the
+    /// loop is busy, batches pile up here and go out together, each client's share in one write.
+    private let inbox = Mutex<(work: [LoopWork], scheduled: Bool)>(([], false))
     private var watchers: [String: [ObjectIdentifier: WebSocketSession]] = [:]
     private var sessions: [ObjectIdentifier: WebSocketSession] = [:]
     private var touched: [WebSocketSession] = []
@@ -221,6 +232,47 @@ final class LoopRegistry: @unchecked Sendable {
     func releaseRateHeld(nowNs: UInt64) {
         guard !rateHeld.isEmpty else { return }
         for (id, session) in rateHeld where !session.releaseRateHeld(nowNs: nowNs) { rateHeld[id] = nil }
+    }
+
+    /// Hands work to the loop (any thread): one task takes everything posted until it runs, in order.
+    func post(_ work: LoopWork) {
+        let schedule = inbox.withLock { inbox -> Bool in
+            inbox.work.append(work)
+            guard !inbox.scheduled else { return false }
+            inbox.scheduled = true
+            return true
+        }
+        if schedule { eventLoop.execute { self.takeInbox() } }
+    }
+
+    /// Runs the posted work in order; updates of consecutive batches are delivered as one (one flush per client).
+    private func takeInbox() {
+        let work = inbox.withLock { inbox -> [LoopWork] in
+            defer {
+                inbox.work.removeAll(keepingCapacity: true)
+                inbox.scheduled = false
+            }
+            return inbox.work
+        }
+        if work.count == 1, case let .updates(batch) = work[0] { return deliver(batch) }
+        var updates: [EdgeUpdate] = []
+        for item in work {
+            if case let .updates(batch) = item {
+                updates.append(contentsOf: batch)
+                continue
+            }
+            if !updates.isEmpty {
+                deliver(updates)
+                updates.removeAll(keepingCapacity: true)
+            }
+            switch item {
+            case .updates: break
+            case let .snapshot(frames, symbol, session): deliverSnapshot(frames, of: symbol, to: session)
+            case let .resume(updates, symbol, from, session): deliverResume(updates, of: symbol, from: from, to: session)
+            case let .unknown(symbol, session): deliverUnknown(symbol, to: session)
+            }
+        }
+        if !updates.isEmpty { deliver(updates) }
     }
 
     func deliverSnapshot(_ frames: [EdgeUpdate], of symbol: String, to session: ObjectIdentifier) {

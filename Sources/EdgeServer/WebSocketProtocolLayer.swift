@@ -222,6 +222,9 @@ final class RawBytesWriter: ChannelOutboundHandler, RemovableChannelHandler {
     func writeRaw(_ frames: ByteBuffer) {
         context?.write(wrapOutboundOut(frames), promise: nil)
     }
+
+    /// Flushes the channel from here.
+    func flush() { context?.flush() }
 }
 
 extension EdgeUpdate {
