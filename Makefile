@@ -5,7 +5,7 @@ SWIFT ?= swift
 RELEASE_BIN = .build/release
 DEBUG_BIN = .build/debug
 
-.PHONY: all build release run test autobahn bench bench-check deps test-deps proto proto-check clean
+.PHONY: all build release run test autobahn bench bench-check bench-edge deps test-deps proto proto-check clean
 
 all: build
 
@@ -47,6 +47,12 @@ autobahn: release
 ## Run the benchmarks (ordo-one/benchmark, in their own package under Benchmarks/): throughput and mallocs per message.
 bench: deps
 	cd Benchmarks && $(SWIFT) package --disable-sandbox benchmark
+
+## edged's fan-out to 1 000 WebSocket clients beside uWebSockets (socketify) and NATS's WebSocket listener in the
+## same run (installs them first), three rounds, plus latency and memory per connection: docs/performance.md.
+bench-edge: release
+	@scripts/install-deps --with-bench-peers
+	$(RELEASE_BIN)/mktctl bench edge --peers --rounds 3 --event-loops 1 2
 
 ## Fail when a benchmark allocates more than Benchmarks/Thresholds/ allows: 0 mallocs per sample (a thousand or a
 ## million iterations). A new benchmark needs its file there too: FeedBenchmarks.<name>.p90.json.

@@ -22,6 +22,9 @@ public struct EdgeBenchCommand: ParsableCommand {
     @Option(name: .long, help: "Seconds per run.")
     public var seconds = 3.0
 
+    @Option(name: .long, help: "Rounds of the fan-out runs, taken in turn; the table shows each one's median.")
+    public var rounds = 1
+
     @Option(name: .long, help: "Deliveries per second for the latency run (0: none).")
     public var latencyRate = 100_000
 
@@ -52,6 +55,7 @@ public struct EdgeBenchCommand: ParsableCommand {
     public init() {}
 
     public struct Run: Codable, Sendable {
+        public var round = 1
         public var server = "edged"
         public var eventLoops: Int
         public var burst: Int
@@ -118,11 +122,15 @@ public struct EdgeBenchCommand: ParsableCommand {
             }
         }
         // Each burst size through every server in turn, so that the machine's moods fall on all of them alike.
-        for burst in bursts {
-            for (_, makeServer) in servers {
-                let server = try makeServer()
-                defer { server.stop() }
-                results.fanOut.append(try fanOut(server, burst: burst))
+        for round in 1...max(rounds, 1) {
+            for burst in bursts {
+                for (_, makeServer) in servers {
+                    let server = try makeServer()
+                    defer { server.stop() }
+                    var run = try fanOut(server, burst: burst)
+                    run.round = round
+                    results.fanOut.append(run)
+                }
             }
         }
         if latencyRate > 0 { results.latencyRun = try steadyRate(binary, context) }
@@ -394,12 +402,30 @@ public struct EdgeBenchCommand: ParsableCommand {
     static func table(_ results: Results) -> String {
         var lines = ["edged fan-out to \(results.fanOut.first?.clients ?? 0) WebSocket clients on one symbol "
             + "(closed loop: a burst, then every client has it)",
-            "server                     burst  deliveries/s   p50 us   p99 us  p99.9 us  complete"]
+            "server                     burst  deliveries/s  (range)             p50 us   p99 us  edged/this  complete"]
+        // Medians over the rounds, per server and burst, in the order first run.
+        var keys: [String] = []
+        var groups: [String: [Run]] = [:]
         for run in results.fanOut {
-            lines.append(run.server.padding(toLength: 25, withPad: " ", startingAt: 0)
-                + String(format: "  %5d  %12.0f  %7.0f  %7.0f  %8.0f  ", run.burst, run.deliveriesPerSecond,
-                    run.latency.p50Us, run.latency.p99Us, run.latency.p999Us)
-                + (run.complete ? "yes" : "NO"))
+            let key = "\(run.burst) \(run.server)"
+            if groups[key] == nil { keys.append(key) }
+            groups[key, default: []].append(run)
+        }
+        func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+        for key in keys {
+            let runs = groups[key]!
+            let rate = median(runs.map(\.deliveriesPerSecond))
+            // Against edged's first configuration (one loop, as run first) at the same burst.
+            let edgedRate = keys.lazy.map { groups[$0]! }
+                .first { $0[0].burst == runs[0].burst && $0[0].server.hasPrefix("edged") }
+                .map { median($0.map(\.deliveriesPerSecond)) } ?? rate
+            let range = runs.count > 1
+                ? String(format: "%.0f-%.0f", runs.map(\.deliveriesPerSecond).min()!, runs.map(\.deliveriesPerSecond).max()!) : ""
+            lines.append(runs[0].server.padding(toLength: 25, withPad: " ", startingAt: 0)
+                + String(format: "  %5d  %12.0f  ", runs[0].burst, rate) + range.padding(toLength: 18, withPad: " ", startingAt: 0)
+                + String(format: "  %7.0f  %7.0f  %10.2f  ", median(runs.map(\.latency.p50Us)),
+                    median(runs.map(\.latency.p99Us)), edgedRate / rate)
+                + (runs.allSatisfy(\.complete) ? "yes" : "NO"))
         }
         if let run = results.latencyRun {
             lines.append(String(format: "steady %.0f deliveries/s in bursts of %d: p50 %.0f us, p99 %.0f us, p99.9 %.0f us, max %.0f us",
