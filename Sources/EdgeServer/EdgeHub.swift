@@ -18,7 +18,9 @@ public struct EdgeUpdate: Sendable {
     /// The whole WebSocket frame of `text` (nil: framed by NIO's encoder for each client).
     var framed: ByteBuffer?
 
-    public init(symbol: String, text: ByteBuffer, droppable: Bool = true, type: TickType = .trade, symbolSequence: UInt64 = 0) {
+    public init(
+        symbol: String, text: ByteBuffer, droppable: Bool = true, type: TickType = .trade, symbolSequence: UInt64 = 0
+    ) {
         self.symbol = symbol
         self.text = text
         self.droppable = droppable
@@ -120,7 +122,9 @@ public final class EdgeHub: Sendable {
     }
 
     /// Hands a session its snapshot of `symbol` on its loop (its frames flagged `"snapshot":true`).
-    func dispatchSnapshot(_ frames: [EdgeUpdate], of symbol: String, to registry: LoopRegistry, session: ObjectIdentifier) {
+    func dispatchSnapshot(
+        _ frames: [EdgeUpdate], of symbol: String, to registry: LoopRegistry, session: ObjectIdentifier
+    ) {
         registry.post(.snapshot(frames, symbol: symbol, session: session))
     }
 
@@ -218,7 +222,9 @@ final class LoopRegistry: @unchecked Sendable {
             for session in sessions.values {
                 if session.screensUpdates && session.screenOut(update) { continue }
                 if session.hasNarrowModes && !session.wants(update.type, of: update.symbol) { continue }
-                if session.write(update.text, framed: update.framed, symbol: update.symbol, droppable: update.droppable) {
+                if session.write(
+                    update.text, framed: update.framed, symbol: update.symbol, droppable: update.droppable)
+                {
                     touched.append(session)
                 }
                 if session.hasRateHeld { rateHeld[ObjectIdentifier(session)] = session }
@@ -268,7 +274,8 @@ final class LoopRegistry: @unchecked Sendable {
             switch item {
             case .updates: break
             case let .snapshot(frames, symbol, session): deliverSnapshot(frames, of: symbol, to: session)
-            case let .resume(updates, symbol, from, session): deliverResume(updates, of: symbol, from: from, to: session)
+            case let .resume(updates, symbol, from, session):
+                deliverResume(updates, of: symbol, from: from, to: session)
             case let .unknown(symbol, session): deliverUnknown(symbol, to: session)
             }
         }

@@ -62,7 +62,8 @@ public final class EdgeServer: Sendable {
                     shouldUpgrade: { channel, head in
                         let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
                         // Draining: no new clients (the HTTP handler answers 503).
-                        let accept = (path == "/prices" || (path == "/echo" && echo)) && !hub.draining.load(ordering: .relaxed)
+                        let route = path == "/prices" || (path == "/echo" && echo)
+                        let accept = route && !hub.draining.load(ordering: .relaxed)
                         return channel.eventLoop.makeSucceededFuture(accept ? HTTPHeaders() : nil)
                     },
                     upgradePipelineHandler: { channel, head in
@@ -84,7 +85,8 @@ public final class EdgeServer: Sendable {
                     })
                 return channel.eventLoop.makeCompletedFuture {
                     if let tls {
-                        try channel.pipeline.syncOperations.addHandler(TLSServerHandler(context: tls, failures: tlsFailures))
+                        try channel.pipeline.syncOperations.addHandler(
+                            TLSServerHandler(context: tls, failures: tlsFailures))
                     }
                     let http = HTTPEndpoints(hub: hub, handshakeTimeout: handshakeTimeout)
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(

@@ -26,18 +26,21 @@ public final class TLSContext: @unchecked Sendable {
         self.context = context
         certificatePath = certificate
         guard SSL_CTX_use_certificate_chain_file(context, certificate) == 1 else {
-            throw TLSError(key: "certificate",
+            throw TLSError(
+                key: "certificate",
                 description: "cannot use \(certificate) as a PEM certificate chain: \(OpenSSLErrors.take())")
         }
         guard SSL_CTX_use_PrivateKey_file(context, key, SSL_FILETYPE_PEM) == 1 else {
-            throw TLSError(key: "key",
+            throw TLSError(
+                key: "key",
                 description: "cannot use \(key) as the PEM private key of \(certificate): \(OpenSSLErrors.take())")
         }
         guard SSL_CTX_check_private_key(context) == 1 else {
             throw TLSError(key: "key", description: "\(key) is not the key of the certificate in \(certificate)")
         }
         guard tickplant_ssl_ctx_configure_server(context) == 1 else {
-            throw TLSError(key: "certificate", description: "OpenSSL refused the server settings: \(OpenSSLErrors.take())")
+            throw TLSError(
+                key: "certificate", description: "OpenSSL refused the server settings: \(OpenSSLErrors.take())")
         }
     }
 
@@ -158,7 +161,8 @@ public final class TLSFailures: Sendable {
             lastLoggedNs.compareExchange(expected: last, desired: now, ordering: .relaxed).exchanged
         else { return }
         let since = total - countAtLastLog.exchange(total, ordering: .relaxed)
-        logger.warning("TLS failure; connection closed",
+        logger.warning(
+            "TLS failure; connection closed",
             metadata: ["peer": "\(peer)", "why": "\(why)", "failures_since_last_log": "\(since)"])
     }
 }
@@ -203,7 +207,9 @@ final class TLSServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
             case .done:
                 established = true
                 failures.handshakes.wrappingAdd(1, ordering: .relaxed)
-                for (plaintext, promise) in early { write(context: context, data: wrapOutboundOut(plaintext), promise: promise) }
+                for (plaintext, promise) in early {
+                    write(context: context, data: wrapOutboundOut(plaintext), promise: promise)
+                }
                 early.removeAll()
             case .wantsMore:
                 return sendToNetwork(context)
@@ -275,7 +281,8 @@ final class TLSServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         if heardFrom && !established && !shutDown {
-            failures.note("closed by the client during the handshake (did it refuse the certificate?)",
+            failures.note(
+                "closed by the client during the handshake (did it refuse the certificate?)",
                 peer: context.channel.remoteAddress.map { "\($0)" } ?? "?")
         }
         for (_, promise) in early { promise?.fail(ChannelError.ioOnClosedChannel) }

@@ -82,7 +82,9 @@ private final class UpstreamLoop: SocketLoop {
     }
 
     /// A client wants `symbol` from symbol_seq `from` on: plantd replays it (its answer goes to that client only).
-    func wantResume(_ symbol: String, from: UInt64, _ waiter: EdgeSnapshotCache.Waiter, allocator: ByteBufferAllocator) {
+    func wantResume(
+        _ symbol: String, from: UInt64, _ waiter: EdgeSnapshotCache.Waiter, allocator: ByteBufferAllocator
+    ) {
         guard let dealer = snapshotSocket else { return wantSnapshot(symbol, waiter, allocator: allocator) }
         asked.append(AskedOfPlant(symbol: symbol, askedAtNs: MonotonicClock.nowNanoseconds(), resume: (waiter, from)))
         _ = try? dealer.send(ReplayRequest.symbolReplay(symbol: symbol, fromSymbolSequence: from).encoded())
@@ -136,9 +138,10 @@ private final class UpstreamLoop: SocketLoop {
         let hub = subscriber.hub
         guard let end, end.complete, answerTicksBeyondLimit == 0 else {
             hub.replaysSnapshotted.wrappingAdd(1, ordering: .relaxed)
+            let limit = subscriber.configuration.resumeMaxUpdates
             subscriber.logger.debug("a replay answered with a snapshot", metadata: [
                 "symbol": "\(symbol)", "from": "\(from)",
-                "why": "\(end.map { $0.error.isEmpty ? "more than \(subscriber.configuration.resumeMaxUpdates) missed" : $0.error } ?? "unreadable end")",
+                "why": "\(end.map { $0.error.isEmpty ? "more than \(limit) missed" : $0.error } ?? "unreadable end")",
             ])
             return wantSnapshot(symbol, waiter, allocator: allocator)
         }
@@ -240,7 +243,8 @@ private final class UpstreamLoop: SocketLoop {
                     case let .snapshot(symbol, registry, session):
                         wantSnapshot(symbol, .init(registry: registry, session: session), allocator: allocator)
                     case let .resume(symbol, from, registry, session):
-                        wantResume(symbol, from: from, .init(registry: registry, session: session), allocator: allocator)
+                        wantResume(
+                            symbol, from: from, .init(registry: registry, session: session), allocator: allocator)
                     }
                 }
             }

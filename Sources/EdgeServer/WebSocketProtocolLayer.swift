@@ -196,9 +196,11 @@ final class EchoSession: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case let .text(message):
-            context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: message)), promise: nil)
+            context.writeAndFlush(
+                wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: message)), promise: nil)
         case let .binary(message):
-            context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .binary, data: message)), promise: nil)
+            context.writeAndFlush(
+                wrapOutboundOut(WebSocketFrame(fin: true, opcode: .binary, data: message)), promise: nil)
         case .heard:
             break
         }
@@ -247,7 +249,8 @@ extension EdgeUpdate {
         }
         let header = framed.readableBytes
         framed.writeBytes(json)
-        self.init(symbol: symbol, text: framed.getSlice(at: framed.readerIndex + header, length: json.count)!,
+        self.init(
+            symbol: symbol, text: framed.getSlice(at: framed.readerIndex + header, length: json.count)!,
             droppable: droppable, type: type, symbolSequence: symbolSequence)
         self.framed = framed
     }

@@ -299,7 +299,8 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
                     resumeFrom = [requested[0]: from]
                 case .one:
                     hub.badClientMessages.wrappingAdd(1, ordering: .relaxed)
-                    return sendError(.badMessage, "fromSeq as a number is for one symbol; for several give {\"SYMBOL\":N,...}")
+                    return sendError(
+                        .badMessage, "fromSeq as a number is for one symbol; for several give {\"SYMBOL\":N,...}")
                 case let .bySymbol(points):
                     resumeFrom = points
                 }
@@ -309,7 +310,8 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
                 }
                 if let zero = resumeFrom.first(where: { $0.value == 0 }) {
                     hub.badClientMessages.wrappingAdd(1, ordering: .relaxed)
-                    return sendError(.badMessage, "fromSeq of \(zero.key): symbol_seq starts at 1 (send the last seen plus one)")
+                    return sendError(
+                        .badMessage, "fromSeq of \(zero.key): symbol_seq starts at 1 (send the last seen plus one)")
                 }
                 if let entitlement, let refused = requested.first(where: { !entitlement.allows($0) }) {
                     return sendError(.notEntitled, "\"\(refused)\": not among the symbols your token allows")
@@ -420,7 +422,8 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
         hub.unknownSymbols.wrappingAdd(1, ordering: .relaxed)
         resuming[symbol] = nil
         sendError(.unknownSymbol,
-            "\"\(symbol)\": unknown symbol, plantd has published nothing of it; still subscribed, its updates come if it trades")
+            "\"\(symbol)\": unknown symbol, plantd has published nothing of it; "
+                + "still subscribed, its updates come if it trades")
     }
 
     private func expectJoin(_ symbol: String, through: UInt64) {

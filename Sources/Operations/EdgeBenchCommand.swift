@@ -13,7 +13,9 @@ public struct EdgeBenchCommand: ParsableCommand {
     @Option(name: .long, help: "Clients, all on one symbol.")
     public var clients = 1_000
 
-    @Option(name: .long, parsing: .upToNextOption, help: "Updates per burst; each burst is sent when every client has the last one.")
+    @Option(
+        name: .long, parsing: .upToNextOption,
+        help: "Updates per burst; each burst is sent when every client has the last one.")
     public var bursts: [Int] = [1, 10, 100]
 
     @Option(name: .long, parsing: .upToNextOption, help: "edged's event loops, one run each.")
@@ -34,13 +36,23 @@ public struct EdgeBenchCommand: ParsableCommand {
     @Option(name: .long, help: "Idle subscribed connections for the memory run (0: none).")
     public var idleClients = 10_000
 
-    @Option(name: .long, help: "Instead of the fan-out runs: this percentage of the clients stops reading while the rest read (each client on 50 symbols).")
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Instead of the fan-out runs: this percentage of the clients stops reading while the rest read "
+                + "(each client on 50 symbols)."))
     public var slowPercent = 0
 
-    @Option(name: .long, help: "Updates per second in the slow-clients run, in bursts of one per symbol (each goes to every client).")
+    @Option(
+        name: .long,
+        help: "Updates per second in the slow-clients run, in bursts of one per symbol (each goes to every client).")
     public var slowRate = 250
 
-    @Flag(name: .long, help: "Also run the fan-out through uWebSockets (socketify, with --python) and nats-server's WebSocket listener, one process each, where installed.")
+    @Flag(
+        name: .long,
+        help: ArgumentHelp(
+            "Also run the fan-out through uWebSockets (socketify, with --python) and nats-server's WebSocket "
+                + "listener, one process each, where installed."))
     public var peers = false
 
     @Option(name: .long, help: "The Python that has socketify (default: TICKPLANT_PYTHON, else the project's .venv).")
@@ -75,9 +87,12 @@ public struct EdgeBenchCommand: ParsableCommand {
     }
 
     public func run() throws {
-        guard clients > 0, seconds > 0, !bursts.isEmpty, bursts.allSatisfy({ $0 > 0 }), eventLoops.allSatisfy({ $0 > 0 })
+        guard clients > 0, seconds > 0, !bursts.isEmpty, bursts.allSatisfy({ $0 > 0 }),
+            eventLoops.allSatisfy({ $0 > 0 })
         else { throw ValidationError("--clients, --seconds, --bursts and --event-loops: expected positive numbers") }
-        let binary = edged ?? URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        let binary =
+            edged
+            ?? URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
             .deletingLastPathComponent().appendingPathComponent("edged").path
         guard FileManager.default.isExecutableFile(atPath: binary) else {
             throw ValidationError("no edged at \(binary) (build it, or give --edged PATH)")
@@ -85,7 +100,9 @@ public struct EdgeBenchCommand: ParsableCommand {
         var results = Results()
         let context = try ZMQContext()
         if slowPercent > 0 {
-            guard slowPercent < 100, slowRate > 0 else { throw ValidationError("--slow-percent: 1 to 99; --slow-rate: above 0") }
+            guard slowPercent < 100, slowRate > 0 else {
+                throw ValidationError("--slow-percent: 1 to 99; --slow-rate: above 0")
+            }
             let run = try slowClients(binary, context)
             BenchOutput.clearProgress()
             if json { try BenchOutput.printJSON(run) } else { print(run.table) }
@@ -94,28 +111,42 @@ public struct EdgeBenchCommand: ParsableCommand {
         }
         // The checkout the executables were built in (for the peers' script and the project's Python).
         var root = URL(fileURLWithPath: binary).deletingLastPathComponent()
-        while root.path != "/" && !FileManager.default.fileExists(atPath: root.appendingPathComponent("Package.swift").path) {
+        while root.path != "/"
+            && !FileManager.default.fileExists(atPath: root.appendingPathComponent("Package.swift").path)
+        {
             root = root.deletingLastPathComponent()
         }
         let work = FileManager.default.temporaryDirectory.appendingPathComponent("tickplant-edge-bench-\(getpid())")
         try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: work) }
         var servers: [(String, () throws -> any FanOutServer)] = eventLoops.map { loops in
-            ("edged \(loops)", {
-                try EdgedFanOut(binary: binary, context: context, symbols: ["BENCH"], eventLoops: loops,
-                    settings: ["limits": "connections = \(clients + 100)"])
-            })
+            (
+                "edged \(loops)",
+                {
+                    try EdgedFanOut(
+                        binary: binary, context: context, symbols: ["BENCH"], eventLoops: loops,
+                        settings: ["limits": "connections = \(clients + 100)"])
+                }
+            )
         }
         if peers {
-            let python = python ?? ProcessInfo.processInfo.environment["TICKPLANT_PYTHON"]
+            let python =
+                python ?? ProcessInfo.processInfo.environment["TICKPLANT_PYTHON"]
                 ?? root.appendingPathComponent(".venv/bin/python").path
             let script = root.appendingPathComponent("Benchmarks/Peers/uws_fanout.py").path
             if FileManager.default.isExecutableFile(atPath: python), FileManager.default.fileExists(atPath: script) {
-                servers.append(("uws", { try UWebSocketsFanOut(python: python, script: script, symbols: ["BENCH"], directory: work) }))
+                servers.append(
+                    (
+                        "uws",
+                        { try UWebSocketsFanOut(python: python, script: script, symbols: ["BENCH"], directory: work) }
+                    ))
             } else {
-                FileHandle.standardError.write(Data("bench edge: no \(python) or \(script): uWebSockets left out\n".utf8))
+                FileHandle.standardError.write(
+                    Data("bench edge: no \(python) or \(script): uWebSockets left out\n".utf8))
             }
-            if let nats = ["/usr/sbin/nats-server", "/usr/bin/nats-server"].first(where: FileManager.default.isExecutableFile) {
+            if let nats = ["/usr/sbin/nats-server", "/usr/bin/nats-server"].first(
+                where: FileManager.default.isExecutableFile)
+            {
                 servers.append(("nats", { try NATSFanOut(executable: nats, symbols: ["BENCH"], directory: work) }))
             } else {
                 FileHandle.standardError.write(Data("bench edge: no nats-server: NATS left out\n".utf8))
@@ -141,7 +172,9 @@ public struct EdgeBenchCommand: ParsableCommand {
         } else {
             print(Self.table(results))
         }
-        if results.fanOut.contains(where: { !$0.complete }) || results.latencyRun?.complete == false { throw ExitCode(1) }
+        if results.fanOut.contains(where: { !$0.complete }) || results.latencyRun?.complete == false {
+            throw ExitCode(1)
+        }
     }
 
     /// Closed loop: a burst of updates of the one symbol, then wait until every client has the burst's last.
@@ -154,9 +187,13 @@ public struct EdgeBenchCommand: ParsableCommand {
         let load = WebSocketLoad(count: clients, options: options, publishTimes: times)
         defer { load.stop() }
         let label = "\(server.name), burst \(burst)"
-        guard load.waitUntilSubscribed(timeout: 60, progress: { totals in
-            BenchOutput.progress("\(label): \(totals.subscribed) of \(totals.clients) clients subscribed")
-        }), load.totals.failed == 0 else {
+        guard
+            load.waitUntilSubscribed(
+                timeout: 60,
+                progress: { totals in
+                    BenchOutput.progress("\(label): \(totals.subscribed) of \(totals.clients) clients subscribed")
+                }), load.totals.failed == 0
+        else {
             throw BenchError("\(label): \(load.totals.failed) clients failed, \(load.totals.subscribed) subscribed")
         }
         guard server.waitForSubscriptions(1) else { throw BenchError("\(label): never subscribed upstream") }
@@ -184,15 +221,17 @@ public struct EdgeBenchCommand: ParsableCommand {
             let now = MonotonicClock.nowNanoseconds()
             if now - lastProgress > 250_000_000 {
                 lastProgress = now
-                BenchOutput.progress("\(label): \(seq) updates to \(clients) clients, "
-                    + "\(Int(Double(clients * seq) / (Double(now - start) / 1e9))) deliveries/s")
+                BenchOutput.progress(
+                    "\(label): \(seq) updates to \(clients) clients, "
+                        + "\(Int(Double(clients * seq) / (Double(now - start) / 1e9))) deliveries/s")
             }
         }
         let elapsed = Double(MonotonicClock.nowNanoseconds() - start) / 1e9
         let summaries = load.summaries()
         complete = complete && summaries.allSatisfy { $0.gaps == 0 && $0.duplicates == 0 && $0.updates == seq }
         let loops = (server as? EdgedFanOut)?.edge.eventLoops ?? 1
-        return Run(server: server.name, eventLoops: loops, burst: burst, clients: clients,
+        return Run(
+            server: server.name, eventLoops: loops, burst: burst, clients: clients,
             deliveriesPerSecond: Double(clients * seq) / elapsed, latency: LatencySummary(load.takeLatencies()),
             complete: complete)
     }
@@ -200,14 +239,16 @@ public struct EdgeBenchCommand: ParsableCommand {
     /// Open loop: updates at `latencyRate / clients` a second, evenly spaced, for `seconds`; latency per delivery.
     func steadyRate(_ binary: String, _ context: ZMQContext) throws -> Run {
         let plant = try StandInPlant(context: context, symbols: ["BENCH"])
-        let edge = try EdgeProcess(binary: binary, upstream: plant.endpoint,
+        let edge = try EdgeProcess(
+            binary: binary, upstream: plant.endpoint,
             settings: ["limits": "connections = \(clients + 100)"])
         defer { edge.stop() }
         let updatesPerSecond = max(1.0, Double(latencyRate) / Double(clients))
         let burst = max(1, latencyBurst)
         let total = Int(updatesPerSecond * seconds) / burst * burst
         let times = PublishTimes(symbols: 1, seqsPerSymbol: total + 2)
-        let load = WebSocketLoad(count: clients, options: .init(port: edge.port, symbols: ["BENCH"]), publishTimes: times)
+        let load = WebSocketLoad(
+            count: clients, options: .init(port: edge.port, symbols: ["BENCH"]), publishTimes: times)
         defer { load.stop() }
         try connect(load, plant, label: "latency at \(latencyRate) deliveries/s")
         let start = MonotonicClock.nowNanoseconds()
@@ -225,7 +266,8 @@ public struct EdgeBenchCommand: ParsableCommand {
         let elapsed = Double(MonotonicClock.nowNanoseconds() - start) / 1e9
         let summaries = load.summaries()
         let complete = summaries.allSatisfy { $0.gaps == 0 && $0.duplicates == 0 && $0.updates == total }
-        return Run(eventLoops: 1, burst: burst, clients: clients, deliveriesPerSecond: Double(load.totals.updates) / elapsed,
+        return Run(
+            eventLoops: 1, burst: burst, clients: clients, deliveriesPerSecond: Double(load.totals.updates) / elapsed,
             latency: LatencySummary(load.takeLatencies()), complete: complete)
     }
 
@@ -233,22 +275,28 @@ public struct EdgeBenchCommand: ParsableCommand {
     func measureMemory(_ binary: String, _ context: ZMQContext, into results: inout Results) throws {
         let symbols = (0..<100).map { "IDLE\($0)" }
         let plant = try StandInPlant(context: context, symbols: symbols)
-        let edge = try EdgeProcess(binary: binary, upstream: plant.endpoint,
+        let edge = try EdgeProcess(
+            binary: binary, upstream: plant.endpoint,
             settings: ["limits": "connections = \(idleClients + 100)"])
         defer { edge.stop() }
         usleep(500_000)
         results.rssIdleBytes = edge.residentBytes()
         let load = WebSocketLoad(count: idleClients, options: .init(port: edge.port, symbols: symbols))
         defer { load.stop() }
-        guard load.waitUntilSubscribed(timeout: 120, progress: { totals in
-            BenchOutput.progress("memory: \(totals.subscribed) of \(idleClients) idle clients subscribed")
-        }), load.totals.failed == 0 else {
+        guard
+            load.waitUntilSubscribed(
+                timeout: 120,
+                progress: { totals in
+                    BenchOutput.progress("memory: \(totals.subscribed) of \(idleClients) idle clients subscribed")
+                }), load.totals.failed == 0
+        else {
             throw BenchError("memory run: \(load.totals.failed) clients failed, \(load.totals.subscribed) subscribed")
         }
         usleep(1_000_000)
         results.rssWithClientsBytes = edge.residentBytes()
         results.idleClients = idleClients
-        results.bytesPerIdleConnection = Double(results.rssWithClientsBytes - results.rssIdleBytes) / Double(idleClients)
+        results.bytesPerIdleConnection =
+            Double(results.rssWithClientsBytes - results.rssIdleBytes) / Double(idleClients)
     }
 
     public struct SlowRun: Codable, Sendable {
@@ -277,18 +325,22 @@ public struct EdgeBenchCommand: ParsableCommand {
         }
 
         var table: String {
-            String(format: """
-                slow clients: %d of %d stop reading, %d updates/s to each (50 symbols per client), %d updates
-                fast clients with every update in order: %d of %d
-                slow clients told 407: %d, closed 4008: %d (%.1f s after they stopped)
-                fast p50/p99: %.0f/%.0f us before, %.0f/%.0f us while the slow ones stall (p99 x%.2f)
-                edged RSS: %.1f MB before, %.1f MB at most while stalled (bound: +%.0f MB)
-                """, slowClients, clients, updatesPerSecond, updates, fastComplete, clients - slowClients, slowTold407,
+            String(
+                format: """
+                    slow clients: %d of %d stop reading, %d updates/s to each (50 symbols per client), %d updates
+                    fast clients with every update in order: %d of %d
+                    slow clients told 407: %d, closed 4008: %d (%.1f s after they stopped)
+                    fast p50/p99: %.0f/%.0f us before, %.0f/%.0f us while the slow ones stall (p99 x%.2f)
+                    edged RSS: %.1f MB before, %.1f MB at most while stalled (bound: +%.0f MB)
+                    """, slowClients, clients, updatesPerSecond, updates, fastComplete, clients - slowClients,
+                slowTold407,
                 slowClosed4008, secondsToCutOff, fastBefore.p50Us, fastBefore.p99Us, fastWhileStalled.p50Us,
                 fastWhileStalled.p99Us, p99Ratio, Double(edgedRSSBeforeBytes) / 1e6, Double(edgedRSSPeakBytes) / 1e6,
                 Double(memoryBoundBytes) / 1e6)
-                + (slowTold407 == slowClients && slowClosed4008 == slowClients ? ""
-                    : "\nslow clients ended: " + slowEndings.map { "\($0.value) \($0.key)" }.sorted().joined(separator: "; "))
+                + (slowTold407 == slowClients && slowClosed4008 == slowClients
+                    ? ""
+                    : "\nslow clients ended: "
+                        + slowEndings.map { "\($0.value) \($0.key)" }.sorted().joined(separator: "; "))
         }
     }
 
@@ -300,9 +352,11 @@ public struct EdgeBenchCommand: ParsableCommand {
         let plant = try StandInPlant(context: context, symbols: symbols)
         // Small buffers and marks, so that a stalled client reaches its hard mark within seconds; each stalled one
         // then holds at most its queue (32 updates) and NIO's 64 KiB, so 1 MB each is a generous bound.
-        let edge = try EdgeProcess(binary: binary, upstream: plant.endpoint, settings: [
-            "limits": "connections = \(clients + 100)",
-            "clients": """
+        let edge = try EdgeProcess(
+            binary: binary, upstream: plant.endpoint,
+            settings: [
+                "limits": "connections = \(clients + 100)",
+                "clients": """
                 heartbeat_interval = "500ms"
                 queue_soft = 8
                 queue_hard = 32
@@ -310,7 +364,7 @@ public struct EdgeBenchCommand: ParsableCommand {
                 slow_grace = "1s"
                 slow_linger = "10s"
                 """,
-        ])
+            ])
         defer { edge.stop() }
         let slowCount = clients * slowPercent / 100
         let maxUpdates = slowRate * Int(seconds + 60)
@@ -381,16 +435,23 @@ public struct EdgeBenchCommand: ParsableCommand {
             slowClosed4008: slowSummaries.filter { $0.closeCode == 4008 }.count,
             fastBefore: before, fastWhileStalled: during, edgedRSSBeforeBytes: rssBefore, edgedRSSPeakBytes: rssPeak,
             memoryBoundBytes: slowCount * 1_000_000, secondsToCutOff: Double(cutOffAt - stalledAt) / 1e9,
-            slowEndings: Dictionary(grouping: slowSummaries, by: {
-                "close \($0.closeCode.map(String.init) ?? "none"), errors \($0.errorCodes), \($0.failed ?? "open")"
-            }).mapValues(\.count))
+            slowEndings: Dictionary(
+                grouping: slowSummaries,
+                by: {
+                    "close \($0.closeCode.map(String.init) ?? "none"), errors \($0.errorCodes), \($0.failed ?? "open")"
+                }
+            ).mapValues(\.count))
     }
 
     /// Waits until every client of `load` has subscribed and edged has subscribed upstream to `upstream` symbols.
     private func connect(_ load: WebSocketLoad, _ plant: StandInPlant, label: String, upstream: Int = 1) throws {
-        guard load.waitUntilSubscribed(timeout: 60, progress: { totals in
-            BenchOutput.progress("\(label): \(totals.subscribed) of \(totals.clients) clients subscribed")
-        }), load.totals.failed == 0 else {
+        guard
+            load.waitUntilSubscribed(
+                timeout: 60,
+                progress: { totals in
+                    BenchOutput.progress("\(label): \(totals.subscribed) of \(totals.clients) clients subscribed")
+                }), load.totals.failed == 0
+        else {
             throw BenchError("\(label): \(load.totals.failed) clients failed, \(load.totals.subscribed) subscribed")
         }
         guard upstream == 0 || plant.waitForSubscriptions(upstream, timeout: 5) else {
@@ -400,9 +461,11 @@ public struct EdgeBenchCommand: ParsableCommand {
     }
 
     static func table(_ results: Results) -> String {
-        var lines = ["edged fan-out to \(results.fanOut.first?.clients ?? 0) WebSocket clients on one symbol "
-            + "(closed loop: a burst, then every client has it)",
-            "server                     burst  deliveries/s  (range)             p50 us   p99 us  edged/this  complete"]
+        var lines = [
+            "edged fan-out to \(results.fanOut.first?.clients ?? 0) WebSocket clients on one symbol "
+                + "(closed loop: a burst, then every client has it)",
+            "server                     burst  deliveries/s  (range)             p50 us   p99 us  edged/this  complete",
+        ]
         // Medians over the rounds, per server and burst, in the order first run.
         var keys: [String] = []
         var groups: [String: [Run]] = [:]
@@ -416,27 +479,39 @@ public struct EdgeBenchCommand: ParsableCommand {
             let runs = groups[key]!
             let rate = median(runs.map(\.deliveriesPerSecond))
             // Against edged's first configuration (one loop, as run first) at the same burst.
-            let edgedRate = keys.lazy.map { groups[$0]! }
+            let edgedRate =
+                keys.lazy.map { groups[$0]! }
                 .first { $0[0].burst == runs[0].burst && $0[0].server.hasPrefix("edged") }
                 .map { median($0.map(\.deliveriesPerSecond)) } ?? rate
-            let range = runs.count > 1
-                ? String(format: "%.0f-%.0f", runs.map(\.deliveriesPerSecond).min()!, runs.map(\.deliveriesPerSecond).max()!) : ""
-            lines.append(runs[0].server.padding(toLength: 25, withPad: " ", startingAt: 0)
-                + String(format: "  %5d  %12.0f  ", runs[0].burst, rate) + range.padding(toLength: 18, withPad: " ", startingAt: 0)
-                + String(format: "  %7.0f  %7.0f  %10.2f  ", median(runs.map(\.latency.p50Us)),
-                    median(runs.map(\.latency.p99Us)), edgedRate / rate)
-                + (runs.allSatisfy(\.complete) ? "yes" : "NO"))
+            let range =
+                runs.count > 1
+                ? String(
+                    format: "%.0f-%.0f", runs.map(\.deliveriesPerSecond).min()!, runs.map(\.deliveriesPerSecond).max()!)
+                : ""
+            lines.append(
+                runs[0].server.padding(toLength: 25, withPad: " ", startingAt: 0)
+                    + String(format: "  %5d  %12.0f  ", runs[0].burst, rate)
+                    + range.padding(toLength: 18, withPad: " ", startingAt: 0)
+                    + String(
+                        format: "  %7.0f  %7.0f  %10.2f  ", median(runs.map(\.latency.p50Us)),
+                        median(runs.map(\.latency.p99Us)), edgedRate / rate)
+                    + (runs.allSatisfy(\.complete) ? "yes" : "NO"))
         }
         if let run = results.latencyRun {
-            lines.append(String(format: "steady %.0f deliveries/s in bursts of %d: p50 %.0f us, p99 %.0f us, p99.9 %.0f us, max %.0f us",
-                run.deliveriesPerSecond, run.burst, run.latency.p50Us, run.latency.p99Us, run.latency.p999Us,
-                run.latency.maxUs)
-                + (run.complete ? "" : " (INCOMPLETE)"))
+            lines.append(
+                String(
+                    format: "steady %.0f deliveries/s in bursts of %d: "
+                        + "p50 %.0f us, p99 %.0f us, p99.9 %.0f us, max %.0f us",
+                    run.deliveriesPerSecond, run.burst, run.latency.p50Us, run.latency.p99Us, run.latency.p999Us,
+                    run.latency.maxUs)
+                    + (run.complete ? "" : " (INCOMPLETE)"))
         }
         if results.idleClients > 0 {
-            lines.append(String(format: "memory: RSS %.1f MB idle, %.1f MB with %d idle subscribed clients: %.1f KB per connection",
-                Double(results.rssIdleBytes) / 1e6, Double(results.rssWithClientsBytes) / 1e6, results.idleClients,
-                results.bytesPerIdleConnection / 1024))
+            lines.append(
+                String(
+                    format: "memory: RSS %.1f MB idle, %.1f MB with %d idle subscribed clients: %.1f KB per connection",
+                    Double(results.rssIdleBytes) / 1e6, Double(results.rssWithClientsBytes) / 1e6, results.idleClients,
+                    results.bytesPerIdleConnection / 1024))
         }
         return lines.joined(separator: "\n")
     }
@@ -488,7 +563,8 @@ public struct EdgeClientsCommand: ParsableCommand {
         let deadline = Date().addingTimeInterval(timeout)
         _ = load.waitUntilSubscribed(timeout: timeout)
         // Unbuffered: the process that started this one waits for the line.
-        FileHandle.standardOutput.write(Data("subscribed \(load.totals.subscribed) failed \(load.totals.failed)\n".utf8))
+        FileHandle.standardOutput.write(
+            Data("subscribed \(load.totals.subscribed) failed \(load.totals.failed)\n".utf8))
         while load.totals.updates < clients * updates && Date() < deadline { usleep(50_000) }
         let summaries = load.summaries()
         let summary = Summary(

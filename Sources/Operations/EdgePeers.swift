@@ -105,7 +105,9 @@ final class PublisherConnection {
     func write(_ bytes: [UInt8]) {
         var offset = 0
         while offset < bytes.count {
-            let sent = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            let sent = bytes[offset...].withUnsafeBytes {
+                Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL))
+            }
             guard sent > 0 else { return }
             offset += sent
         }
@@ -159,10 +161,12 @@ final class UWebSocketsFanOut: FanOutServer {
 
     init(python: String, script: String, symbols: [String], directory: URL) throws {
         port = try EdgeProcess.freePort()
-        server = try PeerProcess(executable: python, arguments: [script, "\(port)"], listeningWhen: "listening",
+        server = try PeerProcess(
+            executable: python, arguments: [script, "\(port)"], listeningWhen: "listening",
             log: directory.appendingPathComponent("uws.log"))
         publisher = try PublisherConnection(port: port)
-        let request = "GET /publish HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        let request =
+            "GET /publish HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
         publisher.write(Array(request.utf8))
         guard publisher.read(until: "\r\n\r\n").hasPrefix("HTTP/1.1 101") else {
@@ -202,13 +206,14 @@ final class NATSFanOut: FanOutServer {
         let clientPort = try EdgeProcess.freePort()
         let config = directory.appendingPathComponent("nats.conf")
         try """
-            listen: "127.0.0.1:\(clientPort)"
-            websocket {
-              listen: "127.0.0.1:\(port)"
-              no_tls: true
-            }
-            """.write(to: config, atomically: true, encoding: .utf8)
-        server = try PeerProcess(executable: executable, arguments: ["-c", config.path],
+        listen: "127.0.0.1:\(clientPort)"
+        websocket {
+          listen: "127.0.0.1:\(port)"
+          no_tls: true
+        }
+        """.write(to: config, atomically: true, encoding: .utf8)
+        server = try PeerProcess(
+            executable: executable, arguments: ["-c", config.path],
             listeningWhen: "Server is ready", log: directory.appendingPathComponent("nats.log"))
         publisher = try PublisherConnection(port: clientPort)
         _ = publisher.read(until: "\r\n")  // INFO

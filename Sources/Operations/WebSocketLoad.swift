@@ -222,7 +222,9 @@ public final class WebSocketLoad: @unchecked Sendable {
                 let settingUp = connections[index].phase == .connecting || connections[index].phase == .upgrading
                 if wasSettingUp && !settingUp { connecting -= 1 }
             }
-            for request in requests.withLock({ pending -> [Request] in defer { pending.removeAll() }; return pending }) {
+            for request in requests.withLock({ pending -> [Request] in
+                defer { pending.removeAll() }; return pending
+            }) {
                 switch request {
                 case let .pause(range):
                     for index in range where index < connections.count {
@@ -232,7 +234,9 @@ public final class WebSocketLoad: @unchecked Sendable {
                 case let .resume(range):
                     for index in range where index < connections.count {
                         connections[index].reading = true
-                        if connections[index].phase == .open { watch(index, events: UInt32(TICKPLANT_POLL_IN), modify: true) }
+                        if connections[index].phase == .open {
+                            watch(index, events: UInt32(TICKPLANT_POLL_IN), modify: true)
+                        }
                     }
                 case let .summaries(done):
                     answers.withLock { $0.summaries = connections.map(\.summary) }
@@ -268,7 +272,8 @@ public final class WebSocketLoad: @unchecked Sendable {
 
     /// Starts a non-blocking connect; false when it failed at once.
     private func connect(_ index: Int) -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let fd = socket(
+            AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return fail(index, "socket: errno \(errno)") }
         connections[index].fd = fd
         var one: Int32 = 1
@@ -279,13 +284,17 @@ public final class WebSocketLoad: @unchecked Sendable {
         if let sources = options.sources, !sources.isEmpty {
             var source = Self.address(sources[index % sources.count], port: 0)
             let bound = withUnsafePointer(to: &source) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
             }
             guard bound == 0 else { return fail(index, "bind to \(sources[index % sources.count]): errno \(errno)") }
         }
         var target = Self.address("127.0.0.1", port: options.port)
         let result = withUnsafePointer(to: &target) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard result == 0 || errno == EINPROGRESS else { return fail(index, "connect: errno \(errno)") }
         connections[index].phase = .connecting
@@ -328,13 +337,17 @@ public final class WebSocketLoad: @unchecked Sendable {
                 fail(index, "connect: errno \(error)")
                 return
             }
-            let request = "GET \(options.path) HTTP/1.1\r\nHost: 127.0.0.1:\(options.port)\r\nUpgrade: websocket\r\n"
-                + "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            let request =
+                "GET \(options.path) HTTP/1.1\r\nHost: 127.0.0.1:\(options.port)\r\nUpgrade: websocket\r\n"
+                + "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                + "Sec-WebSocket-Version: 13\r\n\r\n"
             guard send(index, Array(request.utf8)) else { return }
             connections[index].phase = .upgrading
             watch(index, events: UInt32(TICKPLANT_POLL_IN), modify: true)
         case .upgrading, .open:
-            guard events & (UInt32(TICKPLANT_POLL_IN) | UInt32(TICKPLANT_POLL_HANGUP) | UInt32(TICKPLANT_POLL_ERROR)) != 0 else { return }
+            guard
+                events & (UInt32(TICKPLANT_POLL_IN) | UInt32(TICKPLANT_POLL_HANGUP) | UInt32(TICKPLANT_POLL_ERROR)) != 0
+            else { return }
             // A bounded read per turn, so that one busy client does not starve the others.
             let count = scratch.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
             if count == 0 || (count < 0 && errno != EAGAIN) {
@@ -353,7 +366,9 @@ public final class WebSocketLoad: @unchecked Sendable {
     }
 
     private func send(_ index: Int, _ bytes: [UInt8]) -> Bool {
-        let sent = bytes.withUnsafeBytes { Glibc.send(connections[index].fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        let sent = bytes.withUnsafeBytes {
+            Glibc.send(connections[index].fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL))
+        }
         guard sent == bytes.count else { return fail(index, "send: \(sent) of \(bytes.count) bytes, errno \(errno)") }
         return true
     }
@@ -378,8 +393,11 @@ public final class WebSocketLoad: @unchecked Sendable {
         case .nats:
             // Its PONG says the subscriptions are in place.
             let subscribes = symbols.enumerated().map { "SUB \($0.element) \($0.offset + 1)\r\n" }.joined()
-            _ = send(index, Self.maskedText(#"CONNECT {"verbose":false,"pedantic":false}"# + "\r\n" + subscribes + "PING\r\n",
-                opcode: 0x2))
+            _ = send(
+                index,
+                Self.maskedText(
+                    #"CONNECT {"verbose":false,"pedantic":false}"# + "\r\n" + subscribes + "PING\r\n",
+                    opcode: 0x2))
         }
         if !connections[index].reading { watch(index, events: 0, modify: true) }
     }
@@ -441,7 +459,8 @@ public final class WebSocketLoad: @unchecked Sendable {
                 case 0x1 where options.protocolSpoken == .tickplant: takeMessage(index, payload, nowNs: nowNs)
                 case 0x0, 0x1, 0x2: connections[index].stream.append(contentsOf: payload)
                 case 0x8:
-                    connections[index].summary.closeCode = payload.count >= 2 ? Int(payload[0]) << 8 | Int(payload[1]) : 1005
+                    connections[index].summary.closeCode =
+                        payload.count >= 2 ? Int(payload[0]) << 8 | Int(payload[1]) : 1005
                 case 0x9: pongs.append(Array(payload))
                 default: break
                 }
@@ -475,7 +494,9 @@ public final class WebSocketLoad: @unchecked Sendable {
                         position -= 1
                     }
                     guard bytes.count >= lineEnd + 2 + count + 2 else { break }
-                    takeMessage(index, UnsafeBufferPointer(rebasing: bytes[(lineEnd + 2)..<(lineEnd + 2 + count)]), nowNs: nowNs)
+                    takeMessage(
+                        index, UnsafeBufferPointer(rebasing: bytes[(lineEnd + 2)..<(lineEnd + 2 + count)]), nowNs: nowNs
+                    )
                     consumed = lineEnd + 2 + count + 2
                     continue
                 }
@@ -523,7 +544,8 @@ public final class WebSocketLoad: @unchecked Sendable {
                 connections[index].summary.errorCodes.append(Self.number(after: Array(#""code":"#.utf8), in: text) ?? 0)
                 return
             case "heartbeat":
-                connections[index].summary.droppedByServer = Self.number(after: Array(#""dropped":"#.utf8), in: text) ?? 0
+                connections[index].summary.droppedByServer =
+                    Self.number(after: Array(#""dropped":"#.utf8), in: text) ?? 0
                 return
             case "pong", "unsubscribed", "authenticated":
                 return
@@ -537,14 +559,16 @@ public final class WebSocketLoad: @unchecked Sendable {
         var symbol = connections[index].summary.symbolIndex
         let symbolCount = connections[index].summary.lastSeqs.count
         if symbolCount > 1 {
-            guard let name = Self.string(after: Self.symbolKey, in: text), let global = symbolIndexByHash[Self.hash(name)]
+            guard let name = Self.string(after: Self.symbolKey, in: text),
+                let global = symbolIndexByHash[Self.hash(name)]
             else { return }
             position = (global - symbol + options.symbols.count) % options.symbols.count
             symbol = global
             guard position < symbolCount else { return }
         }
         // In place: the summary's arrays are not copied per message.
-        record(seq, of: symbol, at: position, snapshot: text.starts(with: Self.snapshotKey), nowNs: nowNs,
+        record(
+            seq, of: symbol, at: position, snapshot: text.starts(with: Self.snapshotKey), nowNs: nowNs,
             into: &connections[index].summary)
     }
 

@@ -48,7 +48,8 @@ import ZeroMQ
                         continue
                     }
                     let symbol = symbols[sent % symbols.count]
-                    var tick = Tick.trade(symbol: symbol, venue: "XNAS",
+                    var tick = Tick.trade(
+                        symbol: symbol, venue: "XNAS",
                         price: Price(fixedPoint: 100_000_000 + Int64(sent % 50) * 10_000), size: 100,
                         exchangeTimestampNs: WallClock.nowNanoseconds())
                     sent += 1
@@ -167,7 +168,8 @@ import ZeroMQ
 
         // Several symbols at once: fromSeq per symbol.
         let third = try TestWebSocketClient(port: chain.port)
-        try third.send(text: #"{"action":"subscribe","symbols":["AAPL","MSFT"],"fromSeq":{"AAPL":\#(lastSeen + 1),"MSFT":3}}"#)
+        try third.send(
+            text: #"{"action":"subscribe","symbols":["AAPL","MSFT"],"fromSeq":{"AAPL":\#(lastSeen + 1),"MSFT":3}}"#)
         _ = try third.receiveText()
         var next = ["AAPL": lastSeen + 1, "MSFT": 3]
         let deadline = Date().addingTimeInterval(10)
@@ -216,7 +218,8 @@ import ZeroMQ
 
     @Test func aSymbolThePlantNeverHadGets408AndItsUpdatesIfItStartsTrading() async throws {
         let context = try ZMQContext()
-        let feed = try TradingFeed(context: context, symbols: ["AAPL"], ticksPerSecond: 200,
+        let feed = try TradingFeed(
+            context: context, symbols: ["AAPL"], ticksPerSecond: 200,
             joining: ("NEWCO", afterSeconds: 2.5))
         let chain = try await Chain(feed: feed.endpoint)
         defer { feed.stop() }
@@ -229,7 +232,9 @@ import ZeroMQ
         var aaplUpdates = 0
         while told == nil || aaplUpdates < 3 {
             let message = try client.receiveJSON()
-            if message["type"] as? String == "error" { told = message } else if message["symbol"] as? String == "AAPL" {
+            if message["type"] as? String == "error" {
+                told = message
+            } else if message["symbol"] as? String == "AAPL" {
                 aaplUpdates += 1
             }
         }
@@ -302,7 +307,8 @@ extension EdgeSubscriptionsReply {
         let fixture = try await EdgeServerOverRealSockets.Fixture { $0.snapshotEndpoint = endpoint }
         let encoder = TickEncoder()
         func trade(_ seq: UInt64) -> Tick {
-            var tick = Tick.trade(symbol: "AAPL", venue: "XNAS", price: Price(fixedPoint: 1_780_000 + Int64(seq)),
+            var tick = Tick.trade(
+                symbol: "AAPL", venue: "XNAS", price: Price(fixedPoint: 1_780_000 + Int64(seq)),
                 size: 100)
             tick.symbolSequence = seq
             tick.streamSequence = seq
@@ -327,8 +333,11 @@ extension EdgeSubscriptionsReply {
             }
             _ = try plant.send(request[0], more: true)
             _ = try plant.send(SnapshotEnd.topic, more: true)
-            _ = try plant.send(SnapshotEnd(streamSequence: seqs.last ?? 0, tickCount: UInt64(seqs.count),
-                complete: true).encoded())
+            _ = try plant.send(
+                SnapshotEnd(
+                    streamSequence: seqs.last ?? 0, tickCount: UInt64(seqs.count),
+                    complete: true
+                ).encoded())
         }
 
         let client = try TestWebSocketClient(port: fixture.port)

@@ -166,7 +166,8 @@ import ZeroMQ
     static func closeCode(_ client: TestWebSocketClient) throws -> Int? {
         while true {
             let frame = try client.receiveFrame()
-            if frame.opcode == 0x8 { return frame.payload.count >= 2 ? Int(frame.payload[0]) << 8 | Int(frame.payload[1]) : nil }
+            guard frame.opcode == 0x8 else { continue }
+            return frame.payload.count >= 2 ? Int(frame.payload[0]) << 8 | Int(frame.payload[1]) : nil
         }
     }
 

@@ -10,7 +10,8 @@ import ZeroMQ
 @Suite(.serialized) struct EdgeTLSOverRealSockets {
     static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
-    static let python = ProcessInfo.processInfo.environment["TICKPLANT_PYTHON"]
+    static let python =
+        ProcessInfo.processInfo.environment["TICKPLANT_PYTHON"]
         ?? packageRoot.appendingPathComponent(".venv/bin/python").path
 
     /// A self-signed certificate for 127.0.0.1 and its key, made by the openssl tool in a fresh directory.
@@ -22,18 +23,24 @@ import ZeroMQ
         init() throws {
             directory = FileManager.default.temporaryDirectory.appendingPathComponent("edged-tls-\(UUID())")
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-            let result = try Self.run("/usr/bin/openssl", [
-                "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
-                "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                "-keyout", directory.appendingPathComponent("edged.key").path,
-                "-out", directory.appendingPathComponent("edged.crt").path,
-            ])
-            guard result.status == 0 else { throw TestWebSocketClient.Failure(description: "openssl: \(result.output)") }
+            let result = try Self.run(
+                "/usr/bin/openssl",
+                [
+                    "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", directory.appendingPathComponent("edged.key").path,
+                    "-out", directory.appendingPathComponent("edged.crt").path,
+                ])
+            guard result.status == 0 else {
+                throw TestWebSocketClient.Failure(description: "openssl: \(result.output)")
+            }
         }
 
         func remove() { try? FileManager.default.removeItem(at: directory) }
 
-        static func run(_ executable: String, _ arguments: [String], timeout: TimeInterval = 30) throws
+        static func run(
+            _ executable: String, _ arguments: [String], timeout: TimeInterval = 30
+        ) throws
             -> (status: Int32, output: String)
         {
             let process = Process()
@@ -61,10 +68,12 @@ import ZeroMQ
         let port = fixture.port
         // The client runs for 4 s; meanwhile the plant side publishes once its subscription is upstream.
         let client = Task.detached {
-            try Certificate.run(Self.python, [
-                Self.packageRoot.appendingPathComponent("Tests/Clients/ws_client.py").path,
-                "--cafile", certificate.certificate, "wss://127.0.0.1:\(port)/prices", "4", "AAPL",
-            ])
+            try Certificate.run(
+                Self.python,
+                [
+                    Self.packageRoot.appendingPathComponent("Tests/Clients/ws_client.py").path,
+                    "--cafile", certificate.certificate, "wss://127.0.0.1:\(port)/prices", "4", "AAPL",
+                ])
         }
         #expect(try fixture.nextUpstreamChange() == "+AAPL|", "the TLS client's subscribe reached edged")
         try await Task.sleep(for: .milliseconds(200))
@@ -89,10 +98,12 @@ import ZeroMQ
         // counts it; then a good client still works.
         let other = try Certificate()
         defer { other.remove() }
-        let refused = try Certificate.run(Self.python, [
-            Self.packageRoot.appendingPathComponent("Tests/Clients/ws_client.py").path,
-            "--cafile", other.certificate, "wss://127.0.0.1:\(fixture.port)/prices", "1", "AAPL",
-        ])
+        let refused = try Certificate.run(
+            Self.python,
+            [
+                Self.packageRoot.appendingPathComponent("Tests/Clients/ws_client.py").path,
+                "--cafile", other.certificate, "wss://127.0.0.1:\(fixture.port)/prices", "1", "AAPL",
+            ])
         #expect(refused.status != 0 && refused.output.contains("CERTIFICATE_VERIFY_FAILED"), "\(refused.output)")
         // The client's alert reaches edged just after the client is gone.
         var failures: UInt64 = 0
@@ -102,10 +113,12 @@ import ZeroMQ
             if failures < 2 { try await Task.sleep(for: .milliseconds(50)) }
         }
         #expect(failures == 2, "the plain client and the one that refused the certificate")
-        let good = try Certificate.run(Self.python, [
-            Self.packageRoot.appendingPathComponent("Tests/Clients/ws_client.py").path,
-            "--cafile", certificate.certificate, "wss://127.0.0.1:\(fixture.port)/prices", "0.5", "AAPL",
-        ])
+        let good = try Certificate.run(
+            Self.python,
+            [
+                Self.packageRoot.appendingPathComponent("Tests/Clients/ws_client.py").path,
+                "--cafile", certificate.certificate, "wss://127.0.0.1:\(fixture.port)/prices", "0.5", "AAPL",
+            ])
         #expect(good.output.contains(#"{"type":"subscribed","symbols":["AAPL"]}"#), "\(good.output)")
         #expect(try EdgeStatusProbe.status(fixture).counters["tls_handshakes", default: 0] >= 1)
         await fixture.stop()
@@ -119,10 +132,18 @@ import ZeroMQ
         let file = certificate.directory.appendingPathComponent("edged.toml").path
         for (tls, key, says) in [
             ("certificate = \"\(certificate.certificate)\"", "[tls] key", "wss needs both"),
-            ("certificate = \"/nonexistent.crt\"\nkey = \"\(certificate.key)\"", "[tls] certificate", "/nonexistent.crt"),
-            ("certificate = \"\(certificate.key)\"\nkey = \"\(certificate.key)\"", "[tls] certificate", "PEM certificate"),
-            ("certificate = \"\(certificate.certificate)\"\nkey = \"\(other.key)\"", "[tls] key",
-                "private key of \(certificate.certificate)"),
+            (
+                "certificate = \"/nonexistent.crt\"\nkey = \"\(certificate.key)\"", "[tls] certificate",
+                "/nonexistent.crt"
+            ),
+            (
+                "certificate = \"\(certificate.key)\"\nkey = \"\(certificate.key)\"", "[tls] certificate",
+                "PEM certificate"
+            ),
+            (
+                "certificate = \"\(certificate.certificate)\"\nkey = \"\(other.key)\"", "[tls] key",
+                "private key of \(certificate.certificate)"
+            ),
         ] {
             try "[tls]\n\(tls)\n".write(toFile: file, atomically: true, encoding: .utf8)
             #expect {

@@ -58,8 +58,12 @@ import ZeroMQ
     @Test func slowClientsAreCutOffAndTheFastOnesMissNothing() throws {
         let mktctl = (SnapshotEndToEnd.releaseBinDirectory.map { URL(fileURLWithPath: $0) } ?? Chain.binDirectory)
             .appendingPathComponent("mktctl").path
-        let result = try Chain.run(mktctl, ["bench", "edge", "--slow-percent", "10", "--slow-rate", Self.release ? "100" : "50",
-            "--json"], timeout: 180)
+        let result = try Chain.run(
+            mktctl,
+            [
+                "bench", "edge", "--slow-percent", "10", "--slow-rate", Self.release ? "100" : "50",
+                "--json",
+            ], timeout: 180)
         #expect(result.status == 0, "\(result.output)")
         let json = result.output.drop { $0 != "{" }
         let run = try JSONDecoder().decode(EdgeBenchCommand.SlowRun.self, from: Data(json.utf8))
@@ -73,7 +77,8 @@ import ZeroMQ
         // what it catches is a stall that holds the others up, not the 20% the issue aims at.
         // (A debug build is overloaded at this rate: its latency says nothing.)
         #expect(run.fastBefore.count > 0 && run.fastWhileStalled.count > 0)
-        #expect(!Self.release || run.fastWhileStalled.p99Us < run.fastBefore.p99Us * 2,
+        #expect(
+            !Self.release || run.fastWhileStalled.p99Us < run.fastBefore.p99Us * 2,
             "fast p99 \(run.fastBefore.p99Us) us before, \(run.fastWhileStalled.p99Us) us while 10% stalled")
     }
 
@@ -84,7 +89,8 @@ import ZeroMQ
         let context = try ZMQContext()
         let symbols = (0..<100).map { "SYM\($0)" }
         let plant = try StandInPlant(context: context, symbols: symbols)
-        let edge = try EdgeProcess(binary: Self.edged, upstream: plant.endpoint, settings: ["limits": "connections = 20000"])
+        let edge = try EdgeProcess(
+            binary: Self.edged, upstream: plant.endpoint, settings: ["limits": "connections = 20000"])
         defer { edge.stop() }
         let mktctl = (SnapshotEndToEnd.releaseBinDirectory.map { URL(fileURLWithPath: $0) } ?? Chain.binDirectory)
             .appendingPathComponent("mktctl").path
@@ -98,12 +104,15 @@ import ZeroMQ
             }
         }
         for source in ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"] {
-            let output = FileManager.default.temporaryDirectory.appendingPathComponent("edge-clients-\(UUID().uuidString)")
+            let output = FileManager.default.temporaryDirectory.appendingPathComponent(
+                "edge-clients-\(UUID().uuidString)")
             _ = FileManager.default.createFile(atPath: output.path, contents: nil)
             let worker = Process()
             worker.executableURL = URL(fileURLWithPath: mktctl)
-            worker.arguments = ["bench", "edge-clients", "--port", "\(edge.port)", "--clients", "\(perProcess)",
-                "--source", source, "--symbols", "100", "--updates", "\(updates)", "--timeout", "150"]
+            worker.arguments = [
+                "bench", "edge-clients", "--port", "\(edge.port)", "--clients", "\(perProcess)",
+                "--source", source, "--symbols", "100", "--updates", "\(updates)", "--timeout", "150",
+            ]
             let handle = try FileHandle(forWritingTo: output)
             worker.standardOutput = handle
             worker.standardError = handle
