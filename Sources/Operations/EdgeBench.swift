@@ -8,7 +8,8 @@ import ZeroMQ
 public final class EdgeProcess {
     public let port: Int
     public let eventLoops: Int
-    public let process: Process
+    public var process: Process { server.process }
+    private let server: ServerProcess
     /// Its control endpoint (`status`, `subs`).
     public let controlEndpoint: String
     private let directory: URL
@@ -33,24 +34,13 @@ public final class EdgeProcess {
             .replacingOccurrences(of: "[edge]\n", with: "[edge]\nsnapshot = \"\"\n")
         let file = directory.appendingPathComponent("edged.toml")
         try config.write(to: file, atomically: true, encoding: .utf8)
-        let log = directory.appendingPathComponent("edged.log")
-        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
-        process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["--config", file.path]
-        let handle = try FileHandle(forWritingTo: log)
-        process.standardOutput = handle
-        process.standardError = handle
-        try process.run()
-        let deadline = Date().addingTimeInterval(20)
-        while Date() < deadline {
-            let text = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
-            if text.contains("edged listening") { return }
-            guard process.isRunning else { throw BenchError("edged exited: \(text)") }
-            usleep(20_000)
+        do {
+            server = try ServerProcess(executable: binary, arguments: ["--config", file.path],
+                listeningWhen: "edged listening", log: directory.appendingPathComponent("edged.log"))
+        } catch {
+            try? FileManager.default.removeItem(at: directory)
+            throw error
         }
-        stop()
-        throw BenchError("edged did not start within 20 s")
     }
 
     /// A counter of its `status` (0 when it does not answer).
@@ -68,24 +58,12 @@ public final class EdgeProcess {
     }
 
     /// Resident memory of the process now (VmRSS), in bytes.
-    public func residentBytes() -> Int {
-        let status = (try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8)) ?? ""
-        guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }) else { return 0 }
-        return (Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0) * 1024
-    }
+    public func residentBytes() -> Int { server.residentBytes() }
 
-    public var log: String {
-        (try? String(contentsOf: directory.appendingPathComponent("edged.log"), encoding: .utf8)) ?? ""
-    }
+    public var log: String { server.log }
 
     public func stop() {
-        if process.isRunning {
-            process.terminate()
-            let deadline = Date().addingTimeInterval(5)
-            while process.isRunning && Date() < deadline { usleep(10_000) }
-            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-            process.waitUntilExit()
-        }
+        server.stop()
         try? FileManager.default.removeItem(at: directory)
     }
 
@@ -103,6 +81,51 @@ public final class EdgeProcess {
         }
         guard bound else { throw BenchError("no free port: errno \(errno)") }
         return Int(UInt16(bigEndian: address.sin_port))
+    }
+}
+
+/// A server process for a measurement or a test (edged, or a peer): started with its output in `log`, waited for
+/// until that says it listens, stopped with SIGTERM (then SIGKILL).
+final class ServerProcess {
+    let process = Process()
+    private let logFile: URL
+
+    init(executable: String, arguments: [String], listeningWhen marker: String, log: URL) throws {
+        logFile = log
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        let handle = try FileHandle(forWritingTo: log)
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline {
+            let text = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+            if text.contains(marker) { return }
+            guard process.isRunning else { throw BenchError("\(executable) exited: \(text.suffix(500))") }
+            usleep(20_000)
+        }
+        stop()
+        throw BenchError("\(executable) did not start within 20 s")
+    }
+
+    /// Resident memory of the process now (VmRSS), in bytes.
+    func residentBytes() -> Int {
+        let status = (try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8)) ?? ""
+        guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }) else { return 0 }
+        return (Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0) * 1024
+    }
+
+    var log: String { (try? String(contentsOf: logFile, encoding: .utf8)) ?? "" }
+
+    func stop() {
+        guard process.isRunning else { return }
+        process.terminate()
+        let deadline = Date().addingTimeInterval(5)
+        while process.isRunning && Date() < deadline { usleep(10_000) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
     }
 }
 

@@ -39,47 +39,6 @@ final class EdgedFanOut: FanOutServer {
     func stop() { edge.stop() }
 }
 
-/// A peer server process: started, waited for until it listens, stopped with SIGTERM (then SIGKILL).
-final class PeerProcess {
-    let process = Process()
-    private let log: URL
-
-    init(executable: String, arguments: [String], listeningWhen marker: String, log: URL) throws {
-        self.log = log
-        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        let handle = try FileHandle(forWritingTo: log)
-        process.standardOutput = handle
-        process.standardError = handle
-        try process.run()
-        let deadline = Date().addingTimeInterval(20)
-        while Date() < deadline {
-            let text = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
-            if text.contains(marker) { return }
-            guard process.isRunning else { throw BenchError("\(executable) exited: \(text.suffix(500))") }
-            usleep(20_000)
-        }
-        stop()
-        throw BenchError("\(executable) did not start within 20 s")
-    }
-
-    func residentBytes() -> Int {
-        let status = (try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8)) ?? ""
-        guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }) else { return 0 }
-        return (Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0) * 1024
-    }
-
-    func stop() {
-        guard process.isRunning else { return }
-        process.terminate()
-        let deadline = Date().addingTimeInterval(5)
-        while process.isRunning && Date() < deadline { usleep(10_000) }
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
-    }
-}
-
 /// A blocking TCP connection to 127.0.0.1 for a peer's publisher.
 final class PublisherConnection {
     let fd: Int32
@@ -154,14 +113,14 @@ final class UWebSocketsFanOut: FanOutServer {
     let port: Int
     let path = "/prices"
     let protocolSpoken = WebSocketLoad.ProtocolSpoken.tickplant
-    private let server: PeerProcess
+    private let server: ServerProcess
     private let publisher: PublisherConnection
     private let symbols: [String]
     private var updates: UpdateText
 
     init(python: String, script: String, symbols: [String], directory: URL) throws {
         port = try EdgeProcess.freePort()
-        server = try PeerProcess(
+        server = try ServerProcess(
             executable: python, arguments: [script, "\(port)"], listeningWhen: "listening",
             log: directory.appendingPathComponent("uws.log"))
         publisher = try PublisherConnection(port: port)
@@ -196,7 +155,7 @@ final class NATSFanOut: FanOutServer {
     let port: Int
     let path = "/"
     let protocolSpoken = WebSocketLoad.ProtocolSpoken.nats
-    private let server: PeerProcess
+    private let server: ServerProcess
     private let publisher: PublisherConnection
     private let symbols: [String]
     private var updates: UpdateText
@@ -212,7 +171,7 @@ final class NATSFanOut: FanOutServer {
           no_tls: true
         }
         """.write(to: config, atomically: true, encoding: .utf8)
-        server = try PeerProcess(
+        server = try ServerProcess(
             executable: executable, arguments: ["-c", config.path],
             listeningWhen: "Server is ready", log: directory.appendingPathComponent("nats.log"))
         publisher = try PublisherConnection(port: clientPort)
