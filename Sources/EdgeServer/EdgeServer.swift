@@ -36,7 +36,7 @@ public final class EdgeServer: Sendable {
         try upstream.start()
         let hub = self.hub
         let maxFrameBytes = configuration.maxFrameBytes
-        let limits = SessionLimits(maxSymbols: configuration.maxSymbolsPerClient, maxFrameBytes: maxFrameBytes,
+        let limits = SessionLimits(maxSymbols: configuration.maxSymbolsPerClient,
             maxConnections: configuration.maxConnections, maxMessagesPerSecond: configuration.maxMessagesPerSecond,
             queue: ClientQueue.Limits(softMessages: configuration.queueSoft, hardMessages: configuration.queueHard,
                 hardBytes: configuration.queueHardBytes),

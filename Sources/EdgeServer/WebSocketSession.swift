@@ -89,10 +89,9 @@ extension WebSocketErrorCode {
     static let slowClient = WebSocketErrorCode(codeNumber: 4008)
 }
 
-/// The limits a session enforces (`[limits]`).
+/// The limits a session enforces (`[limits]`; the frame size is `WebSocketProtocolLayer`'s).
 struct SessionLimits {
     var maxSymbols = 500
-    var maxFrameBytes = 16_384
     var maxConnections = 20_000
     var maxMessagesPerSecond = 50
     var queue = ClientQueue.Limits()
