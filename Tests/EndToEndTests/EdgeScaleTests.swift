@@ -139,4 +139,24 @@ import ZeroMQ
         }
         print("20 000 connections: edged RSS \(edge.residentBytes() / 1_000_000) MB with \(4 * perProcess) clients")
     }
+
+    /// Memory per idle subscribed connection: edged's RSS with none, then with 10 000 clients on 100 symbols that
+    /// receive nothing, at most 16 KB each (the edge issue's bound; kernel socket buffers are not in RSS).
+    @Test func anIdleSubscribedConnectionCostsEdgedAtMost16KB() throws {
+        let context = try ZMQContext()
+        let symbols = (0..<100).map { "IDLE\($0)" }
+        let plant = try StandInPlant(context: context, symbols: symbols)
+        let edge = try EdgeProcess(binary: Self.edged, upstream: plant.endpoint)
+        defer { edge.stop() }
+        usleep(500_000)
+        let before = edge.residentBytes()
+        let load = WebSocketLoad(count: 10_000, options: .init(port: edge.port, symbols: symbols))
+        defer { load.stop() }
+        #expect(load.waitUntilSubscribed(timeout: 120) && load.totals.failed == 0, "\(load.totals)")
+        #expect(edge.counter("clients", context: context) == 10_000)
+        usleep(1_000_000)
+        let perConnection = Double(edge.residentBytes() - before) / 10_000
+        print(String(format: "idle connections: %.1f KB each in edged", perConnection / 1024))
+        #expect(before > 0 && perConnection > 0 && perConnection <= 16 * 1024, "\(perConnection) bytes per connection")
+    }
 }
