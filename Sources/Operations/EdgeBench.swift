@@ -137,7 +137,7 @@ public final class StandInPlant {
     private let encoder = TickEncoder()
     private var topic: [UInt8] = []
     private let symbols: [String]
-    private var ticks: [Tick]
+    private var trades: BenchTrades
 
     public init(context: ZMQContext, symbols: [String]) throws {
         socket = try ZMQSocket(context, type: .extendedPublish)
@@ -146,7 +146,7 @@ public final class StandInPlant {
         try socket.bind("tcp://127.0.0.1:*")
         endpoint = try socket.lastEndpoint
         self.symbols = symbols
-        ticks = symbols.map { Tick.trade(symbol: $0, venue: "XNAS", price: Price(fixedPoint: 1_000_000), size: 100) }
+        trades = BenchTrades(symbols: symbols)
     }
 
     deinit { socket.close() }
@@ -164,13 +164,28 @@ public final class StandInPlant {
 
     /// Sends symbol `index`'s update number `seq`.
     public func publish(symbol index: Int, seq: Int, times: PublishTimes?) {
-        ticks[index].symbolSequence = UInt64(seq)
-        ticks[index].price = Price(fixedPoint: 1_000_000 + Int64(seq % 1_000) * 100)
-        ticks[index].exchangeTimestampNs = WallClock.nowNanoseconds()
+        let tick = trades.trade(symbol: index, seq: seq)
         Topic.write(symbol: symbols[index], type: .trade, into: &topic)
         times?.record(symbol: index, seq: seq, nowNs: MonotonicClock.nowNanoseconds())
         _ = topic.withUnsafeBytes { try? socket.send($0, more: true) }
-        _ = try? socket.send(encoder.encode(ticks[index]))
+        _ = try? socket.send(encoder.encode(tick))
+    }
+}
+
+/// The TRADE ticks every bench publisher sends, edged's stand-in plantd and the peers alike: symbol `i`'s update
+/// number `seq` carries that symbol_seq, a price that moves with it, and the time it is made.
+struct BenchTrades {
+    private var ticks: [Tick]
+
+    init(symbols: [String]) {
+        ticks = symbols.map { Tick.trade(symbol: $0, venue: "XNAS", price: Price(fixedPoint: 1_000_000), size: 100) }
+    }
+
+    mutating func trade(symbol index: Int, seq: Int) -> Tick {
+        ticks[index].symbolSequence = UInt64(seq)
+        ticks[index].price = Price(fixedPoint: 1_000_000 + Int64(seq % 1_000) * 100)
+        ticks[index].exchangeTimestampNs = WallClock.nowNanoseconds()
+        return ticks[index]
     }
 }
 

@@ -90,19 +90,16 @@ final class PublisherConnection {
 
 /// Each update as edged would send it, from the same Tick: the peers carry exactly these bytes.
 struct UpdateText {
-    private var ticks: [Tick]
+    private var trades: BenchTrades
     private var json: [UInt8] = []
 
     init(symbols: [String]) {
-        ticks = symbols.map { Tick.trade(symbol: $0, venue: "XNAS", price: Price(fixedPoint: 1_000_000), size: 100) }
+        trades = BenchTrades(symbols: symbols)
         json.reserveCapacity(512)
     }
 
     mutating func text(symbol: Int, seq: Int) -> [UInt8] {
-        ticks[symbol].symbolSequence = UInt64(seq)
-        ticks[symbol].price = Price(fixedPoint: 1_000_000 + Int64(seq % 1_000) * 100)
-        ticks[symbol].exchangeTimestampNs = WallClock.nowNanoseconds()
-        EdgeJSON.write(ticks[symbol], into: &json)
+        EdgeJSON.write(trades.trade(symbol: symbol, seq: seq), into: &json)
         return json
     }
 }
