@@ -174,6 +174,13 @@ enum LoopWork {
     case unknown(symbol: String, session: ObjectIdentifier)
 }
 
+/// The sessions of one loop that watch a symbol, unretained so that the walk of every update does not count
+/// references: `LoopRegistry.sessions` holds each of them from `add` to `remove`, and a session leaves every list
+/// (`unwatch`, in `handlerRemoved`) before `remove`. Each session knows its slot (`watchSlots`) so it leaves in O(1).
+final class WatcherList {
+    var members: ContiguousArray<Unmanaged<WebSocketSession>> = []
+}
+
 /// The clients of one event loop and the symbols they watch.
 ///
 /// `@unchecked Sendable`: every method but `post` runs on `eventLoop` (asserted), so the mutable state is confined
@@ -183,7 +190,7 @@ final class LoopRegistry: @unchecked Sendable {
     /// Work posted by the upstream thread and not taken yet, and whether a task to take it is scheduled: while the
     /// loop is busy, batches pile up here and go out together, each client's share in one write.
     private let inbox = Mutex<(work: [LoopWork], scheduled: Bool)>(([], false))
-    private var watchers: [String: [ObjectIdentifier: WebSocketSession]] = [:]
+    private var watchers: [String: WatcherList] = [:]
     private var sessions: [ObjectIdentifier: WebSocketSession] = [:]
     private var touched: [WebSocketSession] = []
     /// Sessions with an update waiting for its maxRate turn.
@@ -204,13 +211,29 @@ final class LoopRegistry: @unchecked Sendable {
 
     func watch(_ symbol: String, by session: WebSocketSession) {
         eventLoop.preconditionInEventLoop()
-        watchers[symbol, default: [:]][ObjectIdentifier(session)] = session
+        precondition(sessions[ObjectIdentifier(session)] != nil, "a session watches only between add and remove")
+        let list: WatcherList
+        if let existing = watchers[symbol] {
+            list = existing
+        } else {
+            list = WatcherList()
+            watchers[symbol] = list
+        }
+        guard session.watchSlots[symbol] == nil else { return }
+        session.watchSlots[symbol] = list.members.count
+        list.members.append(.passUnretained(session))
     }
 
     func unwatch(_ symbol: String, by session: WebSocketSession) {
         eventLoop.preconditionInEventLoop()
-        watchers[symbol]?[ObjectIdentifier(session)] = nil
-        if watchers[symbol]?.isEmpty == true { watchers[symbol] = nil }
+        guard let list = watchers[symbol], let slot = session.watchSlots.removeValue(forKey: symbol) else { return }
+        // The last watcher takes the leaving one's slot.
+        let last = list.members.removeLast()
+        if slot < list.members.count {
+            list.members[slot] = last
+            last._withUnsafeGuaranteedRef { $0.watchSlots[symbol] = slot }
+        }
+        if list.members.isEmpty { watchers[symbol] = nil }
     }
 
     /// Writes each update to its watchers and flushes every touched client once. A watcher still waiting for the
@@ -218,16 +241,19 @@ final class LoopRegistry: @unchecked Sendable {
     func deliver(_ batch: [EdgeUpdate]) {
         eventLoop.preconditionInEventLoop()
         for update in batch {
-            guard let sessions = watchers[update.symbol] else { continue }
-            for session in sessions.values {
-                if session.screensUpdates && session.screenOut(update) { continue }
-                if session.hasNarrowModes && !session.wants(update.type, of: update.symbol) { continue }
-                if session.write(
-                    update.text, framed: update.framed, symbol: update.symbol, droppable: update.droppable)
-                {
-                    touched.append(session)
+            guard let list = watchers[update.symbol] else { continue }
+            // A copy of the array: a session closed during the walk leaves the list without disturbing it.
+            for member in list.members {
+                member._withUnsafeGuaranteedRef { session in
+                    if session.screensUpdates && session.screenOut(update) { return }
+                    if session.hasNarrowModes && !session.wants(update.type, of: update.symbol) { return }
+                    if session.write(
+                        update.text, framed: update.framed, symbol: update.symbol, droppable: update.droppable)
+                    {
+                        touched.append(session)
+                    }
+                    if session.hasRateHeld { rateHeld[ObjectIdentifier(session)] = session }
                 }
-                if session.hasRateHeld { rateHeld[ObjectIdentifier(session)] = session }
             }
         }
         for session in touched { session.flushIfPending() }

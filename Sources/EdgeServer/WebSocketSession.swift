@@ -122,6 +122,8 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
     private var allowanceAtNs: UInt64 = MonotonicClock.nowNanoseconds()
     private var context: ChannelHandlerContext?
     private var symbols: Set<String> = []
+    /// Where this session is in each watched symbol's `WatcherList` (kept by the registry).
+    var watchSlots: [String: Int] = [:]
     /// Symbols subscribed with a mode other than full (the others want everything).
     private var narrowModes: [String: SubscriptionMode] = [:]
     var hasNarrowModes: Bool { !narrowModes.isEmpty }
@@ -143,8 +145,13 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
     /// The channel's writability as NIO last told it (`channelWritabilityChanged`): asked once per change instead of
     /// once per update (NIO's getter was a twentieth of the loop's time in a burst).
     private var writable = true
-    /// This turn's updates for the client as whole frames, written at the turn's end (`flushIfPending`).
+    /// This turn's updates for the client as whole frames, written at the turn's end (`flushIfPending`): the first
+    /// update's shared frame alone, or the session's own buffer once a second one comes (`batchIsOwn`).
     private var batch: ByteBuffer?
+    private var batchIsOwn = false
+    /// The own buffer of an earlier turn, kept when small: NIO lets go of it once it is written, and the next turn
+    /// of several updates fills it again without allocating.
+    private var spareBatch: ByteBuffer?
     /// Where whole frames go to the socket without NIO's frame encoder (nil: through it, frame by frame).
     private let rawWriter: RawBytesWriter?
     private var closing = false
@@ -496,7 +503,7 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
             return false
         }
         if let framed, rawWriter != nil {
-            if batch == nil { batch = framed } else { batch!.writeImmutableBuffer(framed) }
+            appendToBatch(framed)
         } else {
             writeFrame(WebSocketFrame(fin: true, opcode: .text, data: text))
         }
@@ -568,12 +575,38 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
         if let rawWriter { rawWriter.flush() } else { context.flush() }
     }
 
-    /// Writes (without flushing) the updates batched this turn: one buffer of whole frames, below NIO's encoder. The
-    /// first update of a turn is the shared frame itself; a second one makes the batch the client's own copy.
+    /// Adds an update's frame to this turn's batch. The first update of a turn is the shared frame itself; a second
+    /// one moves both into the session's own buffer.
+    private func appendToBatch(_ framed: ByteBuffer) {
+        guard let first = batch else {
+            batch = framed
+            return
+        }
+        if batchIsOwn {
+            batch!.writeImmutableBuffer(framed)
+            return
+        }
+        var own = spareBatch ?? ByteBufferAllocator().buffer(capacity: Self.spareBatchBytes)
+        spareBatch = nil
+        batch = nil
+        own.clear()
+        own.writeImmutableBuffer(first)
+        own.writeImmutableBuffer(framed)
+        batch = own
+        batchIsOwn = true
+    }
+
+    /// The largest own batch buffer kept between turns: a few bursts' worth of updates, so that thousands of clients
+    /// do not each hold a large one. A turn with more allocates (once for many frames).
+    private static let spareBatchBytes = 4_096
+
+    /// Writes (without flushing) the updates batched this turn: one buffer of whole frames, below NIO's encoder.
     private func spillBatch() {
         guard let pending = batch else { return }
         batch = nil
         rawWriter?.writeRaw(pending)
+        if batchIsOwn && pending.capacity <= Self.spareBatchBytes { spareBatch = pending }
+        batchIsOwn = false
     }
 
     /// Every frame but the batched updates goes through here, behind the updates batched before it.
