@@ -29,9 +29,11 @@ run: release
 ## The chaos test drives 100 000 messages/s through release executables (a debug feedd would be the bottleneck),
 ## the snapshot and crash tests 200 000 ticks/s: the tests run one at a time, because on two cores such a test
 ## starves the timing-sensitive ones beside it (a 500 ms gap give-up, a retransmission window).
-## Then the WebSocket conformance run (Autobahn) and the benchmarks' allocation check: the per-message paths must
-## not allocate.
+## The demo page runs in headless Chromium (screenshots in .build/test-artifacts/); tickplant.js's own tests run in
+## Node's test runner. Then the WebSocket conformance run (Autobahn) and the benchmarks' allocation check: the
+## per-message paths must not allocate.
 test: test-deps proto-check
+	node --test web/test/
 	$(SWIFT) build -c release
 	$(SWIFT) build --build-tests
 	TICKPLANT_PYTHON=$(CURDIR)/.venv/bin/python TICKPLANT_RELEASE_BIN_DIR=$(CURDIR)/$(RELEASE_BIN) \

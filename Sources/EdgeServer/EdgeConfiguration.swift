@@ -17,6 +17,9 @@ public struct EdgeConfiguration: Sendable {
     /// `/echo`: a WebSocket route that sends every message back, through the same layers as `/prices`; only for
     /// the conformance testsuite (`make autobahn`), never in production.
     public var echo = false
+    /// The demo page (`/`), the JavaScript client (`/tickplant.js`) and the files beside them (`[edge] web`, a
+    /// directory read at start); nil: no page, only the WebSocket and `/healthz`.
+    public var web: WebFiles?
     public var maxSymbolsPerClient = 500
     public var maxFrameBytes = 16_384
     /// WebSocket clients one process serves; the next one gets error 406 and close 1008.
@@ -67,6 +70,13 @@ public struct EdgeConfiguration: Sendable {
         configuration.controlEndpoint = try edge.endpoint("control", default: configuration.controlEndpoint)
         configuration.eventLoops = try edge.int("event_loops", default: 1, in: 1...64)
         configuration.echo = try edge.bool("echo", default: false)
+        if let directory = try edge.optionalString("web"), !directory.isEmpty {
+            do {
+                configuration.web = try WebFiles(directory: directory)
+            } catch {
+                throw edge.error("web", error.description)
+            }
+        }
         configuration.drainTimeout = try edge.duration("drain_timeout", default: .seconds(10))
         configuration.receiveHighWaterMark = Int32(try edge.int("receive_hwm", default: 1_000_000, in: 1...100_000_000))
         let limits = try root.table("limits")

@@ -48,6 +48,7 @@ public final class EdgeServer: Sendable {
         let auth = configuration.auth
         let tls = configuration.tls
         let echo = configuration.echo
+        let web = configuration.web
         let tlsFailures = hub.tlsFailures
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
@@ -88,7 +89,7 @@ public final class EdgeServer: Sendable {
                         try channel.pipeline.syncOperations.addHandler(
                             TLSServerHandler(context: tls, failures: tlsFailures))
                     }
-                    let http = HTTPEndpoints(hub: hub, handshakeTimeout: handshakeTimeout)
+                    let http = HTTPEndpoints(hub: hub, handshakeTimeout: handshakeTimeout, web: web)
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(
                         withServerUpgrade: (
                             upgraders: [upgrader],
@@ -164,20 +165,22 @@ public final class EdgeServer: Sendable {
     }
 }
 
-/// Plain HTTP: `/healthz` for load balancers; everything else that is not the WebSocket upgrade is 404. Removed when
-/// a connection upgrades; one that neither upgrades nor asks anything within the handshake timeout is closed, so idle
-/// half-open connections cannot pile up.
+/// Plain HTTP: `/healthz` for load balancers, the web directory's files (the demo page at `/`, `/tickplant.js`);
+/// everything else that is not the WebSocket upgrade is 404. Removed when a connection upgrades; one that neither
+/// upgrades nor asks anything within the handshake timeout is closed, so idle half-open connections cannot pile up.
 final class HTTPEndpoints: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
     private let hub: EdgeHub
     private let handshakeTimeout: TimeAmount
+    private let web: WebFiles?
     private var deadline: Scheduled<Void>?
 
-    init(hub: EdgeHub, handshakeTimeout: TimeAmount) {
+    init(hub: EdgeHub, handshakeTimeout: TimeAmount, web: WebFiles? = nil) {
         self.hub = hub
         self.handshakeTimeout = handshakeTimeout
+        self.web = web
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -196,21 +199,33 @@ final class HTTPEndpoints: ChannelInboundHandler, RemovableChannelHandler {
         guard case let .head(head) = unwrapInboundIn(data) else { return }
         let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
         let draining = hub.draining.load(ordering: .relaxed)
-        let (status, body): (HTTPResponseStatus, String) =
-            switch path {
-            case "/healthz" where draining: (.serviceUnavailable, "{\"status\":\"draining\"}\n")
-            case "/healthz": (.ok, "{\"status\":\"ok\"}\n")
-            case "/prices" where draining: (.serviceUnavailable, "this edge is draining; connect to another\n")
-            case "/prices": (.upgradeRequired, "connect with a WebSocket client to /prices\n")
-            default: (.notFound, "not found\n")
+        var contentType = path == "/healthz" ? "application/json" : "text/plain"
+        var cacheControl: String?
+        let (status, body): (HTTPResponseStatus, ByteBuffer)
+        switch path {
+        case "/healthz" where draining: (status, body) = (.serviceUnavailable, ByteBuffer(string: "{\"status\":\"draining\"}\n"))
+        case "/healthz": (status, body) = (.ok, ByteBuffer(string: "{\"status\":\"ok\"}\n"))
+        case "/prices" where draining:
+            (status, body) = (.serviceUnavailable, ByteBuffer(string: "this edge is draining; connect to another\n"))
+        case "/prices": (status, body) = (.upgradeRequired, ByteBuffer(string: "connect with a WebSocket client to /prices\n"))
+        default:
+            if let file = web?.file(at: path), head.method == .GET || head.method == .HEAD {
+                (status, body) = (.ok, file.bytes)
+                contentType = file.contentType
+                // A new release's page and client are taken at once, never a cached mix of old and new.
+                cacheControl = "no-cache"
+            } else {
+                (status, body) = (.notFound, ByteBuffer(string: "not found\n"))
             }
+        }
         var headers = HTTPHeaders()
-        headers.add(name: "Content-Type", value: path == "/healthz" ? "application/json" : "text/plain")
-        headers.add(name: "Content-Length", value: String(body.utf8.count))
+        headers.add(name: "Content-Type", value: contentType)
+        headers.add(name: "Content-Length", value: String(body.readableBytes))
+        if let cacheControl { headers.add(name: "Cache-Control", value: cacheControl) }
         headers.add(name: "Connection", value: "close")
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))),
             promise: nil)
-        context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil)
+        if head.method != .HEAD { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
         let channel = context.channel
         context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
     }

@@ -108,6 +108,7 @@ final class Chain {
                 upstream = "\(endpoint("plant_pub"))"
                 snapshot = "\(endpoint("plant_snap"))"
                 control = "\(endpoint("edge_ctl"))"
+                web = "\(Chain.packageRoot.appendingPathComponent("web").path)"
 
                 [clients]
                 heartbeat_interval = "1s"
@@ -192,10 +193,13 @@ final class Chain {
     }
 
     /// Starts plantd, edged and feedd from the etc/ files and waits until each answers on its control endpoint.
-    func startDaemons(_ daemons: [String] = ["plantd", "edged", "feedd"]) throws {
+    func startDaemons(_ daemons: [String] = ["plantd", "edged", "feedd"], from binDirectory: URL = Chain.binDirectory)
+        throws
+    {
         let controlPorts = ["plantd": "plant_ctl", "edged": "edge_ctl", "feedd": "feed_ctl"]
         for daemon in daemons {
-            try start(daemon, ["--config", etc.appendingPathComponent("\(daemon).toml").path])
+            try start(daemon, executable: binDirectory.appendingPathComponent(daemon).path,
+                ["--config", etc.appendingPathComponent("\(daemon).toml").path])
         }
         for daemon in daemons { try waitUntilAnswering(daemon, endpoint: endpoint(controlPorts[daemon]!)) }
     }
