@@ -79,6 +79,8 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
+                // FanOutHarness: the fan-out on in-memory channels, for the allocation benchmarks.
+                .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "DequeModule", package: "swift-collections"),
             ],
             swiftSettings: hotPathSettings

@@ -31,5 +31,14 @@ let package = Package(
             path: "Benchmarks/PlantBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
+        .executableTarget(
+            name: "EdgeBenchmarks",
+            dependencies: [
+                .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "EdgeServer", package: "tickplant"),
+            ],
+            path: "Benchmarks/EdgeBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
     ]
 )
