@@ -44,16 +44,30 @@ struct EdgeSnapshotCache {
         return true
     }
 
+    /// Keeps a copy of `text` in the value's own buffer, reused from one update to the next: the update's frame
+    /// goes back to `UpdateFramer`'s ring once its clients have written it, instead of being held here until the
+    /// symbol's next update.
     private mutating func remember(_ tick: Tick, _ text: ByteBuffer) {
         let symbol = tick.symbol
-        let value = Value(type: tick.type, venue: tick.venue, streamSequence: tick.streamSequence,
-            symbolSequence: tick.symbolSequence, text: text)
-        if let index = symbols[symbol]!.values.firstIndex(where: { $0.type == tick.type && $0.venue == tick.venue }) {
-            symbols[symbol]!.values[index] = value
-        } else {
-            symbols[symbol]!.values.append(value)
+        guard let index = symbols[symbol]!.values.firstIndex(where: { $0.type == tick.type && $0.venue == tick.venue })
+        else {
+            var copy = ByteBufferAllocator().buffer(capacity: text.readableBytes)
+            copy.writeImmutableBuffer(text)
+            symbols[symbol]!.values.append(Value(type: tick.type, venue: tick.venue,
+                streamSequence: tick.streamSequence, symbolSequence: tick.symbolSequence, text: copy))
+            return
         }
+        symbols[symbol]!.values[index].streamSequence = tick.streamSequence
+        symbols[symbol]!.values[index].symbolSequence = tick.symbolSequence
+        // Taken out of the value while it is rewritten, so that the buffer is uniquely held and `clear` keeps it.
+        var own = symbols[symbol]!.values[index].text
+        symbols[symbol]!.values[index].text = Self.placeholder
+        own.clear()
+        own.writeImmutableBuffer(text)
+        symbols[symbol]!.values[index].text = own
     }
+
+    private static let placeholder = ByteBuffer()
 
     /// A client wants `symbol`'s snapshot. Returns true when plantd must be asked (the symbol's first watcher);
     /// otherwise the waiter is answered by `answerWaiters` from what the cache has.
@@ -100,6 +114,11 @@ struct EdgeSnapshotCache {
     mutating func refuse(_ symbol: String) -> [Waiter] {
         defer { symbols[symbol] = nil }
         return symbols[symbol]?.waiters ?? []
+    }
+
+    /// Follows `symbol`'s live updates without a waiter or plantd's snapshot (benchmarks).
+    mutating func keepLastValues(of symbol: String) {
+        if symbols[symbol] == nil { symbols[symbol] = Symbol() }
     }
 
     /// Nobody watches `symbol` any more.

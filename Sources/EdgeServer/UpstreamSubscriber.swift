@@ -48,7 +48,8 @@ private final class UpstreamLoop: SocketLoop {
     var answerTicks: [(Tick, ByteBuffer)] = []
     /// Ticks of the answer being read beyond what a replay may give (`resume_max_updates`): counted, not kept.
     var answerTicksBeyondLimit = 0
-    var cache = EdgeSnapshotCache()
+    /// Live ticks made updates, and the last values they leave (the snapshot cache).
+    var live = LiveTicks()
     var snapshotPollIndex: Int?
 
     init(subscriber: UpstreamSubscriber) throws {
@@ -74,7 +75,7 @@ private final class UpstreamLoop: SocketLoop {
     /// first watcher.
     func wantSnapshot(_ symbol: String, _ waiter: EdgeSnapshotCache.Waiter, allocator: ByteBufferAllocator) {
         let askPlant = snapshotSocket != nil
-        if cache.want(symbol, by: waiter, askingPlant: askPlant) {
+        if live.cache.want(symbol, by: waiter, askingPlant: askPlant) {
             asked.append(AskedOfPlant(symbol: symbol, askedAtNs: MonotonicClock.nowNanoseconds()))
             _ = try? snapshotSocket?.send(ReplayRequest.snapshot(prefix: Topic.allTypes(of: symbol)).encoded())
         }
@@ -91,7 +92,7 @@ private final class UpstreamLoop: SocketLoop {
     }
 
     func answerWaiters(_ symbol: String, allocator: ByteBufferAllocator) {
-        let (waiters, frames) = cache.answerWaiters(symbol, allocator: allocator)
+        let (waiters, frames) = live.cache.answerWaiters(symbol, allocator: allocator)
         for waiter in waiters {
             subscriber.hub.dispatchSnapshot(frames, of: symbol, to: waiter.registry, session: waiter.session)
         }
@@ -157,19 +158,19 @@ private final class UpstreamLoop: SocketLoop {
         _ symbol: String, ticks: [(Tick, ByteBuffer)], streamSequence: UInt64, answeredByPlant: Bool,
         allocator: ByteBufferAllocator, batch: inout [EdgeUpdate]
     ) {
-        let newer = cache.plantAnswered(symbol, ticks: ticks, streamSequence: streamSequence)
-        if answeredByPlant && newer.isEmpty && cache.hasNoValues(symbol) {
+        let newer = live.cache.plantAnswered(symbol, ticks: ticks, streamSequence: streamSequence)
+        if answeredByPlant && newer.isEmpty && live.cache.hasNoValues(symbol) {
             // plantd has never published anything of it, and nothing came since: 408 for each waiting client. The
             // cache forgets it, so that a later client asks plantd again.
-            for waiter in cache.refuse(symbol) {
+            for waiter in live.cache.refuse(symbol) {
                 subscriber.hub.dispatchUnknown(symbol, to: waiter.registry, session: waiter.session)
             }
             return
         }
         answerWaiters(symbol, allocator: allocator)
         // Everyone who wanted it left while plantd was asked: nothing more comes for it (its SUB is gone).
-        if !subscriber.hub.isWatched(symbol) { cache.forget(symbol) }
-        for (tick, text) in newer where cache.take(tick, text: text) {
+        if !subscriber.hub.isWatched(symbol) { live.cache.forget(symbol) }
+        for (tick, text) in newer where live.cache.take(tick, text: text) {
             batch.append(EdgeUpdate(symbol: tick.symbol, text: text, droppable: tick.type != .status, type: tick.type,
                 symbolSequence: tick.symbolSequence))
         }
@@ -190,7 +191,7 @@ private final class UpstreamLoop: SocketLoop {
         for request in expired {
             if let resume = request.resume {
                 subscriber.hub.replaysSnapshotted.wrappingAdd(1, ordering: .relaxed)
-                _ = cache.want(request.symbol, by: resume.waiter, askingPlant: false)
+                _ = live.cache.want(request.symbol, by: resume.waiter, askingPlant: false)
                 answerWaiters(request.symbol, allocator: allocator)
             } else {
                 finishSnapshot(request.symbol, ticks: [], streamSequence: 0, answeredByPlant: false,
@@ -239,7 +240,7 @@ private final class UpstreamLoop: SocketLoop {
                     case let .unsubscribe(symbol):
                         try? socket.unsubscribe(Topic.allTypes(of: symbol))
                         // Not forgotten while plantd's answer is awaited: it must still be matched to its request.
-                        if !asked.contains(where: { $0.symbol == symbol }) { cache.forget(symbol) }
+                        if !asked.contains(where: { $0.symbol == symbol }) { live.cache.forget(symbol) }
                     case let .snapshot(symbol, registry, session):
                         wantSnapshot(symbol, .init(registry: registry, session: session), allocator: allocator)
                     case let .resume(symbol, from, registry, session):
@@ -257,16 +258,7 @@ private final class UpstreamLoop: SocketLoop {
                         continue
                     }
                     received += 1
-                    guard let tick = payloadMessage.withUnsafeBytes({ try? TickDecoder.decode($0) }),
-                        !tick.symbol.hasPrefix("#")
-                    else { continue }
-                    EdgeJSON.write(tick, into: &json)
-                    let update = json.withUnsafeBytes {
-                        EdgeUpdate(symbol: tick.symbol, json: $0, allocator: allocator, droppable: tick.type != .status,
-                            type: tick.type, symbolSequence: tick.symbolSequence)
-                    }
-                    // The cache keeps it as the symbol's last value, or holds it while the snapshot is awaited.
-                    if cache.take(tick, text: update.text) { batch.append(update) }
+                    if let update = payloadMessage.withUnsafeBytes({ live.take($0) }) { batch.append(update) }
                 }
             }
             if let index = snapshotPollIndex, poller.isReadable(index) {

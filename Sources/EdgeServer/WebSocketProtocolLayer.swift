@@ -236,7 +236,17 @@ extension EdgeUpdate {
         symbol: String, json: UnsafeRawBufferPointer, allocator: ByteBufferAllocator, droppable: Bool, type: TickType,
         symbolSequence: UInt64
     ) {
-        var framed = allocator.buffer(capacity: json.count + 4)
+        var framed = allocator.buffer(capacity: json.count + 10)
+        self.init(symbol: symbol, json: json, framingInto: &framed, droppable: droppable, type: type,
+            symbolSequence: symbolSequence)
+    }
+
+    /// The same, framed into `framed` (emptied first): the caller's own buffer, reused.
+    init(
+        symbol: String, json: UnsafeRawBufferPointer, framingInto framed: inout ByteBuffer, droppable: Bool,
+        type: TickType, symbolSequence: UInt64
+    ) {
+        framed.clear()
         framed.writeInteger(UInt8(0x81))
         if json.count < 126 {
             framed.writeInteger(UInt8(json.count))
