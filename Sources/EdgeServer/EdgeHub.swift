@@ -190,13 +190,24 @@ final class LoopRegistry: @unchecked Sendable {
     /// Work posted by the upstream thread and not taken yet, and whether a task to take it is scheduled: while the
     /// loop is busy, batches pile up here and go out together, each client's share in one write.
     private let inbox = Mutex<(work: [LoopWork], scheduled: Bool)>(([], false))
+    /// What `takeInbox` took, swapped with the inbox's array (so neither is ever reallocated), and the updates of
+    /// consecutive batches joined: both on the loop only, emptied keeping their capacity.
+    private var taken: [LoopWork] = []
+    private var joined: [EdgeUpdate] = []
+    /// The task `post` schedules, made once: a closure per post would be an allocation per batch. Set at the end of
+    /// `init`, before any other thread can see the registry, and never changed.
+    private var takeInboxTask: (@Sendable () -> Void)!
     private var watchers: [String: WatcherList] = [:]
     private var sessions: [ObjectIdentifier: WebSocketSession] = [:]
     private var touched: [WebSocketSession] = []
     /// Sessions with an update waiting for its maxRate turn.
     private var rateHeld: [ObjectIdentifier: WebSocketSession] = [:]
 
-    init(eventLoop: any EventLoop) { self.eventLoop = eventLoop }
+    init(eventLoop: any EventLoop) {
+        self.eventLoop = eventLoop
+        // Unowned: the hub keeps its registries for as long as its event loops run.
+        takeInboxTask = { [unowned self] in self.takeInbox() }
+    }
 
     func add(_ session: WebSocketSession) {
         eventLoop.preconditionInEventLoop()
@@ -274,29 +285,23 @@ final class LoopRegistry: @unchecked Sendable {
             inbox.scheduled = true
             return true
         }
-        if schedule { eventLoop.execute { self.takeInbox() } }
+        if schedule { eventLoop.execute(takeInboxTask) }
     }
 
     /// Runs the posted work in order; updates of consecutive batches are delivered as one (one flush per client).
     private func takeInbox() {
-        let work = inbox.withLock { inbox -> [LoopWork] in
-            defer {
-                inbox.work.removeAll(keepingCapacity: true)
-                inbox.scheduled = false
-            }
-            return inbox.work
+        inbox.withLock { inbox in
+            swap(&inbox.work, &taken)
+            inbox.scheduled = false
         }
-        if work.count == 1, case let .updates(batch) = work[0] { return deliver(batch) }
-        var updates: [EdgeUpdate] = []
-        for item in work {
+        defer { taken.removeAll(keepingCapacity: true) }
+        if taken.count == 1, case let .updates(batch) = taken[0] { return deliver(batch) }
+        for item in taken {
             if case let .updates(batch) = item {
-                updates.append(contentsOf: batch)
+                joined.append(contentsOf: batch)
                 continue
             }
-            if !updates.isEmpty {
-                deliver(updates)
-                updates.removeAll(keepingCapacity: true)
-            }
+            deliverJoined()
             switch item {
             case .updates: break
             case let .snapshot(frames, symbol, session): deliverSnapshot(frames, of: symbol, to: session)
@@ -305,7 +310,13 @@ final class LoopRegistry: @unchecked Sendable {
             case let .unknown(symbol, session): deliverUnknown(symbol, to: session)
             }
         }
-        if !updates.isEmpty { deliver(updates) }
+        deliverJoined()
+    }
+
+    private func deliverJoined() {
+        guard !joined.isEmpty else { return }
+        deliver(joined)
+        joined.removeAll(keepingCapacity: true)
     }
 
     func deliverSnapshot(_ frames: [EdgeUpdate], of symbol: String, to session: ObjectIdentifier) {
