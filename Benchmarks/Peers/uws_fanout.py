@@ -5,7 +5,7 @@ own pub/sub writes to every subscriber of SYMBOL. Usage: uws_fanout.py PORT"""
 import json
 import sys
 
-from socketify import App, OpCode
+from socketify import App, AppListenOptions, OpCode
 
 
 def main(port):
@@ -26,7 +26,10 @@ def main(port):
     behavior = {"compression": 0, "max_payload_length": 16 * 1024, "idle_timeout": 0, "max_backpressure": 1 << 20}
     app.ws("/prices", dict(behavior, message=subscriber_message))
     app.ws("/publish", dict(behavior, message=publisher_message))
-    app.listen(port, lambda config: print("listening on port %d" % port, flush=True))
+    # On loopback only, like edged in the bench. A port it cannot take makes socketify print "Failed to listen" (and
+    # run on without a listener): the bench sees that and tries another port.
+    app.listen(AppListenOptions(port=port, host="127.0.0.1"),
+               lambda config: print("listening on port %d" % port, flush=True))
     app.run()
 
 

@@ -90,7 +90,10 @@ final class ServerProcess {
     let process = Process()
     private let logFile: URL
 
-    init(executable: String, arguments: [String], listeningWhen marker: String, log: URL) throws {
+    /// `failedWhen`: what the log says when the server cannot listen but runs on (stopped at once).
+    init(executable: String, arguments: [String], listeningWhen marker: String, failedWhen failure: String? = nil,
+        log: URL) throws
+    {
         logFile = log
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         process.executableURL = URL(fileURLWithPath: executable)
@@ -103,6 +106,10 @@ final class ServerProcess {
         while Date() < deadline {
             let text = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
             if text.contains(marker) { return }
+            if let failure, text.contains(failure) {
+                stop()
+                throw BenchError("\(executable) could not listen: \(text.suffix(500))")
+            }
             guard process.isRunning else { throw BenchError("\(executable) exited: \(text.suffix(500))") }
             usleep(20_000)
         }

@@ -116,10 +116,21 @@ final class UWebSocketsFanOut: FanOutServer {
     private var updates: UpdateText
 
     init(python: String, script: String, symbols: [String], directory: URL) throws {
-        port = try EdgeProcess.freePort()
-        server = try ServerProcess(
-            executable: python, arguments: [script, "\(port)"], listeningWhen: "listening",
-            log: directory.appendingPathComponent("uws.log"))
+        // The free port found may be taken before uWebSockets listens on it (the bench's own clients come and go
+        // by the thousand): another one then, three times at most.
+        var attempt = 1
+        while true {
+            let port = try EdgeProcess.freePort()
+            do {
+                server = try ServerProcess(
+                    executable: python, arguments: [script, "\(port)"], listeningWhen: "listening",
+                    failedWhen: "Failed to listen", log: directory.appendingPathComponent("uws.log"))
+                self.port = port
+                break
+            } catch where attempt < 3 {
+                attempt += 1
+            }
+        }
         publisher = try PublisherConnection(port: port)
         let request =
             "GET /publish HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"

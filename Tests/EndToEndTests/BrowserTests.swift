@@ -61,4 +61,23 @@ import Testing
         #expect(FileManager.default.fileExists(atPath: Self.artifacts.appendingPathComponent("demo-page.png").path))
         print(output)
     }
+
+    @Test func tickplantJSInNodeGetsLivePricesFromEdged() throws {
+        let chain = try Chain()
+        defer { chain.stop() }
+        try chain.startDaemons(from: Self.binDirectory)
+        try chain.start("mktctl", executable: Self.binDirectory.appendingPathComponent("mktctl").path,
+            ["sim", "--config", chain.etc.appendingPathComponent("sim.toml").path, "--quiet"])
+        // Node 22 and later have a global WebSocket; Node 20 and 21 have it behind a flag.
+        let version = try Chain.run("/usr/bin/env", ["node", "--version"]).output
+        let major = Int(version.dropFirst().prefix { $0.isNumber }) ?? 0
+        try #require(major >= 20, "Node \(version) has no WebSocket for tickplant.js")
+        let flags = major < 22 ? ["--experimental-websocket"] : []
+        let result = try Chain.run("/usr/bin/env", ["node"] + flags + [
+            Chain.packageRoot.appendingPathComponent("Tests/Browser/node_client.js").path,
+            "ws://127.0.0.1:\(chain.ports["edge_http"]!)/prices",
+        ], timeout: 30)
+        #expect(result.status == 0, "\(result.output)")
+        #expect(result.output.contains(#""ok":true"#), "\(result.output)")
+    }
 }
