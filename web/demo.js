@@ -27,7 +27,10 @@
     // ---- the watchlist: the URL's, else this browser's, else a few well-known symbols ----
 
     function parseSymbols(text) {
-        return text.split(/[\s,;]+/).map((symbol) => symbol.trim().toUpperCase()).filter((symbol) => /^[A-Z0-9.\-]{1,16}$/.test(symbol));
+        return text
+            .split(/[\s,;]+/)
+            .map((symbol) => symbol.trim().toUpperCase())
+            .filter((symbol) => /^[A-Z0-9.\-]{1,16}$/.test(symbol));
     }
 
     function initialWatchlist() {
@@ -61,8 +64,10 @@
         for (const symbol of added) {
             const tr = document.createElement("tr");
             tr.dataset.symbol = symbol;
-            const row = { tr, symbol: cell(tr, "symbol"), price: cell(tr, "price"), change: cell(tr, "change"),
-                bid: cell(tr, "bid"), ask: cell(tr, "ask"), badges: cell(tr, "badges"), seq: cell(tr, "seq"), shown: {} };
+            const row = {
+                tr, symbol: cell(tr, "symbol"), price: cell(tr, "price"), change: cell(tr, "change"),
+                bid: cell(tr, "bid"), ask: cell(tr, "ask"), badges: cell(tr, "badges"), seq: cell(tr, "seq"), shown: {},
+            };
             row.symbol.textContent = symbol;
             row.halt = badge(row.badges, "halt", "HALTED");
             row.quality = badge(row.badges, "quality", "");
@@ -180,7 +185,8 @@
     function drawConnection() {
         const state = elements.connection.dataset.state;
         const seconds = Math.ceil((reconnectAt - Date.now()) / 1000);
-        elements.connection.textContent = state === "reconnecting" && seconds > 0 ? "reconnecting in " + seconds + " s" : state;
+        elements.connection.textContent =
+            state === "reconnecting" && seconds > 0 ? "reconnecting in " + seconds + " s" : state;
     }
 
     let updates = 0;

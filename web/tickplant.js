@@ -66,7 +66,9 @@
         clearTimeout: (handle) => clearTimeout(handle),
         /** Once per animation frame where there are frames, else after 100 ms. */
         requestFrame: (callback) =>
-            typeof requestAnimationFrame === "function" ? requestAnimationFrame(() => callback()) : setTimeout(callback, 100),
+            typeof requestAnimationFrame === "function"
+                ? requestAnimationFrame(() => callback())
+                : setTimeout(callback, 100),
     };
 
     /**
@@ -141,6 +143,8 @@
             gaps: 0, // times the seq jumped (updates the client never got)
             missed: 0, // updates those jumps skipped
             snapshots: 0, // snapshots received (the first subscribe, or a resume the edge could not replay)
+            resets: 0, // times the seq started again from below (the plant restarted without its journal)
+            latestTimestamp: 0, // the newest exchange time of any update applied
             updates: 0,
             joining: true, // subscribed, its snapshot or replay not over yet
             snapshotting: false, // in the middle of a snapshot's frames
@@ -240,7 +244,9 @@
 
         /** Starts watching symbols (kept across reconnections). */
         subscribe(symbols) {
-            const added = [].concat(symbols).map((symbol) => String(symbol).toUpperCase()).filter((symbol) => !this.symbols.has(symbol));
+            const added = [].concat(symbols)
+                .map((symbol) => String(symbol).toUpperCase())
+                .filter((symbol, index, all) => !this.symbols.has(symbol) && all.indexOf(symbol) === index);
             for (const symbol of added) this.symbols.set(symbol, newSymbolState(symbol));
             if (added.length > 0 && this.state === ConnectionState.LIVE) this.send(this.subscribeMessage(added));
             return added;
@@ -248,7 +254,9 @@
 
         /** Stops watching symbols. */
         unsubscribe(symbols) {
-            const removed = [].concat(symbols).map((symbol) => String(symbol).toUpperCase()).filter((symbol) => this.symbols.delete(symbol));
+            const removed = [].concat(symbols)
+                .map((symbol) => String(symbol).toUpperCase())
+                .filter((symbol) => this.symbols.delete(symbol));
             if (removed.length > 0 && this.state === ConnectionState.LIVE) {
                 this.send({ action: "unsubscribe", symbols: removed });
             }
@@ -378,7 +386,13 @@
             } else {
                 state.snapshotting = false;
                 state.joining = false;
-                if (seq > 0 && state.seq > 0 && seq <= state.seq) return; // already seen (a replay's overlap)
+                if (seq > 0 && state.seq > 0 && seq <= state.seq) {
+                    // Seen already (a replay overlapping what came live): dropped. Unless it is newer than anything
+                    // seen: the plant restarted without its journal and numbers afresh, and the stream goes on.
+                    if (!(update.timestamp > state.latestTimestamp)) return;
+                    state.resets += 1;
+                    state.seq = 0;
+                }
                 // Only a full stream numbers every update: with a narrower mode or a maxRate, skipped seqs are normal.
                 if (seq > state.seq + 1 && state.seq > 0 && !this.mode && !this.maxRate) {
                     state.gaps += 1;
@@ -416,6 +430,7 @@
             const marketUpdate = update.type === "TRADE" || update.type === "QUOTE" || update.type === "BOOK";
             if (update.timestamp && marketUpdate) state.timestamp = update.timestamp;
             state.lastType = update.type;
+            if (update.timestamp > state.latestTimestamp) state.latestTimestamp = update.timestamp;
             state.updates += 1;
             this.emit("update", update, state);
             this.buffer.push(update.symbol, state);

@@ -21,7 +21,8 @@ client.on("error", (error) => fail(`edge error ${error.code}: ${error.message}`)
 client.subscribe(["AAPL", "MSFT"]);
 client.connect();
 
-const deadline = setTimeout(() => fail(`no prices within 15 s: ${JSON.stringify({ states, subscribed, flushes })}`), 15000);
+const deadline = setTimeout(
+    () => fail(`no prices within 15 s: ${JSON.stringify({ states, subscribed, flushes })}`), 15000);
 const check = setInterval(() => {
     const aapl = client.symbols.get("AAPL");
     const msft = client.symbols.get("MSFT");
@@ -33,8 +34,10 @@ const check = setInterval(() => {
     client.unsubscribe("MSFT");
     setTimeout(() => {
         client.close();
-        console.log(JSON.stringify({ ok: true, states, aapl: { price: aapl.price, seq: aapl.seq, updates: aapl.updates },
-            flushes: flushes.length, symbols: [...client.symbols.keys()] }));
+        console.log(JSON.stringify({
+            ok: true, states, aapl: { price: aapl.price, seq: aapl.seq, updates: aapl.updates },
+            flushes: flushes.length, symbols: [...client.symbols.keys()],
+        }));
         process.exit(client.state === "closed" && !client.symbols.has("MSFT") ? 0 : 1);
     }, 300);
 }, 50);

@@ -23,8 +23,10 @@ import Testing
 
         try chain.startDaemons(from: Self.binDirectory)
         // 200 symbols; AAPL halted 25 s after the start for 6 s, while the page watches.
-        try chain.start("mktctl", executable: Self.binDirectory.appendingPathComponent("mktctl").path, ["sim", "--config", chain.etc.appendingPathComponent("sim.toml").path,
-            "--chaos", "halt=AAPL@25s+6s", "--quiet"])
+        try chain.start("mktctl", executable: Self.binDirectory.appendingPathComponent("mktctl").path, [
+            "sim", "--config", chain.etc.appendingPathComponent("sim.toml").path, "--chaos", "halt=AAPL@25s+6s",
+            "--quiet",
+        ])
         let browser = try chain.start("browser", executable: Chain.python, [
             Chain.packageRoot.appendingPathComponent("Tests/Browser/demo_page.py").path, generated.path,
             "http://127.0.0.1:\(chain.ports["edge_http"]!)/", chain.endpoint("plant_pub"), chain.directory.path,

@@ -128,7 +128,9 @@ test("the client reconnects on the backoff schedule and resets it after a stable
 test("on reconnect every symbol is subscribed again with fromSeq, the last seq seen plus one", () => {
     const clock = new FakeClock();
     const { TestSocket, opened } = socketClass();
-    const client = new tickplant.Client({ url: "ws://edge/prices", WebSocket: TestSocket, scheduler: clock, token: "T" });
+    const client = new tickplant.Client({
+        url: "ws://edge/prices", WebSocket: TestSocket, scheduler: clock, token: "T",
+    });
     client.subscribe(["AAPL", "msft"]);
     client.connect();
     opened[0].serverAccepts();
@@ -143,7 +145,9 @@ test("on reconnect every symbol is subscribed again with fromSeq, the last seq s
     opened[0].serverCloses();
     clock.advance(30000);
     opened[1].serverAccepts();
-    assert.deepEqual(opened[1].sent[1], { action: "subscribe", symbols: ["AAPL", "MSFT", "IBM"], fromSeq: { AAPL: 42 } });
+    assert.deepEqual(opened[1].sent[1], {
+        action: "subscribe", symbols: ["AAPL", "MSFT", "IBM"], fromSeq: { AAPL: 42 },
+    });
     // The replay follows on: no gap; a jump later is one.
     opened[1].serverSends({ type: "TRADE", symbol: "AAPL", price: 12, size: 1, timestamp: 7, seq: 42 });
     opened[1].serverSends({ type: "TRADE", symbol: "AAPL", price: 12, size: 1, timestamp: 8, seq: 45 });
@@ -221,4 +225,26 @@ test("PriceBuffer without animation frames hands over every 100 ms", () => {
         assert.equal(calls, 2, "the system scheduler flushed within 150 ms");
         resolve();
     }, 150));
+});
+
+test("a replay's overlap is dropped; a seq that starts again with newer updates is a reset, not a duplicate", () => {
+    const clock = new FakeClock();
+    const { TestSocket, opened } = socketClass();
+    const client = new tickplant.Client({ url: "ws://edge/prices", WebSocket: TestSocket, scheduler: clock });
+    client.subscribe("AAPL");
+    client.connect();
+    opened[0].serverAccepts();
+    const trade = (seq, price, timestamp) =>
+        opened[0].serverSends({ type: "TRADE", symbol: "AAPL", price, size: 1, timestamp, seq });
+    trade(500, 10, 1000);
+    trade(501, 11, 1001);
+    trade(501, 11, 1001); // the same update again
+    trade(499, 9, 999); // an older one
+    const aapl = client.symbols.get("AAPL");
+    assert.deepEqual([aapl.price, aapl.seq, aapl.updates, aapl.resets], [11, 501, 2, 0]);
+    // plantd restarted without its journal: seq 1 again, but the market moved on.
+    trade(1, 12, 2000);
+    trade(2, 13, 2001);
+    assert.deepEqual([aapl.price, aapl.seq, aapl.gaps, aapl.resets], [13, 2, 0, 1]);
+    client.close();
 });
