@@ -56,6 +56,13 @@ public struct EdgeConfiguration: Sendable {
     public init() {}
 
     public static func load(file: String) throws(ConfigError) -> EdgeConfiguration {
+        try load(file: file, readingFiles: true)
+    }
+
+    /// `readingFiles` false checks every key but opens none of the files they name (the web directory, the TLS
+    /// certificate and key, the token secret), leaving those off: for mktctl, which only wants the endpoints and may
+    /// run in another directory than edged.
+    public static func load(file: String, readingFiles: Bool) throws(ConfigError) -> EdgeConfiguration {
         let root = try ConfigReader.load(file: file)
         var configuration = EdgeConfiguration()
         let edge = try root.table("edge")
@@ -70,7 +77,7 @@ public struct EdgeConfiguration: Sendable {
         configuration.controlEndpoint = try edge.endpoint("control", default: configuration.controlEndpoint)
         configuration.eventLoops = try edge.int("event_loops", default: 1, in: 1...64)
         configuration.echo = try edge.bool("echo", default: false)
-        if let directory = try edge.optionalString("web"), !directory.isEmpty {
+        if let directory = try edge.optionalString("web"), !directory.isEmpty, readingFiles {
             do {
                 configuration.web = try WebFiles(directory: directory)
             } catch {
@@ -107,13 +114,13 @@ public struct EdgeConfiguration: Sendable {
         guard configuration.idleTimeout == .zero || configuration.idleTimeout >= configuration.heartbeatInterval * 2 else {
             throw clients.error("idle_timeout", "expected 0 (off) or at least twice heartbeat_interval (the check runs then)")
         }
-        configuration.auth = try loadAuth(try root.table("auth"))
-        configuration.tls = try loadTLS(try root.table("tls"))
+        configuration.auth = try loadAuth(try root.table("auth"), readingFiles: readingFiles)
+        configuration.tls = try loadTLS(try root.table("tls"), readingFiles: readingFiles)
         try root.finish()
         return configuration
     }
 
-    static func loadTLS(_ table: ConfigReader) throws(ConfigError) -> TLSContext? {
+    static func loadTLS(_ table: ConfigReader, readingFiles: Bool = true) throws(ConfigError) -> TLSContext? {
         let certificate = try table.optionalString("certificate")
         let key = try table.optionalString("key")
         switch (certificate, key) {
@@ -124,6 +131,7 @@ public struct EdgeConfiguration: Sendable {
         case (_?, nil):
             throw table.error("key", "expected beside certificate: wss needs both (or neither, for plain ws)")
         case let (certificate?, key?):
+            guard readingFiles else { return nil }
             do {
                 return try TLSContext(certificate: certificate, key: key)
             } catch {
@@ -132,8 +140,8 @@ public struct EdgeConfiguration: Sendable {
         }
     }
 
-    static func loadAuth(_ table: ConfigReader) throws(ConfigError) -> AuthConfiguration? {
-        guard try table.bool("enabled", default: false) else {
+    static func loadAuth(_ table: ConfigReader, readingFiles: Bool = true) throws(ConfigError) -> AuthConfiguration? {
+        guard try table.bool("enabled", default: false), readingFiles else {
             // The other keys may stay in the file, ready for when it is turned on.
             _ = try table.optionalString("secret_file")
             _ = try table.duration("auth_timeout", default: .seconds(5))

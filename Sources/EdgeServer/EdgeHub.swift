@@ -176,7 +176,9 @@ enum LoopWork {
 
 /// The sessions of one loop that watch a symbol, unretained so that the walk of every update does not count
 /// references: `LoopRegistry.sessions` holds each of them from `add` to `remove`, and a session leaves every list
-/// (`unwatch`, in `handlerRemoved`) before `remove`. Each session knows its slot (`watchSlots`) so it leaves in O(1).
+/// (`unwatch`, in `handlerRemoved`) before `remove`. NIO removes a closed channel's handlers in a later turn of the
+/// loop, never inside a write or flush, so no session goes away during a walk. Each session knows its slot
+/// (`watchSlots`) so it leaves in O(1).
 final class WatcherList {
     var members: ContiguousArray<Unmanaged<WebSocketSession>> = []
 }
@@ -253,7 +255,6 @@ final class LoopRegistry: @unchecked Sendable {
         eventLoop.preconditionInEventLoop()
         for update in batch {
             guard let list = watchers[update.symbol] else { continue }
-            // A copy of the array: a session closed during the walk leaves the list without disturbing it.
             for member in list.members {
                 member._withUnsafeGuaranteedRef { session in
                     if session.screensUpdates && session.screenOut(update) { return }

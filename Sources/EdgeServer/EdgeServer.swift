@@ -203,11 +203,13 @@ final class HTTPEndpoints: ChannelInboundHandler, RemovableChannelHandler {
         var cacheControl: String?
         let (status, body): (HTTPResponseStatus, ByteBuffer)
         switch path {
-        case "/healthz" where draining: (status, body) = (.serviceUnavailable, ByteBuffer(string: "{\"status\":\"draining\"}\n"))
+        case "/healthz" where draining:
+            (status, body) = (.serviceUnavailable, ByteBuffer(string: "{\"status\":\"draining\"}\n"))
         case "/healthz": (status, body) = (.ok, ByteBuffer(string: "{\"status\":\"ok\"}\n"))
         case "/prices" where draining:
             (status, body) = (.serviceUnavailable, ByteBuffer(string: "this edge is draining; connect to another\n"))
-        case "/prices": (status, body) = (.upgradeRequired, ByteBuffer(string: "connect with a WebSocket client to /prices\n"))
+        case "/prices":
+            (status, body) = (.upgradeRequired, ByteBuffer(string: "connect with a WebSocket client to /prices\n"))
         default:
             if let file = web?.file(at: path), head.method == .GET || head.method == .HEAD {
                 (status, body) = (.ok, file.bytes)

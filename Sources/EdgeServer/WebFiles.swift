@@ -21,7 +21,9 @@ public struct WebFiles: Sendable {
         let manager = FileManager.default
         var isDirectory: ObjCBool = false
         guard manager.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw WebFilesProblem("\(directory): no such directory")
+            let relative =
+                directory.hasPrefix("/") ? "" : " (relative to the working directory, \(manager.currentDirectoryPath))"
+            throw WebFilesProblem("\(directory): no such directory\(relative)")
         }
         let names: [String]
         do {

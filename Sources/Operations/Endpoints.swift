@@ -34,7 +34,10 @@ public struct ChainEndpoints: Sendable {
             endpoints.plantPublish = connectable(plant.publishEndpoint)
         }
         if fileExists("edged.toml") {
-            endpoints.edgeControl = connectable(try EdgeConfiguration.load(file: "\(directory)/edged.toml").controlEndpoint)
+            // Only its endpoints: the files it names (web, TLS, secret) are edged's business, relative to its own
+            // working directory.
+            let edge = try EdgeConfiguration.load(file: "\(directory)/edged.toml", readingFiles: false)
+            endpoints.edgeControl = connectable(edge.controlEndpoint)
         }
         return endpoints
     }

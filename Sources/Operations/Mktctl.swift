@@ -6,9 +6,12 @@ import MarketData
 public struct Mktctl: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "mktctl",
-        abstract: "Operate a tickplant chain: status, tail, gaps, sim.",
-        subcommands: [StatusCommand.self, TailCommand.self, GapsCommand.self, WhyCommand.self, SimCommand.self, ReplayCommand.self, BenchCommand.self,
-            TokenCommand.self])
+        abstract: "Operate a tickplant chain: status, tail, subs, latency, gaps, sim, bench and more.",
+        subcommands: [
+            StatusCommand.self, TailCommand.self, SubsCommand.self, LatencyCommand.self, GapsCommand.self,
+            WhyCommand.self, SimCommand.self, ReplayCommand.self, BenchCommand.self, TokenCommand.self,
+            KeygenCommand.self, CheckConfigCommand.self,
+        ])
 
     public init() {}
 }

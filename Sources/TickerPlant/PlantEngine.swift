@@ -515,7 +515,11 @@ final class PlantLoop: SocketLoop {
                 messagesIn: received, messagesOut: published, rateIn: rateIn.perSecond, rateOut: rateOut.perSecond,
                 drops: dropped, gapsOpen: gaps, counters: counters)
         case "subs":
-            return SubscriptionsReply(prefixes: subscriptions)
+            var published: [String: UInt64] = [:]
+            for (id, symbol) in symbolNames.enumerated() where !symbol.hasPrefix("#") {
+                published[symbol] = symbolSequenceOf[id]
+            }
+            return SubscriptionsReply(prefixes: subscriptions, published: published)
         case "why":
             guard let symbol = request.symbol, !symbol.isEmpty else { return ControlErrorReply(error: "why: give a symbol") }
             return WhyReply(symbol: symbol, rejections: (rejections[symbol] ?? []).reversed(),
@@ -553,4 +557,11 @@ public struct WhyReply: Codable, Sendable, Equatable {
 /// The reply to `subs` on plantd: each prefix subscribed downstream and how many subscribers hold it.
 public struct SubscriptionsReply: Codable, Sendable, Equatable {
     public var prefixes: [String: Int]
+    /// Each symbol's ticks published so far (its last symbol_seq): two replies a second apart give its rate.
+    public var published: [String: UInt64]?
+
+    public init(prefixes: [String: Int], published: [String: UInt64]? = nil) {
+        self.prefixes = prefixes
+        self.published = published
+    }
 }

@@ -1,0 +1,326 @@
+import ArgumentParser
+import Foundation
+import Histogram
+import MarketData
+import ZeroMQ
+
+/// The latency of each hop of the chain, from the stamps every tick carries (exchange, feedd in and out, plantd in
+/// and out) and the moment it reaches this process: HDR histograms over a window.
+public struct HopLatencies {
+    /// The stamps in the order a tick meets them; a hop is the time between two stamps both set.
+    static let stamps = ["exchange", "feedd in", "feedd out", "plantd in", "plantd out"]
+
+    public struct Hop {
+        public var name: String
+        /// Nanoseconds, up to a minute, to three significant digits.
+        public var histogram = Histogram<UInt64>(
+            highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
+        /// Ticks whose later stamp was earlier than the first: the two clocks are not comparable (two hosts).
+        public var negative: UInt64 = 0
+    }
+
+    /// exchange -> feedd, in feedd, feedd -> plantd, in plantd, the last stamp -> here, and end to end.
+    public private(set) var hops: [String: Hop] = [:]
+    public private(set) var order: [String] = []
+    public private(set) var ticks: UInt64 = 0
+    let here: String
+
+    public init(here: String = "mktctl") { self.here = here }
+
+    static func hopName(from: Int, to: Int) -> String {
+        switch (from, to) {
+        case (0, 1): "exchange -> feedd"
+        case (1, 2): "in feedd"
+        case (2, 3): "feedd -> plantd"
+        case (3, 4): "in plantd"
+        default: "\(stamps[from]) -> \(stamps[to])"
+        }
+    }
+
+    /// Records one tick received at `receivedNs` (wall clock, ns since the epoch). Ticks no feed handler took in
+    /// (plantd's own: consolidated quotes, bars) have no hops to show and are left out.
+    public mutating func record(_ tick: Tick, receivedNs: UInt64) {
+        guard tick.feedReceiveNs != 0 else { return }
+        let values = [tick.exchangeTimestampNs, tick.feedReceiveNs, tick.feedTransmitNs, tick.plantReceiveNs,
+            tick.plantTransmitNs]
+        var last: Int?
+        for index in values.indices where values[index] != 0 {
+            if let previous = last { add(Self.hopName(from: previous, to: index), values[previous], values[index]) }
+            last = index
+        }
+        guard let last else { return }
+        ticks += 1
+        let sender = Self.stamps[last].split(separator: " ").first.map(String.init) ?? Self.stamps[last]
+        add("\(sender) -> \(here)", values[last], receivedNs)
+        if values[0] != 0 && last != 0 { add("end to end", values[0], receivedNs) }
+    }
+
+    private mutating func add(_ name: String, _ from: UInt64, _ to: UInt64) {
+        if hops[name] == nil {
+            hops[name] = Hop(name: name)
+            order.append(name)
+            // End to end always last.
+            if let end = order.firstIndex(of: "end to end"), end != order.count - 1 {
+                order.append(order.remove(at: end))
+            }
+        }
+        if to < from {
+            hops[name]!.negative += 1
+        } else {
+            _ = hops[name]!.histogram.record(min(to - from, 60_000_000_000))
+        }
+    }
+}
+
+/// `mktctl latency`: per-hop and end-to-end latency percentiles of the live stream, a terminal histogram of the end
+/// to end, and an SVG picture (DESIGN section 7).
+public struct LatencyCommand: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "latency",
+        abstract: "Show per-hop and end-to-end latency of the live stream (HDR histograms), as a table and a picture.",
+        discussion: """
+            Every tick carries the exchange's time and when feedd and plantd took it in and sent it on; mktctl adds \
+            when it got it. A hop whose two stamps come from different hosts' clocks says so (its later stamp came \
+            first) and is not trusted. Exchange -> feedd includes the difference between the exchange's clock and \
+            feedd's.
+            """)
+
+    @OptionGroup public var options: ChainOptions
+
+    @Argument(help: "Topic prefixes to measure (every symbol when none given).")
+    public var prefixes: [String] = []
+
+    @Option(name: .long, help: "plantd, feedd, or a ZeroMQ endpoint such as tcp://127.0.0.1:7201.")
+    public var from: String = "plantd"
+
+    @Option(name: .long, help: "Seconds of ticks per measurement.")
+    public var seconds: Double = 5
+
+    @Option(name: .long, help: "Write an SVG picture of every hop's percentiles to this file.")
+    public var plot: String?
+
+    @Flag(name: .long, help: "Measure again and again, each window replacing the last on the screen (Ctrl-C stops).")
+    public var watch = false
+
+    public init() {}
+
+    public func validate() throws {
+        guard seconds > 0 && seconds <= 3600 else { throw ValidationError("--seconds: expected above 0, at most 3600") }
+    }
+
+    struct HopRow: Codable {
+        var hop: String
+        var count: UInt64
+        var p50Ns: UInt64
+        var p90Ns: UInt64
+        var p99Ns: UInt64
+        var p999Ns: UInt64
+        var maxNs: UInt64
+        /// Ticks whose stamps ran backwards on this hop (clocks of two hosts): not in the figures.
+        var clockSkewed: UInt64
+    }
+
+    struct Report: Codable {
+        var source: String
+        var seconds: Double
+        var ticks: UInt64
+        var hops: [HopRow]
+    }
+
+    public func run() async throws {
+        let endpoint: String
+        switch from {
+        case "plantd", "feedd":
+            let endpoints = try options.loadEndpoints()
+            guard let found = from == "plantd" ? endpoints.plantPublish : endpoints.feedPublish else {
+                throw ValidationError("no \(from).toml in \(options.etc)/ (use --etc or --from ENDPOINT)")
+            }
+            endpoint = found
+        default:
+            endpoint = from
+        }
+        let context = try ZMQContext()
+        let socket = try ZMQSocket(context, type: .subscribe)
+        try socket.setReceiveHighWaterMark(1_000_000)
+        try socket.connect(endpoint)
+        for topic in prefixes.isEmpty ? [""] : prefixes.map({ $0.contains("|") ? $0 : Topic.allTypes(of: $0) }) {
+            try socket.subscribe(topic)
+        }
+        repeat {
+            let latencies = try measure(socket)
+            let report = Self.report(latencies, source: "\(from) (\(endpoint))", seconds: seconds)
+            if let plot {
+                let picture = Self.svg(latencies, title: "tickplant latency per hop, \(report.source)")
+                try picture.write(toFile: plot, atomically: true, encoding: .utf8)
+            }
+            var text: String
+            if options.json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys]
+                encoder.keyEncodingStrategy = .convertToSnakeCase
+                text = String(decoding: try encoder.encode(report), as: UTF8.self) + "\n"
+            } else {
+                text = Self.render(report, latencies: latencies) + "\n"
+                // Watching on a terminal: each window replaces the last on the screen.
+                if watch && isatty(1) != 0 { text = "\u{1B}[2J\u{1B}[H" + text }
+            }
+            // Unbuffered, so that a window shows as soon as it is measured even through a pipe.
+            FileHandle.standardOutput.write(Data(text.utf8))
+            // Nothing came: what was asked could not be measured.
+            if report.ticks == 0 && !watch { throw ExitCode(1) }
+        } while watch
+        socket.close()
+    }
+
+    /// Takes ticks for `seconds` and records each.
+    func measure(_ socket: ZMQSocket) throws -> HopLatencies {
+        let poller = ZMQPoller()
+        try poller.add(socket)
+        let topic = ZMQMessage()
+        let payload = ZMQMessage()
+        var tick = Tick(symbol: "", type: .trade, venue: "")
+        var latencies = HopLatencies()
+        let deadline = MonotonicClock.nowNanoseconds() + UInt64(seconds * 1e9)
+        while MonotonicClock.nowNanoseconds() < deadline {
+            let left = Int(min(200, (deadline - min(deadline, MonotonicClock.nowNanoseconds())) / 1_000_000 + 1))
+            try poller.poll(timeoutMilliseconds: left)
+            while (try? socket.receive(into: topic, dontWait: true)) == true {
+                guard topic.hasMore, (try? socket.receive(into: payload)) == true else { continue }
+                let received = WallClock.nowNanoseconds()
+                let decoded = payload.withUnsafeBytes { (try? TickWire.decode($0, into: &tick)) != nil }
+                guard decoded, !tick.symbol.hasPrefix("#") else { continue }
+                latencies.record(tick, receivedNs: received)
+            }
+        }
+        return latencies
+    }
+
+    static func report(_ latencies: HopLatencies, source: String, seconds: Double) -> Report {
+        let rows = latencies.order.compactMap { name -> HopRow? in
+            guard let hop = latencies.hops[name] else { return nil }
+            let histogram = hop.histogram
+            return HopRow(
+                hop: name, count: histogram.totalCount, p50Ns: histogram.valueAtPercentile(50),
+                p90Ns: histogram.valueAtPercentile(90), p99Ns: histogram.valueAtPercentile(99),
+                p999Ns: histogram.valueAtPercentile(99.9), maxNs: histogram.totalCount == 0 ? 0 : histogram.max,
+                clockSkewed: hop.negative)
+        }
+        return Report(source: source, seconds: seconds, ticks: latencies.ticks, hops: rows)
+    }
+
+    /// A duration for people: 850 ns, 41 us, 2.3 ms, 1.2 s.
+    static func duration(_ nanoseconds: UInt64) -> String {
+        switch nanoseconds {
+        case ..<1_000: "\(nanoseconds) ns"
+        case ..<10_000: String(format: "%.1f us", Double(nanoseconds) / 1e3)
+        case ..<1_000_000: "\(nanoseconds / 1_000) us"
+        case ..<10_000_000: String(format: "%.1f ms", Double(nanoseconds) / 1e6)
+        case ..<1_000_000_000: "\(nanoseconds / 1_000_000) ms"
+        default: String(format: "%.1f s", Double(nanoseconds) / 1e9)
+        }
+    }
+
+    static func render(_ report: Report, latencies: HopLatencies) -> String {
+        var out = "Latency over \(report.seconds) s, \(report.ticks) ticks from \(report.source)\n"
+        guard !report.hops.isEmpty else { return out + "(no tick came)" }
+        let rows = report.hops.map { row in
+            [row.hop, String(row.count), duration(row.p50Ns), duration(row.p90Ns), duration(row.p99Ns),
+                duration(row.p999Ns), duration(row.maxNs)]
+        }
+        out += TextTable.render(header: ["HOP", "COUNT", "P50", "P90", "P99", "P99.9", "MAX"], rows: rows)
+        for row in report.hops where row.clockSkewed > 0 {
+            out += "\n\(row.hop): \(row.clockSkewed) ticks arrived before they left: these two clocks are not "
+                + "comparable (different hosts?), so this hop's figures are not to be trusted"
+        }
+        if let end = latencies.hops["end to end"] ?? latencies.order.last.flatMap({ latencies.hops[$0] }) {
+            out += "\n\n\(end.name):\n" + terminalHistogram(end.histogram)
+        }
+        return out
+    }
+
+    /// Bars of the share of ticks within each doubling of latency (1-2 us, 2-4 us, ...), 40 characters at most.
+    static func terminalHistogram(_ histogram: Histogram<UInt64>) -> String {
+        guard histogram.totalCount > 0 else { return "(empty)" }
+        var lower: UInt64 = 1_000
+        while lower * 2 <= histogram.min { lower *= 2 }
+        var lines: [String] = []
+        var bucket = lower
+        while bucket <= histogram.max {
+            let count = histogram.count(within: bucket...(bucket * 2 - 1))
+            let share = Double(count) / Double(histogram.totalCount)
+            let bar = String(repeating: "#", count: Int((share * 40).rounded(.up)))
+            lines.append(
+                "\(duration(bucket).padding(toLength: 8, withPad: " ", startingAt: 0)) - "
+                    + "\(duration(bucket * 2).padding(toLength: 8, withPad: " ", startingAt: 0)) "
+                    + bar.padding(toLength: 41, withPad: " ", startingAt: 0) + String(format: "%5.1f%%", share * 100))
+            bucket *= 2
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    /// Each hop's latency against its percentile, in HDR fashion: the percentile axis stretched toward the tail
+    /// (50, 90, 99, 99.9, 99.99 equally spaced), latency on a log scale.
+    static func svg(_ latencies: HopLatencies, title: String) -> String {
+        let width = 760.0, height = 420.0, left = 70.0, right = 170.0, top = 40.0, bottom = 50.0
+        let plotWidth = width - left - right, plotHeight = height - top - bottom
+        let hops = latencies.order.compactMap { latencies.hops[$0] }.filter { $0.histogram.totalCount > 0 }
+        let highest = Double(max(1_000, hops.map { $0.histogram.max }.max() ?? 1_000))
+        let lowest = Double(max(100, hops.map { max(1, $0.histogram.min) }.min() ?? 100))
+        let logLow = log10(lowest), logHigh = log10(highest) + 0.1
+        let maxNines = 4.0
+        func x(_ percentile: Double) -> Double {
+            let nines = min(maxNines, -log10(max(1e-9, 1 - percentile / 100)))
+            return left + nines / maxNines * plotWidth
+        }
+        func y(_ nanoseconds: Double) -> Double {
+            top + plotHeight - (log10(max(lowest, nanoseconds)) - logLow) / (logHigh - logLow) * plotHeight
+        }
+        let colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#333333"]
+        var svg = """
+            <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(width))" height="\(Int(height))" \
+            font-family="sans-serif" font-size="11">
+            <rect width="100%" height="100%" fill="white"/>
+            <text x="\(left)" y="20" font-size="13">\(escape(title))</text>
+
+            """
+        for (label, percentile) in [("0", 0.0), ("90", 90.0), ("99", 99.0), ("99.9", 99.9), ("99.99", 99.99)] {
+            let position = x(percentile)
+            svg += "<line x1=\"\(position)\" y1=\"\(top)\" x2=\"\(position)\" y2=\"\(top + plotHeight)\" "
+                + "stroke=\"#ddd\"/><text x=\"\(position)\" y=\"\(top + plotHeight + 15)\" "
+                + "text-anchor=\"middle\">\(label)%</text>\n"
+        }
+        var tick = pow(10, floor(logLow))
+        while tick <= highest * 1.3 {
+            if tick >= lowest {
+                let position = y(tick)
+                svg += "<line x1=\"\(left)\" y1=\"\(position)\" x2=\"\(left + plotWidth)\" y2=\"\(position)\" "
+                    + "stroke=\"#ddd\"/><text x=\"\(left - 5)\" y=\"\(position + 4)\" "
+                    + "text-anchor=\"end\">\(duration(UInt64(tick)))</text>\n"
+            }
+            tick *= 10
+        }
+        svg += "<text x=\"\(left + plotWidth / 2)\" y=\"\(height - 12)\" text-anchor=\"middle\">percentile</text>\n"
+        for (index, hop) in hops.enumerated() {
+            let color = colors[index % colors.count]
+            var points: [String] = []
+            var percentile = 0.0
+            while percentile <= 99.99 {
+                let value = Double(hop.histogram.valueAtPercentile(percentile))
+                points.append(String(format: "%.1f,%.1f", x(percentile), y(value)))
+                percentile = percentile < 90 ? percentile + 5 : 100 - (100 - percentile) * 0.7
+            }
+            svg += "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\" "
+                + "points=\"\(points.joined(separator: " "))\"><title>\(escape(hop.name))</title></polyline>\n"
+            let legendY = top + 14 + Double(index) * 16
+            svg += "<rect x=\"\(width - right + 15)\" y=\"\(legendY - 9)\" width=\"12\" height=\"3\" "
+                + "fill=\"\(color)\"/>"
+                + "<text x=\"\(width - right + 32)\" y=\"\(legendY - 4)\">\(escape(hop.name))</text>\n"
+        }
+        return svg + "</svg>\n"
+    }
+
+    static func escape(_ text: String) -> String {
+        text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
+            .replacingOccurrences(of: ">", with: "&gt;")
+    }
+}

@@ -1,0 +1,215 @@
+import Foundation
+import Glibc
+import Testing
+
+/// mktctl's `check-config`, `keygen` and `subs` as an operator runs them: the real executable, real files, a running
+/// chain.
+@Suite struct OperatorCommands {
+    static var mktctl: String { Chain.binDirectory.appendingPathComponent("mktctl").path }
+
+    @Test func checkConfigPassesEveryShippedFileAndNamesTheKeyOfEachBrokenOne() throws {
+        // The shipped files, from the repository's root as `make run` starts the daemons (etc/edged.toml's web
+        // directory is relative to it).
+        let shipped = ["feedd", "plantd", "edged", "sim"].map { "etc/\($0).toml" }
+        let good = try Chain.run(Self.mktctl, ["check-config"] + shipped, in: Chain.packageRoot)
+        #expect(good.status == 0, "\(good.output)")
+        for file in shipped { #expect(good.output.contains(file), "\(good.output)") }
+        #expect(good.output.split(separator: "\n").filter { $0.hasSuffix("  ok") }.count == 4, "\(good.output)")
+
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tickplant-check-\(UUID())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let broken: [(name: String, toml: String, daemon: String, problem: String)] = [
+            ("a.toml", "[plant]\nfeeds = [\"tcp://127.0.0.1:7101\"]\nsend_hwm = \"lots\"\n", "plantd",
+                "[plant] send_hwm: expected a whole number"),
+            ("b.toml", "[[venues]]\nvenue = \"XNAS\"\nprotocol = \"carrier-pigeon\"\n", "feedd",
+                "[venues[1]] protocol"),
+            ("c.toml", "[edge]\nweb = \"/nowhere/web\"\n", "edged", "[edge] web: /nowhere/web: no such directory"),
+            ("d.toml", "[sim]\nrate = -5\n", "sim", "[sim] rate"),
+            ("e.toml", "[edge]\nlisten = \"127.0.0.1:8080\"\nlisten_typo = 1\n", "edged", "[edge] listen_typo"),
+            ("mystery.toml", "[nothing]\nx = 1\n", "?", "cannot tell which program it is for"),
+            ("f.toml", "[plant\nbroken", "?", "cannot tell"),
+        ]
+        var files: [String] = []
+        for item in broken {
+            let file = directory.appendingPathComponent(item.name).path
+            try item.toml.write(toFile: file, atomically: true, encoding: .utf8)
+            files.append(file)
+        }
+        let bad = try Chain.run(Self.mktctl, ["check-config"] + files + ["etc/plantd.toml"], in: Chain.packageRoot)
+        #expect(bad.status == 2, "\(bad.output)")
+        let lines = bad.output.split(separator: "\n").map(String.init)
+        for (item, file) in zip(broken, files) {
+            let line = lines.first { $0.hasPrefix(file + " ") }
+            #expect(line?.contains(item.problem) == true && line?.contains("  \(item.daemon)  ") == true,
+                "\(item.name): \(line ?? bad.output)")
+        }
+        #expect(lines.contains { $0.hasPrefix("etc/plantd.toml") && $0.hasSuffix("  ok") }, "\(bad.output)")
+
+        // --json: one object per file; --as overrides what the tables say.
+        let json = try Chain.run(Self.mktctl, ["check-config", "--json", "--as", "plantd", files[0]])
+        let object = try #require(
+            try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [String: Any], "\(json.output)")
+        #expect(object["ok"] as? Bool == false && object["key"] as? String == "[plant] send_hwm", "\(json.output)")
+        #expect(json.status == 2)
+    }
+
+    @Test func keygenMakesACurvePairAndWritesTheSecretForItsOwnerOnly() throws {
+        let printed = try Chain.run(Self.mktctl, ["keygen", "--json"])
+        #expect(printed.status == 0, "\(printed.output)")
+        let pair = try #require(
+            try JSONSerialization.jsonObject(with: Data(printed.output.utf8)) as? [String: String], "\(printed.output)")
+        #expect(pair["public"]?.count == 40 && pair["secret"]?.count == 40 && pair["public"] != pair["secret"])
+        let again = try Chain.run(Self.mktctl, ["keygen", "--json"])
+        #expect(again.output != printed.output, "two pairs alike")
+
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tickplant-keys-\(UUID())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let out = directory.appendingPathComponent("plant").path
+        let written = try Chain.run(Self.mktctl, ["keygen", "--out", out])
+        #expect(written.status == 0, "\(written.output)")
+        let secret = try String(contentsOfFile: out + ".key_secret", encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let publicKey = try String(contentsOfFile: out + ".key", encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(secret.count == 40 && publicKey.count == 40)
+        let mode = try FileManager.default.attributesOfItem(atPath: out + ".key_secret")[.posixPermissions] as? Int
+        #expect(mode == 0o600)
+        #expect(written.output.contains(publicKey) && !written.output.contains(secret), "the secret was printed")
+        let refused = try Chain.run(Self.mktctl, ["keygen", "--out", out])
+        #expect(refused.status != 0 && refused.output.contains("exists"), "\(refused.output)")
+    }
+
+    @Test func subsShowsEachSymbolsClientsPlantSubscriptionsAndRate() throws {
+        let chain = try Chain()
+        defer { chain.stop() }
+        try chain.startDaemons()
+        try chain.start("mktctl", ["sim", "--config", chain.etc.appendingPathComponent("sim.toml").path, "--quiet"])
+        // Two WebSocket clients on AAPL, one of them on MSFT too.
+        let clients = Chain.packageRoot.appendingPathComponent("Tests/Clients/ws_client.py").path
+        let url = "ws://127.0.0.1:\(chain.ports["edge_http"]!)/prices"
+        try chain.start("ws_a", executable: Chain.python, [clients, url, "20", "AAPL"])
+        try chain.start("ws_b", executable: Chain.python, [clients, url, "20", "AAPL", "MSFT"])
+        let ready = Date().addingTimeInterval(15)
+        let bothSubscribed = { chain.log("ws_a").contains("subscribed") && chain.log("ws_b").contains("subscribed") }
+        while Date() < ready && !bothSubscribed() { Thread.sleep(forTimeInterval: 0.1) }
+        Thread.sleep(forTimeInterval: 1)
+
+        let result = try Chain.run(Self.mktctl, ["subs", "--etc", chain.etc.path, "--json", "--window", "1"])
+        #expect(result.status == 0, "\(result.output)")
+        let report = try #require(
+            try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any], "\(result.output)")
+        let byClients = try #require(report["by_clients"] as? [[String: Any]])
+        #expect(byClients.map { $0["symbol"] as? String } == ["AAPL", "MSFT"], "\(result.output)")
+        #expect(byClients.map { $0["clients"] as? Int } == [2, 1], "\(result.output)")
+        // edged holds one subscription per symbol however many clients watch it.
+        #expect(byClients.allSatisfy { ($0["plant_subscribers"] as? Int ?? 0) >= 1 }, "\(result.output)")
+        let prefixes = try #require(report["plant_prefixes"] as? [String: Int])
+        #expect(prefixes["AAPL|"] == 1 && prefixes["MSFT|"] == 1, "\(prefixes)")
+        #expect((byClients.first?["ticks_per_second"] as? Double ?? 0) > 0, "\(result.output)")
+        let byRate = try #require(report["by_rate"] as? [[String: Any]])
+        #expect(byRate.count == 20, "the sim's 200 symbols tick: a full top 20: \(result.output)")
+
+        let table = try Chain.run(Self.mktctl, ["subs", "--etc", chain.etc.path, "--top", "5"])
+        #expect(table.status == 0)
+        #expect(table.output.contains("Top symbols by edge clients"), "\(table.output)")
+        #expect(table.output.contains("AAPL|"), "\(table.output)")
+
+        chain.stop("edged")
+        let down = try Chain.run(Self.mktctl, ["subs", "--etc", chain.etc.path, "--json"])
+        #expect(down.status == 1, "\(down.output)")
+        #expect(down.output.contains(#""down":["edged"]"#), "\(down.output)")
+    }
+
+    @Test func theSystemdUnitsVerifyAgainstAnInstalledTree() throws {
+        let analyze = "/usr/bin/systemd-analyze"
+        try #require(FileManager.default.isExecutableFile(atPath: analyze), "needs systemd-analyze (Debian's systemd)")
+        // An install as docs/operations.md lays it out, in a temporary directory instead of /opt/tickplant.
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("tickplant-install-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: root) }
+        for folder in ["bin", "etc", "units"] {
+            try FileManager.default.createDirectory(at: root.appendingPathComponent(folder),
+                withIntermediateDirectories: true)
+        }
+        for program in ["feedd", "plantd", "edged", "mktctl"] {
+            try FileManager.default.createSymbolicLink(at: root.appendingPathComponent("bin/\(program)"),
+                withDestinationURL: Chain.binDirectory.appendingPathComponent(program))
+        }
+        try FileManager.default.createSymbolicLink(at: root.appendingPathComponent("web"),
+            withDestinationURL: Chain.packageRoot.appendingPathComponent("web"))
+        let etc = Chain.packageRoot.appendingPathComponent("etc")
+        for file in ["feedd", "plantd", "edged", "sim"] {
+            try FileManager.default.copyItem(at: etc.appendingPathComponent("\(file).toml"),
+                to: root.appendingPathComponent("etc/\(file).toml"))
+        }
+        var units: [String] = []
+        let unitNames = try FileManager.default.contentsOfDirectory(atPath: etc.appendingPathComponent("systemd").path)
+        for name in unitNames.sorted() {
+            let text = try String(contentsOf: etc.appendingPathComponent("systemd/\(name)"), encoding: .utf8)
+            let unit = root.appendingPathComponent("units/\(name)").path
+            try text.replacingOccurrences(of: "/opt/tickplant", with: root.path)
+                .write(toFile: unit, atomically: true, encoding: .utf8)
+            units.append(unit)
+            if name.hasSuffix(".service") {
+                // Each unit checks its file with mktctl before starting its daemon, and never restarts on status 2.
+                let daemon = String(name.dropFirst("tickplant-".count).dropLast(".service".count))
+                let start = "ExecStart=/opt/tickplant/bin/\(daemon) --config /opt/tickplant/etc/\(daemon).toml"
+                #expect(text.contains(start), "\(name)")
+                #expect(text.contains("ExecStartPre=/opt/tickplant/bin/mktctl check-config --as \(daemon) "))
+                #expect(text.contains("RestartPreventExitStatus=2"))
+            }
+        }
+        #expect(units.count == 4, "\(units)")
+        let verify = try Chain.run(analyze, ["verify", "--man=no"] + units)
+        #expect(verify.status == 0 && verify.output.isEmpty, "\(verify.output)")
+        // The check each unit runs first, as it runs it (relative paths from the install's root).
+        let check = try Chain.run(Self.mktctl, ["check-config", "--as", "edged", root.path + "/etc/edged.toml"],
+            in: root)
+        #expect(check.status == 0, "\(check.output)")
+    }
+
+    @Test func latencyShowsEveryHopFromTheTicksStampsAsATableJSONAndAPicture() throws {
+        let chain = try Chain()
+        defer { chain.stop() }
+        try chain.startDaemons()
+        try chain.start("mktctl", ["sim", "--config", chain.etc.appendingPathComponent("sim.toml").path, "--quiet"])
+        Thread.sleep(forTimeInterval: 1)
+        let picture = chain.directory.appendingPathComponent("latency.svg").path
+        let result = try Chain.run(Self.mktctl,
+            ["latency", "--etc", chain.etc.path, "--seconds", "2", "--json", "--plot", picture])
+        #expect(result.status == 0, "\(result.output)")
+        let report = try #require(
+            try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any], "\(result.output)")
+        let hops = try #require(report["hops"] as? [[String: Any]])
+        #expect(hops.map { $0["hop"] as? String } == [
+            "exchange -> feedd", "in feedd", "feedd -> plantd", "in plantd", "plantd -> mktctl", "end to end",
+        ], "\(result.output)")
+        #expect((report["ticks"] as? Int ?? 0) > 1_000, "\(result.output)")
+        for hop in hops {
+            let p50 = hop["p50_ns"] as? Int ?? -1, p99 = hop["p99_ns"] as? Int ?? -1
+            let maximum = hop["max_ns"] as? Int ?? -1
+            #expect((hop["count"] as? Int ?? 0) > 0 && 0 <= p50 && p50 <= p99 && p99 <= maximum, "\(hop)")
+            // One host, one clock: no hop runs backwards.
+            #expect(hop["clock_skewed"] as? Int == 0, "\(hop)")
+        }
+        // The whole is longer than any of its parts.
+        let endToEnd = hops.last?["p50_ns"] as? Int ?? 0
+        #expect(hops.dropLast().allSatisfy { ($0["p50_ns"] as? Int ?? .max) <= endToEnd }, "\(result.output)")
+        let svg = try String(contentsOfFile: picture, encoding: .utf8)
+        #expect(svg.hasPrefix("<svg") && svg.hasSuffix("</svg>\n"))
+        #expect(svg.components(separatedBy: "<polyline").count - 1 == 6, "one line per hop")
+
+        let table = try Chain.run(Self.mktctl, ["latency", "--etc", chain.etc.path, "--seconds", "1"])
+        #expect(table.status == 0, "\(table.output)")
+        #expect(table.output.contains("HOP") && table.output.contains("P99.9") && table.output.contains("#"),
+            "\(table.output)")
+        // From a feed handler: the hops up to it.
+        let feed = try Chain.run(Self.mktctl,
+            ["latency", "--etc", chain.etc.path, "--from", "feedd", "--seconds", "1", "--json"])
+        let feedHops = try #require(
+            try JSONSerialization.jsonObject(with: Data(feed.output.utf8)) as? [String: Any], "\(feed.output)")["hops"]
+        #expect((feedHops as? [[String: Any]])?.map { $0["hop"] as? String }
+            == ["exchange -> feedd", "in feedd", "feedd -> mktctl", "end to end"], "\(feed.output)")
+    }
+}
