@@ -11,6 +11,12 @@ let package = Package(
         .package(url: "https://github.com/ordo-one/benchmark.git", from: "1.38.1", traits: ["MallocInterposer"]),
     ],
     targets: [
+        // The market the per-tick benchmarks share.
+        .target(
+            name: "BenchmarkMarkets",
+            dependencies: [.product(name: "MarketData", package: "tickplant")],
+            path: "Benchmarks/BenchmarkMarkets"
+        ),
         .executableTarget(
             name: "FeedBenchmarks",
             dependencies: [
@@ -25,6 +31,7 @@ let package = Package(
             name: "PlantBenchmarks",
             dependencies: [
                 .product(name: "Benchmark", package: "benchmark"),
+                "BenchmarkMarkets",
                 .product(name: "TickerPlant", package: "tickplant"),
                 .product(name: "MarketData", package: "tickplant"),
             ],
@@ -35,6 +42,7 @@ let package = Package(
             name: "EdgeBenchmarks",
             dependencies: [
                 .product(name: "Benchmark", package: "benchmark"),
+                "BenchmarkMarkets",
                 .product(name: "EdgeServer", package: "tickplant"),
             ],
             path: "Benchmarks/EdgeBenchmarks",

@@ -128,24 +128,9 @@ public struct LatencyCommand: AsyncParsableCommand {
     }
 
     public func run() async throws {
-        let endpoint: String
-        switch from {
-        case "plantd", "feedd":
-            let endpoints = try options.loadEndpoints()
-            guard let found = from == "plantd" ? endpoints.plantPublish : endpoints.feedPublish else {
-                throw ValidationError("no \(from).toml in \(options.etc)/ (use --etc or --from ENDPOINT)")
-            }
-            endpoint = found
-        default:
-            endpoint = from
-        }
         let context = try ZMQContext()
-        let socket = try ZMQSocket(context, type: .subscribe)
-        try socket.setReceiveHighWaterMark(1_000_000)
-        try socket.connect(endpoint)
-        for topic in prefixes.isEmpty ? [""] : prefixes.map({ $0.contains("|") ? $0 : Topic.allTypes(of: $0) }) {
-            try socket.subscribe(topic)
-        }
+        let (socket, endpoint) = try TickSource.subscribe(from: from, options: options, prefixes: prefixes, raw: false,
+            context: context)
         repeat {
             let latencies = try measure(socket)
             let report = Self.report(latencies, source: "\(from) (\(endpoint))", seconds: seconds)

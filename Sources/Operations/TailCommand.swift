@@ -32,26 +32,9 @@ public struct TailCommand: AsyncParsableCommand {
     }
 
     public func run() async throws {
-        let endpoint: String
-        switch from {
-        case "plantd", "feedd":
-            let endpoints = try options.loadEndpoints()
-            guard let found = from == "plantd" ? endpoints.plantPublish : endpoints.feedPublish else {
-                throw ValidationError("no \(from).toml in \(options.etc)/ (use --etc or --from ENDPOINT)")
-            }
-            endpoint = found
-        default:
-            endpoint = from
-        }
         let context = try ZMQContext()
-        let socket = try ZMQSocket(context, type: .subscribe)
-        try socket.setReceiveHighWaterMark(1_000_000)
-        try socket.connect(endpoint)
-        // A symbol alone means every tick of it: "AAPL" subscribes "AAPL|" so that AAPLX stays out.
-        let topics =
-            prefixes.isEmpty
-            ? [""] : prefixes.map { raw || $0.contains("|") || $0.hasPrefix("#") ? $0 : Topic.allTypes(of: $0) }
-        for topic in topics { try socket.subscribe(topic) }
+        let socket = try TickSource.subscribe(from: from, options: options, prefixes: prefixes, raw: raw,
+            context: context).socket
         let poller = ZMQPoller()
         try poller.add(socket)
         let topicMessage = ZMQMessage()
@@ -70,7 +53,8 @@ public struct TailCommand: AsyncParsableCommand {
             guard topicMessage.hasMore else { continue }
             _ = try socket.receive(into: payload)
             guard let tick = payload.withUnsafeBytes({ try? TickDecoder.decode($0) }) else { continue }
-            if tick.symbol.hasPrefix("#") && !topics.contains(where: { $0.hasPrefix("#") }) { continue }
+            // plantd's own ticks (#HB heartbeats) only when asked for by name.
+            if tick.symbol.hasPrefix("#") && !prefixes.contains(where: { $0.hasPrefix("#") }) { continue }
             lastTick = MonotonicClock.nowNanoseconds()
             let line = options.json ? TickText.json(tick) : TickText.line(tick)
             output.write(Data((line + "\n").utf8))
@@ -119,5 +103,34 @@ public enum TickText {
             break
         }
         return "{" + fields.joined(separator: ",") + "}"
+    }
+}
+
+/// Where `tail` and `latency` read ticks: plantd's or a feedd's PUB (found from the etc/ files), or any endpoint.
+enum TickSource {
+    /// A SUB to `from` (plantd, feedd or an endpoint) subscribed to `prefixes` (everything when none): a symbol alone
+    /// means every tick of it ("AAPL" subscribes "AAPL|", so AAPLX stays out) unless `raw`.
+    static func subscribe(from: String, options: ChainOptions, prefixes: [String], raw: Bool, context: ZMQContext)
+        throws -> (socket: ZMQSocket, endpoint: String)
+    {
+        let endpoint: String
+        switch from {
+        case "plantd", "feedd":
+            let endpoints = try options.loadEndpoints()
+            guard let found = from == "plantd" ? endpoints.plantPublish : endpoints.feedPublish else {
+                throw ValidationError("no \(from).toml in \(options.etc)/ (use --etc or --from ENDPOINT)")
+            }
+            endpoint = found
+        default:
+            endpoint = from
+        }
+        let socket = try ZMQSocket(context, type: .subscribe)
+        try socket.setReceiveHighWaterMark(1_000_000)
+        try socket.connect(endpoint)
+        let topics =
+            prefixes.isEmpty
+            ? [""] : prefixes.map { raw || $0.contains("|") || $0.hasPrefix("#") ? $0 : Topic.allTypes(of: $0) }
+        for topic in topics { try socket.subscribe(topic) }
+        return (socket, endpoint)
     }
 }

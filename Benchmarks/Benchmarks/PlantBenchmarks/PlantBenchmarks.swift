@@ -1,33 +1,12 @@
 import Benchmark
+import BenchmarkMarkets
 import MarketData
 import TickerPlant
 
 /// plantd's per-tick work without sockets, piece by piece: read the tick, run the filters, derive the NBBO and bars,
 /// splice the plant's fields into the bytes that go out (laid out as the journal record), keep the last value. One
 /// iteration is one tick of a market of 500 symbols (three quotes to two trades); mallocs are counted and must stay 0.
-let plantMarket: [[UInt8]] = {
-    let encoder = TickEncoder()
-    return (1...50_000).map { index in
-        let symbol = "S\((index &* 7919) % 500)"
-        let price = Int64(100_000_000 + (index % 50) * 10_000)
-        var tick: Tick
-        if index % 5 < 2 {
-            tick = Tick.trade(symbol: symbol, venue: index % 3 == 0 ? "ARCX" : "XNAS", price: Price(fixedPoint: price),
-                size: 100)
-        } else {
-            tick = Tick(symbol: symbol, type: .quote, venue: index % 3 == 0 ? "ARCX" : "XNAS")
-            tick.bidPrice = Price(fixedPoint: price - 10_000)
-            tick.askPrice = Price(fixedPoint: price + 10_000)
-            tick.bidSize = 300
-            tick.askSize = 200
-        }
-        tick.streamSequence = UInt64(index)
-        tick.exchangeTimestampNs = 1_764_000_000_000_000_000 + UInt64(index) * 1_000
-        tick.feedReceiveNs = tick.exchangeTimestampNs + 500
-        tick.feedTransmitNs = tick.exchangeTimestampNs + 900
-        return encoder.encodeToArray(tick)
-    }
-}()
+let plantMarket = SyntheticTicks.market
 
 let benchmarks: @Sendable () -> Void = {
     let perTick = Benchmark.Configuration(
