@@ -13,11 +13,17 @@ public struct DaemonOptions: ParsableArguments {
     @Option(name: .long, help: "trace, debug, info, notice, warning, error or critical.")
     public var logLevel: String = "info"
 
+    @Option(name: .long, help: "text (for people) or json (one object per line, for log collectors).")
+    public var logFormat: String = "text"
+
     public init() {}
 
     public func validate() throws {
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level: expected trace, debug, info, notice, warning, error or critical, got \"\(logLevel)\"")
+        }
+        guard ["text", "json"].contains(logFormat) else {
+            throw ValidationError("--log-format: expected text or json, got \"\(logFormat)\"")
         }
     }
 }
@@ -56,7 +62,13 @@ public enum DaemonLauncher {
         makeService: (Configuration, ZMQContext, Logger) -> EngineService
     ) async throws {
         let level = Logger.Level(rawValue: options.logLevel) ?? .info
+        let json = options.logFormat == "json"
         LoggingSystem.bootstrap { label in
+            if json {
+                var handler = JSONLogHandler(label: label)
+                handler.logLevel = level
+                return handler
+            }
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
             return handler

@@ -212,4 +212,27 @@ import Testing
         #expect((feedHops as? [[String: Any]])?.map { $0["hop"] as? String }
             == ["exchange -> feedd", "in feedd", "feedd -> mktctl", "end to end"], "\(feed.output)")
     }
+
+    @Test func aDaemonLogsOneJSONObjectPerLineWithLogFormatJSON() throws {
+        let chain = try Chain()
+        defer { chain.stop() }
+        try chain.start("plantd",
+            ["--config", chain.etc.appendingPathComponent("plantd.toml").path, "--log-format", "json"])
+        try chain.waitUntilAnswering("plantd", endpoint: chain.endpoint("plant_ctl"))
+        chain.stop("plantd")
+        let lines = chain.log("plantd").split(separator: "\n").map(String.init)
+        #expect(lines.count >= 2, "\(lines)")
+        for line in lines {
+            let entry = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+            #expect(entry?["level"] is String && entry?["label"] as? String == "plantd" && entry?["message"] is String,
+                "\(line)")
+            #expect((entry?["ts"] as? String)?.hasSuffix("Z") == true, "\(line)")
+        }
+        let started = lines.first { $0.contains(#""message":"plantd publishing""#) }
+        #expect(started?.contains(#""publish":"tcp://127.0.0.1:"#) == true, "metadata as fields: \(lines)")
+
+        let wrong = try Chain.run(Chain.binDirectory.appendingPathComponent("plantd").path,
+            ["--config", chain.etc.appendingPathComponent("plantd.toml").path, "--log-format", "xml"])
+        #expect(wrong.status != 0 && wrong.output.contains("--log-format: expected text or json"), "\(wrong.output)")
+    }
 }
