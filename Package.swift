@@ -31,6 +31,7 @@ let package = Package(
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         // MARK: C
@@ -71,10 +72,22 @@ let package = Package(
             ],
             swiftSettings: hotPathSettings
         ),
+        // Each daemon's status as Prometheus metrics (/metrics), and the control endpoint's client.
+        .target(
+            name: "DaemonMetrics",
+            dependencies: [
+                "MarketData", "ZeroMQ",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
         .target(
             name: "EdgeServer",
             dependencies: [
-                "MarketData", "ZeroMQ", "COpenSSL",
+                "MarketData", "ZeroMQ", "COpenSSL", "DaemonMetrics",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -89,7 +102,7 @@ let package = Package(
         .target(
             name: "Operations",
             dependencies: [
-                "MarketData", "ZeroMQ", "FeedHandler", "TickerPlant", "EdgeServer", "CEventPoll",
+                "MarketData", "ZeroMQ", "FeedHandler", "TickerPlant", "EdgeServer", "CEventPoll", "DaemonMetrics",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -124,6 +137,6 @@ let package = Package(
         .testTarget(name: "EdgeServerTests", dependencies: ["EdgeServer", "MarketData", "TickerPlant", "ZeroMQ"]),
         .testTarget(
             name: "OperationsTests", dependencies: ["Operations", "FeedHandler", "MarketData", "ZeroMQ", "EdgeServer", "TickerPlant"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["MarketData", "ZeroMQ", "Operations"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["MarketData", "ZeroMQ", "Operations", "DaemonMetrics"]),
     ]
 )

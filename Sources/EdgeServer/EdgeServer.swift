@@ -1,3 +1,4 @@
+import DaemonMetrics
 import Foundation
 import Logging
 import MarketData
@@ -8,7 +9,8 @@ import NIOWebSocket
 import Synchronization
 import ZeroMQ
 
-/// edged: the WebSocket edge. HTTP on one port: `GET /prices` upgrades to WebSocket, `/healthz` answers plain HTTP.
+/// edged: the WebSocket edge. HTTP on one port: `GET /prices` upgrades to WebSocket; `/healthz`, `/metrics` and the
+/// web directory's files answer plain HTTP.
 /// Start it in-process with `start()`; `stop()` closes the listener, the clients and the upstream thread.
 public final class EdgeServer: Sendable {
     public let configuration: EdgeConfiguration
@@ -49,6 +51,8 @@ public final class EdgeServer: Sendable {
         let tls = configuration.tls
         let echo = configuration.echo
         let web = configuration.web
+        let upstream = self.upstream
+        let metrics = MetricsResponder(context: upstream.context, controlEndpoint: { upstream.controlEndpoint })
         let tlsFailures = hub.tlsFailures
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
@@ -89,7 +93,8 @@ public final class EdgeServer: Sendable {
                         try channel.pipeline.syncOperations.addHandler(
                             TLSServerHandler(context: tls, failures: tlsFailures))
                     }
-                    let http = HTTPEndpoints(hub: hub, handshakeTimeout: handshakeTimeout, web: web)
+                    let http = HTTPEndpoints(hub: hub, handshakeTimeout: handshakeTimeout, web: web,
+                        metrics: metrics)
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(
                         withServerUpgrade: (
                             upgraders: [upgrader],
@@ -175,12 +180,14 @@ final class HTTPEndpoints: ChannelInboundHandler, RemovableChannelHandler {
     private let hub: EdgeHub
     private let handshakeTimeout: TimeAmount
     private let web: WebFiles?
+    private let metrics: MetricsResponder?
     private var deadline: Scheduled<Void>?
 
-    init(hub: EdgeHub, handshakeTimeout: TimeAmount, web: WebFiles? = nil) {
+    init(hub: EdgeHub, handshakeTimeout: TimeAmount, web: WebFiles? = nil, metrics: MetricsResponder? = nil) {
         self.hub = hub
         self.handshakeTimeout = handshakeTimeout
         self.web = web
+        self.metrics = metrics
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -198,6 +205,9 @@ final class HTTPEndpoints: ChannelInboundHandler, RemovableChannelHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard case let .head(head) = unwrapInboundIn(data) else { return }
         let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
+        if path == "/metrics", let metrics, head.method == .GET || head.method == .HEAD {
+            return metrics.respond(on: context.channel, version: head.version, headOnly: head.method == .HEAD)
+        }
         let draining = hub.draining.load(ordering: .relaxed)
         var contentType = path == "/healthz" ? "application/json" : "text/plain"
         var cacheControl: String?

@@ -78,6 +78,8 @@ public struct FeedConfiguration: Sendable {
     public var publishEndpoint = "tcp://127.0.0.1:7101"
     public var replayEndpoint = "tcp://127.0.0.1:7102"
     public var controlEndpoint = "tcp://127.0.0.1:7109"
+    /// Where `/metrics` (Prometheus) and `/healthz` are served over HTTP; nil (`metrics = ""`): nowhere.
+    public var metricsListen: (host: String, port: Int)? = ("127.0.0.1", 9101)
     public var sendHighWaterMark: Int32 = 1_000_000
     /// Ticks kept for the replay ROUTER.
     public var replayTicks = 200_000
@@ -97,6 +99,11 @@ public struct FeedConfiguration: Sendable {
         configuration.publishEndpoint = try feed.endpoint("publish", default: configuration.publishEndpoint)
         configuration.replayEndpoint = try feed.endpoint("replay", default: configuration.replayEndpoint)
         configuration.controlEndpoint = try feed.endpoint("control", default: configuration.controlEndpoint)
+        if try feed.string("metrics", default: "127.0.0.1:9101").isEmpty {
+            configuration.metricsListen = nil
+        } else {
+            configuration.metricsListen = try feed.hostPort("metrics", default: "127.0.0.1:9101")
+        }
         configuration.sendHighWaterMark = Int32(try feed.int("send_hwm", default: 1_000_000, in: 1...100_000_000))
         configuration.replayTicks = try feed.int("replay_ticks", default: 200_000, in: 1...100_000_000)
         configuration.udpReceiveBufferBytes = try feed.int("udp_receive_buffer", default: 8 << 20, in: 65_536...(1 << 30))

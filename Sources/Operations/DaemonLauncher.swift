@@ -1,4 +1,5 @@
 import ArgumentParser
+import DaemonMetrics
 import Foundation
 import Logging
 import MarketData
@@ -32,23 +33,49 @@ public struct DaemonOptions: ParsableArguments {
 public struct EngineService: Service {
     let start: @Sendable () async throws -> Void
     let stop: @Sendable () async -> Void
+    /// The engine's control endpoint as bound (once started): what `/metrics` asks for the daemon's status.
+    let controlEndpoint: @Sendable () -> String?
+    /// Where to serve `/metrics` once the engine has started (nil: nowhere; edged serves it on its own port).
+    var metricsListen: (host: String, port: Int)?
+    var logger: Logger?
 
-    public init(start: @escaping @Sendable () async throws -> Void, stop: @escaping @Sendable () async -> Void) {
+    public init(start: @escaping @Sendable () async throws -> Void, stop: @escaping @Sendable () async -> Void,
+        controlEndpoint: @escaping @Sendable () -> String? = { nil })
+    {
         self.start = start
         self.stop = stop
+        self.controlEndpoint = controlEndpoint
     }
 
     /// A service for an engine whose work runs on a socket thread: stopping asks the thread to end and waits for it.
+    /// Its control endpoint is the one the thread bound.
     public init(start: @escaping @Sendable () throws -> Void, thread: SocketThread) {
         self.init(start: { try start() }, stop: {
             thread.stop()
             await thread.finished()
-        })
+        }, controlEndpoint: { thread.boundEndpoints["control"] })
     }
 
     public func run() async throws {
         try await start()
+        var metrics: MetricsServer?
+        if let listen = metricsListen, let context = try? ZMQContext() {
+            let server = MetricsServer(context: context, controlEndpoint: controlEndpoint)
+            do {
+                try await server.start(host: listen.host, port: listen.port)
+                logger?.info("metrics served",
+                    metadata: ["address": "http://\(listen.host):\(server.port ?? 0)/metrics"])
+                metrics = server
+            } catch {
+                // The market data matters more than its metrics: the daemon runs on without them, and says so.
+                logger?.error("no /metrics: cannot listen", metadata: [
+                    "address": "\(listen.host):\(listen.port)", "error": "\(error)",
+                ])
+                await server.stop()
+            }
+        }
         try? await gracefulShutdown()
+        await metrics?.stop()
         await stop()
     }
 }
@@ -59,6 +86,7 @@ public enum DaemonLauncher {
     public static func run<Configuration: Sendable>(
         daemon: String, options: DaemonOptions,
         load: (String) throws(ConfigError) -> Configuration,
+        metrics: (Configuration) -> (host: String, port: Int)? = { _ in nil },
         makeService: (Configuration, ZMQContext, Logger) -> EngineService
     ) async throws {
         let level = Logger.Level(rawValue: options.logLevel) ?? .info
@@ -82,7 +110,9 @@ public enum DaemonLauncher {
             throw ExitCode(ConfigError.exitStatus)
         }
         let context = try ZMQContext()
-        let service = makeService(configuration, context, logger)
+        var service = makeService(configuration, context, logger)
+        service.metricsListen = metrics(configuration)
+        service.logger = logger
         let group = ServiceGroup(
             configuration: .init(
                 services: [.init(service: service)],

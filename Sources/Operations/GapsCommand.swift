@@ -1,3 +1,4 @@
+import DaemonMetrics
 import ArgumentParser
 import FeedHandler
 import Foundation

@@ -1,3 +1,4 @@
+import DaemonMetrics
 import ArgumentParser
 import Foundation
 import MarketData
@@ -91,23 +92,5 @@ enum TextTable {
                 column == row.count - 1 ? cell : cell.padding(toLength: widths[column], withPad: " ", startingAt: 0)
             }.joined(separator: "  ")
         }.joined(separator: "\n")
-    }
-}
-
-/// One JSON request and its reply over a daemon's control endpoint.
-public enum ControlClient {
-    /// The reply's bytes, or nil when the daemon did not answer within the timeout.
-    public static func request(
-        context: ZMQContext, endpoint: String, request: ControlRequest, timeoutMilliseconds: Int32
-    ) -> [UInt8]? {
-        guard let socket = try? ZMQSocket(context, type: .request),
-            (try? socket.setReceiveTimeout(milliseconds: timeoutMilliseconds)) != nil,
-            (try? socket.setSendTimeout(milliseconds: timeoutMilliseconds)) != nil,
-            (try? socket.connect(endpoint)) != nil,
-            let body = try? JSONEncoder().encode(request),
-            (try? socket.send(Array(body))) == true
-        else { return nil }
-        defer { socket.close() }
-        return (try? socket.receiveFrames())??.last
     }
 }

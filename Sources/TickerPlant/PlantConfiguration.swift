@@ -14,6 +14,8 @@ public struct PlantConfiguration: Sendable {
     public var publishEndpoint = "tcp://127.0.0.1:7201"
     public var snapshotEndpoint = "tcp://127.0.0.1:7202"
     public var controlEndpoint = "tcp://127.0.0.1:7209"
+    /// Where `/metrics` (Prometheus) and `/healthz` are served over HTTP; nil (`metrics = ""`): nowhere.
+    public var metricsListen: (host: String, port: Int)? = ("127.0.0.1", 9201)
     public var sendHighWaterMark: Int32 = 1_000_000
     public var receiveHighWaterMark: Int32 = 1_000_000
     public var heartbeatInterval: Duration = .seconds(1)
@@ -38,6 +40,11 @@ public struct PlantConfiguration: Sendable {
         configuration.publishEndpoint = try plant.endpoint("publish", default: configuration.publishEndpoint)
         configuration.snapshotEndpoint = try plant.endpoint("snapshot", default: configuration.snapshotEndpoint)
         configuration.controlEndpoint = try plant.endpoint("control", default: configuration.controlEndpoint)
+        if try plant.string("metrics", default: "127.0.0.1:9201").isEmpty {
+            configuration.metricsListen = nil
+        } else {
+            configuration.metricsListen = try plant.hostPort("metrics", default: "127.0.0.1:9201")
+        }
         configuration.sendHighWaterMark = Int32(try plant.int("send_hwm", default: 1_000_000, in: 1...100_000_000))
         configuration.receiveHighWaterMark = Int32(try plant.int("receive_hwm", default: 1_000_000, in: 1...100_000_000))
         configuration.heartbeatInterval = try plant.duration("heartbeat_interval", default: .seconds(1))

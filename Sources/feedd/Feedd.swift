@@ -9,7 +9,7 @@ struct Feedd: AsyncParsableCommand {
     @OptionGroup var options: DaemonOptions
 
     func run() async throws {
-        try await DaemonLauncher.run(daemon: "feedd", options: options, load: FeedConfiguration.load) {
+        try await DaemonLauncher.run(daemon: "feedd", options: options, load: FeedConfiguration.load, metrics: { $0.metricsListen }) {
             configuration, context, logger in
             let engine = FeedEngine(configuration: configuration, context: context, logger: logger)
             return EngineService(start: engine.start, thread: engine.thread)

@@ -9,7 +9,7 @@ struct Plantd: AsyncParsableCommand {
     @OptionGroup var options: DaemonOptions
 
     func run() async throws {
-        try await DaemonLauncher.run(daemon: "plantd", options: options, load: PlantConfiguration.load) {
+        try await DaemonLauncher.run(daemon: "plantd", options: options, load: PlantConfiguration.load, metrics: { $0.metricsListen }) {
             configuration, context, logger in
             let engine = PlantEngine(configuration: configuration, context: context, logger: logger)
             return EngineService(start: engine.start, thread: engine.thread)

@@ -1,3 +1,4 @@
+import DaemonMetrics
 import Foundation
 import Glibc
 import MarketData
@@ -36,7 +37,7 @@ final class Chain {
         try FileManager.default.createDirectory(at: etc, withIntermediateDirectories: true)
         var ports: [String: Int] = [:]
         for name in ["feed_pub", "feed_ctl", "feed_replay", "plant_pub", "plant_snap", "plant_ctl", "edge_http",
-            "edge_ctl", "json_a", "json_b", "retrans"]
+            "edge_ctl", "json_a", "json_b", "retrans", "feed_metrics", "plant_metrics"]
         {
             ports[name] = try Chain.freePort(udp: false)
         }
@@ -56,6 +57,7 @@ final class Chain {
                 publish = "\(endpoint("feed_pub"))"
                 replay = "\(endpoint("feed_replay"))"
                 control = "\(endpoint("feed_ctl"))"
+                metrics = "127.0.0.1:\(ports["feed_metrics"]!)"
                 reconnect_initial = "50ms"
                 reconnect_max = "300ms"
 
@@ -81,6 +83,7 @@ final class Chain {
                 publish = "\(endpoint("plant_pub"))"
                 snapshot = "\(endpoint("plant_snap"))"
                 control = "\(endpoint("plant_ctl"))"
+                metrics = "127.0.0.1:\(ports["plant_metrics"]!)"
                 heartbeat_interval = "500ms"
 
                 [filters]
@@ -94,6 +97,7 @@ final class Chain {
                 publish = "\(endpoint("plant_pub"))"
                 snapshot = "\(endpoint("plant_snap"))"
                 control = "\(endpoint("plant_ctl"))"
+                metrics = "127.0.0.1:\(ports["plant_metrics"]!)"
                 heartbeat_interval = "500ms"
 
                 # Consumers repair their gaps from the replay ring: deep enough for the whole crash test.
@@ -221,6 +225,34 @@ final class Chain {
     func status(_ endpoint: String) -> DaemonStatus? {
         ControlClient.request(context: context, endpoint: endpoint, request: ControlRequest(cmd: "status"),
             timeoutMilliseconds: 500).flatMap { try? JSONDecoder().decode(DaemonStatus.self, from: Data($0)) }
+    }
+
+    /// A plain HTTP/1.1 GET on 127.0.0.1 (the server closes the connection after its answer): the whole response.
+    static func httpGet(port: Int, path: String, method: String = "GET") -> String {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(port).bigEndian
+        inet_pton(AF_INET, "127.0.0.1", &address.sin_addr)
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+            }
+        }
+        guard connected else { return "" }
+        let request = Array("\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8)
+        _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+        var response: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            var item = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&item, 1, 5_000) > 0 else { break }
+            let count = read(fd, &chunk, chunk.count)
+            if count <= 0 { break }
+            response += chunk[0..<count]
+        }
+        return String(decoding: response, as: UTF8.self)
     }
 
     /// Runs a program to completion and returns its exit status and output.

@@ -235,4 +235,79 @@ import Testing
             ["--config", chain.etc.appendingPathComponent("plantd.toml").path, "--log-format", "xml"])
         #expect(wrong.status != 0 && wrong.output.contains("--log-format: expected text or json"), "\(wrong.output)")
     }
+
+    /// The samples of a Prometheus exposition: `name{labels}` -> value; and whether every family has HELP and TYPE.
+    static func samples(_ exposition: String) -> (values: [String: Double], described: Bool) {
+        var values: [String: Double] = [:]
+        var described = Set<String>()
+        for line in exposition.split(separator: "\n") {
+            if line.hasPrefix("# TYPE ") { described.insert(String(line.split(separator: " ")[2])) }
+            guard !line.hasPrefix("#"), let space = line.lastIndex(of: " ") else { continue }
+            values[String(line[..<space])] = Double(line[line.index(after: space)...])
+        }
+        let families = Set(values.keys.map { String($0.prefix { $0 != "{" }) })
+        return (values, !families.isEmpty && families.isSubset(of: described))
+    }
+
+    @Test func everyDaemonServesItsStatusAsPrometheusMetricsThatMoveAsTicksFlow() throws {
+        let chain = try Chain()
+        defer { chain.stop() }
+        try chain.startDaemons()
+        try chain.start("mktctl", ["sim", "--config", chain.etc.appendingPathComponent("sim.toml").path, "--quiet"])
+        let clients = Chain.packageRoot.appendingPathComponent("Tests/Clients/ws_client.py").path
+        try chain.start("ws", executable: Chain.python,
+            [clients, "ws://127.0.0.1:\(chain.ports["edge_http"]!)/prices", "20", "AAPL"])
+        Thread.sleep(forTimeInterval: 2)
+        let ports = ["feedd": chain.ports["feed_metrics"]!, "plantd": chain.ports["plant_metrics"]!,
+            "edged": chain.ports["edge_http"]!]
+        var first: [String: [String: Double]] = [:]
+        for (daemon, port) in ports {
+            let response = Chain.httpGet(port: port, path: "/metrics")
+            #expect(response.hasPrefix("HTTP/1.1 200") && response.contains("text/plain; version=0.0.4"),
+                "\(daemon): \(response.prefix(300))")
+            let body = String(response[(response.range(of: "\r\n\r\n")?.upperBound ?? response.endIndex)...])
+            let (values, described) = Self.samples(body)
+            #expect(described, "\(daemon): a family without # TYPE")
+            first[daemon] = values
+        }
+        Thread.sleep(forTimeInterval: 1.5)
+        for daemon in ["feedd", "plantd"] {
+            let key = "tickplant_messages_in_total{daemon=\"\(daemon)\",name=\"\(daemon)\"}"
+            let body = Chain.httpGet(port: ports[daemon]!, path: "/metrics")
+            let before = first[daemon]?[key] ?? -1, after = Self.samples(body).values[key] ?? -1
+            #expect(before > 0 && after > before, "\(daemon) \(key): \(before) then \(after)")
+            #expect(Self.samples(body).values["tickplant_uptime_seconds{daemon=\"\(daemon)\",name=\"\(daemon)\"}"]
+                ?? 0 > 0)
+        }
+        #expect(first["edged"]?["tickplant_clients{daemon=\"edged\",name=\"edged\"}"] == 1, "\(first["edged"] ?? [:])")
+        #expect(first["plantd"]?["tickplant_plantd_subscriptions{daemon=\"plantd\",name=\"plantd\"}"] ?? 0 >= 1)
+        // The other routes of a metrics port.
+        let metricsPort = ports["plantd"]!
+        #expect(Chain.httpGet(port: metricsPort, path: "/healthz").hasPrefix("HTTP/1.1 200"))
+        #expect(Chain.httpGet(port: metricsPort, path: "/nothing").hasPrefix("HTTP/1.1 404"))
+        let head = Chain.httpGet(port: metricsPort, path: "/metrics", method: "HEAD")
+        #expect(head.hasPrefix("HTTP/1.1 200") && !head.contains("# TYPE"), "\(head)")
+    }
+
+    @Test func aDaemonWhoseMetricsPortIsTakenRunsOnAndSaysSo() throws {
+        let chain = try Chain()
+        defer { chain.stop() }
+        // Something else holds plantd's metrics port.
+        let holder = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(holder) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(chain.ports["plant_metrics"]!).bigEndian
+        inet_pton(AF_INET, "127.0.0.1", &address.sin_addr)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(holder, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 && listen(holder, 1) == 0
+            }
+        }
+        try #require(bound)
+        try chain.startDaemons(["plantd"])
+        Thread.sleep(forTimeInterval: 0.5)
+        #expect(chain.status(chain.endpoint("plant_ctl")) != nil, "plantd stopped: \(chain.log("plantd"))")
+        #expect(chain.log("plantd").contains("no /metrics: cannot listen"), "\(chain.log("plantd"))")
+    }
 }

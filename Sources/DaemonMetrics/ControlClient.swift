@@ -1,0 +1,31 @@
+import Foundation
+import MarketData
+import ZeroMQ
+
+/// One JSON request and its reply over a daemon's control endpoint (mktctl's commands, and `/metrics`, which shows a
+/// daemon's `status` in Prometheus's format).
+public enum ControlClient {
+    /// The reply's bytes, or nil when the daemon did not answer within the timeout.
+    public static func request(
+        context: ZMQContext, endpoint: String, request: ControlRequest, timeoutMilliseconds: Int32
+    ) -> [UInt8]? {
+        guard let socket = try? ZMQSocket(context, type: .request),
+            (try? socket.setReceiveTimeout(milliseconds: timeoutMilliseconds)) != nil,
+            (try? socket.setSendTimeout(milliseconds: timeoutMilliseconds)) != nil,
+            (try? socket.connect(endpoint)) != nil,
+            let body = try? JSONEncoder().encode(request),
+            (try? socket.send(Array(body))) == true
+        else { return nil }
+        defer { socket.close() }
+        return (try? socket.receiveFrames())??.last
+    }
+
+    /// A daemon's `status`, nil when it did not answer.
+    public static func status(context: ZMQContext, endpoint: String, timeoutMilliseconds: Int32 = 1000)
+        -> DaemonStatus?
+    {
+        let reply = request(context: context, endpoint: endpoint, request: ControlRequest(cmd: "status"),
+            timeoutMilliseconds: timeoutMilliseconds)
+        return reply.flatMap { try? JSONDecoder().decode(DaemonStatus.self, from: Data($0)) }
+    }
+}
