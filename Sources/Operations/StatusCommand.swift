@@ -48,7 +48,7 @@ public struct StatusCommand: AsyncParsableCommand {
             encoder.outputFormatting = [.sortedKeys]
             for row in rows { print(String(decoding: try encoder.encode(row), as: UTF8.self)) }
         } else {
-            print(StatusRow.table(rows))
+            print(StatusRow.table(rows, colour: TerminalColour.wanted))
         }
         if rows.contains(where: { !$0.up }) { throw ExitCode(1) }
     }
@@ -60,18 +60,45 @@ struct StatusRow: Codable {
     var up: Bool
     var status: DaemonStatus?
 
-    static func table(_ rows: [StatusRow]) -> String {
-        let header = ["DAEMON", "NAME", "STATE", "UPTIME", "IN", "IN/S", "OUT", "OUT/S", "DROPS", "GAPS", "CLIENTS",
-            "ENDPOINT"]
+    /// The table; with `colour`, DOWN and a quality other than OK in red or yellow, up in green.
+    static func table(_ rows: [StatusRow], colour: Bool = false) -> String {
+        let header = ["DAEMON", "NAME", "VERSION", "STATE", "UPTIME", "IN", "IN/S", "OUT", "OUT/S", "DROPS", "GAPS",
+            "CLIENTS", "QUALITY", "ENDPOINT"]
         let lines = rows.map { row -> [String] in
             guard let status = row.status else {
-                return [row.daemon, "-", "DOWN", "-", "-", "-", "-", "-", "-", "-", "-", row.endpoint]
+                return [row.daemon, "-", "-", "DOWN", "-", "-", "-", "-", "-", "-", "-", "-", "-", row.endpoint]
             }
-            return [status.daemon, status.name, "up", formatDuration(status.uptimeSeconds), "\(status.messagesIn)",
-                String(format: "%.0f", status.rateIn), "\(status.messagesOut)", String(format: "%.0f", status.rateOut),
-                "\(status.drops)", "\(status.gapsOpen)", status.clients.map(String.init) ?? "-", row.endpoint]
+            return [status.daemon, status.name, status.version, "up", formatDuration(status.uptimeSeconds),
+                "\(status.messagesIn)", String(format: "%.0f", status.rateIn), "\(status.messagesOut)",
+                String(format: "%.0f", status.rateOut), "\(status.drops)", "\(status.gapsOpen)",
+                status.clients.map(String.init) ?? "-", worstQuality(status) ?? "-", row.endpoint]
         }
-        return TextTable.render(header: header, rows: lines)
+        let table = TextTable.render(header: header, rows: lines)
+        guard colour else { return table }
+        // Colour after the columns are laid out, so that the escape codes do not count as width.
+        return table.split(separator: "\n", omittingEmptySubsequences: false).enumerated().map { index, line in
+            guard index > 0 else { return String(line) }
+            var text = String(line)
+            for (word, code) in [(" DOWN ", TerminalColour.red), (" up ", TerminalColour.green)] {
+                text = text.replacingOccurrences(of: word, with: " " + code + word.dropFirst().dropLast()
+                    + TerminalColour.reset + " ")
+            }
+            for bad in ["STALE", "GAP", "RECOVERING"] {
+                text = text.replacingOccurrences(of: "  \(bad) ", with: "  " + TerminalColour.yellow + bad
+                    + TerminalColour.reset + " ")
+            }
+            return text
+        }.joined(separator: "\n")
+    }
+
+    /// plantd's worst symbol quality and how many symbols have it (`STALE 3`), `OK` when every symbol is; nil for
+    /// a daemon that does not keep qualities.
+    static func worstQuality(_ status: DaemonStatus) -> String? {
+        guard status.counters["symbols.ok"] != nil else { return nil }
+        for quality in ["gap", "recovering", "stale"] {
+            if let count = status.counters["symbols.\(quality)"], count > 0 { return "\(quality.uppercased()) \(count)" }
+        }
+        return "OK"
     }
 
     static func formatDuration(_ seconds: Double) -> String {
@@ -93,4 +120,13 @@ enum TextTable {
             }.joined(separator: "  ")
         }.joined(separator: "\n")
     }
+}
+
+/// ANSI colours for tables on a terminal: only when standard output is one and NO_COLOR is not set.
+enum TerminalColour {
+    static var wanted: Bool { isatty(1) != 0 && ProcessInfo.processInfo.environment["NO_COLOR"] == nil }
+    static let red = "\u{1B}[31m"
+    static let green = "\u{1B}[32m"
+    static let yellow = "\u{1B}[33m"
+    static let reset = "\u{1B}[0m"
 }

@@ -25,6 +25,12 @@ public struct TailCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Stop after this many seconds without a tick (exit status 1 if none came).")
     public var idleTimeout: Double?
 
+    @Flag(name: .long, help: "Also the ticks plantd's filters quarantined (#Q|SYMBOL), marked QUARANTINED.")
+    public var quarantine = false
+
+    @Flag(name: .long, help: "Add each tick's hops: in feedd, feedd to plantd, in plantd, to here, end to end.")
+    public var latency = false
+
     public init() {}
 
     public func validate() throws {
@@ -33,7 +39,11 @@ public struct TailCommand: AsyncParsableCommand {
 
     public func run() async throws {
         let context = try ZMQContext()
-        let socket = try TickSource.subscribe(from: from, options: options, prefixes: prefixes, raw: raw,
+        // The quarantine's topics are #Q|SYMBOL: one for each symbol asked for, or all of them.
+        let quarantinedSymbols = Set(prefixes.map { String($0.prefix { $0 != "|" }) })
+        let quarantined = !quarantine ? [] : prefixes.isEmpty ? [Topic.quarantinePrefix]
+            : quarantinedSymbols.sorted().map { Topic.quarantinePrefix + $0 }
+        let socket = try TickSource.subscribe(from: from, options: options, prefixes: prefixes + quarantined, raw: raw,
             context: context).socket
         let poller = ZMQPoller()
         try poller.add(socket)
@@ -52,11 +62,18 @@ public struct TailCommand: AsyncParsableCommand {
             }
             guard topicMessage.hasMore else { continue }
             _ = try socket.receive(into: payload)
+            let receivedNs = WallClock.nowNanoseconds()
             guard let tick = payload.withUnsafeBytes({ try? TickDecoder.decode($0) }) else { continue }
             // plantd's own ticks (#HB heartbeats) only when asked for by name.
             if tick.symbol.hasPrefix("#") && !prefixes.contains(where: { $0.hasPrefix("#") }) { continue }
             lastTick = MonotonicClock.nowNanoseconds()
-            let line = options.json ? TickText.json(tick) : TickText.line(tick)
+            var line = options.json ? TickText.json(tick) : TickText.line(tick)
+            if quarantine && topicMessage.withUnsafeBytes({ $0.starts(with: Topic.quarantinePrefix.utf8) }) {
+                // `#Q|AAPL` is a prefix of AAPLX's quarantine topic too: only the symbols asked for.
+                if !raw && !prefixes.isEmpty && !quarantinedSymbols.contains(tick.symbol) { continue }
+                if !options.json { line = "QUARANTINED  " + line }
+            }
+            if latency && !options.json { line += "  " + TickText.hops(tick, receivedNs: receivedNs) }
             output.write(Data((line + "\n").utf8))
             printed += 1
         }
@@ -65,6 +82,23 @@ public struct TailCommand: AsyncParsableCommand {
 
 /// How mktctl prints a tick.
 public enum TickText {
+    /// The tick's hops from its stamps, for `tail --latency`: `feedd 7.0 us | ->plantd 121 us | plantd 3.0 us |
+    /// ->here 111 us | e2e 724 us` (a hop whose stamps are missing is left out).
+    public static func hops(_ tick: Tick, receivedNs: UInt64) -> String {
+        func span(_ from: UInt64, _ to: UInt64) -> String? {
+            guard from != 0, to != 0 else { return nil }
+            return to >= from ? LatencyCommand.duration(to - from) : "-" + LatencyCommand.duration(from - to)
+        }
+        let last: UInt64 = [tick.plantTransmitNs, tick.feedTransmitNs].first { $0 != 0 } ?? 0
+        return [
+            span(tick.feedReceiveNs, tick.feedTransmitNs).map { "feedd \($0)" },
+            span(tick.feedTransmitNs, tick.plantReceiveNs).map { "->plantd \($0)" },
+            span(tick.plantReceiveNs, tick.plantTransmitNs).map { "plantd \($0)" },
+            span(last, receivedNs).map { "->here \($0)" },
+            span(tick.exchangeTimestampNs, receivedNs).map { "e2e \($0)" },
+        ].compactMap { $0 }.joined(separator: " | ")
+    }
+
     /// `AAPL     TRADE   XNAS  178.52 x 100          sym#812  stream#9001`
     public static func line(_ tick: Tick) -> String {
         let body: String =

@@ -488,6 +488,13 @@ final class PlantLoop: SocketLoop {
             ]
             counters["quarantined"] = quarantined
             counters["books_conflated"] = books.conflated
+            // How many symbols stand at each quality now: `mktctl status` shows the worst.
+            for quality in [DataQuality.ok, .stale, .gap, .recovering] {
+                counters["symbols.\(quality.description.lowercased())"] = 0
+            }
+            for quality in qualityOf where quality != .unspecified {
+                counters["symbols.\(quality.description.lowercased())", default: 0] += 1
+            }
             counters["snapshots_served"] = snapshotsServed
             counters["replay_first_stream_seq"] = ring.firstSequence
             counters.merge(journal?.counters ?? [:]) { $1 }

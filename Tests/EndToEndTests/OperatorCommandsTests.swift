@@ -310,4 +310,27 @@ import Testing
         #expect(chain.status(chain.endpoint("plant_ctl")) != nil, "plantd stopped: \(chain.log("plantd"))")
         #expect(chain.log("plantd").contains("no /metrics: cannot listen"), "\(chain.log("plantd"))")
     }
+
+    @Test func tailShowsQuarantinedTicksAndEachTicksHopsAndStatusTheWorstQuality() throws {
+        let chain = try Chain()
+        defer { chain.stop() }
+        try chain.startDaemons()
+        // Bad prices on purpose: plantd's filters quarantine them (#Q|SYMBOL).
+        try chain.start("mktctl", ["sim", "--config", chain.etc.appendingPathComponent("sim.toml").path,
+            "--chaos", "badprice=5%", "--quiet"])
+        let tail = try Chain.run(Self.mktctl, ["tail", "AAPL", "--quarantine", "--latency", "--etc", chain.etc.path,
+            "--count", "600", "--idle-timeout", "10"], timeout: 60)
+        #expect(tail.status == 0, "\(tail.output.suffix(500))")
+        let lines = tail.output.split(separator: "\n")
+        let quarantined = lines.filter { $0.hasPrefix("QUARANTINED  AAPL") }
+        #expect(!quarantined.isEmpty, "no quarantined tick in \(lines.count) lines")
+        #expect(lines.allSatisfy { $0.contains("AAPL") && !$0.contains("AAPLX") }, "\(lines.prefix(5))")
+        let plain = try #require(lines.first { !$0.hasPrefix("QUARANTINED") })
+        #expect(plain.contains("| e2e ") && plain.contains("feedd ") && plain.contains("->here "), "\(plain)")
+
+        let status = try Chain.run(Self.mktctl, ["status", "--etc", chain.etc.path])
+        let plant = status.output.split(separator: "\n").first { $0.hasPrefix("plantd") }
+        #expect(plant?.contains("  OK  ") == true || plant?.contains("STALE") == true, "\(status.output)")
+        #expect(!status.output.contains("\u{1B}["), "no colour through a pipe")
+    }
 }

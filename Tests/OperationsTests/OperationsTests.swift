@@ -38,9 +38,33 @@ import TickerPlant
         ])
         let lines = table.split(separator: "\n")
         #expect(lines.count == 3)
-        #expect(lines[0].hasPrefix("DAEMON"))
+        #expect(lines[0].hasPrefix("DAEMON") && lines[0].contains("VERSION") && lines[0].contains("QUALITY"))
         #expect(lines[1].contains("plantd") && lines[1].contains("1m15s") && lines[1].contains(" up "))
+        #expect(lines[1].contains(TickplantVersion.current))
         #expect(lines[2].hasPrefix("edged") && lines[2].contains("DOWN"))
+        #expect(!table.contains("\u{1B}["), "no colour unless asked")
+    }
+
+    @Test func theWorstSymbolQualityShowsAndColourMarksWhatIsWrong() {
+        var status = DaemonStatus(daemon: "plantd", name: "p1", pid: 1, uptimeSeconds: 5, messagesIn: 1,
+            messagesOut: 1, rateIn: 0, rateOut: 0, drops: 0,
+            counters: ["symbols.ok": 290, "symbols.stale": 7, "symbols.gap": 0, "symbols.recovering": 3])
+        #expect(StatusRow.worstQuality(status) == "RECOVERING 3")
+        status.counters["symbols.recovering"] = 0
+        #expect(StatusRow.worstQuality(status) == "STALE 7")
+        status.counters["symbols.stale"] = 0
+        #expect(StatusRow.worstQuality(status) == "OK")
+        status.counters["symbols.stale"] = 7
+        let feed = DaemonStatus(daemon: "feedd", name: "f", pid: 2, uptimeSeconds: 5, messagesIn: 1, messagesOut: 1,
+            rateIn: 0, rateOut: 0, drops: 0)
+        #expect(StatusRow.worstQuality(feed) == nil, "feedd keeps no qualities")
+        let coloured = StatusRow.table([
+            StatusRow(daemon: "plantd", endpoint: "tcp://x:1", up: true, status: status),
+            StatusRow(daemon: "edged", endpoint: "tcp://x:2", up: false, status: nil),
+        ], colour: true)
+        #expect(coloured.contains(TerminalColour.yellow + "STALE" + TerminalColour.reset))
+        #expect(coloured.contains(TerminalColour.red + "DOWN" + TerminalColour.reset))
+        #expect(coloured.contains(TerminalColour.green + "up" + TerminalColour.reset))
     }
 
     @Test func bindEndpointsBecomeConnectable() {
