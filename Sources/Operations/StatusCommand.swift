@@ -4,7 +4,8 @@ import Foundation
 import MarketData
 import ZeroMQ
 
-/// `mktctl status`: one table of every daemon, up or down; exit status 1 when one is down.
+/// `mktctl status`: one table of every daemon, up or down, with its open and healed gaps; exit status 1 when one is
+/// down.
 public struct StatusCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "status", abstract: "Show every daemon of the chain: up or down, rates, drops, gaps, clients.")
@@ -63,14 +64,14 @@ struct StatusRow: Codable {
     /// The table; with `colour`, DOWN and a quality other than OK in red or yellow, up in green.
     static func table(_ rows: [StatusRow], colour: Bool = false) -> String {
         let header = ["DAEMON", "NAME", "VERSION", "STATE", "UPTIME", "IN", "IN/S", "OUT", "OUT/S", "DROPS", "GAPS",
-            "CLIENTS", "QUALITY", "ENDPOINT"]
+            "HEALED", "CLIENTS", "QUALITY", "ENDPOINT"]
         let lines = rows.map { row -> [String] in
             guard let status = row.status else {
-                return [row.daemon, "-", "-", "DOWN", "-", "-", "-", "-", "-", "-", "-", "-", "-", row.endpoint]
+                return [row.daemon, "-", "-", "DOWN", "-", "-", "-", "-", "-", "-", "-", "-", "-", "-", row.endpoint]
             }
             return [status.daemon, status.name, status.version, "up", formatDuration(status.uptimeSeconds),
                 "\(status.messagesIn)", String(format: "%.0f", status.rateIn), "\(status.messagesOut)",
-                String(format: "%.0f", status.rateOut), "\(status.drops)", "\(status.gapsOpen)",
+                String(format: "%.0f", status.rateOut), "\(status.drops)", "\(status.gapsOpen)", "\(status.gapsHealed)",
                 status.clients.map(String.init) ?? "-", worstQuality(status) ?? "-", row.endpoint]
         }
         let table = TextTable.render(header: header, rows: lines)

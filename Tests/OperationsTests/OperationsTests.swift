@@ -31,7 +31,7 @@ import TickerPlant
 @Suite struct StatusTable {
     @Test func downDaemonsShowDownAndUpOnesTheirFigures() {
         let status = DaemonStatus(daemon: "plantd", name: "p1", pid: 1, uptimeSeconds: 75, messagesIn: 10,
-            messagesOut: 9, rateIn: 5, rateOut: 4, drops: 1, clients: nil)
+            messagesOut: 9, rateIn: 5, rateOut: 4, drops: 1, gapsOpen: 2, gapsHealed: 13, clients: nil)
         let table = StatusRow.table([
             StatusRow(daemon: "plantd", endpoint: "tcp://x:1", up: true, status: status),
             StatusRow(daemon: "edged", endpoint: "tcp://x:2", up: false, status: nil),
@@ -41,6 +41,7 @@ import TickerPlant
         #expect(lines[0].hasPrefix("DAEMON") && lines[0].contains("VERSION") && lines[0].contains("QUALITY"))
         #expect(lines[1].contains("plantd") && lines[1].contains("1m15s") && lines[1].contains(" up "))
         #expect(lines[1].contains(TickplantVersion.current))
+        #expect(lines[0].contains("GAPS  HEALED") && lines[1].contains(" 2     13 "), "\(table)")
         #expect(lines[2].hasPrefix("edged") && lines[2].contains("DOWN"))
         #expect(!table.contains("\u{1B}["), "no colour unless asked")
     }
