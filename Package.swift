@@ -93,6 +93,8 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
+                // plantd -> edged latency (the `latency` control request).
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
                 // FanOutHarness: the fan-out on in-memory channels, for the allocation benchmarks.
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "DequeModule", package: "swift-collections"),

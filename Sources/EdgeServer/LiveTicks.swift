@@ -43,6 +43,9 @@ public struct LiveTicks {
 
     public init() {}
 
+    /// When plantd sent the tick `take` read last (ns since the epoch; 0 when unknown).
+    public var lastPlantTransmitNs: UInt64 { tick.plantTransmitNs }
+
     /// The update to pass on to the clients of `bytes` (a Tick as plantd publishes it); nil for one not readable, one
     /// of plantd's own (`#HB`, `#Q|...`), or one held while its symbol's snapshot is awaited.
     public mutating func take(_ bytes: UnsafeRawBufferPointer) -> EdgeUpdate? {

@@ -1,4 +1,5 @@
 import Foundation
+import Histogram
 import Logging
 import MarketData
 import NIOCore
@@ -51,6 +52,10 @@ private final class UpstreamLoop: SocketLoop {
     /// Live ticks made updates, and the last values they leave (the snapshot cache).
     var live = LiveTicks()
     var snapshotPollIndex: Int?
+    /// plantd -> edged: from plantd's send stamp to when edged read the tick, since the last `latency` request
+    /// (nanoseconds, to three significant digits).
+    var plantToEdge = Histogram<UInt64>(highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
+    var plantToEdgeSkewed: UInt64 = 0
 
     init(subscriber: UpstreamSubscriber) throws {
         self.subscriber = subscriber
@@ -259,6 +264,16 @@ private final class UpstreamLoop: SocketLoop {
                     }
                     received += 1
                     if let update = payloadMessage.withUnsafeBytes({ live.take($0) }) { batch.append(update) }
+                    let sentNs = live.lastPlantTransmitNs
+                    if sentNs != 0 {
+                        // Read per tick: ticks keep arriving while a cycle's batch is read.
+                        let receivedNs = WallClock.nowNanoseconds()
+                        if receivedNs >= sentNs {
+                            _ = plantToEdge.record(min(receivedNs - sentNs, 60_000_000_000))
+                        } else {
+                            plantToEdgeSkewed += 1
+                        }
+                    }
                 }
             }
             if let index = snapshotPollIndex, poller.isReadable(index) {
@@ -297,6 +312,16 @@ private final class UpstreamLoop: SocketLoop {
                                     "tls_handshakes": hub.tlsFailures.handshakes.load(ordering: .relaxed),
                                     "tls_failures": hub.tlsFailures.count.load(ordering: .relaxed),
                                 ])
+                        case "latency":
+                            let histogram = plantToEdge
+                            let figures = HopFigures(
+                                hop: "plantd -> edged", count: histogram.totalCount,
+                                p50Ns: histogram.valueAtPercentile(50), p90Ns: histogram.valueAtPercentile(90),
+                                p99Ns: histogram.valueAtPercentile(99), p999Ns: histogram.valueAtPercentile(99.9),
+                                maxNs: histogram.totalCount == 0 ? 0 : histogram.max, clockSkewed: plantToEdgeSkewed)
+                            plantToEdge.reset()
+                            plantToEdgeSkewed = 0
+                            return LatencyReply(hops: [figures])
                         case "subs":
                             return EdgeSubscriptionsReply(symbols: hub.watched)
                         default:

@@ -115,3 +115,37 @@ public struct LogRateLimiter: Sendable {
         return nil
     }
 }
+
+/// One hop's latency over a window, in nanoseconds (`mktctl latency`, and a daemon's `latency` control reply).
+public struct HopFigures: Codable, Sendable, Equatable {
+    public var hop: String
+    public var count: UInt64
+    public var p50Ns: UInt64
+    public var p90Ns: UInt64
+    public var p99Ns: UInt64
+    public var p999Ns: UInt64
+    public var maxNs: UInt64
+    /// Ticks whose stamps ran backwards on this hop (clocks of two hosts): not in the figures.
+    public var clockSkewed: UInt64
+
+    public init(hop: String, count: UInt64, p50Ns: UInt64, p90Ns: UInt64, p99Ns: UInt64, p999Ns: UInt64, maxNs: UInt64,
+        clockSkewed: UInt64)
+    {
+        self.hop = hop
+        self.count = count
+        self.p50Ns = p50Ns
+        self.p90Ns = p90Ns
+        self.p99Ns = p99Ns
+        self.p999Ns = p999Ns
+        self.maxNs = maxNs
+        self.clockSkewed = clockSkewed
+    }
+}
+
+/// The reply to `latency`: the hops a daemon measures itself, over the window since the previous `latency` request
+/// (each request starts a new window).
+public struct LatencyReply: Codable, Sendable, Equatable {
+    public var hops: [HopFigures]
+
+    public init(hops: [HopFigures]) { self.hops = hops }
+}

@@ -1,4 +1,5 @@
 import ArgumentParser
+import DaemonMetrics
 import Foundation
 import Histogram
 import MarketData
@@ -108,32 +109,30 @@ public struct LatencyCommand: AsyncParsableCommand {
         guard seconds > 0 && seconds <= 3600 else { throw ValidationError("--seconds: expected above 0, at most 3600") }
     }
 
-    struct HopRow: Codable {
-        var hop: String
-        var count: UInt64
-        var p50Ns: UInt64
-        var p90Ns: UInt64
-        var p99Ns: UInt64
-        var p999Ns: UInt64
-        var maxNs: UInt64
-        /// Ticks whose stamps ran backwards on this hop (clocks of two hosts): not in the figures.
-        var clockSkewed: UInt64
-    }
-
     struct Report: Codable {
         var source: String
         var seconds: Double
         var ticks: UInt64
-        var hops: [HopRow]
+        var hops: [HopFigures]
     }
 
     public func run() async throws {
         let context = try ZMQContext()
         let (socket, endpoint) = try TickSource.subscribe(from: from, options: options, prefixes: prefixes, raw: false,
             context: context)
+        // edged measures plantd -> edged itself (for the symbols its clients watch): asked at the start of a window
+        // (which starts its own) and at the end.
+        let edge = from == "plantd" ? (try? ChainEndpoints.load(etc: options.etc))?.edgeControl : nil
+        _ = edge.flatMap { Self.edgeHops(context: context, endpoint: $0) }
         repeat {
             let latencies = try measure(socket)
-            let report = Self.report(latencies, source: "\(from) (\(endpoint))", seconds: seconds)
+            var report = Self.report(latencies, source: "\(from) (\(endpoint))", seconds: seconds)
+            let edgeHops = edge.flatMap { Self.edgeHops(context: context, endpoint: $0) } ?? []
+            if let edgeHop = edgeHops.first(where: { $0.count > 0 }),
+                let plantOut = report.hops.firstIndex(where: { $0.hop == "plantd -> mktctl" })
+            {
+                report.hops.insert(edgeHop, at: plantOut)
+            }
             if let plot {
                 let picture = Self.svg(latencies, title: "tickplant latency per hop, \(report.source)")
                 try picture.write(toFile: plot, atomically: true, encoding: .utf8)
@@ -180,11 +179,17 @@ public struct LatencyCommand: AsyncParsableCommand {
         return latencies
     }
 
+    /// edged's own hops since the last time it was asked (nil when it does not answer).
+    static func edgeHops(context: ZMQContext, endpoint: String) -> [HopFigures]? {
+        ControlClient.request(context: context, endpoint: endpoint, request: ControlRequest(cmd: "latency"),
+            timeoutMilliseconds: 500).flatMap { try? JSONDecoder().decode(LatencyReply.self, from: Data($0)).hops }
+    }
+
     static func report(_ latencies: HopLatencies, source: String, seconds: Double) -> Report {
-        let rows = latencies.order.compactMap { name -> HopRow? in
+        let rows = latencies.order.compactMap { name -> HopFigures? in
             guard let hop = latencies.hops[name] else { return nil }
             let histogram = hop.histogram
-            return HopRow(
+            return HopFigures(
                 hop: name, count: histogram.totalCount, p50Ns: histogram.valueAtPercentile(50),
                 p90Ns: histogram.valueAtPercentile(90), p99Ns: histogram.valueAtPercentile(99),
                 p999Ns: histogram.valueAtPercentile(99.9), maxNs: histogram.totalCount == 0 ? 0 : histogram.max,

@@ -174,7 +174,12 @@ import Testing
         defer { chain.stop() }
         try chain.startDaemons()
         try chain.start("mktctl", ["sim", "--config", chain.etc.appendingPathComponent("sim.toml").path, "--quiet"])
-        Thread.sleep(forTimeInterval: 1)
+        // A WebSocket client on AAPL, so that edged takes AAPL's ticks and measures plantd -> edged.
+        try chain.start("ws", executable: Chain.python, [
+            Chain.packageRoot.appendingPathComponent("Tests/Clients/ws_client.py").path,
+            "ws://127.0.0.1:\(chain.ports["edge_http"]!)/prices", "20", "AAPL",
+        ])
+        Thread.sleep(forTimeInterval: 1.5)
         let picture = chain.directory.appendingPathComponent("latency.svg").path
         let result = try Chain.run(Self.mktctl,
             ["latency", "--etc", chain.etc.path, "--seconds", "2", "--json", "--plot", picture])
@@ -183,7 +188,8 @@ import Testing
             try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any], "\(result.output)")
         let hops = try #require(report["hops"] as? [[String: Any]])
         #expect(hops.map { $0["hop"] as? String } == [
-            "exchange -> feedd", "in feedd", "feedd -> plantd", "in plantd", "plantd -> mktctl", "end to end",
+            "exchange -> feedd", "in feedd", "feedd -> plantd", "in plantd", "plantd -> edged", "plantd -> mktctl",
+            "end to end",
         ], "\(result.output)")
         #expect((report["ticks"] as? Int ?? 0) > 1_000, "\(result.output)")
         for hop in hops {
@@ -198,7 +204,7 @@ import Testing
         #expect(hops.dropLast().allSatisfy { ($0["p50_ns"] as? Int ?? .max) <= endToEnd }, "\(result.output)")
         let svg = try String(contentsOfFile: picture, encoding: .utf8)
         #expect(svg.hasPrefix("<svg") && svg.hasSuffix("</svg>\n"))
-        #expect(svg.components(separatedBy: "<polyline").count - 1 == 6, "one line per hop")
+        #expect(svg.components(separatedBy: "<polyline").count - 1 == 6, "one line per hop measured by mktctl")
 
         let table = try Chain.run(Self.mktctl, ["latency", "--etc", chain.etc.path, "--seconds", "1"])
         #expect(table.status == 0, "\(table.output)")
