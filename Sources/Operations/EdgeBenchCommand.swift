@@ -187,17 +187,7 @@ public struct EdgeBenchCommand: ParsableCommand {
         let load = WebSocketLoad(count: clients, options: options, publishTimes: times)
         defer { load.stop() }
         let label = "\(server.name), burst \(burst)"
-        guard
-            load.waitUntilSubscribed(
-                timeout: 60,
-                progress: { totals in
-                    BenchOutput.progress("\(label): \(totals.subscribed) of \(totals.clients) clients subscribed")
-                }), load.totals.failed == 0
-        else {
-            throw BenchError("\(label): \(load.totals.failed) clients failed, \(load.totals.subscribed) subscribed")
-        }
-        guard server.waitForSubscriptions(1) else { throw BenchError("\(label): never subscribed upstream") }
-        usleep(100_000)
+        try connect(load, label: label) { server.waitForSubscriptions(1) }
         var seq = 0
         var complete = true
         let start = MonotonicClock.nowNanoseconds()
@@ -250,7 +240,7 @@ public struct EdgeBenchCommand: ParsableCommand {
         let load = WebSocketLoad(
             count: clients, options: .init(port: edge.port, symbols: ["BENCH"]), publishTimes: times)
         defer { load.stop() }
-        try connect(load, plant, label: "latency at \(latencyRate) deliveries/s")
+        try connect(load, label: "latency at \(latencyRate) deliveries/s") { plant.waitForSubscriptions(1, timeout: 5) }
         let start = MonotonicClock.nowNanoseconds()
         for seq in 1...max(total, 1) {
             // Bursts evenly spaced: the first update of each waits for its time, the rest follow at once.
@@ -283,15 +273,7 @@ public struct EdgeBenchCommand: ParsableCommand {
         results.rssIdleBytes = edge.residentBytes()
         let load = WebSocketLoad(count: idleClients, options: .init(port: edge.port, symbols: symbols))
         defer { load.stop() }
-        guard
-            load.waitUntilSubscribed(
-                timeout: 120,
-                progress: { totals in
-                    BenchOutput.progress("memory: \(totals.subscribed) of \(idleClients) idle clients subscribed")
-                }), load.totals.failed == 0
-        else {
-            throw BenchError("memory run: \(load.totals.failed) clients failed, \(load.totals.subscribed) subscribed")
-        }
+        try connect(load, label: "memory, idle", timeout: 120)
         usleep(1_000_000)
         results.rssWithClientsBytes = edge.residentBytes()
         results.idleClients = idleClients
@@ -376,8 +358,8 @@ public struct EdgeBenchCommand: ParsableCommand {
         options.receiveBuffer = 4_096
         let slow = WebSocketLoad(count: slowCount, options: options)
         defer { slow.stop() }
-        try connect(fast, plant, label: "slow clients: fast ones", upstream: 0)
-        try connect(slow, plant, label: "slow clients: slow ones", upstream: 50)
+        try connect(fast, label: "slow clients: fast ones")
+        try connect(slow, label: "slow clients: slow ones") { plant.waitForSubscriptions(50, timeout: 5) }
 
         var sent = 0
         // A burst of one update per symbol (as a market moves), evenly spaced bursts.
@@ -443,20 +425,21 @@ public struct EdgeBenchCommand: ParsableCommand {
             ).mapValues(\.count))
     }
 
-    /// Waits until every client of `load` has subscribed and edged has subscribed upstream to `upstream` symbols.
-    private func connect(_ load: WebSocketLoad, _ plant: StandInPlant, label: String, upstream: Int = 1) throws {
+    /// Waits (showing progress) until every client of `load` has subscribed, at most `timeout` seconds, then until
+    /// `upstreamReady` says the server can reach them (edged subscribed upstream).
+    private func connect(
+        _ load: WebSocketLoad, label: String, timeout: Double = 60, upstreamReady: () -> Bool = { true }
+    ) throws {
         guard
             load.waitUntilSubscribed(
-                timeout: 60,
+                timeout: timeout,
                 progress: { totals in
                     BenchOutput.progress("\(label): \(totals.subscribed) of \(totals.clients) clients subscribed")
                 }), load.totals.failed == 0
         else {
             throw BenchError("\(label): \(load.totals.failed) clients failed, \(load.totals.subscribed) subscribed")
         }
-        guard upstream == 0 || plant.waitForSubscriptions(upstream, timeout: 5) else {
-            throw BenchError("\(label): edged never subscribed upstream")
-        }
+        guard upstreamReady() else { throw BenchError("\(label): never subscribed upstream") }
         usleep(100_000)
     }
 
