@@ -132,13 +132,19 @@ let package = Package(
         ),
 
         // MARK: Tests
+        // What the tests of several targets share: plain TCP and HTTP to our servers on 127.0.0.1.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
         .testTarget(name: "MarketDataTests", dependencies: ["MarketData"]),
         .testTarget(name: "FeedHandlerTests", dependencies: ["FeedHandler", "MarketData", "ZeroMQ"]),
         .testTarget(name: "TickerPlantTests", dependencies: ["TickerPlant", "MarketData", "ZeroMQ"]),
-        .testTarget(name: "EdgeServerTests", dependencies: ["EdgeServer", "MarketData", "TickerPlant", "ZeroMQ"]),
+        .testTarget(
+            name: "EdgeServerTests",
+            dependencies: ["EdgeServer", "MarketData", "TickerPlant", "ZeroMQ", "TestSupport"]),
         .testTarget(
             name: "OperationsTests", dependencies: ["Operations", "FeedHandler", "MarketData", "ZeroMQ", "EdgeServer", "TickerPlant"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["MarketData", "ZeroMQ", "Operations", "DaemonMetrics"]),
+        .testTarget(
+            name: "EndToEndTests",
+            dependencies: ["MarketData", "ZeroMQ", "Operations", "DaemonMetrics", "TestSupport"]),
     ]
 )

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+import TestSupport
 
 @testable import EdgeServer
 import MarketData
@@ -48,7 +49,7 @@ import ZeroMQ
 
     @Test func aConnectionThatNeverAsksAnythingIsClosedAfterTheHandshakeTimeout() async throws {
         let fixture = try await EdgeServerOverRealSockets.Fixture { $0.handshakeTimeout = .milliseconds(300) }
-        let fd = try TestWebSocketClient.connect(port: fixture.port)
+        let fd = try LoopbackHTTP.connect(port: fixture.port)
         defer { close(fd) }
         var timeout = timeval(tv_sec: 3, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
@@ -81,7 +82,7 @@ import ZeroMQ
         #expect(try EdgeAuthOverRealSockets.closeCode(polite) == 1001)
         #expect(try EdgeAuthOverRealSockets.closeCode(silent) == 1001)
         // While the silent client keeps the drain going: a load balancer sees draining, a new client is refused.
-        let health = try TestWebSocketClient.httpGet(port: fixture.port, path: "/healthz")
+        let health = try LoopbackHTTP.request(port: fixture.port, path: "/healthz")
         #expect(health.hasPrefix("HTTP/1.1 503") && health.contains("draining"), "\(health)")
         #expect(throws: TestWebSocketClient.Failure.self) { try TestWebSocketClient(port: fixture.port) }
         // The polite client answers the close: the server ends its connection.

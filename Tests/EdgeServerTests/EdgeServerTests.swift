@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Testing
+import TestSupport
 
 @testable import EdgeServer
 import MarketData
@@ -149,10 +150,10 @@ import ZeroMQ
 
     @Test func healthzAnswersPlainHTTPAndOtherPathsAre404() async throws {
         let fixture = try await Fixture()
-        let health = try TestWebSocketClient.httpGet(port: fixture.port, path: "/healthz")
+        let health = try LoopbackHTTP.request(port: fixture.port, path: "/healthz")
         #expect(health.hasPrefix("HTTP/1.1 200"))
         #expect(health.contains(#"{"status":"ok"}"#))
-        #expect(try TestWebSocketClient.httpGet(port: fixture.port, path: "/nope").hasPrefix("HTTP/1.1 404"))
+        #expect(try LoopbackHTTP.request(port: fixture.port, path: "/nope").hasPrefix("HTTP/1.1 404"))
         #expect(throws: TestWebSocketClient.Failure.self) { try TestWebSocketClient(port: fixture.port, path: "/other") }
         await fixture.stop()
     }

@@ -1,6 +1,7 @@
 import Foundation
 import MarketData
 import Testing
+import TestSupport
 
 @testable import EdgeServer
 
@@ -14,19 +15,19 @@ import Testing
         let fixture = try await EdgeServerOverRealSockets.Fixture {
             $0.web = try? WebFiles(directory: Self.webDirectory)
         }
-        let page = try TestWebSocketClient.httpGet(port: fixture.port, path: "/")
+        let page = try LoopbackHTTP.request(port: fixture.port, path: "/")
         #expect(page.hasPrefix("HTTP/1.1 200"), "\(page.prefix(200))")
         #expect(page.contains("Content-Type: text/html; charset=utf-8"))
         #expect(page.contains("Cache-Control: no-cache"))
         let html = try String(contentsOfFile: Self.webDirectory + "/index.html", encoding: .utf8)
         #expect(page.hasSuffix(html), "the body is not web/index.html")
-        let client = try TestWebSocketClient.httpGet(port: fixture.port, path: "/tickplant.js")
+        let client = try LoopbackHTTP.request(port: fixture.port, path: "/tickplant.js")
         #expect(client.hasPrefix("HTTP/1.1 200") && client.contains("Content-Type: text/javascript"))
         #expect(client.contains("class PriceBuffer"))
-        #expect(try TestWebSocketClient.httpGet(port: fixture.port, path: "/demo.js").contains("tickplantDemo"))
-        let outside = try TestWebSocketClient.httpGet(port: fixture.port, path: "/../Package.swift")
+        #expect(try LoopbackHTTP.request(port: fixture.port, path: "/demo.js").contains("tickplantDemo"))
+        let outside = try LoopbackHTTP.request(port: fixture.port, path: "/../Package.swift")
         #expect(outside.hasPrefix("HTTP/1.1 404"))
-        #expect(try TestWebSocketClient.httpGet(port: fixture.port, path: "/test").hasPrefix("HTTP/1.1 404"))
+        #expect(try LoopbackHTTP.request(port: fixture.port, path: "/test").hasPrefix("HTTP/1.1 404"))
         // The WebSocket still upgrades on the same port.
         let socket = try TestWebSocketClient(port: fixture.port)
         try socket.send(text: #"{"action":"ping"}"#)
@@ -36,8 +37,8 @@ import Testing
 
     @Test func withoutAWebDirectoryThereIsNoPage() async throws {
         let fixture = try await EdgeServerOverRealSockets.Fixture()
-        #expect(try TestWebSocketClient.httpGet(port: fixture.port, path: "/").hasPrefix("HTTP/1.1 404"))
-        #expect(try TestWebSocketClient.httpGet(port: fixture.port, path: "/tickplant.js").hasPrefix("HTTP/1.1 404"))
+        #expect(try LoopbackHTTP.request(port: fixture.port, path: "/").hasPrefix("HTTP/1.1 404"))
+        #expect(try LoopbackHTTP.request(port: fixture.port, path: "/tickplant.js").hasPrefix("HTTP/1.1 404"))
         await fixture.stop()
     }
 

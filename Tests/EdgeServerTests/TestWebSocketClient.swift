@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import TestSupport
 
 /// A minimal RFC 6455 client over a plain TCP socket: enough to speak to edged from a test the way a browser does
 /// (masked client frames, unmasked server frames), with a timeout on every read.
@@ -14,7 +15,7 @@ final class TestWebSocketClient {
     /// Connects and performs the HTTP upgrade on `path`.
     /// `receiveBuffer` sets a small kernel receive buffer first: a client that stops reading then backs up quickly.
     init(port: Int, path: String = "/prices", receiveBuffer: Int32? = nil) throws {
-        fd = try Self.connect(port: port, receiveBuffer: receiveBuffer)
+        fd = try LoopbackHTTP.connect(port: port, receiveBuffer: receiveBuffer)
         let request = "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
         try writeAll(Array(request.utf8))
@@ -31,45 +32,6 @@ final class TestWebSocketClient {
     func closeAbruptly() {
         close(fd)
         fd = -1
-    }
-
-    static func connect(port: Int, receiveBuffer: Int32? = nil) throws -> Int32 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        if var size = receiveBuffer {
-            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
-        }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        inet_pton(AF_INET, "127.0.0.1", &address.sin_addr)
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        guard result == 0 else {
-            close(fd)
-            throw Failure(description: "connect to port \(port) failed: errno \(errno)")
-        }
-        return fd
-    }
-
-    /// One plain HTTP GET; returns the whole response text.
-    static func httpGet(port: Int, path: String) throws -> String {
-        let fd = try connect(port: port)
-        defer { close(fd) }
-        let request = Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8)
-        _ = request.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, 0) }
-        var response: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        while true {
-            var item = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            guard poll(&item, 1, 3000) > 0 else { break }
-            let count = read(fd, &chunk, chunk.count)
-            if count <= 0 { break }
-            response += chunk[0..<count]
-        }
-        return String(decoding: response, as: UTF8.self)
     }
 
     func writeAll(_ bytes: [UInt8]) throws {

@@ -227,34 +227,6 @@ final class Chain {
             timeoutMilliseconds: 500).flatMap { try? JSONDecoder().decode(DaemonStatus.self, from: Data($0)) }
     }
 
-    /// A plain HTTP/1.1 GET on 127.0.0.1 (the server closes the connection after its answer): the whole response.
-    static func httpGet(port: Int, path: String, method: String = "GET") -> String {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = UInt16(port).bigEndian
-        inet_pton(AF_INET, "127.0.0.1", &address.sin_addr)
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
-            }
-        }
-        guard connected else { return "" }
-        let request = Array("\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8)
-        _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
-        var response: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65_536)
-        while true {
-            var item = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            guard poll(&item, 1, 5_000) > 0 else { break }
-            let count = read(fd, &chunk, chunk.count)
-            if count <= 0 { break }
-            response += chunk[0..<count]
-        }
-        return String(decoding: response, as: UTF8.self)
-    }
-
     /// Runs a program to completion and returns its exit status and output.
     static func run(_ executable: String, _ arguments: [String], in directory: URL? = nil, timeout: TimeInterval = 60)
         throws -> (status: Int32, output: String)

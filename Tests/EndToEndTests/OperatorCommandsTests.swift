@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+import TestSupport
 
 /// mktctl's `check-config`, `keygen` and `subs` as an operator runs them: the real executable, real files, a running
 /// chain.
@@ -268,7 +269,7 @@ import Testing
             "edged": chain.ports["edge_http"]!]
         var first: [String: [String: Double]] = [:]
         for (daemon, port) in ports {
-            let response = Chain.httpGet(port: port, path: "/metrics")
+            let response = try LoopbackHTTP.request(port: port, path: "/metrics")
             #expect(response.hasPrefix("HTTP/1.1 200") && response.contains("text/plain; version=0.0.4"),
                 "\(daemon): \(response.prefix(300))")
             let body = String(response[(response.range(of: "\r\n\r\n")?.upperBound ?? response.endIndex)...])
@@ -279,7 +280,7 @@ import Testing
         Thread.sleep(forTimeInterval: 1.5)
         for daemon in ["feedd", "plantd"] {
             let key = "tickplant_messages_in_total{daemon=\"\(daemon)\",name=\"\(daemon)\"}"
-            let body = Chain.httpGet(port: ports[daemon]!, path: "/metrics")
+            let body = try LoopbackHTTP.request(port: ports[daemon]!, path: "/metrics")
             let before = first[daemon]?[key] ?? -1, after = Self.samples(body).values[key] ?? -1
             #expect(before > 0 && after > before, "\(daemon) \(key): \(before) then \(after)")
             #expect(Self.samples(body).values["tickplant_uptime_seconds{daemon=\"\(daemon)\",name=\"\(daemon)\"}"]
@@ -289,9 +290,9 @@ import Testing
         #expect(first["plantd"]?["tickplant_plantd_subscriptions{daemon=\"plantd\",name=\"plantd\"}"] ?? 0 >= 1)
         // The other routes of a metrics port.
         let metricsPort = ports["plantd"]!
-        #expect(Chain.httpGet(port: metricsPort, path: "/healthz").hasPrefix("HTTP/1.1 200"))
-        #expect(Chain.httpGet(port: metricsPort, path: "/nothing").hasPrefix("HTTP/1.1 404"))
-        let head = Chain.httpGet(port: metricsPort, path: "/metrics", method: "HEAD")
+        #expect(try LoopbackHTTP.request(port: metricsPort, path: "/healthz").hasPrefix("HTTP/1.1 200"))
+        #expect(try LoopbackHTTP.request(port: metricsPort, path: "/nothing").hasPrefix("HTTP/1.1 404"))
+        let head = try LoopbackHTTP.request(port: metricsPort, path: "/metrics", method: "HEAD")
         #expect(head.hasPrefix("HTTP/1.1 200") && !head.contains("# TYPE"), "\(head)")
     }
 
