@@ -5,7 +5,7 @@ SWIFT ?= swift
 RELEASE_BIN = .build/release
 DEBUG_BIN = .build/debug
 
-.PHONY: all build release run test autobahn bench bench-check bench-edge deps test-deps proto proto-check clean
+.PHONY: all build release run test examples autobahn bench bench-check bench-edge deps test-deps proto proto-check clean
 
 all: build
 
@@ -29,10 +29,11 @@ run: release
 ## The chaos test drives 100 000 messages/s through release executables (a debug feedd would be the bottleneck),
 ## the snapshot and crash tests 200 000 ticks/s: the tests run one at a time, because on two cores such a test
 ## starves the timing-sensitive ones beside it (a 500 ms gap give-up, a retransmission window).
+## The reference consumers (examples/) join, heal a gap and ride through a plantd restart against the real chain.
 ## The demo page runs in headless Chromium (screenshots in .build/test-artifacts/); tickplant.js's own tests run in
 ## Node's test runner. Then the WebSocket conformance run (Autobahn) and the benchmarks' allocation check: the
 ## per-message paths must not allocate.
-test: test-deps proto-check
+test: test-deps proto-check examples
 	node --test web/test/
 	$(SWIFT) build -c release
 	$(SWIFT) build --build-tests
@@ -40,6 +41,13 @@ test: test-deps proto-check
 		$(SWIFT) test --skip-build --no-parallel
 	scripts/autobahn $(RELEASE_BIN)/edged
 	$(MAKE) bench-check
+
+## The reference raw consumers of docs/protocol.md: the C one (examples/consumer-c/consumer) built on the project's
+## generated C, the Python one's protoc code generated into examples/consumer-python/generated/.
+examples: deps
+	$(MAKE) -s -C examples/consumer-c
+	@mkdir -p examples/consumer-python/generated
+	protoc -I Proto --python_out=examples/consumer-python/generated Proto/tick.proto Proto/control.proto
 
 ## WebSocket conformance: the Autobahn testsuite (cases 1-7, 9.1) against edged's /echo, which only this run turns
 ## on; every case must be OK, NON-STRICT or INFORMATIONAL. The report: .build/autobahn/index.html.

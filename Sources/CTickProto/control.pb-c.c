@@ -436,7 +436,7 @@ const ProtobufCMessageDescriptor tickplant__control_request__descriptor =
   (ProtobufCMessageInit) tickplant__control_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor tickplant__snapshot_end__field_descriptors[4] =
+static const ProtobufCFieldDescriptor tickplant__snapshot_end__field_descriptors[5] =
 {
   {
     "stream_seq",
@@ -486,17 +486,30 @@ static const ProtobufCFieldDescriptor tickplant__snapshot_end__field_descriptors
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "plant_session",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_FIXED64,
+    0,   /* quantifier_offset */
+    offsetof(Tickplant__SnapshotEnd, plant_session),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned tickplant__snapshot_end__field_indices_by_name[] = {
   2,   /* field[2] = complete */
   3,   /* field[3] = error */
+  4,   /* field[4] = plant_session */
   0,   /* field[0] = stream_seq */
   1,   /* field[1] = tick_count */
 };
 static const ProtobufCIntRange tickplant__snapshot_end__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 5 }
 };
 const ProtobufCMessageDescriptor tickplant__snapshot_end__descriptor =
 {
@@ -506,7 +519,7 @@ const ProtobufCMessageDescriptor tickplant__snapshot_end__descriptor =
   "Tickplant__SnapshotEnd",
   "tickplant",
   sizeof(Tickplant__SnapshotEnd),
-  4,
+  5,
   tickplant__snapshot_end__field_descriptors,
   tickplant__snapshot_end__field_indices_by_name,
   1,  tickplant__snapshot_end__number_ranges,

@@ -161,7 +161,7 @@ const ProtobufCMessageDescriptor tickplant__level__descriptor =
   (ProtobufCMessageInit) tickplant__level__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor tickplant__tick__field_descriptors[30] =
+static const ProtobufCFieldDescriptor tickplant__tick__field_descriptors[31] =
 {
   {
     "symbol",
@@ -523,6 +523,18 @@ static const ProtobufCFieldDescriptor tickplant__tick__field_descriptors[30] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "plant_session",
+    31,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_FIXED64,
+    0,   /* quantifier_offset */
+    offsetof(Tickplant__Tick, plant_session),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned tickplant__tick__field_indices_by_name[] = {
   14,   /* field[14] = ask_price */
@@ -541,6 +553,7 @@ static const unsigned tickplant__tick__field_indices_by_name[] = {
   25,   /* field[25] = low */
   23,   /* field[23] = open */
   6,   /* field[6] = plant_rx_ns */
+  30,   /* field[30] = plant_session */
   7,   /* field[7] = plant_tx_ns */
   11,   /* field[11] = price */
   21,   /* field[21] = quality */
@@ -559,7 +572,7 @@ static const unsigned tickplant__tick__field_indices_by_name[] = {
 static const ProtobufCIntRange tickplant__tick__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 30 }
+  { 0, 31 }
 };
 const ProtobufCMessageDescriptor tickplant__tick__descriptor =
 {
@@ -569,7 +582,7 @@ const ProtobufCMessageDescriptor tickplant__tick__descriptor =
   "Tickplant__Tick",
   "tickplant",
   sizeof(Tickplant__Tick),
-  30,
+  31,
   tickplant__tick__field_descriptors,
   tickplant__tick__field_indices_by_name,
   1,  tickplant__tick__number_ranges,

@@ -88,12 +88,15 @@ public struct SnapshotEnd: Equatable, Sendable {
     /// False when the answer could not go back as far as asked.
     public var complete: Bool
     public var error: String
+    /// The answering plantd's session (its #HB heartbeats carry the same); 0 from a feedd.
+    public var plantSession: UInt64
 
-    public init(streamSequence: UInt64, tickCount: UInt64, complete: Bool, error: String = "") {
+    public init(streamSequence: UInt64, tickCount: UInt64, complete: Bool, error: String = "", plantSession: UInt64 = 0) {
         self.streamSequence = streamSequence
         self.tickCount = tickCount
         self.complete = complete
         self.error = error
+        self.plantSession = plantSession
     }
 
     public func encoded() -> [UInt8] {
@@ -104,6 +107,7 @@ public struct SnapshotEnd: Equatable, Sendable {
             end.tick_count = tickCount
             end.complete = complete ? 1 : 0
             end.error = UnsafeMutablePointer(mutating: cError)
+            end.plant_session = plantSession
             let size = tickplant__snapshot_end__get_packed_size(&end)
             return [UInt8](unsafeUninitializedCapacity: max(size, 1)) { buffer, count in
                 count = tickplant__snapshot_end__pack(&end, buffer.baseAddress!)
@@ -119,5 +123,6 @@ public struct SnapshotEnd: Equatable, Sendable {
         tickCount = decoded.pointee.tick_count
         complete = decoded.pointee.complete != 0
         error = decoded.pointee.error.map { String(cString: $0) } ?? ""
+        plantSession = decoded.pointee.plant_session
     }
 }

@@ -124,6 +124,9 @@ public struct Tick: Equatable, Sendable {
     public var barStartNs: UInt64 = 0
     public var barIntervalSeconds: UInt32 = 0
 
+    // HEARTBEAT (#HB): when this plantd process started (CLOCK_REALTIME ns); it changes when the plant restarts.
+    public var plantSession: UInt64 = 0
+
     public init(symbol: String, type: TickType, venue: String) {
         self.symbol = symbol
         self.type = type

@@ -59,6 +59,7 @@ public final class TickEncoder {
                             message.volume = tick.volume
                             message.bar_start_ns = tick.barStartNs
                             message.bar_interval_s = tick.barIntervalSeconds
+                            message.plant_session = tick.plantSession
                             // Sizing a message walks every field as packing does, so it is skipped when the scratch
                             // buffer surely holds the tick: that halves the cost of encoding.
                             if TickEncoder.sizeBound(of: tick) > scratch.count {
@@ -81,7 +82,7 @@ public final class TickEncoder {
     /// An upper bound of a tick's encoded size: 12 bytes per scalar field (a 2-byte tag and a 10-byte varint at most),
     /// the strings with 5 bytes of tag and length each, and 32 bytes per book level (tag, length, three fields).
     static func sizeBound(of tick: Tick) -> Int {
-        27 * 12 + 3 * 5 + tick.symbol.utf8.count + tick.venue.utf8.count + tick.reason.utf8.count
+        28 * 12 + 3 * 5 + tick.symbol.utf8.count + tick.venue.utf8.count + tick.reason.utf8.count
             + 32 * (tick.bids.count + tick.asks.count)
     }
 
@@ -162,6 +163,7 @@ public enum TickDecoder {
         tick.volume = decoded.volume
         tick.barStartNs = decoded.bar_start_ns
         tick.barIntervalSeconds = decoded.bar_interval_s
+        tick.plantSession = decoded.plant_session
         return tick
     }
 

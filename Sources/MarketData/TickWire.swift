@@ -9,7 +9,7 @@ public enum TickWire {
     enum Field: UInt64 {
         case symbol = 1, type, venue, exchangeTs, feedRx, feedTx, plantRx, plantTx, venueSeq, streamSeq, symbolSeq
         case price, size, bidPrice, askPrice, tradeID, bidSize, askSize, bids, asks, state, quality, reason
-        case open, high, low, close, volume, barStart, barInterval
+        case open, high, low, close, volume, barStart, barInterval, plantSession
     }
 
     struct Reader {
@@ -118,6 +118,7 @@ public enum TickWire {
             case .volume: tick.volume = try reader.varint()
             case .barStart: tick.barStartNs = try reader.fixed64()
             case .barInterval: tick.barIntervalSeconds = UInt32(truncatingIfNeeded: try reader.varint())
+            case .plantSession: tick.plantSession = try reader.fixed64()
             }
         }
         guard typeValue != 0, typeValue <= UInt64(UInt8.max), let type = TickType(rawValue: UInt8(typeValue)) else {
@@ -131,7 +132,7 @@ public enum TickWire {
     static func expectedWireType(_ number: UInt64) -> UInt64 {
         switch number {
         case 1, 3, 19, 20, 23: 2
-        case 4, 5, 6, 7, 8, 29: 1
+        case 4, 5, 6, 7, 8, 29, 31: 1
         default: 0
         }
     }

@@ -58,6 +58,9 @@ final class PlantLoop: SocketLoop {
     let controlIndex: Int
     var boundEndpoints: [String: String] = [:]
     let started = MonotonicClock.nowNanoseconds()
+    /// This process's session, in every heartbeat and snapshot end: a consumer that sees it change knows the plant
+    /// restarted and joins again (its SUB may have missed what was published before it reconnected).
+    let session = WallClock.nowNanoseconds()
 
     let encoder = TickEncoder()
     let topicMessage = ZMQMessage()
@@ -418,6 +421,7 @@ final class PlantLoop: SocketLoop {
         heartbeat.streamSequence = streamSequence
         heartbeat.quality = .ok
         heartbeat.plantTransmitNs = WallClock.nowNanoseconds()
+        heartbeat.plantSession = session
         topic.removeAll(keepingCapacity: true)
         topic.append(contentsOf: Topic.heartbeat.utf8)
         let payload = encoder.encode(heartbeat)

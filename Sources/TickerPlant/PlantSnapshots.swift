@@ -101,7 +101,8 @@ extension PlantLoop {
     }
 
     func sendEnd(to identity: [UInt8], count: UInt64, complete: Bool, error: String) {
-        let end = SnapshotEnd(streamSequence: streamSequence, tickCount: count, complete: complete, error: error)
+        let end = SnapshotEnd(streamSequence: streamSequence, tickCount: count, complete: complete, error: error,
+            plantSession: session)
         _ = try? snapshots.send(identity, more: true, dontWait: true)
         _ = try? snapshots.send(SnapshotEnd.topic, more: true, dontWait: true)
         _ = try? snapshots.send(end.encoded(), dontWait: true)

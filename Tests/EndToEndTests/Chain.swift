@@ -106,6 +106,26 @@ final class Chain {
                 [journal]
                 directory = "\(directory.appendingPathComponent("journal").path)"
                 """,
+            // The journal plantd for the reference consumers' test: bars of 1 s only and venues stale only after a
+            // minute, so that nothing is published once the market stops (a minute bar, a STALE) and the consumers'
+            // last values can be held to the plant's snapshot.
+            "plantd-consumers.toml": """
+                [plant]
+                feeds = ["\(endpoint("feed_pub"))"]
+                replays = ["\(endpoint("feed_replay"))"]
+                publish = "\(endpoint("plant_pub"))"
+                snapshot = "\(endpoint("plant_snap"))"
+                control = "\(endpoint("plant_ctl"))"
+                heartbeat_interval = "500ms"
+                replay_ticks = 5000000
+
+                [journal]
+                directory = "\(directory.appendingPathComponent("journal").path)"
+
+                [aggregation]
+                bars = ["1s"]
+                stale_after = "60s"
+                """,
             "edged.toml": """
                 [edge]
                 listen = "127.0.0.1:\(ports["edge_http"]!)"

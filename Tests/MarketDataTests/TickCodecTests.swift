@@ -88,6 +88,7 @@ import Testing
         tick.reason = String(repeating: "r", count: 300)
         tick.barStartNs = .max
         tick.barIntervalSeconds = .max
+        tick.plantSession = .max
         let encoded = TickEncoder().encodeToArray(tick)
         #expect(TickEncoder.sizeBound(of: tick) >= encoded.count)
         #expect(try TickDecoder.decode(encoded) == tick)
@@ -114,7 +115,7 @@ import Testing
     }
 
     @Test func snapshotEndsSurviveEncodeAndDecode() {
-        let end = SnapshotEnd(streamSequence: 123, tickCount: 7, complete: false, error: "too old")
+        let end = SnapshotEnd(streamSequence: 123, tickCount: 7, complete: false, error: "too old", plantSession: 1_764_000_000_123_456_789)
         #expect(SnapshotEnd(decoding: end.encoded()) == end)
         #expect(ReplayRequest(decoding: [0xFF, 0x01]) == nil)
         #expect(ReplayRequest(decoding: []) == nil)

@@ -47,6 +47,7 @@ import Testing
         tick.volume = value()
         tick.barStartNs = value()
         tick.barIntervalSeconds = UInt32(truncatingIfNeeded: value())
+        tick.plantSession = value()
         return tick
     }
 

@@ -109,6 +109,21 @@ final class PlantUnderTest {
         #expect(trades.map(\.streamSequence) == [1, 3, 5])
         let lastHeartbeat = try #require(heartbeats.last)
         #expect(lastHeartbeat.streamSequence <= UInt64(sent))
+        // Heartbeats and snapshot ends name the plant's session (when it started): a consumer that sees it change
+        // knows the plant restarted and joins again.
+        #expect(lastHeartbeat.plantSession > 0 && lastHeartbeat.plantSession < WallClock.nowNanoseconds())
+        #expect(Set(heartbeats.map(\.plantSession)).count == 1)
+        let dealer = try ZMQSocket(plant.context, type: .dealer)
+        defer { dealer.close() }
+        try dealer.setReceiveTimeout(milliseconds: 5_000)
+        try dealer.connect(try plant.endpoint("snapshot"))
+        _ = try dealer.send(ReplayRequest.snapshot(prefix: "MSFT|").encoded())
+        var end: SnapshotEnd?
+        while end == nil, let frames = try dealer.receiveFrames() {
+            if frames[0] == Array(SnapshotEnd.topic.utf8) { end = SnapshotEnd(decoding: frames[1]) }
+        }
+        #expect(end?.plantSession == lastHeartbeat.plantSession)
+        #expect(end?.tickCount == 1)
 
         // The XPUB saw our subscriptions.
         let reply = try plant.ask(#"{"cmd":"subs"}"#, as: SubscriptionsReply.self)

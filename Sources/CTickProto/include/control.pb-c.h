@@ -105,10 +105,14 @@ struct  Tickplant__SnapshotEnd
    */
   protobuf_c_boolean complete;
   char *error;
+  /*
+   * the answering plantd's session (as in its #HB heartbeats); 0 from feedd
+   */
+  uint64_t plant_session;
 };
 #define TICKPLANT__SNAPSHOT_END__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&tickplant__snapshot_end__descriptor) \
-    , 0, 0, 0, (char *)protobuf_c_empty_string }
+    , 0, 0, 0, (char *)protobuf_c_empty_string, 0 }
 
 
 /* Tickplant__SnapshotRequest methods */

@@ -150,10 +150,16 @@ struct  Tickplant__Tick
   uint64_t volume;
   uint64_t bar_start_ns;
   uint32_t bar_interval_s;
+  /*
+   * HEARTBEAT (#HB): the plant's session, the CLOCK_REALTIME ns when this plantd process started. A consumer that
+   * sees it change knows the plant restarted (ticks may have been published before its SUB reconnected) and joins
+   * again: snapshot, then a replay of each symbol that moved on (docs/protocol.md).
+   */
+  uint64_t plant_session;
 };
 #define TICKPLANT__TICK__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&tickplant__tick__descriptor) \
-    , (char *)protobuf_c_empty_string, TICKPLANT__TICK_TYPE__TICK_TYPE_UNSPECIFIED, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,NULL, 0,NULL, TICKPLANT__TRADING_STATE__TRADING_STATE_UNSPECIFIED, TICKPLANT__QUALITY__QUALITY_UNSPECIFIED, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0, 0 }
+    , (char *)protobuf_c_empty_string, TICKPLANT__TICK_TYPE__TICK_TYPE_UNSPECIFIED, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,NULL, 0,NULL, TICKPLANT__TRADING_STATE__TRADING_STATE_UNSPECIFIED, TICKPLANT__QUALITY__QUALITY_UNSPECIFIED, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0, 0, 0 }
 
 
 /* Tickplant__Level methods */
