@@ -10,6 +10,7 @@ public struct ChainEndpoints: Sendable {
     public var feedPublish: String?
     public var plantControl: String?
     public var plantPublish: String?
+    public var plantSnapshot: String?
     public var edgeControl: String?
 
     /// A bind endpoint as a connect endpoint: `tcp://*:7201` and `tcp://0.0.0.0:7201` become `tcp://127.0.0.1:7201`.
@@ -32,6 +33,7 @@ public struct ChainEndpoints: Sendable {
             let plant = try PlantConfiguration.load(file: "\(directory)/plantd.toml")
             endpoints.plantControl = connectable(plant.controlEndpoint)
             endpoints.plantPublish = connectable(plant.publishEndpoint)
+            endpoints.plantSnapshot = connectable(plant.snapshotEndpoint)
         }
         if fileExists("edged.toml") {
             // Only its endpoints: the files it names (web, TLS, secret) are edged's business, relative to its own

@@ -3,10 +3,18 @@ import Foundation
 import MarketData
 import ZeroMQ
 
-/// `mktctl tail PREFIX...`: live decoded ticks from plantd (or a feedd, or any PUB endpoint), one per line.
+/// `mktctl tail PREFIX...`: decoded ticks from plantd (or a feedd, or any PUB endpoint), one per line. From plantd it
+/// joins as docs/protocol.md tells a consumer to (PlantJoin): each symbol's last values first, marked SNAPSHOT, then
+/// its live ticks with no hole in symbol_seq, a gap replayed (REPLAYED) and a plant restart ridden through.
 public struct TailCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
-        commandName: "tail", abstract: "Print live ticks whose topic starts with a prefix (all when none given).")
+        commandName: "tail", abstract: "Print ticks whose topic starts with a prefix (all when none given).",
+        discussion: """
+            From plantd, tail joins as a raw consumer does (docs/protocol.md): each symbol's last values first \
+            (SNAPSHOT), then its live ticks in symbol_seq order; a gap is replayed from plantd (REPLAYED) and \
+            what happened is said on standard error. --no-join shows only live ticks, as a bare SUB gets them; so \
+            does a prefix of one type (AAPL|T), which sees only part of a symbol's symbol_seq.
+            """)
 
     @OptionGroup public var options: ChainOptions
 
@@ -15,6 +23,12 @@ public struct TailCommand: AsyncParsableCommand {
 
     @Option(name: .long, help: "plantd, feedd, or a ZeroMQ endpoint such as tcp://127.0.0.1:7201.")
     public var from: String = "plantd"
+
+    @Option(name: .long, help: "plantd's snapshot ROUTER, to join a --from ENDPOINT (from plantd: its etc/ file's).")
+    public var snapshot: String?
+
+    @Flag(name: .long, help: "Live ticks only, as a bare SUB gets them: no snapshot, no gap repair.")
+    public var noJoin = false
 
     @Flag(name: .long, help: "Use the prefixes literally: AA is every symbol that begins with AA.")
     public var raw = false
@@ -43,6 +57,25 @@ public struct TailCommand: AsyncParsableCommand {
         let quarantinedSymbols = Set(prefixes.map { String($0.prefix { $0 != "|" }) })
         let quarantined = !quarantine ? [] : prefixes.isEmpty ? [Topic.quarantinePrefix]
             : quarantinedSymbols.sorted().map { Topic.quarantinePrefix + $0 }
+        let topics = TickSource.topics(prefixes, raw: raw)
+        if !noJoin && (from == "plantd" || snapshot != nil) {
+            if topics.allSatisfy(PlantJoin.joinable) {
+                let snapshotEndpoint: String
+                if let snapshot {
+                    snapshotEndpoint = snapshot
+                } else {
+                    guard let found = try options.loadEndpoints().plantSnapshot else {
+                        throw ValidationError("no plantd.toml in \(options.etc)/ (use --etc, or --from and --snapshot)")
+                    }
+                    snapshotEndpoint = found
+                }
+                let join = try PlantJoin(context: context, publish: try TickSource.endpoint(from: from, options: options),
+                    snapshot: snapshotEndpoint, prefixes: topics, plantTopics: quarantined)
+                return try printJoined(join, quarantinedSymbols: quarantinedSymbols)
+            }
+            // A prefix of one type (AAPL|T) sees only part of its symbol's symbol_seq: it cannot be joined
+            // gap-free, so it is shown live, as a bare SUB gets it (docs/protocol.md, section 5).
+        }
         let socket = try TickSource.subscribe(from: from, options: options, prefixes: prefixes + quarantined, raw: raw,
             context: context).socket
         let poller = ZMQPoller()
@@ -76,6 +109,49 @@ public struct TailCommand: AsyncParsableCommand {
             if latency && !options.json { line += "  " + TickText.hops(tick, receivedNs: receivedNs) }
             output.write(Data((line + "\n").utf8))
             printed += 1
+        }
+    }
+
+    /// What the join hands over, printed as it comes: ticks on standard output (marked by origin), what happened to
+    /// the stream on standard error.
+    private func printJoined(_ join: PlantJoin, quarantinedSymbols: Set<String>) throws {
+        var printed = 0
+        var lastTick = MonotonicClock.nowNanoseconds()
+        let output = FileHandle.standardOutput
+        while count.map({ printed < $0 }) ?? true {
+            let events = try join.poll(timeoutMilliseconds: 200)
+            let receivedNs = WallClock.nowNanoseconds()
+            if events.isEmpty, let idleTimeout, Double(MonotonicClock.nowNanoseconds() - lastTick) / 1e9 > idleTimeout {
+                throw ExitCode(printed > 0 ? 0 : 1)
+            }
+            // One write per batch: a shard of a busy market is thousands of lines a second.
+            var text = ""
+            defer { if !text.isEmpty { output.write(Data(text.utf8)) } }
+            for event in events {
+                guard count.map({ printed < $0 }) ?? true else { break }
+                switch event {
+                case let .notice(text):
+                    FileHandle.standardError.write(Data("tail: \(text)\n".utf8))
+                case let .tick(tick, topic, origin):
+                    // `#Q|AAPL` is a prefix of AAPLX's quarantine topic too: only the symbols asked for.
+                    if origin == .plant && !raw && !prefixes.isEmpty && !quarantinedSymbols.contains(tick.symbol) {
+                        continue
+                    }
+                    lastTick = MonotonicClock.nowNanoseconds()
+                    let mark = origin == .plant && topic.hasPrefix(Topic.quarantinePrefix) ? "QUARANTINED" : origin.rawValue
+                    var line: String
+                    if options.json {
+                        line = TickText.json(tick)
+                        if !mark.isEmpty { line = String(line.dropLast()) + #","origin":"\#(mark.lowercased())"}"# }
+                    } else {
+                        line = (mark.isEmpty ? "" : mark.padding(toLength: 11, withPad: " ", startingAt: 0) + "  ")
+                            + TickText.line(tick)
+                        if latency { line += "  " + TickText.hops(tick, receivedNs: receivedNs) }
+                    }
+                    text += line + "\n"
+                    printed += 1
+                }
+            }
         }
     }
 }
@@ -147,24 +223,28 @@ enum TickSource {
     static func subscribe(from: String, options: ChainOptions, prefixes: [String], raw: Bool, context: ZMQContext)
         throws -> (socket: ZMQSocket, endpoint: String)
     {
-        let endpoint: String
-        switch from {
-        case "plantd", "feedd":
-            let endpoints = try options.loadEndpoints()
-            guard let found = from == "plantd" ? endpoints.plantPublish : endpoints.feedPublish else {
-                throw ValidationError("no \(from).toml in \(options.etc)/ (use --etc or --from ENDPOINT)")
-            }
-            endpoint = found
-        default:
-            endpoint = from
-        }
+        let endpoint = try endpoint(from: from, options: options)
         let socket = try ZMQSocket(context, type: .subscribe)
         try socket.setReceiveHighWaterMark(1_000_000)
         try socket.connect(endpoint)
-        let topics =
-            prefixes.isEmpty
-            ? [""] : prefixes.map { raw || $0.contains("|") || $0.hasPrefix("#") ? $0 : Topic.allTypes(of: $0) }
-        for topic in topics { try socket.subscribe(topic) }
+        for topic in topics(prefixes, raw: raw) { try socket.subscribe(topic) }
         return (socket, endpoint)
+    }
+
+    /// plantd's or a feedd's PUB from the etc/ files, or `from` itself.
+    static func endpoint(from: String, options: ChainOptions) throws -> String {
+        guard from == "plantd" || from == "feedd" else { return from }
+        let endpoints = try options.loadEndpoints()
+        guard let found = from == "plantd" ? endpoints.plantPublish : endpoints.feedPublish else {
+            throw ValidationError("no \(from).toml in \(options.etc)/ (use --etc or --from ENDPOINT)")
+        }
+        return found
+    }
+
+    /// The topics for `prefixes` (everything when none): a symbol alone means every tick of it ("AAPL" is "AAPL|",
+    /// so AAPLX stays out) unless `raw`.
+    static func topics(_ prefixes: [String], raw: Bool) -> [String] {
+        prefixes.isEmpty
+            ? [""] : prefixes.map { raw || $0.contains("|") || $0.hasPrefix("#") ? $0 : Topic.allTypes(of: $0) }
     }
 }

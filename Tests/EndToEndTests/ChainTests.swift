@@ -117,11 +117,22 @@ import ZeroMQ
         let mktctl = Chain.binDirectory.appendingPathComponent("mktctl").path
         let etc = chain.etc.path
 
-        let tail = try Chain.run(mktctl, ["tail", "AAPL", "--etc", etc, "--count", "5", "--idle-timeout", "10"])
+        // tail joins as docs/protocol.md tells a consumer to: AAPL's last values first (SNAPSHOT), then its live
+        // ticks from the next symbol_seq on, without a hole.
+        let tail = try Chain.run(mktctl, ["tail", "AAPL", "--etc", etc, "--count", "40", "--idle-timeout", "10"])
         #expect(tail.status == 0, "\(tail.output)")
-        let lines = tail.output.split(separator: "\n")
-        #expect(lines.count == 5)
-        #expect(lines.allSatisfy { $0.hasPrefix("AAPL ") }, "\(tail.output)")
+        let lines = tail.output.split(separator: "\n").filter { !$0.hasPrefix("tail: ") }
+        #expect(lines.count == 40)
+        let snapshot = lines.prefix { $0.hasPrefix("SNAPSHOT") }
+        #expect(!snapshot.isEmpty && snapshot.allSatisfy { $0.contains(" AAPL ") }, "\(tail.output)")
+        let live = lines.dropFirst(snapshot.count)
+        #expect(live.allSatisfy { $0.hasPrefix("AAPL ") || $0.hasPrefix("REPLAYED     AAPL ") }, "\(tail.output)")
+        func symbolSequence(_ line: Substring) -> UInt64 {
+            line.split(separator: " ").first { $0.hasPrefix("sym#") }.flatMap { UInt64($0.dropFirst(4)) } ?? 0
+        }
+        let joinedAt = snapshot.map(symbolSequence).max() ?? 0
+        let expected = Array((joinedAt + 1)..<(joinedAt + 1 + UInt64(live.count)))
+        #expect(live.map(symbolSequence) == expected, "\(tail.output)")
 
         let json = try Chain.run(mktctl, ["tail", "AAPL|T", "--etc", etc, "--count", "3", "--json", "--idle-timeout", "10"])
         let trades = Self.jsonLines(json.output)

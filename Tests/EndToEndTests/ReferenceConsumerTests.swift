@@ -105,6 +105,31 @@ import ZeroMQ
         #expect(mismatches.isEmpty, "\(name): \(mismatches.count) differences, first: \(mismatches.prefix(5))")
     }
 
+    /// mktctl tail's lines: per symbol its snapshot, then every symbol_seq after it once, in order, up to the
+    /// plant's last; the plant's restart said on standard error.
+    static func expectTailContiguous(_ log: String, prefix: String, plant: [String: [TickType: Tick]]) {
+        var snapshotTop: [String: Int] = [:]
+        var last: [String: Int] = [:]
+        var holes: [String] = []
+        for line in log.split(separator: "\n") where line.hasPrefix("{") {
+            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                let symbol = object["symbol"] as? String, let sequence = object["symbol_seq"] as? Int
+            else { continue }
+            if object["origin"] as? String == "snapshot" {
+                snapshotTop[symbol] = max(snapshotTop[symbol] ?? 0, sequence)
+                last[symbol] = snapshotTop[symbol]
+                continue
+            }
+            let previous = last[symbol] ?? 0
+            if sequence != previous + 1 { holes.append("\(symbol): \(sequence) after \(previous)") }
+            last[symbol] = sequence
+        }
+        #expect(log.contains("tail: joining again: plantd restarted"), "\(log.suffix(1_000))")
+        #expect(holes.isEmpty, "tail: \(holes.count) holes, first: \(holes.prefix(5))")
+        let expected = plant.filter { $0.key.hasPrefix(prefix) }.mapValues { Int($0.values.map(\.symbolSequence).max() ?? 0) }
+        #expect(last == expected, "tail's last symbol_seq differ from the plant's")
+    }
+
     @Test func bothConsumersJoinUnderLoadHealAGapRideThroughAPlantRestartAndEndEqualToThePlant() throws {
         try Self.buildExamples()
         let chain = try Chain()
@@ -132,6 +157,11 @@ import ZeroMQ
                 + ["--drop", "\(pythonDrop.from):\(pythonDrop.count)"] + pythonPrefixes)
         try chain.start("consumer-c", executable: Self.examples.appendingPathComponent("consumer-c/consumer").path,
             common + ["--drop", "\(cDrop.from):\(cDrop.count)"])
+        // And what an operator sees: mktctl tail joins the same way.
+        let tailPrefix = "M"
+        try chain.start("tail", executable: Self.binDirectory.appendingPathComponent("mktctl").path,
+            ["tail", "--from", chain.endpoint("plant_pub"), "--snapshot", chain.endpoint("plant_snap"), "--raw",
+                "--json", "--idle-timeout", "4", tailPrefix])
         let joinDeadline = Date().addingTimeInterval(10)
         func joined(_ name: String) -> Bool { chain.log(name).contains("  live  ") }
         while Date() < joinDeadline && !(joined("consumer-python") && joined("consumer-c")) {
@@ -152,6 +182,7 @@ import ZeroMQ
         #expect(try chain.waitForExit("consumer-c", timeout: 150) == 0, "\(chain.log("consumer-c").suffix(2_000))")
         #expect(try chain.waitForExit("consumer-python", timeout: 150) == 0,
             "\(chain.log("consumer-python").suffix(2_000))")
+        #expect(try chain.waitForExit("tail", timeout: 150) == 0, "\(chain.log("tail").suffix(2_000))")
         let context = try ZMQContext()
         let plant = try Self.plantSnapshot(chain, context: context)
         #expect(plant.count > 200, "the market's symbols: \(plant.count)")
@@ -162,6 +193,7 @@ import ZeroMQ
         Self.expectEqualToThePlant(c, name: "consumer-c", prefixes: [""], plant: plant, dropped: cDrop.count)
         Self.expectEqualToThePlant(python, name: "consumer-python", prefixes: pythonPrefixes, plant: plant,
             dropped: pythonDrop.count)
+        Self.expectTailContiguous(chain.log("tail"), prefix: tailPrefix, plant: plant)
         print("reference consumers: joined under \(Int(loadAtJoin)) ticks/s out of plantd; C took \(c.received) "
             + "ticks, healed \(c.counter("gaps_healed")) gaps; Python took \(python.received), healed "
             + "\(python.counter("gaps_healed")); both rode through plantd's restart")

@@ -193,7 +193,7 @@ typedef struct {
     int snapshots_due;
     bool have_session;
     uint64_t session; /* plantd's session, from its heartbeats */
-    double last_heartbeat, last_tick_at;
+    double last_message, last_tick_at;
     bool link_stale;
     uint64_t received_live; /* received since the first join ended (what --drop counts) */
     uint64_t received, duplicates, dropped_on_purpose, gaps, gaps_healed, resets, rejoins, plant_restarts,
@@ -480,7 +480,6 @@ static void on_answer(Consumer *consumer, const zmq_msg_t *topic, const zmq_msg_
 
 /* Step 7: heartbeats tell a quiet market from a dead link, and a restarted plant by its session. */
 static void on_heartbeat(Consumer *consumer, const Tickplant__Tick *heartbeat) {
-    consumer->last_heartbeat = now_seconds();
     bool was_stale = consumer->link_stale;
     consumer->link_stale = false;
     if (!consumer->have_session) {
@@ -499,6 +498,7 @@ static void on_heartbeat(Consumer *consumer, const Tickplant__Tick *heartbeat) {
 static void on_live(Consumer *consumer, const zmq_msg_t *topic, const zmq_msg_t *payload) {
     const char *topic_text = zmq_msg_data((zmq_msg_t *)topic);
     bool heartbeat = zmq_msg_size(topic) == 3 && memcmp(topic_text, "#HB", 3) == 0;
+    consumer->last_message = now_seconds(); /* anything shows the link alive: a consumer behind reads #HB late */
     /* The plant's other topics (#SYS, #Q|SYMBOL quarantined ticks, which an empty prefix takes too) are not a
      * symbol's ticks: its symbol_seq counts only what was published under SYMBOL|. */
     if (!heartbeat && zmq_msg_size(topic) > 0 && topic_text[0] == '#') return;
@@ -706,7 +706,7 @@ int main(int argc, char **argv) {
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     double started = now_seconds(), last_line = started;
-    consumer.last_heartbeat = consumer.last_tick_at = started;
+    consumer.last_message = consumer.last_tick_at = started;
     uint64_t received_at_line = 0;
     zmq_msg_t topic, payload;
     zmq_msg_init(&topic);
@@ -727,10 +727,10 @@ int main(int argc, char **argv) {
             on_answer(&consumer, &topic, &payload);
         }
         double now = now_seconds();
-        if (!consumer.link_stale && now - consumer.last_heartbeat > consumer.heartbeat_timeout) {
+        if (!consumer.link_stale && now - consumer.last_message > consumer.heartbeat_timeout) {
             consumer.link_stale = true;
             consumer.link_silences++;
-            fprintf(stderr, "no heartbeat for %g s: every symbol is STALE until the plant is back\n",
+            fprintf(stderr, "nothing from plantd for %g s: every symbol is STALE until it is back\n",
                     consumer.heartbeat_timeout);
         }
         if (consumer.asking && now - consumer.asked_at > consumer.request_timeout) {

@@ -105,7 +105,7 @@ class Consumer:
         self.join_snapshots = {}             # symbol -> its ticks, from the join's snapshots
         self.snapshots_due = 0
         self.session = None                  # plantd's session, from its heartbeats
-        self.last_heartbeat = time.monotonic()
+        self.last_message = time.monotonic()
         self.link_stale = False
         self.received = 0
         self.received_live = 0               # received since the first join ended (what --drop counts)
@@ -247,6 +247,8 @@ class Consumer:
     # MARK: live ticks (step 5) and gaps (step 6)
 
     def on_tick(self, topic, payload):
+        # Anything that arrives shows the link alive: a consumer behind its stream reads heartbeats late.
+        self.last_message = time.monotonic()
         if topic.startswith(b"#") and topic != HEARTBEAT:
             # The plant's other topics (#SYS, #Q|SYMBOL quarantined ticks, which an empty prefix takes too) are not
             # a symbol's ticks: its symbol_seq counts only what was published under SYMBOL|.
@@ -315,7 +317,6 @@ class Consumer:
     # MARK: heartbeats (step 7)
 
     def on_heartbeat(self, tick):
-        self.last_heartbeat = time.monotonic()
         was_stale, self.link_stale = self.link_stale, False
         if self.session is None:
             self.session = tick.plant_session
@@ -328,10 +329,10 @@ class Consumer:
             self.rejoin("heartbeats are back after a silence")
 
     def check_heartbeats(self, now):
-        if not self.link_stale and now - self.last_heartbeat > self.heartbeat_timeout:
+        if not self.link_stale and now - self.last_message > self.heartbeat_timeout:
             self.link_stale = True
             self.counters["link_silences"] += 1
-            print(f"no heartbeat for {self.heartbeat_timeout:g} s: every symbol is STALE until the plant is back",
+            print(f"nothing from plantd for {self.heartbeat_timeout:g} s: every symbol is STALE until it is back",
                   file=sys.stderr, flush=True)
 
     # MARK: what it shows
@@ -449,7 +450,7 @@ def main():
     parser.add_argument("--endpoint", default="tcp://127.0.0.1:7201", help="plantd's PUB (XPUB)")
     parser.add_argument("--snapshot", default="tcp://127.0.0.1:7202", help="plantd's snapshot/replay ROUTER")
     parser.add_argument("--heartbeat-timeout", type=float, default=3.0,
-                        help="seconds without a heartbeat before every symbol shows STALE")
+                        help="seconds without any message (ticks or heartbeats) before every symbol shows STALE")
     parser.add_argument("--request-timeout", type=float, default=5.0,
                         help="seconds to wait for a snapshot or replay before asking again")
     parser.add_argument("--seconds", type=float, default=0, help="stop after this long (0: run until Ctrl-C)")
