@@ -1,4 +1,5 @@
 import MarketData
+import ZeroMQ
 
 /// edged's configuration (etc/edged.toml), validated once at start.
 public struct EdgeConfiguration: Sendable {
@@ -52,6 +53,9 @@ public struct EdgeConfiguration: Sendable {
     public var auth: AuthConfiguration?
     /// wss (`[tls]` certificate and key); nil: plain ws, for a deployment that ends TLS in its load balancer.
     public var tls: TLSContext?
+    /// CURVE to plantd (`[curve]`: plantd's public key, edged's own secret key); nil: plain, for a plant that has
+    /// no `[curve]`.
+    public var curve: CurveClientKeys?
 
     public init() {}
 
@@ -116,8 +120,29 @@ public struct EdgeConfiguration: Sendable {
         }
         configuration.auth = try loadAuth(try root.table("auth"), readingFiles: readingFiles)
         configuration.tls = try loadTLS(try root.table("tls"), readingFiles: readingFiles)
+        configuration.curve = try loadCurve(try root.table("curve"), readingFiles: readingFiles)
         try root.finish()
         return configuration
+    }
+
+    static func loadCurve(_ table: ConfigReader, readingFiles: Bool = true) throws(ConfigError) -> CurveClientKeys? {
+        switch (table.has("server_key_file"), table.has("secret_key_file")) {
+        case (false, false):
+            return nil
+        case (false, true):
+            throw table.error("server_key_file", "expected beside secret_key_file: plantd's public key (its .key file)")
+        case (true, false):
+            throw table.error("secret_key_file", "expected beside server_key_file: edged's own secret key")
+        case (true, true):
+            guard readingFiles else {
+                _ = try table.string("server_key_file")
+                _ = try table.string("secret_key_file")
+                return nil
+            }
+            let server = try table.keyFile("server_key_file", problem: CurveKeyPair.problem(withKey:))
+            let secret = try table.keyFile("secret_key_file", problem: CurveKeyPair.problem(withSecretKey:))
+            return CurveClientKeys(serverKey: server, secretKey: secret)
+        }
     }
 
     static func loadTLS(_ table: ConfigReader, readingFiles: Bool = true) throws(ConfigError) -> TLSContext? {

@@ -60,17 +60,20 @@ private final class UpstreamLoop: SocketLoop {
     init(subscriber: UpstreamSubscriber) throws {
         self.subscriber = subscriber
         socket = try ZMQSocket(subscriber.context, type: .subscribe)
+        if let curve = subscriber.configuration.curve { try socket.setCurveClient(curve) }
         try socket.setReceiveHighWaterMark(subscriber.configuration.receiveHighWaterMark)
         try socket.connect(subscriber.configuration.upstream)
         if let endpoint = subscriber.configuration.snapshotEndpoint {
-            snapshotSocket = try Self.snapshotDealer(subscriber.context, endpoint)
+            snapshotSocket = try Self.snapshotDealer(
+                subscriber.context, endpoint, curve: subscriber.configuration.curve)
         }
         control = try ControlResponder(context: subscriber.context, endpoint: subscriber.configuration.controlEndpoint)
         boundEndpoints = ["control": try control.socket.lastEndpoint]
     }
 
-    static func snapshotDealer(_ context: ZMQContext, _ endpoint: String) throws -> ZMQSocket {
+    static func snapshotDealer(_ context: ZMQContext, _ endpoint: String, curve: CurveClientKeys?) throws -> ZMQSocket {
         let dealer = try ZMQSocket(context, type: .dealer)
+        if let curve { try dealer.setCurveClient(curve) }
         try dealer.setReceiveHighWaterMark(0)
         try dealer.connect(endpoint)
         return dealer
@@ -206,7 +209,7 @@ private final class UpstreamLoop: SocketLoop {
         // The poller must not see the closed socket: it watches the new one, or nothing.
         if let index = snapshotPollIndex { poller.disable(index) }
         snapshotSocket?.close()
-        snapshotSocket = try? Self.snapshotDealer(subscriber.context, endpoint)
+        snapshotSocket = try? Self.snapshotDealer(subscriber.context, endpoint, curve: subscriber.configuration.curve)
         if let index = snapshotPollIndex, let dealer = snapshotSocket { try? poller.replace(index, with: dealer) }
     }
 

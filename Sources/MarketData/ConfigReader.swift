@@ -209,6 +209,28 @@ public final class ConfigReader {
         return (host, port)
     }
 
+    /// The key held in the file that `key` names (a path relative to where the daemon runs), trimmed, checked by
+    /// `problem`: keys live in their own files (`mktctl keygen` writes them), so that a config can be shown around.
+    public func keyFile(_ key: String, problem: (String) -> String?) throws(ConfigError) -> String {
+        try readKey(key, path: try string(key), problem: problem)
+    }
+
+    /// The keys held in the files that the list `key` names (none when absent).
+    public func keyFiles(_ key: String, problem: (String) -> String?) throws(ConfigError) -> [String] {
+        var keys: [String] = []
+        for path in try strings(key, default: []) { keys.append(try readKey(key, path: path, problem: problem)) }
+        return keys
+    }
+
+    private func readKey(_ key: String, path: String, problem: (String) -> String?) throws(ConfigError) -> String {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw error(key, "cannot read \"\(path)\"")
+        }
+        let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        if let problem = problem(trimmed) { throw error(key, "\(problem), in \"\(path)\"") }
+        return trimmed
+    }
+
     // MARK: Tables
 
     /// The sub-table `[key]`; an empty one when absent, so defaults apply.

@@ -11,6 +11,8 @@ public struct ChainEndpoints: Sendable {
     public var plantControl: String?
     public var plantPublish: String?
     public var plantSnapshot: String?
+    /// plantd's stream and snapshot ROUTER want CURVE clients (`[curve]` in plantd.toml).
+    public var plantUsesCurve = false
     public var edgeControl: String?
 
     /// A bind endpoint as a connect endpoint: `tcp://*:7201` and `tcp://0.0.0.0:7201` become `tcp://127.0.0.1:7201`.
@@ -30,7 +32,8 @@ public struct ChainEndpoints: Sendable {
             endpoints.feedPublish = connectable(feed.publishEndpoint)
         }
         if fileExists("plantd.toml") {
-            let plant = try PlantConfiguration.load(file: "\(directory)/plantd.toml")
+            let plant = try PlantConfiguration.load(file: "\(directory)/plantd.toml", readingFiles: false)
+            endpoints.plantUsesCurve = plant.curve != nil
             endpoints.plantControl = connectable(plant.controlEndpoint)
             endpoints.plantPublish = connectable(plant.publishEndpoint)
             endpoints.plantSnapshot = connectable(plant.snapshotEndpoint)

@@ -88,6 +88,8 @@ public struct LatencyCommand: AsyncParsableCommand {
 
     @OptionGroup public var options: ChainOptions
 
+    @OptionGroup public var curve: CurveClientOptions
+
     @Argument(help: "Topic prefixes to measure (every symbol when none given).")
     public var prefixes: [String] = []
 
@@ -118,8 +120,9 @@ public struct LatencyCommand: AsyncParsableCommand {
 
     public func run() async throws {
         let context = try ZMQContext()
+        let curveKeys = try curve.keys(neededBy: from == "plantd" ? try options.loadEndpoints() : nil)
         let (socket, endpoint) = try TickSource.subscribe(from: from, options: options, prefixes: prefixes, raw: false,
-            context: context)
+            context: context, curve: curveKeys)
         // edged measures plantd -> edged itself (for the symbols its clients watch): asked at the start of a window
         // (which starts its own) and at the end.
         let edge = from == "plantd" ? (try? ChainEndpoints.load(etc: options.etc))?.edgeControl : nil

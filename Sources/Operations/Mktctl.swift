@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MarketData
+import ZeroMQ
 
 /// `mktctl`: the operator's tool (DESIGN section 7).
 public struct Mktctl: AsyncParsableCommand {
@@ -33,6 +34,42 @@ public struct ChainOptions: ParsableArguments {
         } catch {
             FileHandle.standardError.write(Data("mktctl: \(error.description)\n".utf8))
             throw ExitCode(ConfigError.exitStatus)
+        }
+    }
+}
+
+/// The CURVE keys mktctl uses as a client of a plantd with `[curve]` (tail, latency).
+public struct CurveClientOptions: ParsableArguments {
+    @Option(name: .long, help: "plantd's CURVE public key file (its .key), for a plantd with [curve].")
+    public var curveServerKey: String?
+
+    @Option(name: .long, help: "This client's CURVE secret key file (a .key_secret whose public key plantd lists).")
+    public var curveSecretKey: String?
+
+    public init() {}
+
+    /// The keys from the two files, nil when neither is given; plantd's own stream without them when its etc/ file
+    /// says it wants CURVE is refused here, not left to wait for ticks that never come.
+    func keys(neededBy endpoints: ChainEndpoints?) throws -> CurveClientKeys? {
+        switch (curveServerKey, curveSecretKey) {
+        case (nil, nil):
+            if endpoints?.plantUsesCurve == true {
+                throw ValidationError("plantd.toml has [curve]: give --curve-server-key and --curve-secret-key")
+            }
+            return nil
+        case let (server?, secret?):
+            func read(_ path: String) throws -> String {
+                guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                    throw ValidationError("cannot read \(path)")
+                }
+                return text.trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+            guard let keys = CurveClientKeys(serverKey: try read(server), secretKey: try read(secret)) else {
+                throw ValidationError("\(server) or \(secret) is not a CURVE key (40 characters of Z85)")
+            }
+            return keys
+        default:
+            throw ValidationError("--curve-server-key and --curve-secret-key go together")
         }
     }
 }

@@ -40,6 +40,7 @@ final class PlantJoin {
     let prefixes: [String]
     let heartbeatTimeoutNs: UInt64
     let requestTimeoutNs: UInt64
+    let curve: CurveClientKeys?
     private let subscriber: ZMQSocket
     private var dealer: ZMQSocket
     private var symbols: [String: SymbolState] = [:]
@@ -61,20 +62,22 @@ final class PlantJoin {
     /// `prefixes` are whole-symbol topic prefixes (`AAPL|`, a shard `AA`, or `""`); `plantTopics` the plant's own
     /// topics to pass on as they come (`#Q|AAPL`).
     init(context: ZMQContext, publish: String, snapshot: String, prefixes: [String], plantTopics: [String] = [],
-        heartbeatTimeoutSeconds: Double = 3, requestTimeoutSeconds: Double = 5) throws
+        curve: CurveClientKeys? = nil, heartbeatTimeoutSeconds: Double = 3, requestTimeoutSeconds: Double = 5) throws
     {
+        self.curve = curve
         self.context = context
         snapshotEndpoint = snapshot
         self.prefixes = prefixes
         heartbeatTimeoutNs = UInt64(heartbeatTimeoutSeconds * 1e9)
         requestTimeoutNs = UInt64(requestTimeoutSeconds * 1e9)
         subscriber = try ZMQSocket(context, type: .subscribe)
+        if let curve { try subscriber.setCurveClient(curve) }
         try subscriber.setReceiveHighWaterMark(10_000_000)
         for prefix in prefixes + plantTopics { try subscriber.subscribe(prefix) }
         // Last: plantd takes a SUB's subscriptions in order, so the first heartbeat proves the prefixes live.
         try subscriber.subscribe(Topic.heartbeat)
         try subscriber.connect(publish)
-        dealer = try Self.newDealer(context, snapshot)
+        dealer = try Self.newDealer(context, snapshot, curve: curve)
     }
 
     deinit {
@@ -87,8 +90,11 @@ final class PlantJoin {
         !prefix.hasPrefix("#") && !(prefix.firstIndex(of: "|").map { prefix.index(after: $0) != prefix.endIndex } ?? false)
     }
 
-    private static func newDealer(_ context: ZMQContext, _ endpoint: String) throws -> ZMQSocket {
+    private static func newDealer(_ context: ZMQContext, _ endpoint: String, curve: CurveClientKeys?) throws
+        -> ZMQSocket
+    {
         let dealer = try ZMQSocket(context, type: .dealer)
+        if let curve { try dealer.setCurveClient(curve) }
         try dealer.setReceiveHighWaterMark(0)
         try dealer.setLinger(milliseconds: 0)
         try dealer.connect(endpoint)
@@ -98,7 +104,7 @@ final class PlantJoin {
     /// A new DEALER, so that an answer to a request of the old one (a plant that died, a timeout) is never taken for
     /// an answer to a new request. The old one stays if a new one cannot be made (its endpoint worked at the start).
     private func freshDealer() {
-        guard let fresh = try? Self.newDealer(context, snapshotEndpoint) else { return }
+        guard let fresh = try? Self.newDealer(context, snapshotEndpoint, curve: curve) else { return }
         dealer.close()
         dealer = fresh
     }

@@ -18,6 +18,8 @@ public struct TailCommand: AsyncParsableCommand {
 
     @OptionGroup public var options: ChainOptions
 
+    @OptionGroup public var curve: CurveClientOptions
+
     @Argument(help: "Topic prefixes such as AAPL (every AAPL tick, never AAPLX's) or AAPL|T (its trades).")
     public var prefixes: [String] = []
 
@@ -58,6 +60,7 @@ public struct TailCommand: AsyncParsableCommand {
         let quarantined = !quarantine ? [] : prefixes.isEmpty ? [Topic.quarantinePrefix]
             : quarantinedSymbols.sorted().map { Topic.quarantinePrefix + $0 }
         let topics = TickSource.topics(prefixes, raw: raw)
+        let curveKeys = try curve.keys(neededBy: from == "plantd" ? try options.loadEndpoints() : nil)
         if !noJoin && (from == "plantd" || snapshot != nil) {
             if topics.allSatisfy(PlantJoin.joinable) {
                 let snapshotEndpoint: String
@@ -70,14 +73,14 @@ public struct TailCommand: AsyncParsableCommand {
                     snapshotEndpoint = found
                 }
                 let join = try PlantJoin(context: context, publish: try TickSource.endpoint(from: from, options: options),
-                    snapshot: snapshotEndpoint, prefixes: topics, plantTopics: quarantined)
+                    snapshot: snapshotEndpoint, prefixes: topics, plantTopics: quarantined, curve: curveKeys)
                 return try printJoined(join, quarantinedSymbols: quarantinedSymbols)
             }
             // A prefix of one type (AAPL|T) sees only part of its symbol's symbol_seq: it cannot be joined
             // gap-free, so it is shown live, as a bare SUB gets it (docs/protocol.md, section 5).
         }
         let socket = try TickSource.subscribe(from: from, options: options, prefixes: prefixes + quarantined, raw: raw,
-            context: context).socket
+            context: context, curve: curveKeys).socket
         let poller = ZMQPoller()
         try poller.add(socket)
         let topicMessage = ZMQMessage()
@@ -220,11 +223,13 @@ public enum TickText {
 enum TickSource {
     /// A SUB to `from` (plantd, feedd or an endpoint) subscribed to `prefixes` (everything when none): a symbol alone
     /// means every tick of it ("AAPL" subscribes "AAPL|", so AAPLX stays out) unless `raw`.
-    static func subscribe(from: String, options: ChainOptions, prefixes: [String], raw: Bool, context: ZMQContext)
-        throws -> (socket: ZMQSocket, endpoint: String)
-    {
+    static func subscribe(
+        from: String, options: ChainOptions, prefixes: [String], raw: Bool, context: ZMQContext,
+        curve: CurveClientKeys? = nil
+    ) throws -> (socket: ZMQSocket, endpoint: String) {
         let endpoint = try endpoint(from: from, options: options)
         let socket = try ZMQSocket(context, type: .subscribe)
+        if let curve { try socket.setCurveClient(curve) }
         try socket.setReceiveHighWaterMark(1_000_000)
         try socket.connect(endpoint)
         for topic in topics(prefixes, raw: raw) { try socket.subscribe(topic) }

@@ -1,5 +1,18 @@
 import Foundation
 import MarketData
+import ZeroMQ
+
+/// CURVE on plantd's stream and snapshot ROUTER (`[curve]`): its secret key and the public keys of the clients it
+/// lets in, Z85 as `mktctl keygen` writes them.
+public struct CurveServerConfiguration: Sendable, Equatable {
+    public var secretKey: String
+    public var clientKeys: [String]
+
+    public init(secretKey: String, clientKeys: [String]) {
+        self.secretKey = secretKey
+        self.clientKeys = clientKeys
+    }
+}
 
 /// plantd's configuration (etc/plantd.toml), validated once at start.
 public struct PlantConfiguration: Sendable {
@@ -22,10 +35,19 @@ public struct PlantConfiguration: Sendable {
     /// Published ticks kept in memory for symbol and stream replays.
     public var replayTicks = 1_000_000
     public var filters = FilterConfiguration()
+    /// nil: the stream and the snapshot ROUTER are plain (fine on one host; between hosts, use CURVE).
+    public var curve: CurveServerConfiguration?
 
     public init() {}
 
     public static func load(file: String) throws(ConfigError) -> PlantConfiguration {
+        try load(file: file, readingFiles: true)
+    }
+
+    /// `readingFiles` false checks every key but opens none of the key files they name (mktctl reads plantd.toml for
+    /// its endpoints and need not be able to read plantd's secret): `curve` then says only that CURVE is on, with
+    /// empty keys.
+    public static func load(file: String, readingFiles: Bool) throws(ConfigError) -> PlantConfiguration {
         let root = try ConfigReader.load(file: file)
         var configuration = PlantConfiguration()
         let plant = try root.table("plant")
@@ -52,8 +74,24 @@ public struct PlantConfiguration: Sendable {
         configuration.filters = try loadFilters(try root.table("filters"))
         configuration.journal = try loadJournal(try root.table("journal"))
         configuration.aggregation = try loadAggregation(try root.table("aggregation"))
+        configuration.curve = try loadCurve(try root.table("curve"), readingFiles: readingFiles)
         try root.finish()
         return configuration
+    }
+
+    static func loadCurve(_ table: ConfigReader, readingFiles: Bool) throws(ConfigError) -> CurveServerConfiguration? {
+        guard table.has("secret_key_file") || table.has("client_key_files") else { return nil }
+        guard readingFiles else {
+            _ = try table.string("secret_key_file")
+            _ = try table.strings("client_key_files", default: [])
+            return CurveServerConfiguration(secretKey: "", clientKeys: [])
+        }
+        let secret = try table.keyFile("secret_key_file", problem: CurveKeyPair.problem(withSecretKey:))
+        let clients = try table.keyFiles("client_key_files", problem: CurveKeyPair.problem(withKey:))
+        guard !clients.isEmpty else {
+            throw table.error("client_key_files", "expected the public key files of the clients let in, got none")
+        }
+        return CurveServerConfiguration(secretKey: secret, clientKeys: clients)
     }
 
     static func loadFilters(_ table: ConfigReader) throws(ConfigError) -> FilterConfiguration {

@@ -39,6 +39,10 @@ final class PlantLoop: SocketLoop {
     /// The snapshot/replay ROUTER (the Clone pattern's state request).
     let snapshots: ZMQSocket
     let snapshotIndex: Int
+    /// With `[curve]`: lets listed client keys in, refuses and counts the others.
+    let zap: ZAPHandler?
+    var zapIndex: Int?
+    var curveRefusedLog = LogRateLimiter(interval: .seconds(10))
     var snapshotsServed: UInt64 = 0
     /// The latest published ticks as they went out, tagged with their symbol_seq: symbol and stream replays.
     var ring: TickRing
@@ -134,7 +138,13 @@ final class PlantLoop: SocketLoop {
         aggregator = Aggregator(configuration: engine.configuration.aggregation)
         books = BookConflation(intervalNs: engine.configuration.aggregation.bookIntervalNs)
         outcomes.reserveCapacity(8)
+        zap = try configuration.curve.map { curve in
+            try ZAPHandler(context: context, allowedPublicKeys: curve.clientKeys)
+        }
+        // The secret key was checked when the configuration was loaded.
+        let curveSecret = configuration.curve.flatMap { CurveKeyPair.binary($0.secretKey) }
         publisher = try ZMQSocket(context, type: .extendedPublish)
+        if let curveSecret { try publisher.setCurveServer(secretKey: curveSecret) }
         try publisher.setSendHighWaterMark(configuration.sendHighWaterMark)
         try publisher.setVerboseSubscriptions(true)
         try publisher.setNoDrop(true)
@@ -143,6 +153,7 @@ final class PlantLoop: SocketLoop {
         control = try ControlResponder(context: context, endpoint: configuration.controlEndpoint)
         boundEndpoints["control"] = try control.socket.lastEndpoint
         snapshots = try ZMQSocket(context, type: .router)
+        if let curveSecret { try snapshots.setCurveServer(secretKey: curveSecret) }
         // A snapshot is sent whole in one turn: the high-water mark must hold the largest one.
         try snapshots.setSendHighWaterMark(10_000_000)
         try snapshots.bind(configuration.snapshotEndpoint)
@@ -152,6 +163,7 @@ final class PlantLoop: SocketLoop {
         publisherIndex = try poller.add(publisher)
         controlIndex = try poller.add(control.socket)
         snapshotIndex = try poller.add(snapshots)
+        if let zap { zapIndex = try poller.add(zap.socket) }
         for (index, endpoint) in configuration.feeds.enumerated() {
             let replay = index < configuration.replays.count ? configuration.replays[index] : nil
             let feed = try Upstream(endpoint: endpoint, replayEndpoint: replay, context: context, poller: poller,
@@ -203,6 +215,12 @@ final class PlantLoop: SocketLoop {
                 try? control.serveWaiting { body in ControlCodec.respond(to: body, answer: answer) }
             }
             if poller.isReadable(snapshotIndex) { serveSnapshots() }
+            if let zap, let zapIndex, poller.isReadable(zapIndex), zap.serveWaiting() > 0,
+                let heldBack = curveRefusedLog.admit()
+            {
+                logger.warning("a client with an unknown CURVE key was refused", metadata: [
+                    "key": "\(zap.lastRefusedKey)", "refused": "\(zap.refused)", "not_logged": "\(heldBack)"])
+            }
             advanceJournalReplays()
             currentFeedID = 0
             currentFeedSequence = 0
@@ -222,6 +240,7 @@ final class PlantLoop: SocketLoop {
         publisher.close()
         control.socket.close()
         snapshots.close()
+        zap?.close()
         for feed in feeds { feed.close() }
         logger.info("plantd stopped", metadata: ["published": "\(published)"])
     }
@@ -492,6 +511,10 @@ final class PlantLoop: SocketLoop {
             ]
             counters["quarantined"] = quarantined
             counters["books_conflated"] = books.conflated
+            if let zap {
+                counters["curve_clients_accepted"] = zap.accepted
+                counters["curve_clients_refused"] = zap.refused
+            }
             // How many symbols stand at each quality now: `mktctl status` shows the worst.
             for quality in [DataQuality.ok, .stale, .gap, .recovering] {
                 counters["symbols.\(quality.description.lowercased())"] = 0

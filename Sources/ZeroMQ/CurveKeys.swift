@@ -24,7 +24,60 @@ public struct CurveKeyPair: Sendable, Equatable {
     }
 
     /// The 40 characters libzmq wrote before its terminating zero.
-    private static func z85Text(_ characters: [CChar]) -> String {
+    fileprivate static func z85Text(_ characters: [CChar]) -> String {
         String(decoding: characters.prefix(40).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}
+
+extension CurveKeyPair {
+    /// A Z85 key as libzmq's 32 bytes, nil when the text is not 40 characters of Z85.
+    public static func binary(_ z85: String) -> [UInt8]? {
+        guard z85.utf8.count == 40 else { return nil }
+        var bytes = [UInt8](repeating: 0, count: 32)
+        return zmq_z85_decode(&bytes, z85) == nil ? nil : bytes
+    }
+
+    /// 32 bytes of a key as Z85 text, nil when they are not 32.
+    public static func z85(_ bytes: [UInt8]) -> String? {
+        guard bytes.count == 32 else { return nil }
+        var text = [CChar](repeating: 0, count: 41)
+        guard zmq_z85_encode(&text, bytes, 32) != nil else { return nil }
+        return z85Text(text)
+    }
+
+    /// What is wrong with a Z85 key read from a file (nil: nothing).
+    public static func problem(withKey text: String) -> String? {
+        binary(text) == nil ? "expected a CURVE key: 40 characters of Z85 as `mktctl keygen` writes" : nil
+    }
+
+    /// What is wrong with a Z85 secret key read from a file (nil: nothing).
+    public static func problem(withSecretKey text: String) -> String? {
+        publicKey(ofSecret: text) == nil ? "expected a CURVE secret key (mktctl keygen's .key_secret)" : nil
+    }
+}
+
+/// The CURVE keys of a client socket: the server's public key and the client's own pair, all Z85.
+public struct CurveClientKeys: Sendable, Equatable {
+    public var serverKey: String
+    public var publicKey: String
+    public var secretKey: String
+
+    /// The pair from its secret (the public key follows from it); nil when a key is not Z85.
+    public init?(serverKey: String, secretKey: String) {
+        guard CurveKeyPair.binary(serverKey) != nil, let publicKey = CurveKeyPair.publicKey(ofSecret: secretKey) else {
+            return nil
+        }
+        self.serverKey = serverKey
+        self.publicKey = publicKey
+        self.secretKey = secretKey
+    }
+}
+
+extension ZMQSocket {
+    /// CURVE client role with these keys; set before `connect`.
+    public func setCurveClient(_ keys: CurveClientKeys) throws(ZMQError) {
+        // The keys were checked when the value was made.
+        try setCurveClient(serverKey: CurveKeyPair.binary(keys.serverKey)!,
+            publicKey: CurveKeyPair.binary(keys.publicKey)!, secretKey: CurveKeyPair.binary(keys.secretKey)!)
     }
 }

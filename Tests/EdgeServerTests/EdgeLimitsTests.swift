@@ -298,3 +298,39 @@ import ZeroMQ
         await fixture.stop()
     }
 }
+
+/// `[curve]` of edged.toml: plantd's public key and edged's own secret, both files, both or neither.
+@Suite struct EdgeCurveConfiguration {
+    @Test func theKeysAreReadFromTheirFilesAndABadPairIsAConfigErrorNamingTheKey() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tickplant-edge-curve-\(UUID())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let plant = try CurveKeyPair.generate()
+        let edge = try CurveKeyPair.generate()
+        let serverFile = directory.appendingPathComponent("plantd.key").path
+        let secretFile = directory.appendingPathComponent("edged.key_secret").path
+        try (plant.publicKey + "\n").write(toFile: serverFile, atomically: true, encoding: .utf8)
+        try (edge.secretKey + "\n").write(toFile: secretFile, atomically: true, encoding: .utf8)
+        let file = directory.appendingPathComponent("edged.toml").path
+        try "[curve]\nserver_key_file = \"\(serverFile)\"\nsecret_key_file = \"\(secretFile)\"\n"
+            .write(toFile: file, atomically: true, encoding: .utf8)
+        let keys = try #require(try EdgeConfiguration.load(file: file).curve)
+        #expect(keys.serverKey == plant.publicKey && keys.publicKey == edge.publicKey && keys.secretKey == edge.secretKey)
+
+        for (curve, key, says) in [
+            ("server_key_file = \"\(serverFile)\"", "[curve] secret_key_file", "expected beside server_key_file"),
+            ("secret_key_file = \"\(secretFile)\"", "[curve] server_key_file", "expected beside secret_key_file"),
+            ("server_key_file = \"\(directory.path)/none\"\nsecret_key_file = \"\(secretFile)\"",
+                "[curve] server_key_file", "cannot read"),
+            ("server_key_file = \"\(file)\"\nsecret_key_file = \"\(secretFile)\"", "[curve] server_key_file",
+                "expected a CURVE key"),
+        ] {
+            try "[curve]\n\(curve)\n".write(toFile: file, atomically: true, encoding: .utf8)
+            #expect {
+                _ = try EdgeConfiguration.load(file: file)
+            } throws: { error in
+                "\(error)".contains("\(file): \(key): ") && "\(error)".contains(says)
+            }
+        }
+    }
+}

@@ -198,4 +198,84 @@ import ZeroMQ
             + "ticks, healed \(c.counter("gaps_healed")) gaps; Python took \(python.received), healed "
             + "\(python.counter("gaps_healed")); both rode through plantd's restart")
     }
+
+    /// `[curve]` on plantd: the reference consumer with a listed key gets the stream and its snapshots, one with an
+    /// unknown key or none gets nothing (the refusals counted), and edged and mktctl tail reach it with their keys.
+    @Test func withCurveOnlyListedKeysReachThePlantAndEdgedAndTailUseTheirs() throws {
+        try Self.buildExamples()
+        let chain = try Chain()
+        defer { chain.stop() }
+        let mktctl = Self.binDirectory.appendingPathComponent("mktctl").path
+        let keys = chain.directory.appendingPathComponent("keys")
+        try FileManager.default.createDirectory(at: keys, withIntermediateDirectories: true)
+        func key(_ name: String) -> String { keys.appendingPathComponent(name).path }
+        for name in ["plantd", "edged", "risk", "stranger"] {
+            let made = try Chain.run(mktctl, ["keygen", "--out", key(name)])
+            #expect(made.status == 0, "\(made.output)")
+        }
+        // plantd and edged of this chain, with [curve]; feedd and the sim as ever.
+        let etc = chain.directory.appendingPathComponent("etc-curve")
+        try FileManager.default.createDirectory(at: etc, withIntermediateDirectories: true)
+        func plain(_ name: String) throws -> String {
+            try String(contentsOf: chain.etc.appendingPathComponent(name), encoding: .utf8)
+        }
+        try (plain("plantd.toml") + """
+
+            [curve]
+            secret_key_file = "\(key("plantd.key_secret"))"
+            client_key_files = ["\(key("edged.key"))", "\(key("risk.key"))"]
+            """).write(to: etc.appendingPathComponent("plantd.toml"), atomically: true, encoding: .utf8)
+        try (plain("edged.toml") + """
+
+            [curve]
+            server_key_file = "\(key("plantd.key"))"
+            secret_key_file = "\(key("edged.key_secret"))"
+            """).write(to: etc.appendingPathComponent("edged.toml"), atomically: true, encoding: .utf8)
+        for daemon in ["plantd", "edged"] {
+            let checked = try Chain.run(mktctl, ["check-config", etc.appendingPathComponent("\(daemon).toml").path])
+            #expect(checked.status == 0, "\(checked.output)")
+            try chain.start(daemon, executable: Self.binDirectory.appendingPathComponent(daemon).path,
+                ["--config", etc.appendingPathComponent("\(daemon).toml").path])
+        }
+        try chain.startDaemons(["feedd"], from: Self.binDirectory)
+        try chain.waitUntilAnswering("plantd", endpoint: chain.endpoint("plant_ctl"))
+        try chain.waitUntilAnswering("edged", endpoint: chain.endpoint("edge_ctl"))
+        try chain.start("sim", executable: mktctl,
+            ["sim", "--config", chain.etc.appendingPathComponent("sim.toml").path, "--duration", "10", "--quiet"])
+
+        let endpoints = [
+            "--endpoint", chain.endpoint("plant_pub"), "--snapshot", chain.endpoint("plant_snap"), "--json",
+        ]
+        let consumerC = Self.examples.appendingPathComponent("consumer-c/consumer").path
+        try chain.start("listed", executable: consumerC, endpoints + ["--seconds", "4", "--curve-server-key",
+            key("plantd.key"), "--curve-secret-key", key("risk.key_secret"), "AAPL|"])
+        try chain.start("keyless", executable: consumerC, endpoints + ["--seconds", "3", "AAPL|"])
+        try chain.start("stranger", executable: Chain.python,
+            [Self.examples.appendingPathComponent("consumer-python/consumer.py").path] + endpoints + ["--seconds", "3",
+                "--curve-server-key", key("plantd.key"), "--curve-secret-key", key("stranger.key_secret"), "AAPL|"])
+        try chain.start("ws_client", executable: Chain.python,
+            [Chain.packageRoot.appendingPathComponent("Tests/Clients/ws_client.py").path,
+                "ws://127.0.0.1:\(chain.ports["edge_http"]!)/prices", "4", "AAPL"])
+
+        let tail = try Chain.run(mktctl, ["tail", "AAPL", "--etc", etc.path, "--count", "5", "--idle-timeout", "10",
+            "--curve-server-key", key("plantd.key"), "--curve-secret-key", key("risk.key_secret")])
+        #expect(tail.status == 0, "\(tail.output)")
+        #expect(tail.output.split(separator: "\n").filter { $0.contains(" AAPL ") || $0.hasPrefix("AAPL ") }.count == 5,
+            "\(tail.output)")
+        let keyless = try Chain.run(mktctl, ["tail", "AAPL", "--etc", etc.path, "--count", "1", "--idle-timeout", "3"])
+        #expect(keyless.status != 0 && keyless.output.contains("plantd.toml has [curve]"), "\(keyless.output)")
+
+        for name in ["listed", "keyless", "stranger", "ws_client"] { _ = try chain.waitForExit(name, timeout: 30) }
+        let listed = try Final(log: chain.log("listed"), name: "listed")
+        #expect(listed.received > 0 && listed.symbols["AAPL"]?["quality"] as? String == "OK", "\(chain.log("listed"))")
+        #expect((listed.symbols["AAPL"]?["joined_seq"] as? Int ?? 0) > 0, "no snapshot through CURVE")
+        #expect(try Final(log: chain.log("keyless"), name: "keyless").received == 0)
+        let stranger = try Final(log: chain.log("stranger"), name: "stranger")
+        #expect(stranger.received == 0 && stranger.symbols.isEmpty, "\(chain.log("stranger"))")
+        #expect(chain.log("ws_client").contains(#""symbol":"AAPL""#),
+            "edged got nothing through CURVE: \(chain.log("ws_client"))")
+        let status = try #require(chain.status(chain.endpoint("plant_ctl")))
+        #expect((status.counters["curve_clients_refused"] ?? 0) >= 2, "\(status.counters)")
+        #expect(chain.log("plantd").contains("unknown CURVE key"), "\(chain.log("plantd"))")
+    }
 }

@@ -173,6 +173,7 @@ typedef struct {
 
 typedef struct {
     void *context, *sub, *dealer;
+    char curve_server_key[41], curve_secret_key[41], curve_public_key[41]; /* Z85; empty: no CURVE */
     const char *snapshot_endpoint;
     char **prefixes;
     int prefix_count;
@@ -200,11 +201,20 @@ typedef struct {
         link_silences, requests_timed_out;
 } Consumer;
 
+/* Section 9: with CURVE, the plant's public key and this consumer's pair, set before connecting. */
+static void secure(const Consumer *consumer, void *socket) {
+    if (consumer->curve_server_key[0] == '\0') return;
+    zmq_setsockopt(socket, ZMQ_CURVE_SERVERKEY, consumer->curve_server_key, 40);
+    zmq_setsockopt(socket, ZMQ_CURVE_PUBLICKEY, consumer->curve_public_key, 40);
+    zmq_setsockopt(socket, ZMQ_CURVE_SECRETKEY, consumer->curve_secret_key, 40);
+}
+
 static void new_dealer(Consumer *consumer) {
     /* A fresh DEALER: an answer to a request of the old one (a plant that died, a timeout) can never be taken for an
      * answer to a new request. */
     if (consumer->dealer != NULL) zmq_close(consumer->dealer);
     consumer->dealer = zmq_socket(consumer->context, ZMQ_DEALER);
+    secure(consumer, consumer->dealer);
     int unlimited = 0, linger = 0;
     zmq_setsockopt(consumer->dealer, ZMQ_RCVHWM, &unlimited, sizeof unlimited);
     zmq_setsockopt(consumer->dealer, ZMQ_LINGER, &linger, sizeof linger);
@@ -638,11 +648,24 @@ static void on_signal(int signal_number) {
 
 static void usage(void) {
     fputs("usage: consumer [--endpoint E] [--snapshot E] [--seconds S] [--until-idle S] [--drop FROM:COUNT]\n"
-          "                [--heartbeat-timeout S] [--request-timeout S] [--show SYMBOL,...] [--json] [PREFIX...]\n"
+          "                [--heartbeat-timeout S] [--request-timeout S] [--show SYMBOL,...] [--json]\n"
+          "                [--curve-server-key FILE --curve-secret-key FILE] [PREFIX...]\n"
           "A gap-free raw consumer of tickplant's plantd (docs/protocol.md). PREFIX: AAPL| is every tick of AAPL, A\n"
           "every symbol that begins with A (default: everything).\n",
           stderr);
     exit(2);
+}
+
+/* A key file as `mktctl keygen` writes it: 40 characters of Z85 and a newline. */
+static void read_key(const char *option, const char *path, char key[41]) {
+    FILE *file = fopen(path, "r");
+    if (file == NULL) die("%s: cannot read %s: %s", option, path, strerror(errno));
+    size_t length = fread(key, 1, 40, file);
+    fclose(file);
+    key[length] = '\0';
+    uint8_t binary[32];
+    if (length != 40 || zmq_z85_decode(binary, key) == NULL)
+        die("%s: %s holds no CURVE key (40 characters of Z85, as mktctl keygen writes it)", option, path);
 }
 
 static double seconds_argument(const char *option, const char *text) {
@@ -676,12 +699,19 @@ int main(int argc, char **argv) {
         else if (strcmp(argument, "--request-timeout") == 0)
             consumer.request_timeout = seconds_argument(argument, value);
         else if (strcmp(argument, "--show") == 0) shown = value;
+        else if (strcmp(argument, "--curve-server-key") == 0) read_key(argument, value, consumer.curve_server_key);
+        else if (strcmp(argument, "--curve-secret-key") == 0) read_key(argument, value, consumer.curve_secret_key);
         else if (strcmp(argument, "--drop") == 0) {
             if (sscanf(value, "%" SCNu64 ":%" SCNu64, &consumer.drop_from, &consumer.drop_count) != 2)
                 die("--drop: expected FROM:COUNT such as 5000:200, got \"%s\"", value);
         } else usage();
     }
     if (consumer.prefix_count == 0) consumer.prefixes[consumer.prefix_count++] = "";
+    if ((consumer.curve_server_key[0] == '\0') != (consumer.curve_secret_key[0] == '\0'))
+        die("--curve-server-key and --curve-secret-key go together");
+    if (consumer.curve_secret_key[0] != '\0' &&
+        zmq_curve_public(consumer.curve_public_key, consumer.curve_secret_key) != 0)
+        die("--curve-secret-key: not a CURVE secret key");
     for (int index = 0; index < consumer.prefix_count; index++) {
         const char *prefix = consumer.prefixes[index], *bar = strchr(prefix, '|');
         if ((bar != NULL && bar[1] != '\0') || prefix[0] == '#')
@@ -692,6 +722,7 @@ int main(int argc, char **argv) {
     consumer.context = zmq_ctx_new();
     /* Step 1: subscribe first. The high-water mark is set, not left at ZeroMQ's 1000 (which drops silently). */
     consumer.sub = zmq_socket(consumer.context, ZMQ_SUB);
+    secure(&consumer, consumer.sub);
     int high_water_mark = 10000000, linger = 0;
     zmq_setsockopt(consumer.sub, ZMQ_RCVHWM, &high_water_mark, sizeof high_water_mark);
     zmq_setsockopt(consumer.sub, ZMQ_LINGER, &linger, sizeof linger);

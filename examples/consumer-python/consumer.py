@@ -74,15 +74,17 @@ class Symbol:
 
 
 class Consumer:
-    def __init__(self, endpoint, snapshot_endpoint, prefixes, heartbeat_timeout, request_timeout, drop):
+    def __init__(self, endpoint, snapshot_endpoint, prefixes, heartbeat_timeout, request_timeout, drop, curve):
         self.prefixes = prefixes
         self.snapshot_endpoint = snapshot_endpoint
         self.heartbeat_timeout = heartbeat_timeout
         self.request_timeout = request_timeout
         self.drop_from, self.drop_count = drop
+        self.curve = curve
         self.context = zmq.Context()
         # Step 1: subscribe first. The high-water mark is set, not left at ZeroMQ's 1000 (which drops silently).
         self.sub = self.context.socket(zmq.SUB)
+        self.secure(self.sub)
         self.sub.setsockopt(zmq.RCVHWM, 10_000_000)
         for prefix in prefixes:
             self.sub.setsockopt(zmq.SUBSCRIBE, prefix.encode())
@@ -118,8 +120,17 @@ class Consumer:
         if self.dealer is not None:
             self.dealer.close(linger=0)
         self.dealer = self.context.socket(zmq.DEALER)
+        self.secure(self.dealer)
         self.dealer.setsockopt(zmq.RCVHWM, 0)
         self.dealer.connect(self.snapshot_endpoint)
+
+    def secure(self, socket):
+        """Section 9: with CURVE, the plant's public key and this consumer's pair, set before connecting."""
+        if self.curve is not None:
+            server_key, secret_key = self.curve
+            socket.curve_serverkey = server_key
+            socket.curve_secretkey = secret_key
+            socket.curve_publickey = zmq.curve_public(secret_key)
 
     # MARK: requests to the snapshot/replay ROUTER
 
@@ -459,6 +470,9 @@ def main():
     parser.add_argument("--drop", default="",
                         help="FROM:COUNT: lose COUNT ticks on purpose from the FROM-th after the join, to watch them healed")
     parser.add_argument("--show", default="", help="SYMBOL,SYMBOL...: their last values every second")
+    parser.add_argument("--curve-server-key", default="", help="file with plantd's CURVE public key (its .key)")
+    parser.add_argument("--curve-secret-key", default="",
+                        help="file with this consumer's CURVE secret key (a .key_secret whose public key plantd lists)")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     args = parser.parse_args()
     for prefix in args.prefixes:
@@ -472,8 +486,18 @@ def main():
             drop = (first, count)
         except ValueError:
             parser.error(f"--drop: expected FROM:COUNT such as 5000:200, got {args.drop!r}")
+    curve = None
+    if args.curve_server_key or args.curve_secret_key:
+        if not (args.curve_server_key and args.curve_secret_key):
+            parser.error("--curve-server-key and --curve-secret-key go together")
+        try:
+            curve = tuple(open(path, "rb").read().strip() for path in (args.curve_server_key, args.curve_secret_key))
+        except OSError as error:
+            parser.error(f"cannot read a CURVE key: {error}")
+        if any(len(key) != 40 for key in curve):
+            parser.error("a CURVE key file holds 40 characters of Z85, as `mktctl keygen` writes it")
     consumer = Consumer(args.endpoint, args.snapshot, args.prefixes, args.heartbeat_timeout, args.request_timeout,
-                        drop)
+                        drop, curve)
     consumer.run(args.seconds, args.until_idle, args.json, [name for name in args.show.split(",") if name])
 
 

@@ -1,0 +1,103 @@
+import Foundation
+import Testing
+
+@testable import TickerPlant
+import MarketData
+import ZeroMQ
+
+/// `[curve]`: plantd's stream and snapshot ROUTER encrypted, open only to the client keys it lists.
+@Suite(.serialized) struct PlantCurve {
+    @Test func onlyListedClientKeysReceiveTicksAndSnapshotsAndRefusalsAreCounted() throws {
+        let server = try CurveKeyPair.generate()
+        let listed = try CurveKeyPair.generate()
+        let stranger = try CurveKeyPair.generate()
+        let plant = try PlantUnderTest {
+            $0.curve = CurveServerConfiguration(secretKey: server.secretKey, clientKeys: [listed.publicKey])
+        }
+        func subscriber(_ keys: CurveKeyPair?) throws -> ZMQSocket {
+            let socket = try ZMQSocket(plant.context, type: .subscribe)
+            if let keys {
+                try socket.setCurveClient(
+                    try #require(CurveClientKeys(serverKey: server.publicKey, secretKey: keys.secretKey)))
+            }
+            try socket.subscribe("AAPL|")
+            try socket.setReceiveTimeout(milliseconds: 100)
+            try socket.connect(try plant.endpoint("publish"))
+            return socket
+        }
+        let allowed = try subscriber(listed)
+        let refused = try subscriber(stranger)
+        let plain = try subscriber(nil)
+        defer { [allowed, refused, plain].forEach { $0.close() } }
+        Thread.sleep(forTimeInterval: 0.5)
+        for index in 0..<3 {
+            try plant.send(Tick.trade(symbol: "AAPL", venue: "XNAS",
+                price: Price(fixedPoint: 100_000_000 + Int64(index)), size: 100))
+        }
+        #expect(try plant.collect(allowed) { $0.count == 3 }.map(\.symbolSequence) == [1, 2, 3])
+        #expect(try plant.collect(refused, timeout: 1) { !$0.isEmpty }.isEmpty, "an unknown key got ticks")
+        #expect(try plant.collect(plain, timeout: 0.5) { !$0.isEmpty }.isEmpty, "a client without CURVE got ticks")
+
+        // The snapshot ROUTER: the listed key is answered, the stranger never.
+        func snapshot(_ keys: CurveKeyPair) throws -> SnapshotEnd? {
+            let dealer = try ZMQSocket(plant.context, type: .dealer)
+            defer { dealer.close() }
+            try dealer.setCurveClient(
+                try #require(CurveClientKeys(serverKey: server.publicKey, secretKey: keys.secretKey)))
+            try dealer.setReceiveTimeout(milliseconds: 1_500)
+            try dealer.connect(try plant.endpoint("snapshot"))
+            _ = try dealer.send(ReplayRequest.snapshot(prefix: "AAPL|").encoded())
+            while let frames = try dealer.receiveFrames() {
+                if frames[0] == Array(SnapshotEnd.topic.utf8) { return SnapshotEnd(decoding: frames[1]) }
+            }
+            return nil
+        }
+        #expect(try snapshot(listed)?.tickCount == 1)
+        #expect(try snapshot(stranger) == nil)
+
+        let status = try plant.status()
+        #expect((status.counters["curve_clients_refused"] ?? 0) >= 2, "\(status.counters)")
+        #expect((status.counters["curve_clients_accepted"] ?? 0) >= 2, "\(status.counters)")
+    }
+
+    @Test func curveKeysAreReadFromFilesAndABadOneNamesFileAndKey() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tickplant-curve-\(UUID())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let server = try CurveKeyPair.generate()
+        let client = try CurveKeyPair.generate()
+        let secretPath = directory.appendingPathComponent("plantd.key_secret").path
+        let clientPath = directory.appendingPathComponent("edged.key").path
+        try (server.secretKey + "\n").write(toFile: secretPath, atomically: true, encoding: .utf8)
+        try (client.publicKey + "\n").write(toFile: clientPath, atomically: true, encoding: .utf8)
+        func load(_ curve: String) throws -> PlantConfiguration {
+            let file = directory.appendingPathComponent("plantd.toml").path
+            try "[plant]\nfeeds = [\"tcp://127.0.0.1:7101\"]\n[curve]\n\(curve)\n".write(toFile: file, atomically: true,
+                encoding: .utf8)
+            return try PlantConfiguration.load(file: file)
+        }
+        let loaded = try load("secret_key_file = \"\(secretPath)\"\nclient_key_files = [\"\(clientPath)\"]")
+        #expect(loaded.curve == CurveServerConfiguration(secretKey: server.secretKey, clientKeys: [client.publicKey]))
+
+        let cases: [(String, String, String)] = [
+            ("secret_key_file = \"\(directory.path)/missing\"\nclient_key_files = [\"\(clientPath)\"]",
+                "[curve] secret_key_file", "cannot read"),
+            ("secret_key_file = \"\(secretPath)\"\nclient_key_files = [\"\(secretPath)x\"]",
+                "[curve] client_key_files", "cannot read"),
+            ("secret_key_file = \"\(secretPath)\"\nclient_key_files = []", "[curve] client_key_files", "got none"),
+        ]
+        for (curve, key, reason) in cases {
+            #expect {
+                _ = try load(curve)
+            } throws: { error in
+                let text = "\(error)"
+                return text.contains(key) && text.contains(reason) && text.contains("plantd.toml")
+            }
+        }
+        // A file that is not a key at all.
+        try "not a key\n".write(toFile: clientPath, atomically: true, encoding: .utf8)
+        #expect {
+            _ = try load("secret_key_file = \"\(secretPath)\"\nclient_key_files = [\"\(clientPath)\"]")
+        } throws: { "\($0)".contains("[curve] client_key_files") && "\($0)".contains("expected a CURVE key") }
+    }
+}
