@@ -108,6 +108,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                // SIGHUP: a daemon reads its configuration again.
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 // mktctl latency: HDR histograms of each hop.
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]

@@ -327,6 +327,11 @@ private final class UpstreamLoop: SocketLoop {
                             return LatencyReply(hops: [figures])
                         case "subs":
                             return EdgeSubscriptionsReply(symbols: hub.watched)
+                        case "reload":
+                            // Its listeners, limits, tokens' secret and files are taken at start; a restart drains
+                            // clients to another edge (docs/operations.md).
+                            return ReloadReply(file: "", error: "edged reads its configuration only at start: "
+                                + "drain and restart it to apply changes")
                         default:
                             return nil
                         }

@@ -341,7 +341,13 @@ private final class FeedLoop: SocketLoop, TickSink {
     func answer(_ request: ControlRequest) -> (any Encodable)? {
         switch request.cmd {
         case "status": return status()
-        case "gaps": return FeedGapsReply(venues: itchFeeds.map { GapSummary($0.feed) }, lost: itchFeeds.flatMap(\.feed.lostGaps))
+        case "reload":
+            // Its venues' sockets, books and recovery live as long as the process: feedd.toml counts at start only.
+            return ReloadReply(file: "",
+                error: "feedd reads its configuration only at start: restart it to apply changes")
+        case "gaps":
+            return FeedGapsReply(venues: itchFeeds.map { GapSummary($0.feed) },
+                lost: itchFeeds.flatMap(\.feed.lostGaps), recent: itchFeeds.flatMap { $0.feed.gapEvents() })
         default: return nil
         }
     }
@@ -392,10 +398,12 @@ private final class FeedLoop: SocketLoop, TickSink {
     }
 }
 
-/// The reply to `gaps` on feedd: per ITCH venue its gap counters, and every gap given up (messages lost).
+/// The reply to `gaps` on feedd: per ITCH venue its gap counters, every gap given up (messages lost), and the recent
+/// gaps with how each ended (the last 200 of each venue's session).
 public struct FeedGapsReply: Codable, Sendable, Equatable {
     public var venues: [GapSummary]
     public var lost: [LostGap]
+    public var recent: [GapEvent]?
 }
 
 public struct GapSummary: Codable, Sendable, Equatable {

@@ -178,6 +178,24 @@ final class ItchFeed {
         }
     }
 
+    /// The stream's recent gaps as `mktctl gaps` shows them.
+    func gapEvents() -> [GapEvent] {
+        stream.gapRecords.map { record in
+            let healedBy =
+                if let reason = record.givenUp {
+                    "given up: \(retransmission == nil ? "no retransmission server configured" : reason.rawValue)"
+                } else if record.closedNs == nil {
+                    "open"
+                } else {
+                    record.requested ? "retransmission" : "reordering"
+                }
+            return GapEvent(source: venue, stream: session?.description ?? "", firstSequence: record.firstSequence,
+                lastSequence: record.lastSequence, openedAtNs: GapEvent.wallTime(ofMonotonic: record.openedNs),
+                durationNs: record.closedNs.map { $0 - record.openedNs },
+                healedBy: healedBy, messagesLost: record.messagesLost)
+        }
+    }
+
     /// Records a hole given up and returns the GAP status that tells consumers.
     private func gaveUp(_ missing: ClosedRange<UInt64>, reason: MoldStream.GiveUpReason, session: MoldSession) -> Tick {
         let lost = LostGap(venue: venue, session: session.description, firstSequence: missing.lowerBound,

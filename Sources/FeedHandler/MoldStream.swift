@@ -46,11 +46,28 @@ public struct MoldStream {
         public var heldHighWater: Int = 0
     }
 
+    /// One gap as it was noticed, and how it ended: what `mktctl gaps` lists. A hole that splits (messages in its
+    /// middle arrive first) stays one gap, closed when its last part closes.
+    public struct GapRecord: Equatable, Sendable {
+        public var id: UInt64
+        public var firstSequence: UInt64
+        public var lastSequence: UInt64
+        public var openedNs: UInt64
+        /// When its last missing message arrived or it was given up (monotonic ns); nil while open.
+        public var closedNs: UInt64?
+        /// Whether a retransmission was asked for it: a gap that fills without one was only reordering.
+        public var requested = false
+        public var messagesLost: UInt64 = 0
+        public var givenUp: GiveUpReason?
+    }
+
     /// A run of missing sequence numbers.
     struct Hole {
         var first: UInt64
         var last: UInt64
         var noticedNs: UInt64
+        /// The gap it belongs to (`GapRecord.id`).
+        var gapID: UInt64 = 0
         var lastRequestNs: UInt64?
         /// The last sequence number the requests so far asked for.
         var requestedThrough: UInt64 = 0
@@ -65,6 +82,10 @@ public struct MoldStream {
     /// Sorted, disjoint; the first one, when there is one, starts at `expected`.
     private var holes: [Hole] = []
     public private(set) var counters = Counters()
+    /// The last `gapRecordsKept` gaps, oldest first.
+    public private(set) var gapRecords: [GapRecord] = []
+    public static let gapRecordsKept = 200
+    private var nextGapID: UInt64 = 1
 
     public init(configuration: Configuration = Configuration(), firstSequence: UInt64 = 1) {
         self.configuration = configuration
@@ -90,7 +111,7 @@ public struct MoldStream {
             if sequence > highestKnown + 1 { openHole(highestKnown + 1, sequence - 1, now: now) }
             highestKnown = sequence
         } else {
-            fill(sequence)
+            fill(sequence, now: now)
         }
         if sequence == expected {
             deliver(sequence, message)
@@ -114,10 +135,10 @@ public struct MoldStream {
     public mutating func poll(now: UInt64, deliver: (UInt64, UnsafeRawBufferPointer) -> Void) -> [Action] {
         guard let oldest = holes.first else { return [] }
         if held.count > configuration.maxHeldMessages {
-            return [giveUpFirstHole(reason: .heldLimit, deliver: deliver)]
+            return [giveUpFirstHole(reason: .heldLimit, now: now, deliver: deliver)]
         }
         if now - oldest.noticedNs >= configuration.giveUpNs {
-            return [giveUpFirstHole(reason: .timeout, deliver: deliver)]
+            return [giveUpFirstHole(reason: .timeout, now: now, deliver: deliver)]
         }
         var actions: [Action] = []
         for index in holes.indices where actions.count < configuration.maxRequestsPerPoll {
@@ -133,6 +154,7 @@ public struct MoldStream {
             let count = min(hole.last - hole.first + 1, UInt64(configuration.maxRequestCount))
             holes[index].lastRequestNs = now
             holes[index].requestedThrough = hole.first + count - 1
+            updateRecord(hole.gapID) { $0.requested = true }
             counters.requests += 1
             actions.append(.request(sequence: hole.first, count: UInt16(count)))
         }
@@ -142,17 +164,34 @@ public struct MoldStream {
     // MARK: Holes
 
     private mutating func openHole(_ first: UInt64, _ last: UInt64, now: UInt64) {
-        holes.append(Hole(first: first, last: last, noticedNs: now))
+        let id = nextGapID
+        nextGapID += 1
+        holes.append(Hole(first: first, last: last, noticedNs: now, gapID: id))
+        gapRecords.append(GapRecord(id: id, firstSequence: first, lastSequence: last, openedNs: now))
+        if gapRecords.count > Self.gapRecordsKept { gapRecords.removeFirst(gapRecords.count - Self.gapRecordsKept) }
         counters.gapsOpened += 1
     }
 
+    private mutating func updateRecord(_ id: UInt64, _ change: (inout GapRecord) -> Void) {
+        // Recent gaps are at the end.
+        guard let index = gapRecords.lastIndex(where: { $0.id == id }) else { return }
+        change(&gapRecords[index])
+    }
+
+    /// Closes a gap's record once no part of it is missing any more.
+    private mutating func closeRecordIfWhole(_ id: UInt64, now: UInt64) {
+        guard !holes.contains(where: { $0.gapID == id }) else { return }
+        updateRecord(id) { $0.closedNs = now }
+    }
+
     /// Takes `sequence` out of the hole that contains it, shrinking or splitting it.
-    private mutating func fill(_ sequence: UInt64) {
+    private mutating func fill(_ sequence: UInt64, now: UInt64) {
         guard let index = holes.firstIndex(where: { $0.first <= sequence && sequence <= $0.last }) else { return }
         var hole = holes[index]
         if hole.first == hole.last {
             holes.remove(at: index)
             counters.gapsHealed += 1
+            closeRecordIfWhole(hole.gapID, now: now)
         } else if sequence == hole.first {
             hole.first += 1
             holes[index] = hole
@@ -179,11 +218,16 @@ public struct MoldStream {
 
     /// Skips the first hole, delivers what was held behind it, and reports what was lost.
     private mutating func giveUpFirstHole(
-        reason: GiveUpReason, deliver: (UInt64, UnsafeRawBufferPointer) -> Void
+        reason: GiveUpReason, now: UInt64, deliver: (UInt64, UnsafeRawBufferPointer) -> Void
     ) -> Action {
         let hole = holes.removeFirst()
         counters.gapsGivenUp += 1
         counters.messagesLost += hole.last - hole.first + 1
+        updateRecord(hole.gapID) { record in
+            record.messagesLost += hole.last - hole.first + 1
+            record.givenUp = reason
+        }
+        closeRecordIfWhole(hole.gapID, now: now)
         expected = hole.last + 1
         releaseHeld(deliver: deliver)
         return .gaveUp(missing: hole.first...hole.last, reason: reason)

@@ -149,3 +149,63 @@ public struct LatencyReply: Codable, Sendable, Equatable {
 
     public init(hops: [HopFigures]) { self.hops = hops }
 }
+
+/// One sequence gap a daemon saw and how it ended, in the `gaps` reply of feedd and plantd (`mktctl gaps`).
+public struct GapEvent: Codable, Sendable, Equatable {
+    /// A venue (feedd) or a feed's PUB endpoint (plantd).
+    public var source: String
+    /// What the sequence numbers count: a MoldUDP64 session, or a feed's stream_seq.
+    public var stream: String
+    public var firstSequence: UInt64
+    /// 0 while not known (a catch-up after a restart, until it ends).
+    public var lastSequence: UInt64
+    /// When it was noticed (CLOCK_REALTIME ns).
+    public var openedAtNs: UInt64
+    /// How long until it was whole again or given up; nil while open.
+    public var durationNs: UInt64?
+    /// "retransmission", "reordering" (it filled before anything was asked), "feedd replay", "given up: why", or
+    /// "open".
+    public var healedBy: String
+    public var messagesLost: UInt64
+
+    public init(source: String, stream: String, firstSequence: UInt64, lastSequence: UInt64, openedAtNs: UInt64,
+        durationNs: UInt64?, healedBy: String, messagesLost: UInt64)
+    {
+        self.source = source
+        self.stream = stream
+        self.firstSequence = firstSequence
+        self.lastSequence = lastSequence
+        self.openedAtNs = openedAtNs
+        self.durationNs = durationNs
+        self.healedBy = healedBy
+        self.messagesLost = messagesLost
+    }
+
+    /// A monotonic reading as CLOCK_REALTIME, by the two clocks' offset now.
+    public static func wallTime(ofMonotonic monotonicNs: UInt64) -> UInt64 {
+        WallClock.nowNanoseconds() &- (MonotonicClock.nowNanoseconds() &- monotonicNs)
+    }
+}
+
+/// The reply to `gaps` on plantd: the gaps in each feed's stream_seq and how they were filled.
+public struct PlantGapsReply: Codable, Sendable, Equatable {
+    public var gaps: [GapEvent]
+
+    public init(gaps: [GapEvent]) { self.gaps = gaps }
+}
+
+/// The reply to `reload` (and what a daemon logs on SIGHUP): the configuration file read again; the keys whose new
+/// values took effect, and those that changed but take a restart. A file with an error changes nothing.
+public struct ReloadReply: Codable, Sendable, Equatable {
+    public var file: String
+    public var applied: [String]
+    public var needsRestart: [String]
+    public var error: String?
+
+    public init(file: String, applied: [String] = [], needsRestart: [String] = [], error: String? = nil) {
+        self.file = file
+        self.applied = applied
+        self.needsRestart = needsRestart
+        self.error = error
+    }
+}

@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import MarketData
 import ServiceLifecycle
+import UnixSignals
 import ZeroMQ
 
 /// Options every daemon takes (`NAME --config etc/NAME.toml`).
@@ -74,7 +75,23 @@ public struct EngineService: Service {
                 await server.stop()
             }
         }
+        // SIGHUP: the daemon reads its configuration again, on its own thread, through the same `reload` request
+        // its control endpoint answers (`systemctl reload`, or a script).
+        let reloads = Task { [controlEndpoint, logger] in
+            for await _ in await UnixSignalsSequence(trapping: .sighup) {
+                guard let endpoint = controlEndpoint(), let context = try? ZMQContext() else { continue }
+                let reply = ControlClient.request(context: context, endpoint: endpoint,
+                    request: ControlRequest(cmd: "reload"), timeoutMilliseconds: 5_000)
+                    .flatMap { try? JSONDecoder().decode(ReloadReply.self, from: Data($0)) }
+                if let error = reply?.error {
+                    logger?.error("SIGHUP: configuration not reloaded", metadata: ["why": "\(error)"])
+                } else if reply == nil {
+                    logger?.error("SIGHUP: the daemon did not answer its reload request")
+                }
+            }
+        }
         try? await gracefulShutdown()
+        reloads.cancel()
         await metrics?.stop()
         await stop()
     }

@@ -10,7 +10,8 @@ public struct Mktctl: AsyncParsableCommand {
         abstract: "Operate a tickplant chain: status, tail, subs, latency, gaps, sim, bench and more.",
         subcommands: [
             StatusCommand.self, TailCommand.self, SubsCommand.self, LatencyCommand.self, GapsCommand.self,
-            WhyCommand.self, SimCommand.self, ReplayCommand.self, BenchCommand.self, TokenCommand.self,
+            WhyCommand.self, ReloadCommand.self,
+            SimCommand.self, ReplayCommand.self, BenchCommand.self, TokenCommand.self,
             KeygenCommand.self, CheckConfigCommand.self,
         ])
 

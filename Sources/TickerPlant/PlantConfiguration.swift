@@ -79,6 +79,29 @@ public struct PlantConfiguration: Sendable {
         return configuration
     }
 
+    /// The keys that differ between two configurations and take a restart (everything but `[filters]`).
+    public static func keysNeedingRestart(from old: PlantConfiguration, to new: PlantConfiguration) -> [String] {
+        var keys: [String] = []
+        func compare<Value: Equatable>(_ key: String, _ value: (PlantConfiguration) -> Value) {
+            if value(old) != value(new) { keys.append(key) }
+        }
+        compare("[plant] name") { $0.name }
+        compare("[plant] feeds") { $0.feeds }
+        compare("[plant] replays") { $0.replays }
+        compare("[plant] publish") { $0.publishEndpoint }
+        compare("[plant] snapshot") { $0.snapshotEndpoint }
+        compare("[plant] control") { $0.controlEndpoint }
+        compare("[plant] metrics") { $0.metricsListen.map { "\($0.host):\($0.port)" } }
+        compare("[plant] send_hwm") { $0.sendHighWaterMark }
+        compare("[plant] receive_hwm") { $0.receiveHighWaterMark }
+        compare("[plant] heartbeat_interval") { $0.heartbeatInterval }
+        compare("[plant] replay_ticks") { $0.replayTicks }
+        compare("[journal]") { $0.journal }
+        compare("[aggregation]") { $0.aggregation }
+        compare("[curve]") { $0.curve }
+        return keys
+    }
+
     static func loadCurve(_ table: ConfigReader, readingFiles: Bool) throws(ConfigError) -> CurveServerConfiguration? {
         guard table.has("secret_key_file") || table.has("client_key_files") else { return nil }
         guard readingFiles else {

@@ -12,11 +12,16 @@ public final class PlantEngine: Sendable {
     public let thread: SocketThread
     private let context: ZMQContext
     let logger: Logger
+    /// The file the configuration came from, read again on `reload` (nil: started from a value, nothing to reload).
+    let configurationFile: String?
 
-    public init(configuration: PlantConfiguration, context: ZMQContext, logger: Logger) {
+    public init(
+        configuration: PlantConfiguration, context: ZMQContext, logger: Logger, configurationFile: String? = nil
+    ) {
         self.configuration = configuration
         self.context = context
         self.logger = logger
+        self.configurationFile = configurationFile
         thread = SocketThread(name: "plantd-\(configuration.name)")
     }
 
@@ -32,7 +37,9 @@ public final class PlantEngine: Sendable {
 
 
 final class PlantLoop: SocketLoop {
-    let configuration: PlantConfiguration
+    /// Its `[filters]` change on `reload`; the rest is as the plant started.
+    var configuration: PlantConfiguration
+    let configurationFile: String?
     let logger: Logger
     let publisher: ZMQSocket
     let control: ControlResponder
@@ -133,6 +140,7 @@ final class PlantLoop: SocketLoop {
 
     init(engine: PlantEngine, context: ZMQContext) throws {
         configuration = engine.configuration
+        configurationFile = engine.configurationFile
         logger = engine.logger
         filters = TickFilters(configuration: engine.configuration.filters)
         aggregator = Aggregator(configuration: engine.configuration.aggregation)
@@ -548,6 +556,10 @@ final class PlantLoop: SocketLoop {
                 uptimeSeconds: Double(MonotonicClock.nowNanoseconds() - started) / 1e9,
                 messagesIn: received, messagesOut: published, rateIn: rateIn.perSecond, rateOut: rateOut.perSecond,
                 drops: dropped, gapsOpen: gaps, counters: counters)
+        case "gaps":
+            return PlantGapsReply(gaps: feeds.flatMap(\.gaps))
+        case "reload":
+            return reload()
         case "subs":
             var published: [String: UInt64] = [:]
             for (id, symbol) in symbolNames.enumerated() where !symbol.hasPrefix("#") {
@@ -597,5 +609,33 @@ public struct SubscriptionsReply: Codable, Sendable, Equatable {
     public init(prefixes: [String: Int], published: [String: UInt64]? = nil) {
         self.prefixes = prefixes
         self.published = published
+    }
+}
+
+extension PlantLoop {
+    /// Reads the configuration file again: `[filters]` takes effect now (each symbol's state kept); anything else
+    /// that changed is named as needing a restart. A file with an error changes nothing.
+    func reload() -> ReloadReply {
+        guard let file = configurationFile else {
+            return ReloadReply(file: "", error: "started without a configuration file: nothing to read again")
+        }
+        let new: PlantConfiguration
+        do {
+            new = try PlantConfiguration.load(file: file)
+        } catch {
+            logger.error("reload refused: the configuration has an error; nothing changed",
+                metadata: ["error": "\(error.description)"])
+            return ReloadReply(file: file, error: error.description)
+        }
+        var applied: [String] = []
+        if new.filters != configuration.filters {
+            filters.reconfigure(new.filters)
+            configuration.filters = new.filters
+            applied.append("[filters]")
+        }
+        let restart = PlantConfiguration.keysNeedingRestart(from: configuration, to: new)
+        logger.notice("configuration reloaded", metadata: ["file": "\(file)", "applied": "\(applied)",
+            "needs_restart": "\(restart)"])
+        return ReloadReply(file: file, applied: applied, needsRestart: restart)
     }
 }

@@ -27,6 +27,11 @@ final class Upstream {
     var replaysRequested: UInt64 = 0
     var ticksReplayed: UInt64 = 0
     var ticksLost: UInt64 = 0
+    /// The last `gapsKept` gaps in this feed's stream_seq, oldest first: `mktctl gaps`.
+    var gaps: [GapEvent] = []
+    /// When the open one (the last of `gaps`) was noticed, monotonic.
+    var openGapNs: UInt64 = 0
+    static let gapsKept = 200
 
     init(endpoint: String, replayEndpoint: String?, context: ZMQContext, poller: ZMQPoller,
         receiveHighWaterMark: Int32) throws
@@ -56,6 +61,23 @@ final class Upstream {
         socket.close()
         replaySocket?.close()
     }
+
+    /// A gap noticed (or a catch-up begun: `through` 0 until it ends).
+    func recordGap(from first: UInt64, through last: UInt64, healedBy: String, lost: UInt64) {
+        openGapNs = MonotonicClock.nowNanoseconds()
+        gaps.append(GapEvent(source: endpoint, stream: "stream_seq", firstSequence: first, lastSequence: last,
+            openedAtNs: WallClock.nowNanoseconds(), durationNs: nil, healedBy: healedBy, messagesLost: lost))
+        if gaps.count > Self.gapsKept { gaps.removeFirst(gaps.count - Self.gapsKept) }
+    }
+
+    /// The open gap ended: filled through `last`, or not.
+    func closeGap(through last: UInt64, healedBy: String, lost: UInt64) {
+        guard let index = gaps.indices.last, gaps[index].durationNs == nil else { return }
+        if gaps[index].lastSequence == 0 { gaps[index].lastSequence = max(last, gaps[index].firstSequence) }
+        gaps[index].durationNs = MonotonicClock.nowNanoseconds() - openGapNs
+        gaps[index].healedBy = healedBy
+        gaps[index].messagesLost = lost
+    }
 }
 
 extension PlantLoop {
@@ -82,6 +104,7 @@ extension PlantLoop {
         feed.replaying = true
         feed.replayStartedNs = MonotonicClock.nowNanoseconds()
         feed.replaysRequested += 1
+        feed.recordGap(from: from, through: count == 0 ? 0 : from + count - 1, healedBy: "open", lost: 0)
         poller.setWatching(feed.pollIndex, false)
         setQuality(.recovering, ofSymbolsFrom: feed, unless: .recovering,
             reason: "catching up from \(feed.endpoint)'s replay from stream_seq \(from)")
@@ -155,6 +178,10 @@ extension PlantLoop {
         // Caught up when the replay brought everything up to the live tick that waited (or, with none waiting, when
         // it said it was complete); otherwise processing that tick finds the rest lost and says GAP.
         let caughtUp = feed.stashed.map { feed.sequence.expected == $0.streamSequence } ?? complete
+        let lost = feed.stashed.map { $0.streamSequence - min(feed.sequence.expected, $0.streamSequence) } ?? 0
+        feed.closeGap(through: feed.sequence.expected - 1,
+            healedBy: caughtUp ? "feedd replay" : lost > 0 ? "feedd replay, the rest lost" : "feedd replay, incomplete",
+            lost: lost)
         if caughtUp {
             setQuality(.ok, ofSymbolsFrom: feed, only: .recovering, reason: "caught up")
         } else if feed.stashed == nil {
@@ -248,6 +275,13 @@ extension PlantLoop {
                 return
             }
             feed.ticksLost += missing.upperBound - missing.lowerBound + 1
+            if live {
+                // No replay ROUTER to ask: lost as it was noticed.
+                feed.recordGap(from: missing.lowerBound, through: missing.upperBound, healedBy: "lost (no replay)",
+                    lost: missing.upperBound - missing.lowerBound + 1)
+                feed.closeGap(through: missing.upperBound, healedBy: "lost (no replay)",
+                    lost: missing.upperBound - missing.lowerBound + 1)
+            }
             logger.warning("feed stream gap", metadata: ["feed": "\(feed.endpoint)",
                 "missing": "\(missing.lowerBound)...\(missing.upperBound)"])
             setQuality(.gap, ofSymbolsFrom: feed,

@@ -64,7 +64,7 @@ public struct FilterCounters: Sendable, Equatable {
 /// The rules' state for every symbol, on plantd's thread. Feed it every tick in arrival order with `admit`, and call
 /// `expireHeld` now and then so that an unconfirmed jump does not wait for ever.
 public struct TickFilters {
-    public let configuration: FilterConfiguration
+    public private(set) var configuration: FilterConfiguration
     public private(set) var counters = FilterCounters()
 
     struct SymbolState {
@@ -96,13 +96,23 @@ public struct TickFilters {
 
     /// Each rule's mode by its place in `FilterRule.allCases`, and the venues without sizes as a list: looked at
     /// for every tick, so no hashing.
-    private let modes: [FilterMode]
-    private let unsizedVenues: [String]
+    private var modes: [FilterMode]
+    private var unsizedVenues: [String]
 
     public init(configuration: FilterConfiguration) {
         self.configuration = configuration
         modes = FilterRule.allCases.map { configuration.mode($0) }
         unsizedVenues = configuration.unsizedVenues.sorted()
+    }
+
+    /// The rules of a reloaded configuration; what the filters know of each symbol (its last good price, its trading
+    /// state, the trades held on a jump) stays. Held trades are judged by the new rules as they come.
+    public mutating func reconfigure(_ configuration: FilterConfiguration) {
+        self.configuration = configuration
+        modes = FilterRule.allCases.map { configuration.mode($0) }
+        unsizedVenues = configuration.unsizedVenues.sorted()
+        // Test symbols may have changed: decided again at each symbol's next tick.
+        for index in states.indices { states[index].isTestSymbol = nil }
     }
 
     @inline(__always)

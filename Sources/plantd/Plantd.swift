@@ -11,7 +11,8 @@ struct Plantd: AsyncParsableCommand {
     func run() async throws {
         try await DaemonLauncher.run(daemon: "plantd", options: options, load: PlantConfiguration.load, metrics: { $0.metricsListen }) {
             configuration, context, logger in
-            let engine = PlantEngine(configuration: configuration, context: context, logger: logger)
+            let engine = PlantEngine(configuration: configuration, context: context, logger: logger,
+                configurationFile: options.config)
             return EngineService(start: engine.start, thread: engine.thread)
         }
     }

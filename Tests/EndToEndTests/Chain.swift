@@ -51,6 +51,22 @@ final class Chain {
     func endpoint(_ name: String) -> String { "tcp://127.0.0.1:\(ports[name]!)" }
 
     private func writeConfigurations() throws {
+        let journalPlant = """
+            [plant]
+            feeds = ["\(endpoint("feed_pub"))"]
+            replays = ["\(endpoint("feed_replay"))"]
+            publish = "\(endpoint("plant_pub"))"
+            snapshot = "\(endpoint("plant_snap"))"
+            control = "\(endpoint("plant_ctl"))"
+            metrics = "127.0.0.1:\(ports["plant_metrics"]!)"
+            heartbeat_interval = "500ms"
+
+            # Consumers repair their gaps from the replay ring: deep enough for the whole crash test.
+            replay_ticks = 5000000
+
+            [journal]
+            directory = "\(directory.appendingPathComponent("journal").path)"
+            """
         let files = [
             "feedd.toml": """
                 [feed]
@@ -90,37 +106,11 @@ final class Chain {
                 unsized_venues = ["ARCX", "BATS"]
                 """,
             // plantd with a journal and feedd's replay ROUTER: what the crash test restarts.
-            "plantd-journal.toml": """
-                [plant]
-                feeds = ["\(endpoint("feed_pub"))"]
-                replays = ["\(endpoint("feed_replay"))"]
-                publish = "\(endpoint("plant_pub"))"
-                snapshot = "\(endpoint("plant_snap"))"
-                control = "\(endpoint("plant_ctl"))"
-                metrics = "127.0.0.1:\(ports["plant_metrics"]!)"
-                heartbeat_interval = "500ms"
-
-                # Consumers repair their gaps from the replay ring: deep enough for the whole crash test.
-                replay_ticks = 5000000
-
-                [journal]
-                directory = "\(directory.appendingPathComponent("journal").path)"
-                """,
-            // The journal plantd for the reference consumers' test: bars of 1 s only and venues stale only after a
+            "plantd-journal.toml": journalPlant,
+            // The same for the reference consumers' test, with bars of 1 s only and venues stale only after a
             // minute, so that nothing is published once the market stops (a minute bar, a STALE) and the consumers'
             // last values can be held to the plant's snapshot.
-            "plantd-consumers.toml": """
-                [plant]
-                feeds = ["\(endpoint("feed_pub"))"]
-                replays = ["\(endpoint("feed_replay"))"]
-                publish = "\(endpoint("plant_pub"))"
-                snapshot = "\(endpoint("plant_snap"))"
-                control = "\(endpoint("plant_ctl"))"
-                heartbeat_interval = "500ms"
-                replay_ticks = 5000000
-
-                [journal]
-                directory = "\(directory.appendingPathComponent("journal").path)"
+            "plantd-consumers.toml": journalPlant + """
 
                 [aggregation]
                 bars = ["1s"]

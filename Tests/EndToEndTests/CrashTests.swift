@@ -140,6 +140,15 @@ import ZeroMQ
         #expect(killedAt < total - Self.rate, "the kill happened under load")
         #expect(feed.replaysServed.load(ordering: .relaxed) >= 1, "the new plantd asked the feed for what it missed")
         #expect(chain.log("plantd-2").contains("journal recovered"), "\(chain.log("plantd-2"))")
+        // What the new plantd missed while it was down shows in `gaps`: filled by the feed's replay, and how long that
+        // took.
+        let gaps = try Chain.run(Self.binDirectory.appendingPathComponent("mktctl").path,
+            ["gaps", "--plant", chain.endpoint("plant_ctl"), "--etc", chain.directory.path, "--json"])
+        let plantGaps = try JSONDecoder().decode(PlantGapsReplyOnly.self, from: Data(gaps.output.utf8)).plantd.gaps
+        let catchUp = try #require(plantGaps.first, "no gap in plantd's reply: \(gaps.output)")
+        #expect(catchUp.healedBy == "feedd replay" && catchUp.durationNs != nil, "\(catchUp)")
+        #expect(catchUp.firstSequence <= UInt64(killedAt) + 1 && catchUp.lastSequence >= UInt64(killedAt),
+            "\(catchUp), killed at \(killedAt)")
 
         // The consumer's gap procedure: per symbol, a replay from the first missing symbol_seq.
         let ticks = received.filter { !$0.symbol.hasPrefix("#") }
@@ -182,4 +191,9 @@ import ZeroMQ
         #expect(delivered == expected, "the set of ticks differs from what the feed sent")
         print("crash test: \(ticks.count) ticks received live, \(repaired) symbols repaired by replay")
     }
+}
+
+/// The plantd half of `mktctl gaps --json` (its feedd half is null here: the test's feed is no feedd).
+private struct PlantGapsReplyOnly: Decodable {
+    var plantd: PlantGapsReply
 }

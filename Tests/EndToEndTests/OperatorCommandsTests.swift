@@ -341,4 +341,101 @@ import TestSupport
         #expect(plant?.contains("  OK  ") == true || plant?.contains("STALE") == true, "\(status.output)")
         #expect(!status.output.contains("\u{1B}["), "no colour through a pipe")
     }
+
+    @Test func anEmptyChainAnswersEveryCommandAndSaysThereIsNothingYet() throws {
+        let chain = try Chain()
+        defer { chain.stop() }
+        try chain.startDaemons()
+        let etc = chain.etc.path
+        let status = try Chain.run(Self.mktctl, ["status", "--etc", etc, "--json"])
+        #expect(status.status == 0, "\(status.output)")
+        let rows = EndToEnd.jsonLines(status.output)
+        #expect(rows.count == 3 && rows.allSatisfy { $0["up"] as? Bool == true }, "\(status.output)")
+        // Nothing came in anywhere (plantd's heartbeats go out, but nothing comes in).
+        #expect(rows.allSatisfy { (($0["status"] as? [String: Any])?["messagesIn"] as? Int ?? -1) == 0 },
+            "nothing flowed yet: \(status.output)")
+        let gaps = try Chain.run(Self.mktctl, ["gaps", "--etc", etc])
+        #expect(gaps.status == 0 && gaps.output.contains("No gaps."), "\(gaps.output)")
+        let subs = try Chain.run(Self.mktctl, ["subs", "--etc", etc, "--window", "0.2"])
+        #expect(subs.status == 0, "\(subs.output)")
+        // Nothing to tail: plantd answers the join with an empty snapshot, and tail says so by its exit status.
+        let tail = try Chain.run(Self.mktctl, ["tail", "AAPL", "--etc", etc, "--idle-timeout", "2"])
+        #expect(tail.status == 1 && !tail.output.contains("AAPL "), "\(tail.output)")
+        let latency = try Chain.run(Self.mktctl, ["latency", "--etc", etc, "--seconds", "1"])
+        #expect(latency.output.lowercased().contains("no tick"), "\(latency.output)")
+    }
+
+    @Test func aGapTheSimInjectsShowsInGapsAsHealedByRetransmissionWithHowLongItTook() throws {
+        let chain = try Chain()
+        defer { chain.stop() }
+        try chain.startDaemons(["plantd", "feedd"])
+        try chain.start("mktctl", ["sim", "--config", chain.etc.appendingPathComponent("sim.toml").path,
+            "--duration", "3", "--chaos", "loss=2%", "--quiet"])
+        #expect(try chain.waitForExit("mktctl", timeout: 30) == 0, "\(chain.log("mktctl"))")
+        Thread.sleep(forTimeInterval: 0.5)
+        let gaps = try Chain.run(Self.mktctl, ["gaps", "--etc", chain.etc.path, "--last", "500"])
+        #expect(gaps.status == 0, "\(gaps.output)")
+        let healed = gaps.output.split(separator: "\n").filter {
+            $0.hasPrefix("feedd") && $0.contains(" XNAS ") && $0.contains("retransmission")
+        }
+        #expect(!healed.isEmpty, "no gap healed by retransmission: \(gaps.output)")
+        // Each row says how long the healing took.
+        #expect(healed.allSatisfy { row in [" ns", " us", " ms", " s"].contains { row.hasSuffix($0) } }, "\(healed)")
+
+        let json = try Chain.run(Self.mktctl, ["gaps", "--etc", chain.etc.path, "--json"])
+        let report = try #require(EndToEnd.jsonLines(json.output).first, "\(json.output)")
+        let recent = (report["feedd"] as? [String: Any])?["recent"] as? [[String: Any]] ?? []
+        let healedByRetransmission = recent.filter { ($0["healedBy"] as? String) == "retransmission" }
+        #expect(healedByRetransmission.contains { ($0["durationNs"] as? Int ?? 0) > 0 },
+            "\(json.output.prefix(1_000))")
+        #expect(recent.allSatisfy { $0["healedBy"] as? String != "open" }, "a gap still open after the sim ended")
+    }
+
+    @Test func sighupAndReloadApplyPlantdsFiltersNameWhatNeedsARestartAndRefuseABadFile() throws {
+        let chain = try Chain()
+        defer { chain.stop() }
+        try chain.startDaemons(["plantd", "feedd"])
+        let file = chain.etc.appendingPathComponent("plantd.toml")
+        let original = try String(contentsOf: file, encoding: .utf8)
+        func modes() throws -> [String: Any] {
+            let why = try Chain.run(Self.mktctl, ["why", "AAPL", "--endpoint", chain.endpoint("plant_ctl"), "--json"])
+            return try #require(EndToEnd.jsonLines(why.output).first?["modes"] as? [String: Any], "\(why.output)")
+        }
+        #expect(try modes()["price"] as? String == "enforce")
+
+        // SIGHUP, as `systemctl reload` sends it: the price rule turns to shadow mode at once; a new heartbeat
+        // interval is named as waiting for a restart.
+        try original.replacingOccurrences(of: "heartbeat_interval = \"500ms\"", with: "heartbeat_interval = \"2s\"")
+            .replacingOccurrences(of: "[filters]\n", with: "[filters]\nshadow = [\"price\"]\n")
+            .write(to: file, atomically: true, encoding: .utf8)
+        let plantd = try #require(chain.processes["plantd"])
+        kill(plantd.processIdentifier, SIGHUP)
+        let deadline = Date().addingTimeInterval(5)
+        while Date() < deadline && !chain.log("plantd").contains("configuration reloaded") {
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        let reloaded = chain.log("plantd").split(separator: "\n").first { $0.contains("configuration reloaded") }
+        let line = try #require(reloaded, "\(chain.log("plantd"))")
+        #expect(line.contains("[filters]") && line.contains("heartbeat_interval"), "\(line)")
+        #expect(plantd.isRunning, "SIGHUP must not stop plantd")
+        #expect(try modes()["price"] as? String == "shadow")
+
+        // The same through mktctl: nothing new applies; the heartbeat still waits for a restart.
+        let again = try Chain.run(Self.mktctl, ["reload", "plantd", "--etc", chain.etc.path])
+        #expect(again.status == 0 && again.output.contains("nothing changed that applies now")
+            && again.output.contains("needs restart: [plant] heartbeat_interval"), "\(again.output)")
+
+        // A broken file changes nothing and says which key is wrong.
+        try original.replacingOccurrences(of: "[filters]\n", with: "[filters]\nmax_jump_pct = \"lots\"\n")
+            .write(to: file, atomically: true, encoding: .utf8)
+        let broken = try Chain.run(Self.mktctl, ["reload", "plantd", "--etc", chain.etc.path, "--endpoint",
+            chain.endpoint("plant_ctl")])
+        #expect(broken.status == 1 && broken.output.contains("[filters] max_jump_pct"), "\(broken.output)")
+        #expect(try modes()["price"] as? String == "shadow", "a refused reload must leave the rules as they were")
+
+        // feedd takes its file only at start, and says so.
+        try original.write(to: file, atomically: true, encoding: .utf8)
+        let feed = try Chain.run(Self.mktctl, ["reload", "feedd", "--etc", chain.etc.path])
+        #expect(feed.status == 1 && feed.output.contains("only at start"), "\(feed.output)")
+    }
 }
