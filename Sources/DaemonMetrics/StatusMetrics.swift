@@ -34,7 +34,43 @@ public final class StatusMetrics: Sendable {
         }
         var buffer: [UInt8] = []
         registry.emit(into: &buffer)
+        if let latency = status.latency, !latency.isEmpty {
+            buffer.append(contentsOf: Self.histograms(latency, labels: labels).utf8)
+        }
         return buffer
+    }
+
+    /// Each hop's buckets as one Prometheus histogram family, `tickplant_hop_latency_seconds`, labelled by hop. Written
+    /// here rather than through the registry, whose histograms take one observation at a time: the daemon hands over
+    /// counts it has kept since it started, which are exactly a histogram's cumulative buckets.
+    static func histograms(_ hops: [LatencyBuckets], labels: [(String, String)]) -> String {
+        var text = """
+            # HELP tickplant_hop_latency_seconds Latency of one hop of the chain from the ticks' CLOCK_REALTIME \
+            stamps (between hosts it includes the difference of their clocks).
+            # TYPE tickplant_hop_latency_seconds histogram
+
+            """
+        for hop in hops {
+            let hopLabels = labels + [("hop", metricName(hop.hop.replacingOccurrences(of: " -> ", with: "_to_")))]
+            let common = hopLabels.map { "\($0.0)=\"\($0.1)\"" }.joined(separator: ",")
+            var cumulative: UInt64 = 0
+            for (index, bound) in LatencyBuckets.boundsNs.enumerated() {
+                cumulative += hop.counts[index]
+                text += "tickplant_hop_latency_seconds_bucket{\(common),le=\"\(seconds(bound))\"} \(cumulative)\n"
+            }
+            text += "tickplant_hop_latency_seconds_bucket{\(common),le=\"+Inf\"} \(hop.count)\n"
+            text += "tickplant_hop_latency_seconds_sum{\(common)} \(seconds(hop.sumNs))\n"
+            text += "tickplant_hop_latency_seconds_count{\(common)} \(hop.count)\n"
+        }
+        return text
+    }
+
+    /// Nanoseconds as seconds in plain decimal (`0.000001`), as the exposition format wants numbers.
+    static func seconds(_ nanoseconds: UInt64) -> String {
+        let fraction = String(nanoseconds % 1_000_000_000)
+        let padded = String(repeating: "0", count: 9 - fraction.count) + fraction
+        let trimmed = padded.reversed().drop { $0 == "0" }.reversed()
+        return "\(nanoseconds / 1_000_000_000)" + (trimmed.isEmpty ? "" : "." + String(trimmed))
     }
 
     /// `tickplant_<name>_total`, a counter.

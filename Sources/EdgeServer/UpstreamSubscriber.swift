@@ -56,6 +56,8 @@ private final class UpstreamLoop: SocketLoop {
     /// (nanoseconds, to three significant digits).
     var plantToEdge = Histogram<UInt64>(highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
     var plantToEdgeSkewed: UInt64 = 0
+    /// The same since edged started, in fixed buckets: `/metrics`.
+    var plantToEdgeBuckets = LatencyBuckets(hop: "plantd -> edged")
 
     init(subscriber: UpstreamSubscriber) throws {
         self.subscriber = subscriber
@@ -276,6 +278,7 @@ private final class UpstreamLoop: SocketLoop {
                         } else {
                             plantToEdgeSkewed += 1
                         }
+                        plantToEdgeBuckets.record(from: sentNs, to: receivedNs)
                     }
                 }
             }
@@ -314,7 +317,7 @@ private final class UpstreamLoop: SocketLoop {
                                     "unknown_symbols": hub.unknownSymbols.load(ordering: .relaxed),
                                     "tls_handshakes": hub.tlsFailures.handshakes.load(ordering: .relaxed),
                                     "tls_failures": hub.tlsFailures.count.load(ordering: .relaxed),
-                                ])
+                                ], latency: [plantToEdgeBuckets])
                         case "latency":
                             let histogram = plantToEdge
                             let figures = HopFigures(

@@ -61,6 +61,9 @@ private final class FeedLoop: SocketLoop, TickSink {
     let replayIndex: Int
     var replaysServed: UInt64 = 0
     var badInputLog = LogRateLimiter()
+    /// The venue's stamp to feedd's receipt (comparable when their clocks are synchronised), and receipt to publish.
+    var exchangeToFeed = LatencyBuckets(hop: "exchange -> feedd")
+    var inFeed = LatencyBuckets(hop: "in feedd")
 
     final class JSONVenue {
         let parser: JSONVenueParser
@@ -272,6 +275,8 @@ private final class FeedLoop: SocketLoop, TickSink {
             ticks[index].streamSequence = streamSequence
             ticks[index].feedReceiveNs = receivedNs
             ticks[index].feedTransmitNs = WallClock.nowNanoseconds()
+            exchangeToFeed.record(from: ticks[index].exchangeTimestampNs, to: receivedNs)
+            inFeed.record(from: receivedNs, to: ticks[index].feedTransmitNs)
             if ticks[index].symbol.utf8.first == UInt8(ascii: "#") {
                 // The feed's own topics (#SYS) are published under their name alone.
                 topic.removeAll(keepingCapacity: true)
@@ -394,7 +399,8 @@ private final class FeedLoop: SocketLoop, TickSink {
             uptimeSeconds: Double(MonotonicClock.nowNanoseconds() - started) / 1e9,
             messagesIn: messagesIn,
             messagesOut: published, rateIn: rateIn.perSecond, rateOut: rateOut.perSecond,
-            drops: dropped, gapsOpen: gapsOpen, gapsHealed: gapsHealed, counters: counters)
+            drops: dropped, gapsOpen: gapsOpen, gapsHealed: gapsHealed, counters: counters,
+            latency: [exchangeToFeed, inFeed])
     }
 }
 

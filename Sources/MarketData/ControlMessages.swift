@@ -29,12 +29,15 @@ public struct DaemonStatus: Codable, Sendable, Equatable {
     public var clients: Int?
     /// Named counters of this daemon (malformed lines, unknown ITCH types, subscriptions, ...).
     public var counters: [String: UInt64]
+    /// Each hop this daemon measures from the ticks' stamps, since it started (`/metrics` histograms).
+    public var latency: [LatencyBuckets]?
 
     public init(daemon: String, name: String, version: String = TickplantVersion.current, pid: Int32,
         uptimeSeconds: Double, messagesIn: UInt64, messagesOut: UInt64, rateIn: Double, rateOut: Double,
         drops: UInt64, gapsOpen: UInt64 = 0, gapsHealed: UInt64 = 0, clients: Int? = nil,
-        counters: [String: UInt64] = [:])
+        counters: [String: UInt64] = [:], latency: [LatencyBuckets]? = nil)
     {
+        self.latency = latency
         self.daemon = daemon
         self.name = name
         self.version = version

@@ -111,6 +111,9 @@ final class PlantLoop: SocketLoop {
     var rateOut = RateMeter()
     var nextHeartbeat = MonotonicClock.nowNanoseconds()
     var badInputLog = LogRateLimiter()
+    /// feedd's publish stamp to plantd's receipt, and receipt to publish, of every venue tick.
+    var feedToPlant = LatencyBuckets(hop: "feedd -> plantd")
+    var inPlant = LatencyBuckets(hop: "in plantd")
     var journalErrorLog = LogRateLimiter()
     var filters: TickFilters
     /// What the filters made of the latest tick; reused, so filtering allocates nothing per tick.
@@ -342,6 +345,10 @@ final class PlantLoop: SocketLoop {
         if tick.type == .trade && tick.venue != Venue.consolidated {
             tick.volume = addToDayVolume(tick.size, symbolID: id, nowNs: tick.plantTransmitNs)
         }
+        if tick.feedTransmitNs != 0 {
+            feedToPlant.record(from: tick.feedTransmitNs, to: tick.plantReceiveNs)
+            inPlant.record(from: tick.plantReceiveNs, to: tick.plantTransmitNs)
+        }
         if tick.venue != Venue.consolidated {
             aggregator.observe(tick, symbolID: id, nowNs: tickMonotonicNs, into: &derived)
         }
@@ -555,7 +562,7 @@ final class PlantLoop: SocketLoop {
                 daemon: "plantd", name: configuration.name, pid: getpid(),
                 uptimeSeconds: Double(MonotonicClock.nowNanoseconds() - started) / 1e9,
                 messagesIn: received, messagesOut: published, rateIn: rateIn.perSecond, rateOut: rateOut.perSecond,
-                drops: dropped, gapsOpen: gaps, counters: counters)
+                drops: dropped, gapsOpen: gaps, counters: counters, latency: [feedToPlant, inPlant])
         case "gaps":
             return PlantGapsReply(gaps: feeds.flatMap(\.gaps))
         case "reload":

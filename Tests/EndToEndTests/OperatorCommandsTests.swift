@@ -252,7 +252,13 @@ import TestSupport
             guard !line.hasPrefix("#"), let space = line.lastIndex(of: " ") else { continue }
             values[String(line[..<space])] = Double(line[line.index(after: space)...])
         }
-        let families = Set(values.keys.map { String($0.prefix { $0 != "{" }) })
+        // A histogram's samples are its family's name with _bucket, _sum or _count.
+        let families = Set(values.keys.map { key in
+            let name = String(key.prefix { $0 != "{" })
+            let suffix = ["_bucket", "_sum", "_count"].first { name.hasSuffix($0) }
+            let base = suffix.map { String(name.dropLast($0.count)) }
+            return base.map { described.contains($0) ? $0 : name } ?? name
+        })
         return (values, !families.isEmpty && families.isSubset(of: described))
     }
 
@@ -287,6 +293,23 @@ import TestSupport
                 ?? 0 > 0)
         }
         #expect(first["edged"]?["tickplant_clients{daemon=\"edged\",name=\"edged\"}"] == 1, "\(first["edged"] ?? [:])")
+        // Each daemon's hops as histograms: buckets that only grow up to +Inf, which is the count.
+        for (daemon, hop) in [("feedd", "in_feedd"), ("plantd", "feedd_to_plantd"), ("plantd", "in_plantd"),
+            ("edged", "plantd_to_edged")]
+        {
+            let labels = "daemon=\"\(daemon)\",name=\"\(daemon)\",hop=\"\(hop)\""
+            let values = first[daemon] ?? [:]
+            let count = values["tickplant_hop_latency_seconds_count{\(labels)}"] ?? 0
+            #expect(count > 0, "\(daemon) \(hop): no readings")
+            let buckets = values.filter { $0.key.hasPrefix("tickplant_hop_latency_seconds_bucket{\(labels),le=") }
+                .map { sample in
+                    let bound = sample.key.split(separator: "\"").dropLast().last.flatMap { Double($0) } ?? .infinity
+                    return (bound: bound, count: sample.value)
+                }
+                .sorted { $0.bound < $1.bound }
+            #expect(buckets.count == 22 && buckets.last?.count == count, "\(daemon) \(hop): \(buckets)")
+            #expect(zip(buckets, buckets.dropFirst()).allSatisfy { $0.count <= $1.count }, "\(daemon) \(hop)")
+        }
         #expect(first["plantd"]?["tickplant_plantd_subscriptions{daemon=\"plantd\",name=\"plantd\"}"] ?? 0 >= 1)
         // The other routes of a metrics port.
         let metricsPort = ports["plantd"]!
