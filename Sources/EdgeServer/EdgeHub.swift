@@ -1,3 +1,4 @@
+import Histogram
 import Logging
 import MarketData
 import NIOCore
@@ -74,6 +75,20 @@ public final class EdgeHub: Sendable {
     let joinGapsRepaired = Atomic<UInt64>(0)
     /// Subscriptions told 408: plantd has nothing of the symbol (yet).
     let unknownSymbols = Atomic<UInt64>(0)
+    /// edged -> client: half of each WebSocket ping's round trip (the client's pong), per `latency` window and since
+    /// the start. Pongs come every heartbeat per client at most, so a lock costs nothing that matters.
+    let clientLatency = Mutex<(window: Histogram<UInt64>, total: LatencyBuckets)>(
+        (Histogram(highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three),
+            LatencyBuckets(hop: "edged -> client")))
+
+    /// A client answered a ping sent `roundTripNs` ago.
+    func recordClientRoundTrip(_ roundTripNs: UInt64) {
+        let oneWay = roundTripNs / 2
+        clientLatency.withLock {
+            _ = $0.window.record(min(oneWay, 60_000_000_000))
+            $0.total.record(oneWay)
+        }
+    }
 
     /// TLS handshakes done and connections closed for a TLS failure (wss).
     let tlsFailures: TLSFailures

@@ -317,7 +317,7 @@ private final class UpstreamLoop: SocketLoop {
                                     "unknown_symbols": hub.unknownSymbols.load(ordering: .relaxed),
                                     "tls_handshakes": hub.tlsFailures.handshakes.load(ordering: .relaxed),
                                     "tls_failures": hub.tlsFailures.count.load(ordering: .relaxed),
-                                ], latency: [plantToEdgeBuckets])
+                                ], latency: [plantToEdgeBuckets, hub.clientLatency.withLock { $0.total }])
                         case "latency":
                             let histogram = plantToEdge
                             let figures = HopFigures(
@@ -327,7 +327,16 @@ private final class UpstreamLoop: SocketLoop {
                                 maxNs: histogram.totalCount == 0 ? 0 : histogram.max, clockSkewed: plantToEdgeSkewed)
                             plantToEdge.reset()
                             plantToEdgeSkewed = 0
-                            return LatencyReply(hops: [figures])
+                            let toClients = hub.clientLatency.withLock { latency in
+                                defer { latency.window.reset() }
+                                let window = latency.window
+                                return HopFigures(
+                                    hop: "edged -> client", count: window.totalCount,
+                                    p50Ns: window.valueAtPercentile(50), p90Ns: window.valueAtPercentile(90),
+                                    p99Ns: window.valueAtPercentile(99), p999Ns: window.valueAtPercentile(99.9),
+                                    maxNs: window.totalCount == 0 ? 0 : window.max, clockSkewed: 0)
+                            }
+                            return LatencyReply(hops: [figures, toClients])
                         case "subs":
                             return EdgeSubscriptionsReply(symbols: hub.watched)
                         case "reload":

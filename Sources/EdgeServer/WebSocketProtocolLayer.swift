@@ -6,8 +6,10 @@ import NIOWebSocket
 enum WebSocketMessage {
     case text(ByteBuffer)
     case binary(ByteBuffer)
-    /// A ping (answered already) or a pong: the client is there.
+    /// A ping (answered already): the client is there.
     case heard
+    /// A pong, with the payload of the ping it answers.
+    case pong(ByteBuffer)
 }
 
 /// RFC 6455 between NIO's frame codec and what a route does with messages, shared by every route (`/prices`, and
@@ -50,7 +52,7 @@ final class WebSocketProtocolLayer: ChannelDuplexHandler, RemovableChannelHandle
             context.writeAndFlush(wrapOutboundOut(pong), promise: nil)
             context.fireChannelRead(wrapInboundOut(.heard))
         case .pong:
-            context.fireChannelRead(wrapInboundOut(.heard))
+            context.fireChannelRead(wrapInboundOut(.pong(frame.unmaskedData)))
         case .connectionClose:
             receiveClose(context, frame.unmaskedData)
         default:
@@ -201,7 +203,7 @@ final class EchoSession: ChannelInboundHandler {
         case let .binary(message):
             context.writeAndFlush(
                 wrapOutboundOut(WebSocketFrame(fin: true, opcode: .binary, data: message)), promise: nil)
-        case .heard:
+        case .heard, .pong:
             break
         }
     }

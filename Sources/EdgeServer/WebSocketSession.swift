@@ -130,6 +130,8 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
     func wants(_ type: TickType, of symbol: String) -> Bool { narrowModes[symbol]?.wants(type) ?? true }
     /// When the client last sent anything (a frame of any kind).
     private var lastHeardNs = MonotonicClock.nowNanoseconds()
+    /// When the latency probe in flight was sent (0: none).
+    private var probeSentNs: UInt64 = 0
     /// Symbols with a `maxRate`, and whether any of them has an update waiting for its turn.
     private var rates: [String: RateHeld] = [:]
     private(set) var hasRateHeld = false
@@ -245,6 +247,14 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
             sendError(.badMessage, "binary frames are not part of the protocol; send JSON text")
         case .heard:
             break
+        case let .pong(payload):
+            // The answer to a latency probe carries the probe's send time (monotonic ns, 8 bytes).
+            if let sentNs = payload.getInteger(at: payload.readerIndex, as: UInt64.self), payload.readableBytes == 8,
+                sentNs == probeSentNs
+            {
+                hub.recordClientRoundTrip(lastHeardNs &- sentNs)
+                probeSentNs = 0
+            }
         }
     }
 
@@ -622,6 +632,20 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
 
     func sendHeartbeat(nowMs: UInt64) {
         sendText(#"{"type":"heartbeat","ts":\#(nowMs),"dropped":\#(dropped)}"#)
+        probeLatency()
+    }
+
+    /// A ping stamped with its send time, one in flight at a time: half its round trip is the time edged -> client
+    /// (`mktctl latency`, `/metrics`). Every client must answer pings (RFC 6455), browsers included.
+    private func probeLatency() {
+        guard let context, !closing else { return }
+        let now = MonotonicClock.nowNanoseconds()
+        // One unanswered for a minute is given up (a pong lost with a connection that recovered, say).
+        guard probeSentNs == 0 || now &- probeSentNs > 60_000_000_000 else { return }
+        probeSentNs = now
+        var stamp = context.channel.allocator.buffer(capacity: 8)
+        stamp.writeInteger(now)
+        writeFrame(WebSocketFrame(fin: true, opcode: .ping, data: stamp), flush: true)
     }
 
     /// Pings a client not heard from for half the idle timeout; closes one not heard from for all of it (1008), and

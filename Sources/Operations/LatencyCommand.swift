@@ -131,10 +131,9 @@ public struct LatencyCommand: AsyncParsableCommand {
             let latencies = try measure(socket)
             var report = Self.report(latencies, source: "\(from) (\(endpoint))", seconds: seconds)
             let edgeHops = edge.flatMap { Self.edgeHops(context: context, endpoint: $0) } ?? []
-            if let edgeHop = edgeHops.first(where: { $0.count > 0 }),
-                let plantOut = report.hops.firstIndex(where: { $0.hop == "plantd -> mktctl" })
-            {
-                report.hops.insert(edgeHop, at: plantOut)
+            // plantd -> edged and edged -> client (half a WebSocket ping's round trip), where edged measured them.
+            if let plantOut = report.hops.firstIndex(where: { $0.hop == "plantd -> mktctl" }) {
+                report.hops.insert(contentsOf: edgeHops.filter { $0.count > 0 }, at: plantOut)
             }
             if let plot {
                 let picture = Self.svg(latencies, title: "tickplant latency per hop, \(report.source)")

@@ -276,11 +276,13 @@ import ZeroMQ
         let deadline = Date().addingTimeInterval(2)
         while Date() < deadline {
             // The live client answers every ping, as browsers do.
-            if let frame = try? alive.receiveFrame(timeout: 0.05), frame.opcode == 0x9 {
+            if let frame = try? alive.receiveFrame(timeout: 0.05, answeringPings: false), frame.opcode == 0x9 {
                 pinged = true
                 try alive.send(opcode: 0xA, frame.payload)
             }
-            if silentClose == nil, let frame = try? silent.receiveFrame(timeout: 0.05), frame.opcode == 0x8 {
+            if silentClose == nil, let frame = try? silent.receiveFrame(timeout: 0.05, answeringPings: false),
+                frame.opcode == 0x8
+            {
                 silentClose = frame.payload.count >= 2 ? Int(frame.payload[0]) << 8 | Int(frame.payload[1]) : 0
             }
         }

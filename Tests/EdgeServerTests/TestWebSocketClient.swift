@@ -87,8 +87,17 @@ final class TestWebSocketClient {
 
     func send(text: String) throws { try send(Array(text.utf8)) }
 
-    /// Reads the next frame: its opcode and payload.
-    func receiveFrame(timeout: Double = 5) throws -> (opcode: UInt8, payload: [UInt8]) {
+    /// Reads the next frame: its opcode and payload. Pings are answered and skipped, as browsers do (edged pings every
+    /// client at each heartbeat to measure edged -> client), unless `answeringPings` is false.
+    func receiveFrame(timeout: Double = 5, answeringPings: Bool = true) throws -> (opcode: UInt8, payload: [UInt8]) {
+        while true {
+            let frame = try receiveAnyFrame(timeout: timeout)
+            guard answeringPings && frame.opcode == 0x9 else { return frame }
+            try send(opcode: 0xA, frame.payload)
+        }
+    }
+
+    private func receiveAnyFrame(timeout: Double) throws -> (opcode: UInt8, payload: [UInt8]) {
         let header = try take(2, timeout: timeout)
         var length = Int(header[1] & 0x7F)
         if length == 126 {
