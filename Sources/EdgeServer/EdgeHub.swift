@@ -356,14 +356,29 @@ final class LoopRegistry: @unchecked Sendable {
         for session in Array(sessions.values) { session.startClosing(code: .goingAway) }
     }
 
-    /// Sends every client of this loop its heartbeat.
+    /// Sends every client of this loop its heartbeat, and notes how deep its clients' queues stand (`status`).
     func heartbeat(now: UInt64) {
+        var depth = QueueDepth()
         for session in Array(sessions.values) {
             session.sendHeartbeat(nowMs: now / 1_000_000)
             session.closeIfTooSlow()
             session.checkIdle(nowNs: MonotonicClock.nowNanoseconds())
+            let (messages, bytes) = session.queueDepth
+            depth.messages += messages
+            depth.bytes += bytes
+            depth.deepest = max(depth.deepest, messages)
         }
+        queueDepth.withLock { $0 = depth }
     }
+
+    /// What this loop's clients had queued at the last heartbeat.
+    struct QueueDepth {
+        var messages = 0
+        var bytes = 0
+        var deepest = 0
+    }
+
+    let queueDepth = Mutex(QueueDepth())
 
     var sessionCount: Int { sessions.count }
 }

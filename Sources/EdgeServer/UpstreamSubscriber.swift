@@ -296,6 +296,7 @@ private final class UpstreamLoop: SocketLoop {
                     ControlCodec.respond(to: body) { request in
                         switch request.cmd {
                         case "status":
+                            let depths = hub.registries.map { $0.queueDepth.withLock { $0 } }
                             return DaemonStatus(
                                 daemon: "edged", name: configuration.name, pid: getpid(),
                                 uptimeSeconds: Double(MonotonicClock.nowNanoseconds() - started) / 1e9,
@@ -317,6 +318,10 @@ private final class UpstreamLoop: SocketLoop {
                                     "unknown_symbols": hub.unknownSymbols.load(ordering: .relaxed),
                                     "tls_handshakes": hub.tlsFailures.handshakes.load(ordering: .relaxed),
                                     "tls_failures": hub.tlsFailures.count.load(ordering: .relaxed),
+                                    // The clients' queues at the last heartbeat: all of them, and the deepest one.
+                                    "queued_updates": UInt64(depths.reduce(0) { $0 + $1.messages }),
+                                    "queued_bytes": UInt64(depths.reduce(0) { $0 + $1.bytes }),
+                                    "deepest_client_queue": UInt64(depths.map(\.deepest).max() ?? 0),
                                 ], latency: [plantToEdgeBuckets, hub.clientLatency.withLock { $0.total }])
                         case "latency":
                             let histogram = plantToEdge

@@ -630,6 +630,9 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
+    /// Updates waiting in this client's queue, and their bytes.
+    var queueDepth: (messages: Int, bytes: Int) { (queue.count, queue.bytes) }
+
     func sendHeartbeat(nowMs: UInt64) {
         sendText(#"{"type":"heartbeat","ts":\#(nowMs),"dropped":\#(dropped)}"#)
         probeLatency()

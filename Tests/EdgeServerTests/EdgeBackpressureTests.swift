@@ -52,6 +52,7 @@ import ZeroMQ
             $0.slowGrace = .milliseconds(300)
             $0.slowLinger = .seconds(10)  // the slow client reads its last frames after the burst
             $0.socketSendBuffer = 8_192
+            $0.heartbeatInterval = .milliseconds(200)  // the queues' depth is taken at each heartbeat
         }
         let fast = try TestWebSocketClient(port: fixture.port)
         let slow = try TestWebSocketClient(port: fixture.port, receiveBuffer: 4_096)
@@ -68,10 +69,16 @@ import ZeroMQ
         reader.start()
         // 5 000 updates a second: a reading client keeps up; one that reads nothing is over its hard mark in half a
         // second and stays there.
+        var deepest: UInt64 = 0
         for index in 0..<total {
             try fixture.publishTrade("AAPL", price: 178_000_000 + Int64(index % 100) * 10_000)
             if index % 100 == 99 { try await Task.sleep(for: .milliseconds(20)) }
+            // The slow client's queue shows in status (taken at each heartbeat): the operator sees who is behind.
+            if index % 1_000 == 999 {
+                deepest = max(deepest, try EdgeStatusProbe.status(fixture).counters["deepest_client_queue"] ?? 0)
+            }
         }
+        #expect(deepest > 0 && deepest <= 64, "the slow client's queue never showed: \(deepest)")
         while !reader.finished { try await Task.sleep(for: .milliseconds(50)) }
         let sequences = reader.sequences
         #expect(sequences.count == total, "the fast client got \(sequences.count) of \(total)")
