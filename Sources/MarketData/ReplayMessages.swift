@@ -91,7 +91,9 @@ public struct SnapshotEnd: Equatable, Sendable {
     /// The answering plantd's session (its #HB heartbeats carry the same); 0 from a feedd.
     public var plantSession: UInt64
 
-    public init(streamSequence: UInt64, tickCount: UInt64, complete: Bool, error: String = "", plantSession: UInt64 = 0) {
+    public init(
+        streamSequence: UInt64, tickCount: UInt64, complete: Bool, error: String = "", plantSession: UInt64 = 0
+    ) {
         self.streamSequence = streamSequence
         self.tickCount = tickCount
         self.complete = complete

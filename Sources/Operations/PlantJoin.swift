@@ -87,7 +87,9 @@ final class PlantJoin {
 
     /// Whether a prefix can be joined gap-free: whole symbols only (`AAPL|T` sees a subset of the symbol_seq).
     static func joinable(_ prefix: String) -> Bool {
-        !prefix.hasPrefix("#") && !(prefix.firstIndex(of: "|").map { prefix.index(after: $0) != prefix.endIndex } ?? false)
+        guard !prefix.hasPrefix("#") else { return false }
+        // Nothing after the bar: `AAPL|` is whole, `AAPL|T` one type.
+        return prefix.firstIndex(of: "|").map { prefix.index(after: $0) == prefix.endIndex } ?? true
     }
 
     private static func newDealer(_ context: ZMQContext, _ endpoint: String, curve: CurveClientKeys?) throws
@@ -131,7 +133,8 @@ final class PlantJoin {
         let now = MonotonicClock.nowNanoseconds()
         if !linkStale && now - lastMessageNs > heartbeatTimeoutNs {
             linkStale = true
-            events.append(.notice("no heartbeat from plantd for \(heartbeatTimeoutNs / 1_000_000_000) s: STALE"))
+            let seconds = heartbeatTimeoutNs / 1_000_000_000
+            events.append(.notice("nothing from plantd for \(seconds) s: STALE until it is back"))
         }
         if let asked, now - asked.atNs > requestTimeoutNs {
             // Unanswered (the plant died with it in flight): asked again on a fresh DEALER.
@@ -189,8 +192,9 @@ final class PlantJoin {
             snapshotsDue -= 1
             if snapshotsDue == 0 { finishJoin() }
         case let .replay(symbol, from):
-            for (tick, topic) in ticks where tick.symbol == symbol && tick.symbolSequence == (symbols[symbol]?.last ?? 0) + 1 {
-                apply(tick, topic: topic, origin: .replay)
+            for (tick, topic) in ticks where tick.symbol == symbol {
+                let next = (symbols[symbol]?.last ?? 0) + 1
+                if tick.symbolSequence == next { apply(tick, topic: topic, origin: .replay) }
             }
             if let end, end.complete, end.error.isEmpty, (symbols[symbol]?.last ?? 0) >= from {
                 gapsHealed += 1
@@ -199,7 +203,8 @@ final class PlantJoin {
             } else {
                 resets += 1
                 let why = end.map { $0.error.isEmpty ? "not kept" : $0.error } ?? "no answer"
-                events.append(.notice("\(symbol): replay from \(from) refused (\(why)); starting again from a snapshot"))
+                events.append(
+                    .notice("\(symbol): replay from \(from) refused (\(why)); starting again from a snapshot"))
                 ask(.resnapshot(symbol: symbol))
             }
         case let .resnapshot(symbol):
@@ -223,6 +228,8 @@ final class PlantJoin {
         events.append(.notice("joining again: \(why)"))
         var held: [(Tick, String)] = []
         for name in symbols.keys.sorted() {
+            // A replay dropped with the old requests: the join finds the hole again and counts it then.
+            if symbols[name]!.replaying { gaps -= 1 }
             held += symbols[name]!.held
             symbols[name]!.held.removeAll()
             symbols[name]!.replaying = false

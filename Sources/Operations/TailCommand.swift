@@ -72,8 +72,9 @@ public struct TailCommand: AsyncParsableCommand {
                     }
                     snapshotEndpoint = found
                 }
-                let join = try PlantJoin(context: context, publish: try TickSource.endpoint(from: from, options: options),
-                    snapshot: snapshotEndpoint, prefixes: topics, plantTopics: quarantined, curve: curveKeys)
+                let publish = try TickSource.endpoint(from: from, options: options)
+                let join = try PlantJoin(context: context, publish: publish, snapshot: snapshotEndpoint,
+                    prefixes: topics, plantTopics: quarantined, curve: curveKeys)
                 return try printJoined(join, quarantinedSymbols: quarantinedSymbols)
             }
             // A prefix of one type (AAPL|T) sees only part of its symbol's symbol_seq: it cannot be joined
@@ -141,7 +142,8 @@ public struct TailCommand: AsyncParsableCommand {
                         continue
                     }
                     lastTick = MonotonicClock.nowNanoseconds()
-                    let mark = origin == .plant && topic.hasPrefix(Topic.quarantinePrefix) ? "QUARANTINED" : origin.rawValue
+                    let quarantined = origin == .plant && topic.hasPrefix(Topic.quarantinePrefix)
+                    let mark = quarantined ? "QUARANTINED" : origin.rawValue
                     var line: String
                     if options.json {
                         line = TickText.json(tick)

@@ -179,7 +179,7 @@ extension PlantLoop {
         // it said it was complete); otherwise processing that tick finds the rest lost and says GAP.
         let caughtUp = feed.stashed.map { feed.sequence.expected == $0.streamSequence } ?? complete
         let lost = feed.stashed.map { $0.streamSequence - min(feed.sequence.expected, $0.streamSequence) } ?? 0
-        feed.closeGap(through: feed.sequence.expected - 1,
+        feed.closeGap(through: max(feed.sequence.expected, 1) - 1,
             healedBy: caughtUp ? "feedd replay" : lost > 0 ? "feedd replay, the rest lost" : "feedd replay, incomplete",
             lost: lost)
         if caughtUp {

@@ -126,7 +126,8 @@ import ZeroMQ
         }
         #expect(log.contains("tail: joining again: plantd restarted"), "\(log.suffix(1_000))")
         #expect(holes.isEmpty, "tail: \(holes.count) holes, first: \(holes.prefix(5))")
-        let expected = plant.filter { $0.key.hasPrefix(prefix) }.mapValues { Int($0.values.map(\.symbolSequence).max() ?? 0) }
+        let expected = plant.filter { $0.key.hasPrefix(prefix) }
+            .mapValues { Int($0.values.map(\.symbolSequence).max() ?? 0) }
         #expect(last == expected, "tail's last symbol_seq differ from the plant's")
     }
 

@@ -115,7 +115,8 @@ import Testing
     }
 
     @Test func snapshotEndsSurviveEncodeAndDecode() {
-        let end = SnapshotEnd(streamSequence: 123, tickCount: 7, complete: false, error: "too old", plantSession: 1_764_000_000_123_456_789)
+        let end = SnapshotEnd(streamSequence: 123, tickCount: 7, complete: false, error: "too old",
+            plantSession: 1_764_000_000_123_456_789)
         #expect(SnapshotEnd(decoding: end.encoded()) == end)
         #expect(ReplayRequest(decoding: [0xFF, 0x01]) == nil)
         #expect(ReplayRequest(decoding: []) == nil)

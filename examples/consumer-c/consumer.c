@@ -396,6 +396,11 @@ static void rejoin(Consumer *consumer, const char *why) {
     for (size_t slot = 0; slot < consumer->symbols.capacity; slot++) {
         Symbol *symbol = consumer->symbols.slots[slot];
         if (symbol == NULL) continue;
+        if (symbol->replaying) {
+            /* Its replay is dropped with the old requests: the join finds the hole again and counts it then. */
+            symbol->gaps--;
+            consumer->gaps--;
+        }
         TickList held = list_take(&symbol->held);
         for (size_t index = 0; index < held.count; index++) list_push(&buffer, held.items[index]);
         free(held.items);
