@@ -82,6 +82,8 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+                // HopFigures from a hop's HDR histogram (mktctl latency, edged's `latency`).
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
         ),
         .target(

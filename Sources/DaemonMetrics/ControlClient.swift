@@ -20,12 +20,20 @@ public enum ControlClient {
         return (try? socket.receiveFrames())??.last
     }
 
+    /// The reply decoded as `Reply`, nil when the daemon did not answer or answered something else (an error).
+    public static func ask<Reply: Decodable>(
+        _ request: ControlRequest, as _: Reply.Type, context: ZMQContext, endpoint: String,
+        timeoutMilliseconds: Int32 = 1000
+    ) -> Reply? {
+        self.request(context: context, endpoint: endpoint, request: request, timeoutMilliseconds: timeoutMilliseconds)
+            .flatMap { try? JSONDecoder().decode(Reply.self, from: Data($0)) }
+    }
+
     /// A daemon's `status`, nil when it did not answer.
     public static func status(context: ZMQContext, endpoint: String, timeoutMilliseconds: Int32 = 1000)
         -> DaemonStatus?
     {
-        let reply = request(context: context, endpoint: endpoint, request: ControlRequest(cmd: "status"),
+        ask(ControlRequest(cmd: "status"), as: DaemonStatus.self, context: context, endpoint: endpoint,
             timeoutMilliseconds: timeoutMilliseconds)
-        return reply.flatMap { try? JSONDecoder().decode(DaemonStatus.self, from: Data($0)) }
     }
 }

@@ -1,3 +1,4 @@
+import DaemonMetrics
 import Foundation
 import Histogram
 import Logging
@@ -324,22 +325,13 @@ private final class UpstreamLoop: SocketLoop {
                                     "deepest_client_queue": UInt64(depths.map(\.deepest).max() ?? 0),
                                 ], latency: [plantToEdgeBuckets, hub.clientLatency.withLock { $0.total }])
                         case "latency":
-                            let histogram = plantToEdge
                             let figures = HopFigures(
-                                hop: "plantd -> edged", count: histogram.totalCount,
-                                p50Ns: histogram.valueAtPercentile(50), p90Ns: histogram.valueAtPercentile(90),
-                                p99Ns: histogram.valueAtPercentile(99), p999Ns: histogram.valueAtPercentile(99.9),
-                                maxNs: histogram.totalCount == 0 ? 0 : histogram.max, clockSkewed: plantToEdgeSkewed)
+                                hop: "plantd -> edged", histogram: plantToEdge, clockSkewed: plantToEdgeSkewed)
                             plantToEdge.reset()
                             plantToEdgeSkewed = 0
                             let toClients = hub.clientLatency.withLock { latency in
                                 defer { latency.window.reset() }
-                                let window = latency.window
-                                return HopFigures(
-                                    hop: "edged -> client", count: window.totalCount,
-                                    p50Ns: window.valueAtPercentile(50), p90Ns: window.valueAtPercentile(90),
-                                    p99Ns: window.valueAtPercentile(99), p999Ns: window.valueAtPercentile(99.9),
-                                    maxNs: window.totalCount == 0 ? 0 : window.max, clockSkewed: 0)
+                                return HopFigures(hop: "edged -> client", histogram: latency.window, clockSkewed: 0)
                             }
                             return LatencyReply(hops: [figures, toClients])
                         case "subs":

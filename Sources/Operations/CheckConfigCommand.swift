@@ -85,9 +85,7 @@ public struct CheckConfigCommand: ParsableCommand {
             }
         }
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            for result in results { print(String(decoding: try encoder.encode(result), as: UTF8.self)) }
+            for result in results { try ChainOptions.printJSON(result) }
         } else {
             let rows = results.map { result in
                 [result.file, result.daemon ?? "?",

@@ -80,9 +80,8 @@ public struct EngineService: Service {
         let reloads = Task { [controlEndpoint, logger] in
             for await _ in await UnixSignalsSequence(trapping: .sighup) {
                 guard let endpoint = controlEndpoint(), let context = try? ZMQContext() else { continue }
-                let reply = ControlClient.request(context: context, endpoint: endpoint,
-                    request: ControlRequest(cmd: "reload"), timeoutMilliseconds: 5_000)
-                    .flatMap { try? JSONDecoder().decode(ReloadReply.self, from: Data($0)) }
+                let reply = ControlClient.ask(ControlRequest(cmd: "reload"), as: ReloadReply.self, context: context,
+                    endpoint: endpoint, timeoutMilliseconds: 5_000)
                 if let error = reply?.error {
                     logger?.error("SIGHUP: configuration not reloaded", metadata: ["why": "\(error)"])
                 } else if reply == nil {

@@ -15,6 +15,16 @@ public struct ChainEndpoints: Sendable {
     public var plantUsesCurve = false
     public var edgeControl: String?
 
+    /// The control endpoint of `daemon` (feedd, plantd or edged), nil when its etc/ file is not there.
+    public func control(of daemon: String) -> String? {
+        switch daemon {
+        case "feedd": feedControl
+        case "plantd": plantControl
+        case "edged": edgeControl
+        default: nil
+        }
+    }
+
     /// A bind endpoint as a connect endpoint: `tcp://*:7201` and `tcp://0.0.0.0:7201` become `tcp://127.0.0.1:7201`.
     public static func connectable(_ endpoint: String) -> String {
         endpoint.replacingOccurrences(of: "tcp://*:", with: "tcp://127.0.0.1:")

@@ -45,15 +45,13 @@ public struct GapsCommand: AsyncParsableCommand {
             throw ValidationError("no feedd.toml or plantd.toml in \(options.etc)/ (use --etc, --endpoint or --plant)")
         }
         let context = try ZMQContext()
-        func ask<Reply: Decodable>(_ target: String?, as _: Reply.Type) -> Reply? {
-            guard let target,
-                let reply = ControlClient.request(context: context, endpoint: target,
-                    request: ControlRequest(cmd: "gaps"), timeoutMilliseconds: 1000)
-            else { return nil }
-            return try? JSONDecoder().decode(Reply.self, from: Data(reply))
+        let gaps = ControlRequest(cmd: "gaps")
+        let feed = feedTarget.flatMap {
+            ControlClient.ask(gaps, as: FeedGapsReply.self, context: context, endpoint: $0)
         }
-        let feed = ask(feedTarget, as: FeedGapsReply.self)
-        let plantGaps = ask(plantTarget, as: PlantGapsReply.self)
+        let plantGaps = plantTarget.flatMap {
+            ControlClient.ask(gaps, as: PlantGapsReply.self, context: context, endpoint: $0)
+        }
         var unanswered = false
         for (name, target, answered) in [("feedd", feedTarget, feed != nil), ("plantd", plantTarget, plantGaps != nil)]
         where !answered {
@@ -62,9 +60,7 @@ public struct GapsCommand: AsyncParsableCommand {
             unanswered = true
         }
         if options.json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            print(String(decoding: try encoder.encode(Report(feedd: feed, plantd: plantGaps)), as: UTF8.self))
+            try ChainOptions.printJSON(Report(feedd: feed, plantd: plantGaps))
         } else {
             printTables(feed: feed, plant: plantGaps)
         }

@@ -141,10 +141,7 @@ public struct LatencyCommand: AsyncParsableCommand {
             }
             var text: String
             if options.json {
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.sortedKeys]
-                encoder.keyEncodingStrategy = .convertToSnakeCase
-                text = String(decoding: try encoder.encode(report), as: UTF8.self) + "\n"
+                text = try ChainOptions.jsonLine(report, snakeCase: true) + "\n"
             } else {
                 text = Self.render(report, latencies: latencies) + "\n"
                 // Watching on a terminal: each window replaces the last on the screen.
@@ -183,19 +180,14 @@ public struct LatencyCommand: AsyncParsableCommand {
 
     /// edged's own hops since the last time it was asked (nil when it does not answer).
     static func edgeHops(context: ZMQContext, endpoint: String) -> [HopFigures]? {
-        ControlClient.request(context: context, endpoint: endpoint, request: ControlRequest(cmd: "latency"),
-            timeoutMilliseconds: 500).flatMap { try? JSONDecoder().decode(LatencyReply.self, from: Data($0)).hops }
+        ControlClient.ask(ControlRequest(cmd: "latency"), as: LatencyReply.self, context: context, endpoint: endpoint,
+            timeoutMilliseconds: 500)?.hops
     }
 
     static func report(_ latencies: HopLatencies, source: String, seconds: Double) -> Report {
         let rows = latencies.order.compactMap { name -> HopFigures? in
             guard let hop = latencies.hops[name] else { return nil }
-            let histogram = hop.histogram
-            return HopFigures(
-                hop: name, count: histogram.totalCount, p50Ns: histogram.valueAtPercentile(50),
-                p90Ns: histogram.valueAtPercentile(90), p99Ns: histogram.valueAtPercentile(99),
-                p999Ns: histogram.valueAtPercentile(99.9), maxNs: histogram.totalCount == 0 ? 0 : histogram.max,
-                clockSkewed: hop.negative)
+            return HopFigures(hop: name, histogram: hop.histogram, clockSkewed: hop.negative)
         }
         return Report(source: source, seconds: seconds, ticks: latencies.ticks, hops: rows)
     }

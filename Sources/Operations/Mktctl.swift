@@ -28,6 +28,28 @@ public struct ChainOptions: ParsableArguments {
 
     public init() {}
 
+    /// `override` (a command's `--endpoint`), else `daemon`'s control endpoint from its etc/ file.
+    func controlEndpoint(of daemon: String, override: String?) throws -> String {
+        if let override { return override }
+        guard let endpoint = try loadEndpoints().control(of: daemon) else {
+            throw ValidationError("no \(daemon).toml in \(etc)/ (use --etc or --endpoint)")
+        }
+        return endpoint
+    }
+
+    /// Prints `value` as one line of JSON with sorted keys (what `--json` promises scripts); `snakeCase` for the
+    /// commands whose JSON names its fields that way.
+    static func printJSON(_ value: some Encodable, snakeCase: Bool = false) throws {
+        print(try jsonLine(value, snakeCase: snakeCase))
+    }
+
+    static func jsonLine(_ value: some Encodable, snakeCase: Bool = false) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        if snakeCase { encoder.keyEncodingStrategy = .convertToSnakeCase }
+        return String(decoding: try encoder.encode(value), as: UTF8.self)
+    }
+
     /// The daemons' endpoints from `--etc`; a bad file exits with status 2 like the daemons do.
     func loadEndpoints() throws -> ChainEndpoints {
         do {

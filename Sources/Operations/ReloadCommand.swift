@@ -29,24 +29,16 @@ public struct ReloadCommand: AsyncParsableCommand {
     }
 
     public func run() async throws {
-        let endpoints = endpoint == nil ? try options.loadEndpoints() : ChainEndpoints()
-        guard let target = endpoint ?? [
-            "plantd": endpoints.plantControl, "feedd": endpoints.feedControl, "edged": endpoints.edgeControl,
-        ][daemon] ?? nil else {
-            throw ValidationError("no \(daemon).toml in \(options.etc)/ (use --etc or --endpoint)")
-        }
+        let target = try options.controlEndpoint(of: daemon, override: endpoint)
         let context = try ZMQContext()
-        guard let bytes = ControlClient.request(context: context, endpoint: target,
-            request: ControlRequest(cmd: "reload"), timeoutMilliseconds: 5_000),
-            let reply = try? JSONDecoder().decode(ReloadReply.self, from: Data(bytes))
+        guard let reply = ControlClient.ask(ControlRequest(cmd: "reload"), as: ReloadReply.self, context: context,
+            endpoint: target, timeoutMilliseconds: 5_000)
         else {
             FileHandle.standardError.write(Data("mktctl reload: \(daemon) at \(target) did not answer\n".utf8))
             throw ExitCode(1)
         }
         if options.json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            print(String(decoding: try encoder.encode(reply), as: UTF8.self))
+            try ChainOptions.printJSON(reply)
         } else if let error = reply.error {
             print("\(daemon): not reloaded: \(error)")
         } else {

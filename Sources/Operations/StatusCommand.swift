@@ -36,18 +36,16 @@ public struct StatusCommand: AsyncParsableCommand {
         let context = try ZMQContext()
         var rows: [StatusRow] = []
         for target in targets {
-            let reply = ControlClient.request(context: context, endpoint: target.endpoint,
-                request: ControlRequest(cmd: "status"), timeoutMilliseconds: Int32(timeout))
-            if let reply, let status = try? JSONDecoder().decode(DaemonStatus.self, from: Data(reply)) {
+            if let status = ControlClient.status(context: context, endpoint: target.endpoint,
+                timeoutMilliseconds: Int32(timeout))
+            {
                 rows.append(StatusRow(daemon: status.daemon, endpoint: target.endpoint, up: true, status: status))
             } else {
                 rows.append(StatusRow(daemon: target.daemon, endpoint: target.endpoint, up: false, status: nil))
             }
         }
         if options.json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            for row in rows { print(String(decoding: try encoder.encode(row), as: UTF8.self)) }
+            for row in rows { try ChainOptions.printJSON(row) }
         } else {
             print(StatusRow.table(rows, colour: TerminalColour.wanted))
         }

@@ -61,10 +61,8 @@ public struct SubsCommand: AsyncParsableCommand {
         var down: [String] = []
         func ask<Reply: Decodable>(_ daemon: String, _ endpoint: String?, as type: Reply.Type) -> Reply? {
             guard let endpoint else { return nil }
-            let reply = ControlClient.request(
-                context: context, endpoint: endpoint, request: ControlRequest(cmd: "subs"),
-                timeoutMilliseconds: Int32(timeout)
-            ).flatMap { try? JSONDecoder().decode(Reply.self, from: Data($0)) }
+            let reply = ControlClient.ask(ControlRequest(cmd: "subs"), as: Reply.self, context: context,
+                endpoint: endpoint, timeoutMilliseconds: Int32(timeout))
             if reply == nil { down.append(daemon) }
             return reply
         }
@@ -78,10 +76,7 @@ public struct SubsCommand: AsyncParsableCommand {
         let report = Self.report(edge: edge, plantBefore: plantBefore, plantAfter: plantAfter, seconds: window,
             top: top, down: down)
         if options.json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            encoder.keyEncodingStrategy = .convertToSnakeCase
-            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+            try ChainOptions.printJSON(report, snakeCase: true)
         } else {
             print(Self.render(report))
         }

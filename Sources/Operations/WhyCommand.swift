@@ -25,29 +25,15 @@ public struct WhyCommand: AsyncParsableCommand {
     }
 
     public func run() async throws {
-        let target: String
-        if let endpoint {
-            target = endpoint
-        } else {
-            guard let control = try options.loadEndpoints().plantControl else {
-                throw ValidationError("no plantd.toml in \(options.etc)/ (use --etc or --endpoint)")
-            }
-            target = control
-        }
+        let target = try options.controlEndpoint(of: "plantd", override: endpoint)
         let context = try ZMQContext()
-        guard let reply = ControlClient.request(context: context, endpoint: target,
-            request: ControlRequest(cmd: "why", symbol: symbol), timeoutMilliseconds: 1000),
-            let why = try? JSONDecoder().decode(WhyReply.self, from: Data(reply))
+        guard let why = ControlClient.ask(ControlRequest(cmd: "why", symbol: symbol), as: WhyReply.self,
+            context: context, endpoint: target)
         else {
             FileHandle.standardError.write(Data("mktctl why: plantd at \(target) did not answer\n".utf8))
             throw ExitCode(1)
         }
-        if options.json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            print(String(decoding: try encoder.encode(why), as: UTF8.self))
-            return
-        }
+        if options.json { return try ChainOptions.printJSON(why) }
         let modes = why.modes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
         guard !why.rejections.isEmpty else {
             print("\(symbol): no rejections (rules: \(modes))")
