@@ -376,8 +376,9 @@
             const seq = update.seq ?? 0;
             if (update.snapshot) {
                 // A snapshot sets where the stream stands: its newest seq, whatever came before (the plant may have
-                // restarted and numbered afresh).
-                if (state.joining && !state.snapshotting) {
+                // restarted and numbered afresh). The edge sends one unasked too, when its own stream from the plant
+                // lost updates the plant could not replay (a refresh).
+                if (!state.snapshotting) {
                     state.snapshotting = true;
                     state.seq = 0;
                     state.snapshots += 1;

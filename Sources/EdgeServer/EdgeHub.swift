@@ -150,6 +150,12 @@ public final class EdgeHub: Sendable {
         registry.post(.resume(updates, symbol: symbol, from: from, session: session))
     }
 
+    /// Hands every client watching `symbol` its values afresh, as a snapshot: edged's stream lost updates of it that
+    /// plantd could not replay.
+    func dispatchRefresh(_ frames: [EdgeUpdate], of symbol: String) {
+        for registry in registries { registry.post(.refresh(frames, symbol: symbol)) }
+    }
+
     /// Tells a session plantd has nothing of `symbol` (error 408).
     func dispatchUnknown(_ symbol: String, to registry: LoopRegistry, session: ObjectIdentifier) {
         registry.post(.unknown(symbol: symbol, session: session))
@@ -187,6 +193,7 @@ enum LoopWork {
     case snapshot([EdgeUpdate], symbol: String, session: ObjectIdentifier)
     case resume([EdgeUpdate], symbol: String, from: UInt64, session: ObjectIdentifier)
     case unknown(symbol: String, session: ObjectIdentifier)
+    case refresh([EdgeUpdate], symbol: String)
 }
 
 /// The sessions of one loop that watch a symbol, unretained so that the walk of every update does not count
@@ -324,6 +331,7 @@ final class LoopRegistry: @unchecked Sendable {
             case let .resume(updates, symbol, from, session):
                 deliverResume(updates, of: symbol, from: from, to: session)
             case let .unknown(symbol, session): deliverUnknown(symbol, to: session)
+            case let .refresh(frames, symbol): deliverRefresh(frames, of: symbol)
             }
         }
         deliverJoined()
@@ -343,6 +351,14 @@ final class LoopRegistry: @unchecked Sendable {
     func deliverResume(_ updates: [EdgeUpdate], of symbol: String, from: UInt64, to session: ObjectIdentifier) {
         eventLoop.preconditionInEventLoop()
         sessions[session]?.receiveResume(updates, of: symbol, from: from)
+    }
+
+    func deliverRefresh(_ frames: [EdgeUpdate], of symbol: String) {
+        eventLoop.preconditionInEventLoop()
+        guard let list = watchers[symbol] else { return }
+        for member in Array(list.members) {
+            member._withUnsafeGuaranteedRef { $0.receiveRefresh(frames, of: symbol) }
+        }
     }
 
     func deliverUnknown(_ symbol: String, to session: ObjectIdentifier) {

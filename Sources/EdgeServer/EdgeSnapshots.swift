@@ -7,6 +7,14 @@ import NIOCore
 /// A symbol's first watcher makes edged ask plantd's snapshot ROUTER for its last values (the Clone pattern): the
 /// live updates that arrive meanwhile wait, and those the snapshot already holds (by `stream_seq`) are dropped. After
 /// that the cache follows the live updates, so later watchers are answered at once, without asking plantd.
+///
+/// Each watched symbol's updates must follow on by `symbol_seq`. One that does not means edged's own stream lost
+/// some (plantd restarted and published before edged's SUB was back, or the SUB went over its high-water mark); and
+/// after a plant restart (a new session on `#HB`) a quiet symbol's lost updates would show no such sign. Either way
+/// the symbol is due for a repair (`repairsDue`): plantd replays what is missing while the live updates wait, and
+/// every client gets the missing updates in order. When plantd cannot (it numbers afresh after a restart without its
+/// journal, or more went by than a replay may carry), the symbol's last values are taken afresh and every watcher
+/// gets them as a snapshot (a refresh), as a resume that cannot be replayed does.
 struct EdgeSnapshotCache {
     struct Value {
         var type: TickType
@@ -28,20 +36,116 @@ struct EdgeSnapshotCache {
         var awaitingPlant = false
         var held: [(tick: Tick, text: ByteBuffer)] = []
         var waiters: [Waiter] = []
+        /// The symbol_seq of the latest update passed on (0: none yet): the next one must follow on from it.
+        var through: UInt64 = 0
+        /// plantd is asked to replay what edged's stream lost of the symbol: live updates wait in `held`.
+        var repairing = false
+        /// The snapshot awaited is a refresh: every watcher gets it, not only the waiters.
+        var refreshing = false
     }
 
     private(set) var symbols: [String: Symbol] = [:]
+    /// Symbols whose lost updates plantd is to be asked for, in the order found (taken by the upstream loop).
+    var repairsDue: [String] = []
+    /// False without plantd's snapshot ROUTER: a gap cannot be repaired, and updates go on as they come.
+    var canRepair = true
+    /// Gaps found in edged's own stream: a symbol's update not following on, or a plant restart.
+    private(set) var gapsFound: UInt64 = 0
 
     /// Keeps `text` as the last value of the tick's (type, venue); false when the update is not to be passed on now
     /// (the symbol's snapshot is still awaited: it is held, and goes on after the snapshot if it is newer).
     mutating func take(_ tick: Tick, text: ByteBuffer) -> Bool {
         guard symbols[tick.symbol] != nil else { return true }
-        if symbols[tick.symbol]!.awaitingPlant {
+        if symbols[tick.symbol]!.awaitingPlant || symbols[tick.symbol]!.repairing {
             symbols[tick.symbol]!.held.append((tick, text))
             return false
         }
+        let through = symbols[tick.symbol]!.through
+        if tick.symbolSequence != 0 && through != 0 && tick.symbolSequence != through &+ 1 {
+            // Ahead: updates lost on the way here. Behind: plantd numbers afresh (restarted without its journal),
+            // since within one plant session no symbol_seq comes twice on the live stream.
+            gapsFound &+= 1
+            if canRepair {
+                symbols[tick.symbol]!.held.append((tick, text))
+                symbols[tick.symbol]!.repairing = true
+                repairsDue.append(tick.symbol)
+                return false
+            }
+        }
         remember(tick, text)
         return true
+    }
+
+    /// plantd restarted (a new session on `#HB`): whatever it published before edged's SUB reached it is lost, so
+    /// every symbol with values is checked by a replay from its next symbol_seq (an empty one for a quiet symbol).
+    mutating func plantRestarted() {
+        guard canRepair else { return }
+        for (symbol, entry) in symbols where entry.through != 0 && !entry.awaitingPlant && !entry.repairing {
+            gapsFound &+= 1
+            symbols[symbol]!.repairing = true
+            repairsDue.append(symbol)
+        }
+    }
+
+    /// The symbol_seq a repair of `symbol` asks plantd to replay from; nil when it needs none any more.
+    func repairFrom(_ symbol: String) -> UInt64? {
+        guard let entry = symbols[symbol], entry.repairing else { return nil }
+        return entry.through &+ 1
+    }
+
+    /// plantd replayed `symbol` from `repairFrom` on, completely: the replayed updates, then those that waited, are
+    /// returned in order to be passed on, each once. `done` is false when they still do not follow on (more was
+    /// lost while plantd was asked): the rest wait, and the symbol is due for another repair.
+    mutating func repaired(_ symbol: String, replayed: [(tick: Tick, text: ByteBuffer)])
+        -> (updates: [(tick: Tick, text: ByteBuffer)], done: Bool)
+    {
+        guard symbols[symbol]?.repairing == true else { return ([], true) }
+        let waited = symbols[symbol]!.held
+        symbols[symbol]!.held.removeAll()
+        var updates: [(tick: Tick, text: ByteBuffer)] = []
+        for (index, update) in (replayed + waited).enumerated() where update.tick.symbol == symbol {
+            let sequence = update.tick.symbolSequence
+            let through = symbols[symbol]!.through
+            if sequence != 0 && sequence <= through { continue }
+            if sequence > through &+ 1 && index >= replayed.count {
+                symbols[symbol]!.held = Array(waited[(index - replayed.count)...])
+                repairsDue.append(symbol)
+                return (updates, false)
+            }
+            remember(update.tick, update.text)
+            updates.append(update)
+        }
+        symbols[symbol]!.repairing = false
+        return (updates, true)
+    }
+
+    /// plantd cannot replay what `symbol` lost: its last values are to be taken afresh from a snapshot (the caller
+    /// asks for it), which every watcher gets; the updates that waited stay held for it.
+    mutating func refresh(_ symbol: String) {
+        guard symbols[symbol] != nil else { return }
+        symbols[symbol]!.values.removeAll()
+        symbols[symbol]!.through = 0
+        symbols[symbol]!.repairing = false
+        symbols[symbol]!.awaitingPlant = true
+        symbols[symbol]!.refreshing = true
+    }
+
+    /// plantd did not answer a repair in time: the updates that waited go on as they are, the gap left open.
+    mutating func abandonRepair(_ symbol: String) -> [(tick: Tick, text: ByteBuffer)] {
+        guard symbols[symbol]?.repairing == true else { return [] }
+        let waited = symbols[symbol]!.held
+        symbols[symbol]!.held.removeAll()
+        symbols[symbol]!.repairing = false
+        for update in waited { remember(update.tick, update.text) }
+        return waited
+    }
+
+    /// The refreshed last values of `symbol`, flagged `"snapshot":true`, for every watcher (nil when the snapshot
+    /// plantd answered was not a refresh).
+    mutating func takeRefresh(_ symbol: String, allocator: ByteBufferAllocator) -> [EdgeUpdate]? {
+        guard let entry = symbols[symbol], entry.refreshing, !entry.awaitingPlant else { return nil }
+        symbols[symbol]!.refreshing = false
+        return frames(of: entry, symbol, allocator: allocator)
     }
 
     /// Keeps a copy of `text` in the value's own buffer, reused from one update to the next: the update's frame
@@ -49,6 +153,7 @@ struct EdgeSnapshotCache {
     /// symbol's next update.
     private mutating func remember(_ tick: Tick, _ text: ByteBuffer) {
         let symbol = tick.symbol
+        if tick.symbolSequence != 0 { symbols[symbol]!.through = tick.symbolSequence }
         guard let index = symbols[symbol]!.values.firstIndex(where: { $0.type == tick.type && $0.venue == tick.venue })
         else {
             var copy = ByteBufferAllocator().buffer(capacity: text.readableBytes)
@@ -88,7 +193,13 @@ struct EdgeSnapshotCache {
         -> [(tick: Tick, text: ByteBuffer)]
     {
         guard symbols[symbol] != nil else { return [] }
-        for (tick, text) in ticks where tick.symbol == symbol { remember(tick, text) }
+        var through = symbols[symbol]!.through
+        for (tick, text) in ticks where tick.symbol == symbol {
+            remember(tick, text)
+            through = max(through, tick.symbolSequence)
+        }
+        // The snapshot's values come by (type, venue), not in symbol_seq order: it holds everything up to its newest.
+        symbols[symbol]!.through = through
         let newer = symbols[symbol]!.held.filter { $0.tick.streamSequence > streamSequence || $0.tick.streamSequence == 0 }
         symbols[symbol]!.held.removeAll()
         symbols[symbol]!.awaitingPlant = false
@@ -99,11 +210,15 @@ struct EdgeSnapshotCache {
     mutating func answerWaiters(_ symbol: String, allocator: ByteBufferAllocator) -> ([Waiter], [EdgeUpdate]) {
         guard let entry = symbols[symbol], !entry.awaitingPlant, !entry.waiters.isEmpty else { return ([], []) }
         symbols[symbol]!.waiters.removeAll()
-        let frames = entry.values.sorted { $0.streamSequence < $1.streamSequence }.map { value in
+        return (entry.waiters, frames(of: entry, symbol, allocator: allocator))
+    }
+
+    /// A symbol's last values as snapshot frames, oldest first.
+    private func frames(of entry: Symbol, _ symbol: String, allocator: ByteBufferAllocator) -> [EdgeUpdate] {
+        entry.values.sorted { $0.streamSequence < $1.streamSequence }.map { value in
             EdgeUpdate(symbol: symbol, text: Self.flagged(value.text, allocator: allocator), droppable: false,
                 type: value.type, symbolSequence: value.symbolSequence)
         }
-        return (entry.waiters, frames)
     }
 
     /// True when the cache has no value of `symbol` (none came from plantd nor live).

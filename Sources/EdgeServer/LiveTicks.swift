@@ -46,10 +46,25 @@ public struct LiveTicks {
     /// When plantd sent the tick `take` read last (ns since the epoch; 0 when unknown).
     public var lastPlantTransmitNs: UInt64 { tick.plantTransmitNs }
 
+    /// The session of the plantd whose heartbeats come (`plant_session`; 0 before the first), and how many came
+    /// (plantd's own messages, not counted as ticks in).
+    private(set) var plantSession: UInt64 = 0
+    private(set) var heartbeats: UInt64 = 0
+
     /// The update to pass on to the clients of `bytes` (a Tick as plantd publishes it); nil for one not readable, one
-    /// of plantd's own (`#HB`, `#Q|...`), or one held while its symbol's snapshot is awaited.
+    /// of plantd's own (`#HB`, `#Q|...`), or one held while its symbol's snapshot or repair is awaited. A heartbeat
+    /// of a new plant session makes every symbol due for a repair (`cache.repairsDue`).
     public mutating func take(_ bytes: UnsafeRawBufferPointer) -> EdgeUpdate? {
-        guard (try? TickWire.decode(bytes, into: &tick)) != nil, !tick.symbol.hasPrefix("#") else { return nil }
+        guard (try? TickWire.decode(bytes, into: &tick)) != nil else { return nil }
+        if tick.symbol.hasPrefix("#") {
+            guard tick.symbol == Topic.heartbeat else { return nil }
+            heartbeats &+= 1
+            if tick.plantSession != 0 && tick.plantSession != plantSession {
+                if plantSession != 0 { cache.plantRestarted() }
+                plantSession = tick.plantSession
+            }
+            return nil
+        }
         let update = framer.update(for: tick)
         return cache.take(tick, text: update.text) ? update : nil
     }

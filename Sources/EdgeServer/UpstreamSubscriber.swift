@@ -31,11 +31,28 @@ final class UpstreamSubscriber: Sendable {
 
 /// A request to plantd's snapshot ROUTER awaiting its answer.
 struct AskedOfPlant {
+    enum Purpose {
+        /// The symbol's last values, for the cache (and its waiting clients, or every watcher in a refresh).
+        case snapshot
+        /// A symbol replay for one client (`fromSeq`, or a gap in its join).
+        case resume(waiter: EdgeSnapshotCache.Waiter, from: UInt64)
+        /// A symbol replay of what edged's own stream lost, for every watcher.
+        case repair(from: UInt64)
+    }
+
     var symbol: String
     var askedAtNs: UInt64
-    /// A symbol replay for one client (`fromSeq`, or a gap's repair); nil: a snapshot for the cache.
-    var resume: (waiter: EdgeSnapshotCache.Waiter, from: UInt64)?
+    var purpose: Purpose = .snapshot
+
+    var isReplay: Bool {
+        if case .snapshot = purpose { return false }
+        return true
+    }
 }
+
+/// Repairs of edged's own stream asked of plantd at once: a plant restart makes every watched symbol due, and its
+/// answers must not wait behind thousands of requests past `snapshot_timeout`.
+private let repairsInFlightLimit = 64
 
 /// The upstream thread's sockets and loop.
 private final class UpstreamLoop: SocketLoop {
@@ -59,6 +76,14 @@ private final class UpstreamLoop: SocketLoop {
     var plantToEdgeSkewed: UInt64 = 0
     /// The same since edged started, in fixed buckets: `/metrics`.
     var plantToEdgeBuckets = LatencyBuckets(hop: "plantd -> edged")
+    /// Gaps in edged's own stream healed by plantd's replay, and those it could not replay (a refresh instead, or
+    /// plantd did not answer in time and the gap stayed open); plant restarts seen on `#HB`.
+    var upstreamGapsReplayed: UInt64 = 0
+    var upstreamGapsSnapshotted: UInt64 = 0
+    var upstreamGapsLeftOpen: UInt64 = 0
+    var plantRestarts: UInt64 = 0
+    var gapsLogged: UInt64 = 0
+    var gapsLoggedAtNs: UInt64 = 0
 
     init(subscriber: UpstreamSubscriber) throws {
         self.subscriber = subscriber
@@ -66,10 +91,13 @@ private final class UpstreamLoop: SocketLoop {
         if let curve = subscriber.configuration.curve { try socket.setCurveClient(curve) }
         try socket.setReceiveHighWaterMark(subscriber.configuration.receiveHighWaterMark)
         try socket.connect(subscriber.configuration.upstream)
+        // plantd's heartbeats carry its session: a new one is a plant restart, which may have lost updates.
+        try socket.subscribe(Topic.heartbeat)
         if let endpoint = subscriber.configuration.snapshotEndpoint {
             snapshotSocket = try Self.snapshotDealer(
                 subscriber.context, endpoint, curve: subscriber.configuration.curve)
         }
+        live.cache.canRepair = snapshotSocket != nil
         control = try ControlResponder(context: subscriber.context, endpoint: subscriber.configuration.controlEndpoint)
         boundEndpoints = ["control": try control.socket.lastEndpoint]
     }
@@ -98,7 +126,8 @@ private final class UpstreamLoop: SocketLoop {
         _ symbol: String, from: UInt64, _ waiter: EdgeSnapshotCache.Waiter, allocator: ByteBufferAllocator
     ) {
         guard let dealer = snapshotSocket else { return wantSnapshot(symbol, waiter, allocator: allocator) }
-        asked.append(AskedOfPlant(symbol: symbol, askedAtNs: MonotonicClock.nowNanoseconds(), resume: (waiter, from)))
+        asked.append(AskedOfPlant(
+            symbol: symbol, askedAtNs: MonotonicClock.nowNanoseconds(), purpose: .resume(waiter: waiter, from: from)))
         _ = try? dealer.send(ReplayRequest.symbolReplay(symbol: symbol, fromSymbolSequence: from).encoded())
     }
 
@@ -119,9 +148,12 @@ private final class UpstreamLoop: SocketLoop {
                 guard !asked.isEmpty else { continue }
                 let request = asked.removeFirst()
                 let end = SnapshotEnd(decoding: frames[1])
-                if let resume = request.resume {
-                    finishResume(request.symbol, resume.waiter, from: resume.from, end: end, allocator: allocator)
-                } else {
+                switch request.purpose {
+                case let .resume(waiter, from):
+                    finishResume(request.symbol, waiter, from: from, end: end, allocator: allocator)
+                case let .repair(from):
+                    finishRepair(request.symbol, from: from, end: end, allocator: allocator, batch: &batch)
+                case .snapshot:
                     finishSnapshot(request.symbol, ticks: answerTicks, streamSequence: end?.streamSequence ?? 0,
                         answeredByPlant: end != nil, allocator: allocator, batch: &batch)
                 }
@@ -129,7 +161,7 @@ private final class UpstreamLoop: SocketLoop {
                 answerTicksBeyondLimit = 0
                 continue
             }
-            if asked.first?.resume != nil && answerTicks.count >= replayLimit {
+            if asked.first?.isReplay == true && answerTicks.count >= replayLimit {
                 answerTicksBeyondLimit += 1
                 continue
             }
@@ -165,12 +197,74 @@ private final class UpstreamLoop: SocketLoop {
         hub.dispatchResume(updates, of: symbol, from: from, to: waiter.registry, session: waiter.session)
     }
 
+    /// plantd's replay of what edged's stream lost of `symbol`: every watcher gets the missing updates in order, then
+    /// those that waited. When plantd cannot replay them (or more than `resume_max_updates` were lost), the symbol's
+    /// values are taken afresh and every watcher gets them as a snapshot.
+    func finishRepair(
+        _ symbol: String, from: UInt64, end: SnapshotEnd?, allocator: ByteBufferAllocator, batch: inout [EdgeUpdate]
+    ) {
+        guard let end, end.complete, answerTicksBeyondLimit == 0 else {
+            upstreamGapsSnapshotted &+= 1
+            let limit = subscriber.configuration.resumeMaxUpdates
+            subscriber.logger.debug("a gap in edged's stream answered with a fresh snapshot", metadata: [
+                "symbol": "\(symbol)", "from": "\(from)",
+                "why": "\(end.map { $0.error.isEmpty ? "more than \(limit) missed" : $0.error } ?? "unreadable end")",
+            ])
+            live.cache.refresh(symbol)
+            asked.append(AskedOfPlant(symbol: symbol, askedAtNs: MonotonicClock.nowNanoseconds()))
+            _ = try? snapshotSocket?.send(ReplayRequest.snapshot(prefix: Topic.allTypes(of: symbol)).encoded())
+            return
+        }
+        let (updates, done) = live.cache.repaired(symbol, replayed: answerTicks.map { (tick: $0.0, text: $0.1) })
+        if done { upstreamGapsReplayed &+= 1 }
+        for (tick, text) in updates {
+            batch.append(EdgeUpdate(symbol: symbol, text: text, droppable: tick.type != .status, type: tick.type,
+                symbolSequence: tick.symbolSequence))
+        }
+        // Everyone who watched it left while plantd was asked: nothing more comes for it (its SUB is gone).
+        if done && !subscriber.hub.isWatched(symbol) { live.cache.forget(symbol) }
+    }
+
+    /// Asks plantd for what edged's stream lost, a window of symbols at a time (`repairsInFlightLimit`).
+    func askRepairs() {
+        guard !live.cache.repairsDue.isEmpty, let dealer = snapshotSocket else { return }
+        var inFlight = asked.reduce(0) { $0 + ($1.isReplay ? 1 : 0) }
+        var taken = 0
+        for symbol in live.cache.repairsDue {
+            guard inFlight < repairsInFlightLimit else { break }
+            taken += 1
+            guard let from = live.cache.repairFrom(symbol) else { continue }
+            asked.append(AskedOfPlant(
+                symbol: symbol, askedAtNs: MonotonicClock.nowNanoseconds(), purpose: .repair(from: from)))
+            _ = try? dealer.send(ReplayRequest.symbolReplay(symbol: symbol, fromSymbolSequence: from).encoded())
+            inFlight += 1
+        }
+        live.cache.repairsDue.removeFirst(taken)
+    }
+
+    /// At most one warning per 10 s about gaps in edged's own stream, with how many since the last.
+    func logGaps() {
+        let found = live.cache.gapsFound
+        let now = MonotonicClock.nowNanoseconds()
+        guard found != gapsLogged, now &- gapsLoggedAtNs >= 10_000_000_000 else { return }
+        let message: Logger.Message = "edged's stream from plantd lost updates; repairing them by plantd's replay"
+        subscriber.logger.warning(message, metadata: [
+            "gaps": "\(found &- gapsLogged)", "replayed": "\(upstreamGapsReplayed)",
+            "snapshotted": "\(upstreamGapsSnapshotted)", "left_open": "\(upstreamGapsLeftOpen)",
+        ])
+        gapsLogged = found
+        gapsLoggedAtNs = now
+    }
+
     func finishSnapshot(
         _ symbol: String, ticks: [(Tick, ByteBuffer)], streamSequence: UInt64, answeredByPlant: Bool,
         allocator: ByteBufferAllocator, batch: inout [EdgeUpdate]
     ) {
         let newer = live.cache.plantAnswered(symbol, ticks: ticks, streamSequence: streamSequence)
-        if answeredByPlant && newer.isEmpty && live.cache.hasNoValues(symbol) {
+        if let frames = live.cache.takeRefresh(symbol, allocator: allocator) {
+            // A refresh: every client watching the symbol gets its values afresh (and those waiting, below).
+            subscriber.hub.dispatchRefresh(frames, of: symbol)
+        } else if answeredByPlant && newer.isEmpty && live.cache.hasNoValues(symbol) {
             // plantd has never published anything of it, and nothing came since: 408 for each waiting client. The
             // cache forgets it, so that a later client asks plantd again.
             for waiter in live.cache.refuse(symbol) {
@@ -200,11 +294,18 @@ private final class UpstreamLoop: SocketLoop {
         answerTicks.removeAll()
         answerTicksBeyondLimit = 0
         for request in expired {
-            if let resume = request.resume {
+            switch request.purpose {
+            case let .resume(waiter, _):
                 subscriber.hub.replaysSnapshotted.wrappingAdd(1, ordering: .relaxed)
-                _ = live.cache.want(request.symbol, by: resume.waiter, askingPlant: false)
+                _ = live.cache.want(request.symbol, by: waiter, askingPlant: false)
                 answerWaiters(request.symbol, allocator: allocator)
-            } else {
+            case .repair:
+                upstreamGapsLeftOpen &+= 1
+                for (tick, text) in live.cache.abandonRepair(request.symbol) {
+                    batch.append(EdgeUpdate(symbol: tick.symbol, text: text, droppable: tick.type != .status,
+                        type: tick.type, symbolSequence: tick.symbolSequence))
+                }
+            case .snapshot:
                 finishSnapshot(request.symbol, ticks: [], streamSequence: 0, answeredByPlant: false,
                     allocator: allocator, batch: &batch)
             }
@@ -261,6 +362,14 @@ private final class UpstreamLoop: SocketLoop {
                 }
             }
             if poller.isReadable(socketIndex) {
+                let session = live.plantSession
+                defer {
+                    if live.plantSession != session && session != 0 {
+                        plantRestarts &+= 1
+                        logger.warning("plantd restarted (a new session on its heartbeat): asking it what was lost",
+                            metadata: ["symbols_watched": "\(hub.watched.count)"])
+                    }
+                }
                 // A bounded batch per cycle, so commands and control requests are never starved.
                 for _ in 0..<4096 {
                     guard (try? socket.receive(into: topicMessage, dontWait: true)) == true else { break }
@@ -287,12 +396,14 @@ private final class UpstreamLoop: SocketLoop {
                 readSnapshotAnswers(json: &json, allocator: allocator, batch: &batch)
             }
             expireSnapshots(allocator: allocator, batch: &batch, poller: poller)
+            askRepairs()
+            logGaps()
             if !batch.isEmpty {
                 hub.dispatch(batch)
                 batch.removeAll(keepingCapacity: true)
             }
             if poller.isReadable(controlIndex) {
-                rateIn.sample(total: received)
+                rateIn.sample(total: received &- live.heartbeats)
                 try? control.serveWaiting { body in
                     ControlCodec.respond(to: body) { request in
                         switch request.cmd {
@@ -301,7 +412,7 @@ private final class UpstreamLoop: SocketLoop {
                             return DaemonStatus(
                                 daemon: "edged", name: configuration.name, pid: getpid(),
                                 uptimeSeconds: Double(MonotonicClock.nowNanoseconds() - started) / 1e9,
-                                messagesIn: received, messagesOut: 0, rateIn: rateIn.perSecond, rateOut: 0,
+                                messagesIn: received &- live.heartbeats, messagesOut: 0, rateIn: rateIn.perSecond, rateOut: 0,
                                 drops: hub.droppedUpdates.load(ordering: .relaxed),
                                 clients: hub.connectedClients.load(ordering: .relaxed),
                                 counters: [
@@ -317,6 +428,11 @@ private final class UpstreamLoop: SocketLoop {
                                     "replays_snapshotted": hub.replaysSnapshotted.load(ordering: .relaxed),
                                     "join_gaps_repaired": hub.joinGapsRepaired.load(ordering: .relaxed),
                                     "unknown_symbols": hub.unknownSymbols.load(ordering: .relaxed),
+                                    "upstream_gaps": live.cache.gapsFound,
+                                    "upstream_gaps_replayed": upstreamGapsReplayed,
+                                    "upstream_gaps_snapshotted": upstreamGapsSnapshotted,
+                                    "upstream_gaps_left_open": upstreamGapsLeftOpen,
+                                    "plant_restarts": plantRestarts,
                                     "tls_handshakes": hub.tlsFailures.handshakes.load(ordering: .relaxed),
                                     "tls_failures": hub.tlsFailures.count.load(ordering: .relaxed),
                                     // The clients' queues at the last heartbeat: all of them, and the deepest one.

@@ -401,6 +401,24 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
         expectJoin(symbol, through: through)
     }
 
+    /// `symbol`'s values taken afresh (edged's stream lost updates plantd could not replay), flagged `"snapshot":true`
+    /// as any snapshot: the client starts the symbol over from them. One still waiting for its own snapshot or
+    /// replay of the symbol gets that instead.
+    func receiveRefresh(_ frames: [EdgeUpdate], of symbol: String) {
+        guard !awaiting.contains(symbol), let context, !closing else { return }
+        // An update waiting for its maxRate turn is older than the refresh.
+        rates[symbol]?.waiting = nil
+        var through: UInt64 = 0
+        for frame in frames {
+            through = max(through, frame.symbolSequence)
+            guard wants(frame.type, of: symbol) else { continue }
+            writeFrame(WebSocketFrame(fin: true, opcode: .text, data: frame.text))
+        }
+        context.flush()
+        joins[symbol] = nil
+        expectJoin(symbol, through: through)
+    }
+
     /// What plantd replayed of `symbol` from `from` on (complete: every update the client missed), then the live
     /// updates that waited and are newer; the live stream flows from there.
     func receiveResume(_ updates: [EdgeUpdate], of symbol: String, from: UInt64) {

@@ -70,20 +70,26 @@ import ZeroMQ
     /// plantd's engine and edged in-process, edged asking plantd's snapshot ROUTER.
     final class Chain {
         let context: ZMQContext
-        let plant: PlantEngine
+        private(set) var plant: PlantEngine
         let edge: EdgeServer
         let port: Int
+        /// plantd's configuration with the endpoints it bound, so that a restarted plantd takes the same ones.
+        private var plantConfiguration = PlantConfiguration()
 
-        init(feed: String, replayTicks: Int = 1_000_000, resumeMaxUpdates: Int = 1_000) async throws {
+        init(feed: String, replayTicks: Int = 1_000_000, resumeMaxUpdates: Int = 1_000, journal: String? = nil)
+            async throws
+        {
             context = try ZMQContext()
-            var plantConfiguration = PlantConfiguration()
             plantConfiguration.feeds = [feed]
             plantConfiguration.publishEndpoint = "tcp://127.0.0.1:*"
             plantConfiguration.controlEndpoint = "tcp://127.0.0.1:*"
             plantConfiguration.snapshotEndpoint = "tcp://127.0.0.1:*"
             plantConfiguration.replayTicks = replayTicks
+            plantConfiguration.journal.directory = journal
             plant = PlantEngine(configuration: plantConfiguration, context: context, logger: Logger(label: "plant"))
             try plant.start()
+            plantConfiguration.publishEndpoint = try #require(plant.endpoints["publish"])
+            plantConfiguration.snapshotEndpoint = try #require(plant.endpoints["snapshot"])
             var edgeConfiguration = EdgeConfiguration()
             edgeConfiguration.port = 0
             edgeConfiguration.upstream = try #require(plant.endpoints["publish"])
@@ -101,6 +107,16 @@ import ZeroMQ
             await edge.stop()
             plant.stop()
             _ = plant.thread.join()
+        }
+
+        /// Stops plantd, waits `pause`, and starts another on the same endpoints (and journal, if any): a plant
+        /// restart as edged sees it, its SUB and DEALER reconnecting by themselves.
+        func restartPlant(after pause: Duration) async throws {
+            plant.stop()
+            _ = plant.thread.join()
+            try await Task.sleep(for: pause)
+            plant = PlantEngine(configuration: plantConfiguration, context: context, logger: Logger(label: "plant"))
+            try plant.start()
         }
 
         /// A counter of edged's `status`.
@@ -181,6 +197,97 @@ import ZeroMQ
             next[symbol] = seq + 1
         }
         #expect(next["MSFT"]! >= 3_000)
+        await chain.stop()
+    }
+
+    /// Reads `symbol`'s messages until seq `through`; each must follow on from `next` (a snapshot's frames set where
+    /// the stream stands). Returns how many snapshot frames came and the seq after the last one read.
+    static func readContiguous(_ client: TestWebSocketClient, symbol: String, from next: Int, through: Int) throws
+        -> (snapshotFrames: Int, next: Int)
+    {
+        var next = next
+        var snapshotFrames = 0
+        var inSnapshot = false
+        let deadline = Date().addingTimeInterval(15)
+        while next <= through && Date() < deadline {
+            let message = try client.receiveJSON()
+            guard message["symbol"] as? String == symbol, let seq = message["seq"] as? Int else { continue }
+            if message["snapshot"] as? Bool == true {
+                snapshotFrames += 1
+                next = inSnapshot ? max(next, seq + 1) : seq + 1
+                inSnapshot = true
+                continue
+            }
+            inSnapshot = false
+            #expect(seq == next, "\(symbol): seq \(seq) where \(next) was due")
+            next = seq + 1
+        }
+        #expect(next > through, "\(symbol) reached seq \(through)")
+        return (snapshotFrames, next)
+    }
+
+    @Test func edgedRepairsWhatItsOwnStreamLostWhilePlantdRestartedFromItsJournal() async throws {
+        let context = try ZMQContext()
+        let feed = try TradingFeed(context: context, symbols: ["AAPL", "MSFT"], ticksPerSecond: 2_000)
+        let journal = FileManager.default.temporaryDirectory.appendingPathComponent("edge-journal-\(UUID())").path
+        defer { try? FileManager.default.removeItem(atPath: journal) }
+        let chain = try await Chain(feed: feed.endpoint, journal: journal)
+        defer { feed.stop() }
+        let client = try TestWebSocketClient(port: chain.port)
+        try client.send(text: #"{"action":"subscribe","symbol":"AAPL"}"#)
+        _ = try client.receiveText()
+        let (through, firstLive) = try Self.readSnapshot(client, symbol: "AAPL")
+        #expect(firstLive == through + 1)
+        let next = try Self.readContiguous(client, symbol: "AAPL", from: firstLive + 1, through: firstLive + 200).next
+
+        // plantd goes and comes back from its journal, numbering on; what it publishes before edged's SUB is back
+        // never reaches edged, which asks for it: the client sees every seq once, in order, no snapshot. (After
+        // plantd's first heartbeat, so that edged knows its session and sees the new one.)
+        try await Task.sleep(for: .milliseconds(1_200))
+        try await chain.restartPlant(after: .milliseconds(300))
+        let after = try Self.readContiguous(client, symbol: "AAPL", from: next, through: next + 2_000)
+        #expect(after.snapshotFrames == 0, "repaired by replay, not refreshed")
+        // The new plantd's first heartbeat (a second after its start) tells edged of the restart.
+        let deadline = Date().addingTimeInterval(5)
+        while try chain.edgeCounter("plant_restarts") == 0 && Date() < deadline { usleep(50_000) }
+        #expect(try chain.edgeCounter("plant_restarts") == 1)
+        _ = try Self.readContiguous(client, symbol: "AAPL", from: after.next, through: after.next + 500)
+        #expect(try chain.edgeCounter("upstream_gaps_replayed") >= 1)
+        #expect(try chain.edgeCounter("upstream_gaps_left_open") == 0)
+        await chain.stop()
+    }
+
+    @Test func aPlantdRestartedWithoutItsHistoryGivesEveryWatcherAFreshSnapshot() async throws {
+        let context = try ZMQContext()
+        let feed = try TradingFeed(context: context, symbols: ["AAPL", "MSFT"], ticksPerSecond: 2_000)
+        let chain = try await Chain(feed: feed.endpoint)
+        defer { feed.stop() }
+        let client = try TestWebSocketClient(port: chain.port)
+        try client.send(text: #"{"action":"subscribe","symbol":"AAPL"}"#)
+        _ = try client.receiveText()
+        let (_, firstLive) = try Self.readSnapshot(client, symbol: "AAPL")
+        let before = try Self.readContiguous(client, symbol: "AAPL", from: firstLive + 1, through: firstLive + 1_500)
+
+        // No journal: the new plantd numbers from 1 again, so edged cannot replay its old numbers; the client gets
+        // the symbol's values afresh, flagged as a snapshot, and the new numbers follow on from them.
+        try await chain.restartPlant(after: .milliseconds(300))
+        var next = before.next
+        var refreshedAt: Int?
+        let deadline = Date().addingTimeInterval(10)
+        while refreshedAt == nil && Date() < deadline {
+            let message = try client.receiveJSON()
+            guard message["symbol"] as? String == "AAPL", let seq = message["seq"] as? Int else { continue }
+            if message["snapshot"] as? Bool == true {
+                refreshedAt = seq
+            } else {
+                #expect(seq == next, "before the refresh, the old numbers follow on")
+                next = seq + 1
+            }
+        }
+        let refreshed = try #require(refreshedAt, "a fresh snapshot came")
+        #expect(refreshed < before.next, "the new plantd's numbers, from 1 again")
+        _ = try Self.readContiguous(client, symbol: "AAPL", from: refreshed + 1, through: refreshed + 500)
+        #expect(try chain.edgeCounter("upstream_gaps_snapshotted") >= 1)
         await chain.stop()
     }
 

@@ -73,9 +73,16 @@ import ZeroMQ
         }
 
         /// The next subscription change edged made upstream: "+AAPL|" or "-AAPL|".
+        /// The next change of edged's upstream subscriptions, "+TOPIC" or "-TOPIC"; the heartbeats' (which edged
+        /// subscribes to at start, to see plant restarts) passed over.
         func nextUpstreamChange() throws -> String? {
-            guard let frames = try upstream.receiveFrames(), let frame = frames.first, !frame.isEmpty else { return nil }
-            return (frame[0] == 1 ? "+" : "-") + String(decoding: frame.dropFirst(), as: UTF8.self)
+            while true {
+                guard let frames = try upstream.receiveFrames(), let frame = frames.first, !frame.isEmpty else {
+                    return nil
+                }
+                let change = (frame[0] == 1 ? "+" : "-") + String(decoding: frame.dropFirst(), as: UTF8.self)
+                if change != "+" + Topic.heartbeat { return change }
+            }
         }
 
         func publishTrade(_ symbol: String, price: Int64) throws {
