@@ -5,7 +5,8 @@ SWIFT ?= swift
 RELEASE_BIN = .build/release
 DEBUG_BIN = .build/debug
 
-.PHONY: all build release run test examples autobahn bench bench-check bench-edge deps test-deps proto proto-check clean
+.PHONY: all build release run test examples autobahn bench bench-micro bench-chain bench-check bench-edge deps \
+	test-deps proto proto-check clean
 
 all: build
 
@@ -54,9 +55,19 @@ examples: deps
 autobahn: release
 	scripts/autobahn $(RELEASE_BIN)/edged
 
-## Run the benchmarks (ordo-one/benchmark, in their own package under Benchmarks/): throughput and mallocs per message.
-bench: deps
+## Every benchmark, with progress, writing the figures down (scripts/bench says what goes where): the per-tick paths
+## (ordo-one/benchmark), the whole chain on 1 core and on all beside bare libzmq (docs/performance.md and its SVG
+## plots in docs/bench/), plantd beside a bare relay, edged beside uWebSockets and NATS. Takes about ten minutes.
+bench: release deps
+	RELEASE_BIN=$(RELEASE_BIN) SWIFT=$(SWIFT) scripts/bench
+
+## Only the per-tick benchmarks (ordo-one/benchmark, in their own package under Benchmarks/): time and mallocs.
+bench-micro: deps
 	cd Benchmarks && $(SWIFT) package --disable-sandbox benchmark
+
+## Only the chain: sim -> feedd -> plantd -> consumer at stepped rates beside bare libzmq, on 1 core and on all.
+bench-chain: release
+	$(RELEASE_BIN)/mktctl bench chain --cores 1,all
 
 ## edged's fan-out to 1 000 WebSocket clients beside uWebSockets (socketify) and NATS's WebSocket listener in the
 ## same run (installs them first), three rounds, plus latency and memory per connection: docs/performance.md.

@@ -275,8 +275,10 @@ private final class FeedLoop: SocketLoop, TickSink {
             ticks[index].streamSequence = streamSequence
             ticks[index].feedReceiveNs = receivedNs
             ticks[index].feedTransmitNs = WallClock.nowNanoseconds()
-            exchangeToFeed.record(from: ticks[index].exchangeTimestampNs, to: receivedNs)
-            inFeed.record(from: receivedNs, to: ticks[index].feedTransmitNs)
+            if ticks[index].measuresLatency {
+                exchangeToFeed.record(from: ticks[index].exchangeTimestampNs, to: receivedNs)
+                inFeed.record(from: receivedNs, to: ticks[index].feedTransmitNs)
+            }
             if ticks[index].symbol.utf8.first == UInt8(ascii: "#") {
                 // The feed's own topics (#SYS) are published under their name alone.
                 topic.removeAll(keepingCapacity: true)

@@ -127,6 +127,11 @@ public struct Tick: Equatable, Sendable {
     // HEARTBEAT (#HB): when this plantd process started (CLOCK_REALTIME ns); it changes when the plant restarts.
     public var plantSession: UInt64 = 0
 
+    /// Whether the time between its stamps is latency: a BOOK waits on purpose (conflated, at most one per
+    /// `book_interval`) and a BAR is made at its interval's end, so their stamps' gaps say nothing of how fast the
+    /// chain is and would swamp the figures of the ticks that are passed on at once.
+    public var measuresLatency: Bool { type != .book && type != .bar }
+
     public init(symbol: String, type: TickType, venue: String) {
         self.symbol = symbol
         self.type = type

@@ -8,6 +8,13 @@ enum BenchOutput {
         FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8))
     }
 
+    /// A progress bar: "[########............]  40%".
+    static func bar(_ fraction: Double, width: Int = 20) -> String {
+        let done = Int((min(1, max(0, fraction)) * Double(width)).rounded(.down))
+        return "[" + String(repeating: "#", count: done) + String(repeating: ".", count: width - done) + "] "
+            + String(format: "%3.0f%%", min(1, max(0, fraction)) * 100)
+    }
+
     static func clearProgress() { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
 
     static func printJSON(_ value: some Encodable) throws {
@@ -21,8 +28,8 @@ enum BenchOutput {
 public struct BenchCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Measure parts of the chain on this machine.",
-        subcommands: [FeedBenchCommand.self, PlantBenchCommand.self, JournalBenchCommand.self, EdgeBenchCommand.self,
-            EdgeClientsCommand.self])
+        subcommands: [ChainBenchCommand.self, FeedBenchCommand.self, PlantBenchCommand.self, JournalBenchCommand.self,
+            EdgeBenchCommand.self, EdgeClientsCommand.self])
 
     public init() {}
 }

@@ -188,8 +188,13 @@ public struct FeedBench {
     }
 
     /// Sends the directory and then rounds of the market until `messages` went out, paced to `rate` messages a second
-    /// when given. Returns the messages sent.
-    private func send(to port: Int, rate: Int?, messages: Int, name: String, received: () -> UInt64) throws -> UInt64 {
+    /// when given. Returns the messages sent. `stampingExchangeTime` writes the time of sending into every message's
+    /// ITCH timestamp (nanoseconds since midnight UTC: the venue's timezone must be UTC), so that the exchange -> feedd
+    /// hop can be measured.
+    func send(
+        to port: Int, rate: Int?, messages: Int, name: String, stampingExchangeTime: Bool = false,
+        received: () -> UInt64
+    ) throws -> UInt64 {
         let sender = try UDPSender(destination: try SocketAddress(host: "127.0.0.1", port: port))
         var sequence: UInt64 = 1
         var sent: UInt64 = 0
@@ -199,6 +204,9 @@ public struct FeedBench {
         func transmit(_ packet: inout [UInt8]) {
             let count = UInt64(packet[18]) << 8 | UInt64(packet[19])
             for byte in 0..<8 { packet[10 + byte] = UInt8(truncatingIfNeeded: sequence >> (56 - 8 * UInt64(byte))) }
+            if stampingExchangeTime {
+                Self.stamp(&packet, sinceMidnightNs: WallClock.nowNanoseconds() % 86_400_000_000_000)
+            }
             while !sender.send(packet) { usleep(10) }  // the socket's buffer is full: wait, never drop here
             sequence += count
             sent += count
@@ -221,12 +229,27 @@ public struct FeedBench {
                 if now - lastProgress >= 500_000_000 {
                     lastProgress = now
                     let seconds = Double(now - start) / 1e9
-                    progress(String(format: "%@: sent %llu of %llu (%@), received %llu", name, sent, total,
+                    progress(String(format: "%@ %@: sent %llu of %llu (%@), received %llu",
+                        BenchOutput.bar(Double(sent) / Double(total)), name, sent, total,
                         Self.formatRate(Double(sent) / seconds), received()))
                 }
             }
         }
         return sent
+    }
+
+    /// Writes `sinceMidnightNs` into the 6-byte timestamp (bytes 5 to 10) of every ITCH message of a MoldUDP64 packet.
+    static func stamp(_ packet: inout [UInt8], sinceMidnightNs: UInt64) {
+        var offset = MoldPacket.headerLength
+        while offset + 2 <= packet.count {
+            let length = Int(packet[offset]) << 8 | Int(packet[offset + 1])
+            offset += 2
+            guard length >= 11, offset + length <= packet.count else { return }
+            for byte in 0..<6 {
+                packet[offset + 5 + byte] = UInt8(truncatingIfNeeded: sinceMidnightNs >> (40 - 8 * UInt64(byte)))
+            }
+            offset += length
+        }
     }
 
     /// Waits until `count` reaches `target` or stops moving for half a second.

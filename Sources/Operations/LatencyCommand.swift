@@ -7,11 +7,11 @@ import ZeroMQ
 
 /// The latency of each hop of the chain, from the stamps every tick carries (exchange, feedd in and out, plantd in
 /// and out) and the moment it reaches this process: HDR histograms over a window.
-public struct HopLatencies {
+public struct HopLatencies: Sendable {
     /// The stamps in the order a tick meets them; a hop is the time between two stamps both set.
     static let stamps = ["exchange", "feedd in", "feedd out", "plantd in", "plantd out"]
 
-    public struct Hop {
+    public struct Hop: Sendable {
         public var name: String
         /// Nanoseconds, up to a minute, to three significant digits.
         public var histogram = Histogram<UInt64>(
@@ -39,9 +39,10 @@ public struct HopLatencies {
     }
 
     /// Records one tick received at `receivedNs` (wall clock, ns since the epoch). Ticks no feed handler took in
-    /// (plantd's own: consolidated quotes, bars) have no hops to show and are left out.
+    /// (plantd's own: consolidated quotes, bars) have no hops to show and are left out, and so are BOOKs, held on
+    /// purpose (`Tick.measuresLatency`).
     public mutating func record(_ tick: Tick, receivedNs: UInt64) {
-        guard tick.feedReceiveNs != 0 else { return }
+        guard tick.feedReceiveNs != 0, tick.measuresLatency else { return }
         let values = [tick.exchangeTimestampNs, tick.feedReceiveNs, tick.feedTransmitNs, tick.plantReceiveNs,
             tick.plantTransmitNs]
         var last: Int?
@@ -54,6 +55,12 @@ public struct HopLatencies {
         let sender = Self.stamps[last].split(separator: " ").first.map(String.init) ?? Self.stamps[last]
         add("\(sender) -> \(here)", values[last], receivedNs)
         if values[0] != 0 && last != 0 { add("end to end", values[0], receivedNs) }
+    }
+
+    /// Adds a hop measured by other means (a bench's bare baseline, timed from its own stamp).
+    mutating func recordExternal(name: String, histogram: Histogram<UInt64>) {
+        if hops[name] == nil { order.append(name) }
+        hops[name] = Hop(name: name, histogram: histogram)
     }
 
     private mutating func add(_ name: String, _ from: UInt64, _ to: UInt64) {

@@ -105,6 +105,14 @@ public struct PlantBench {
             downstream: endpoint)
     }
 
+    /// The floor of any hop: the publisher straight to the consumer, one libzmq PUB -> SUB.
+    public func runBarePublishSubscribe() throws -> Run {
+        let context = try ZMQContext()
+        let publisher = try feedPublisher(context)
+        return try measure(name: "bare libzmq PUB -> SUB", context: context, publisher: publisher,
+            downstream: try publisher.lastEndpoint)
+    }
+
     /// plantd's engine in this process, every filter on, no journal (or with one in `journal`), no aggregation (so
     /// that it sends exactly the messages the bare relay does).
     public func runPlant(journal: String? = nil) throws -> Run {
@@ -218,7 +226,7 @@ public struct PlantBench {
 }
 
 /// The baseline relay: receives each frame and sends it on without copying or looking at it.
-private final class BareRelay: SocketLoop {
+final class BareRelay: SocketLoop {
     let input: ZMQSocket
     let output: ZMQSocket
     let boundEndpoints: [String: String]

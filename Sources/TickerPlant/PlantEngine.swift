@@ -345,7 +345,7 @@ final class PlantLoop: SocketLoop {
         if tick.type == .trade && tick.venue != Venue.consolidated {
             tick.volume = addToDayVolume(tick.size, symbolID: id, nowNs: tick.plantTransmitNs)
         }
-        if tick.feedTransmitNs != 0 {
+        if tick.feedTransmitNs != 0 && tick.measuresLatency {
             feedToPlant.record(from: tick.feedTransmitNs, to: tick.plantReceiveNs)
             inPlant.record(from: tick.plantReceiveNs, to: tick.plantTransmitNs)
         }
