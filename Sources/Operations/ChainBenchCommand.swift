@@ -196,6 +196,9 @@ public enum ChainBenchReport {
             lines.append(String(format: "p99 exchange -> consumer at %@: %@ = %.1f times a bare hop's %@ "
                 + "(goal: at most 3)", ticks(report.latencyStep?.ticksPerSecond ?? 0), duration(chain.p99Ns), ratio,
                 duration(bare.p99Ns)))
+            if let step = report.latencyStep, step.ticksPerSecond > report.highestLossFree?.ticksPerSecond ?? 0 {
+                lines.append("(that rate is above what the chain carries without loss here: its latency is a backlog's)")
+            }
         }
         return lines
     }
