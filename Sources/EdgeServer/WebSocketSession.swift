@@ -389,25 +389,25 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
 
     /// A subscribed symbol's last values, each flagged `"snapshot":true`; its updates flow from now on.
     func receiveSnapshot(_ frames: [EdgeUpdate], of symbol: String) {
-        guard awaiting.remove(symbol) != nil, let context, !closing else { return }
+        guard awaiting.remove(symbol) != nil, !closing else { return }
         resuming[symbol] = nil
-        var through: UInt64 = 0
-        for frame in frames {
-            through = max(through, frame.symbolSequence)
-            guard wants(frame.type, of: symbol) else { continue }
-            writeFrame(WebSocketFrame(fin: true, opcode: .text, data: frame.text))
-        }
-        context.flush()
-        expectJoin(symbol, through: through)
+        writeSnapshot(frames, of: symbol)
     }
 
     /// `symbol`'s values taken afresh (edged's stream lost updates plantd could not replay), flagged `"snapshot":true`
     /// as any snapshot: the client starts the symbol over from them. One still waiting for its own snapshot or
     /// replay of the symbol gets that instead.
     func receiveRefresh(_ frames: [EdgeUpdate], of symbol: String) {
-        guard !awaiting.contains(symbol), let context, !closing else { return }
+        guard !awaiting.contains(symbol), !closing else { return }
         // An update waiting for its maxRate turn is older than the refresh.
         rates[symbol]?.waiting = nil
+        writeSnapshot(frames, of: symbol)
+    }
+
+    /// Writes the snapshot frames of the types the client wants and flushes; the live updates must follow on from
+    /// the newest of them.
+    private func writeSnapshot(_ frames: [EdgeUpdate], of symbol: String) {
+        guard let context else { return }
         var through: UInt64 = 0
         for frame in frames {
             through = max(through, frame.symbolSequence)
