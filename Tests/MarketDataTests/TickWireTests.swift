@@ -72,6 +72,18 @@ import Testing
         }
     }
 
+    /// The writer `encode` uses lays out exactly the bytes protobuf-c packs, extremes and empty fields included.
+    @Test func theWireWriterWritesWhatProtobufCPacksForTenThousandRandomTicks() throws {
+        var random = SplitMix64(seed: 11)
+        let encoder = TickEncoder(initialCapacity: 64)
+        for _ in 0..<10_000 {
+            let tick = Self.randomTick(&random)
+            let written = encoder.encodeToArray(tick)
+            #expect(written == encoder.encodeWithProtobufCToArray(tick), "\(tick)")
+            #expect(try written.withUnsafeBytes { try TickDecoder.decodeWithProtobufC($0) } == tick)
+        }
+    }
+
     @Test func unknownFieldsAreSkippedAndDamageIsAnErrorNeverACrash() throws {
         let encoder = TickEncoder()
         var tick = Tick.trade(symbol: "AAPL", venue: "XNAS", price: Price(fixedPoint: 178_520_000), size: 100)
