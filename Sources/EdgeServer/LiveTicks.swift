@@ -46,10 +46,11 @@ public struct LiveTicks {
     /// When plantd sent the tick `take` read last (ns since the epoch; 0 when unknown).
     public var lastPlantTransmitNs: UInt64 { tick.plantTransmitNs }
 
-    /// The session of the plantd whose heartbeats come (`plant_session`; 0 before the first), and how many came
-    /// (plantd's own messages, not counted as ticks in).
+    /// The session of the plantd whose heartbeats come (`plant_session`; 0 before the first), how many came
+    /// (plantd's own messages, not counted as ticks in), and how many times the session changed (plant restarts).
     private(set) var plantSession: UInt64 = 0
     private(set) var heartbeats: UInt64 = 0
+    private(set) var plantRestarts: UInt64 = 0
 
     /// The update to pass on to the clients of `bytes` (a Tick as plantd publishes it); nil for one not readable, one
     /// of plantd's own (`#HB`, `#Q|...`), or one held while its symbol's snapshot or repair is awaited. A heartbeat
@@ -60,7 +61,10 @@ public struct LiveTicks {
             guard tick.symbol == Topic.heartbeat else { return nil }
             heartbeats &+= 1
             if tick.plantSession != 0 && tick.plantSession != plantSession {
-                if plantSession != 0 { cache.plantRestarted() }
+                if plantSession != 0 {
+                    plantRestarts &+= 1
+                    cache.plantRestarted()
+                }
                 plantSession = tick.plantSession
             }
             return nil

@@ -77,11 +77,10 @@ private final class UpstreamLoop: SocketLoop {
     /// The same since edged started, in fixed buckets: `/metrics`.
     var plantToEdgeBuckets = LatencyBuckets(hop: "plantd -> edged")
     /// Gaps in edged's own stream healed by plantd's replay, and those it could not replay (a refresh instead, or
-    /// plantd did not answer in time and the gap stayed open); plant restarts seen on `#HB`.
+    /// plantd did not answer in time and the gap stayed open).
     var upstreamGapsReplayed: UInt64 = 0
     var upstreamGapsSnapshotted: UInt64 = 0
     var upstreamGapsLeftOpen: UInt64 = 0
-    var plantRestarts: UInt64 = 0
     var gapsLogged: UInt64 = 0
     var gapsLoggedAtNs: UInt64 = 0
 
@@ -362,10 +361,9 @@ private final class UpstreamLoop: SocketLoop {
                 }
             }
             if poller.isReadable(socketIndex) {
-                let session = live.plantSession
+                let restartsBefore = live.plantRestarts
                 defer {
-                    if live.plantSession != session && session != 0 {
-                        plantRestarts &+= 1
+                    if live.plantRestarts != restartsBefore {
                         logger.warning("plantd restarted (a new session on its heartbeat): asking it what was lost",
                             metadata: ["symbols_watched": "\(hub.watched.count)"])
                     }
@@ -432,7 +430,7 @@ private final class UpstreamLoop: SocketLoop {
                                     "upstream_gaps_replayed": upstreamGapsReplayed,
                                     "upstream_gaps_snapshotted": upstreamGapsSnapshotted,
                                     "upstream_gaps_left_open": upstreamGapsLeftOpen,
-                                    "plant_restarts": plantRestarts,
+                                    "plant_restarts": live.plantRestarts,
                                     "tls_handshakes": hub.tlsFailures.handshakes.load(ordering: .relaxed),
                                     "tls_failures": hub.tlsFailures.count.load(ordering: .relaxed),
                                     // The clients' queues at the last heartbeat: all of them, and the deepest one.

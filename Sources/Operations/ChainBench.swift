@@ -184,8 +184,8 @@ public struct ChainBench {
         }
         usleep(500_000)  // every subscription reaches its publisher before the first packet
 
-        let feedStatus = try StatusAsker(context: context, endpoint: feedControl)
-        let plantStatus = try StatusAsker(context: context, endpoint: plantControl)
+        let feedStatus = try StatusAsker(context: context, endpoint: feedControl, whose: "feedd's engine")
+        let plantStatus = try StatusAsker(context: context, endpoint: plantControl, whose: "plantd's engine")
         let messages = Int(Double(rate) * settings.stepSeconds)
         let name = "chain at \(FeedBench.formatRate(Double(rate))) ITCH"
         let sent = try feed.send(to: port, rate: rate, messages: messages, name: name, stampingExchangeTime: true) {
@@ -240,7 +240,8 @@ public struct ChainBench {
         }
         if first != 1 { losses.append("the consumer's first stream_seq was \(first)") }
         if received != expected { losses.append("the consumer got \(received) of plantd's \(expected)") }
-        if let unsequenced = Optional(consumer.unsequenced.load(ordering: .relaxed)), unsequenced > 0 {
+        let unsequenced = consumer.unsequenced.load(ordering: .relaxed)
+        if unsequenced > 0 {
             losses.append("the consumer got \(unsequenced) messages without a new stream_seq")
         }
         let hops = consumer.latencies.withLock { latencies in
@@ -425,22 +426,5 @@ private final class ChainConsumerLoop: SocketLoop {
             latencies.recordExternal(name: baselineHop, histogram: baseline)
         }
         consumer.latencies.withLock { $0 = latencies }
-    }
-}
-
-/// Asks a daemon engine's control endpoint for its status.
-private struct StatusAsker {
-    let socket: ZMQSocket
-
-    init(context: ZMQContext, endpoint: String) throws {
-        socket = try ZMQSocket(context, type: .request)
-        try socket.setReceiveTimeout(milliseconds: 2_000)
-        try socket.connect(endpoint)
-    }
-
-    func ask() throws -> DaemonStatus {
-        try socket.send(#"{"cmd":"status"}"#)
-        guard let reply = try socket.receiveFrames()?.first else { throw BenchError("no status answer") }
-        return try JSONDecoder().decode(DaemonStatus.self, from: Data(reply))
     }
 }

@@ -154,15 +154,8 @@ public struct FeedBench {
         while !shared.ready.load(ordering: .acquiring) { usleep(1_000) }
         usleep(300_000)  // the subscription reaches the PUB (ZeroMQ's slow joiner)
 
-        let status = try ZMQSocket(context, type: .request)
-        defer { status.close() }
-        try status.setReceiveTimeout(milliseconds: 2_000)
-        try status.connect(control)
-        func counters() throws -> [String: UInt64] {
-            try status.send(#"{"cmd":"status"}"#)
-            guard let reply = try status.receiveFrames()?.first else { throw BenchError("feedd's engine did not answer status") }
-            return try JSONDecoder().decode(DaemonStatus.self, from: Data(reply)).counters
-        }
+        let status = try StatusAsker(context: context, endpoint: control, whose: "feedd's engine")
+        func counters() throws -> [String: UInt64] { try status.ask().counters }
         let start = MonotonicClock.nowNanoseconds()
         var lastCount: UInt64 = 0
         var lastCountNs = start
@@ -297,6 +290,27 @@ private final class SharedCounters: Sendable {
 /// kernel's drop count (from /proc, not the socket) after the reader has finished.
 private struct ReceiverHandOff: @unchecked Sendable {
     let receiver: UDPReceiver
+}
+
+/// Asks a daemon engine's control endpoint for its status, again and again on one REQ socket (a bench polls while it
+/// measures: no socket made per question).
+struct StatusAsker {
+    let socket: ZMQSocket
+    /// Named in the error when it does not answer.
+    let whose: String
+
+    init(context: ZMQContext, endpoint: String, whose: String) throws {
+        self.whose = whose
+        socket = try ZMQSocket(context, type: .request)
+        try socket.setReceiveTimeout(milliseconds: 2_000)
+        try socket.connect(endpoint)
+    }
+
+    func ask() throws -> DaemonStatus {
+        try socket.send(#"{"cmd":"status"}"#)
+        guard let reply = try socket.receiveFrames()?.first else { throw BenchError("\(whose) did not answer status") }
+        return try JSONDecoder().decode(DaemonStatus.self, from: Data(reply))
+    }
 }
 
 struct BenchError: Error, CustomStringConvertible {
