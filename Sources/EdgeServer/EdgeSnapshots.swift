@@ -54,25 +54,28 @@ struct EdgeSnapshotCache {
 
     /// Keeps `text` as the last value of the tick's (type, venue); false when the update is not to be passed on now
     /// (the symbol's snapshot is still awaited: it is held, and goes on after the snapshot if it is newer).
+    ///
+    /// The symbol is hashed once per tick: its entry is then reached by the dictionary's index (`symbols.values[slot]`
+    /// changes it in place), which no insertion or removal moves while this runs.
     mutating func take(_ tick: Tick, text: ByteBuffer) -> Bool {
-        guard symbols[tick.symbol] != nil else { return true }
-        if symbols[tick.symbol]!.awaitingPlant || symbols[tick.symbol]!.repairing {
-            symbols[tick.symbol]!.held.append((tick, text))
+        guard let slot = symbols.index(forKey: tick.symbol) else { return true }
+        if symbols.values[slot].awaitingPlant || symbols.values[slot].repairing {
+            symbols.values[slot].held.append((tick, text))
             return false
         }
-        let through = symbols[tick.symbol]!.through
+        let through = symbols.values[slot].through
         if tick.symbolSequence != 0 && through != 0 && tick.symbolSequence != through &+ 1 {
             // Ahead: updates lost on the way here. Behind: plantd numbers afresh (restarted without its journal),
             // since within one plant session no symbol_seq comes twice on the live stream.
             gapsFound &+= 1
             if canRepair {
-                symbols[tick.symbol]!.held.append((tick, text))
-                symbols[tick.symbol]!.repairing = true
+                symbols.values[slot].held.append((tick, text))
+                symbols.values[slot].repairing = true
                 repairsDue.append(tick.symbol)
                 return false
             }
         }
-        remember(tick, text)
+        remember(tick, text, at: slot)
         return true
     }
 
@@ -152,24 +155,30 @@ struct EdgeSnapshotCache {
     /// goes back to `UpdateFramer`'s ring once its clients have written it, instead of being held here until the
     /// symbol's next update.
     private mutating func remember(_ tick: Tick, _ text: ByteBuffer) {
-        let symbol = tick.symbol
-        if tick.symbolSequence != 0 { symbols[symbol]!.through = tick.symbolSequence }
-        guard let index = symbols[symbol]!.values.firstIndex(where: { $0.type == tick.type && $0.venue == tick.venue })
-        else {
+        guard let slot = symbols.index(forKey: tick.symbol) else { return }
+        remember(tick, text, at: slot)
+    }
+
+    /// `remember` for the symbol's entry at `slot` of `symbols` (found by the caller, not hashed again).
+    private mutating func remember(_ tick: Tick, _ text: ByteBuffer, at slot: [String: Symbol].Index) {
+        if tick.symbolSequence != 0 { symbols.values[slot].through = tick.symbolSequence }
+        guard let index = symbols.values[slot].values.firstIndex(where: {
+            $0.type == tick.type && $0.venue == tick.venue
+        }) else {
             var copy = ByteBufferAllocator().buffer(capacity: text.readableBytes)
             copy.writeImmutableBuffer(text)
-            symbols[symbol]!.values.append(Value(type: tick.type, venue: tick.venue,
+            symbols.values[slot].values.append(Value(type: tick.type, venue: tick.venue,
                 streamSequence: tick.streamSequence, symbolSequence: tick.symbolSequence, text: copy))
             return
         }
-        symbols[symbol]!.values[index].streamSequence = tick.streamSequence
-        symbols[symbol]!.values[index].symbolSequence = tick.symbolSequence
+        symbols.values[slot].values[index].streamSequence = tick.streamSequence
+        symbols.values[slot].values[index].symbolSequence = tick.symbolSequence
         // Taken out of the value while it is rewritten, so that the buffer is uniquely held and `clear` keeps it.
-        var own = symbols[symbol]!.values[index].text
-        symbols[symbol]!.values[index].text = Self.placeholder
+        var own = symbols.values[slot].values[index].text
+        symbols.values[slot].values[index].text = Self.placeholder
         own.clear()
         own.writeImmutableBuffer(text)
-        symbols[symbol]!.values[index].text = own
+        symbols.values[slot].values[index].text = own
     }
 
     private static let placeholder = ByteBuffer()
