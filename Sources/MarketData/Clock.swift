@@ -22,6 +22,22 @@ public enum MonotonicClock {
     }
 }
 
+/// Wall-clock time from a monotonic reading, for a loop that needs both clocks for every tick: the offset between
+/// them is read once per turn of the loop (`refresh`), so each tick costs one clock read instead of two. Between
+/// refreshes the wall clock is followed as the monotonic one runs; an NTP step shows at the next refresh.
+public struct WallClockFromMonotonic: Sendable {
+    public private(set) var wallMinusMonotonicNs: UInt64 = 0
+
+    public init() { refresh() }
+
+    public mutating func refresh() {
+        wallMinusMonotonicNs = WallClock.nowNanoseconds() &- MonotonicClock.nowNanoseconds()
+    }
+
+    @inlinable
+    public func wallNanoseconds(atMonotonic monotonicNs: UInt64) -> UInt64 { monotonicNs &+ wallMinusMonotonicNs }
+}
+
 extension Duration {
     /// Whole nanoseconds, for deadlines on the monotonic clock.
     public var nanoseconds: UInt64 {

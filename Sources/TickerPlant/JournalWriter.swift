@@ -94,11 +94,12 @@ public final class JournalWriter: Sendable {
             do { try openSegment() } catch { noteError("\(error)") }
         }
         let fd = descriptor.withLock { $0 }
-        let written = batch.bytes.withUnsafeBytes { bytes in Self.writeAll(fd, bytes) }
+        assert(batch.checksummed, "a journal reads the checksums")
+        let written = batch.withBytes { bytes in Self.writeAll(fd, bytes) }
         state.withLock {
             if written {
-                $0.segmentBytes += batch.bytes.count
-                $0.bytesWritten += UInt64(batch.bytes.count)
+                $0.segmentBytes += batch.byteCount
+                $0.bytesWritten += UInt64(batch.byteCount)
                 $0.recordsWritten += UInt64(batch.count)
             }
         }

@@ -80,6 +80,8 @@ final class PlantLoop: SocketLoop {
     var streamSequence: UInt64 = 0
     /// The monotonic time the tick being processed was taken in (read once per tick).
     var tickMonotonicNs: UInt64 = MonotonicClock.nowNanoseconds()
+    /// The tick's plant_rx comes from that same reading (clock reads add up at a million ticks a second).
+    var wallClock = WallClockFromMonotonic()
     /// The symbol table: one lookup per tick gives a symbol's number, which indexes its symbol_seq, its last values
     /// and the filters' and aggregator's state.
     var symbolIDs: [String: Int] = [:]
@@ -130,7 +132,7 @@ final class PlantLoop: SocketLoop {
     static let rejectionsKept = 20
 
     /// The messages of the current turn, journaled and then published together (`flushOutbound`).
-    var outbound = OutboundBatch()
+    var outbound: OutboundBatch
     let journal: JournalWriter?
     var recoveryCounters: [String: UInt64] = [:]
     /// The feed, and its stream_seq, of the tick being processed: journaled with what it produces, so that a
@@ -149,6 +151,7 @@ final class PlantLoop: SocketLoop {
         aggregator = Aggregator(configuration: engine.configuration.aggregation)
         books = BookConflation(intervalNs: engine.configuration.aggregation.bookIntervalNs)
         outcomes.reserveCapacity(8)
+        outbound = OutboundBatch(checksummed: engine.configuration.journal.directory != nil)
         zap = try configuration.curve.map { curve in
             try ZAPHandler(context: context, allowedPublicKeys: curve.clientKeys)
         }
@@ -199,6 +202,7 @@ final class PlantLoop: SocketLoop {
     func run(_ thread: SocketThread) {
         while !thread.isStopping {
             let now = MonotonicClock.nowNanoseconds()
+            wallClock.refresh()
             if now >= nextHeartbeat {
                 flushOutbound()
                 publishHeartbeat()
@@ -265,14 +269,7 @@ final class PlantLoop: SocketLoop {
         for outcome in outcomes {
             switch outcome {
             case .passed:
-                if admitted.type == .book, let symbolID,
-                    !books.admit(admitted, symbolID: symbolID, nowNs: tickMonotonicNs)
-                {
-                    continue  // conflated: it, or a later book of its venue, goes out when the interval is up
-                }
-                publish(&admitted, passedOn: passedOn,
-                    symbolID: admitted.symbol.utf8.first == UInt8(ascii: "#") ? nil : symbolID)
-                publishDerived()
+                deliverPassed(&admitted, passedOn: passedOn, symbolID: symbolID)
             case .publish(var tick):
                 publish(&tick, symbolID: symbolID)
                 publishDerived()
@@ -281,6 +278,17 @@ final class PlantLoop: SocketLoop {
             }
         }
         outcomes.removeAll(keepingCapacity: true)
+    }
+
+    /// Publishes a tick the filters let through as it came (with what the aggregator derives from it); a BOOK waits
+    /// for its conflation interval.
+    func deliverPassed(_ admitted: inout Tick, passedOn: UnsafeRawBufferPointer?, symbolID: Int?) {
+        if admitted.type == .book, let symbolID, !books.admit(admitted, symbolID: symbolID, nowNs: tickMonotonicNs) {
+            return  // conflated: it, or a later book of its venue, goes out when the interval is up
+        }
+        publish(&admitted, passedOn: passedOn,
+            symbolID: admitted.symbol.utf8.first == UInt8(ascii: "#") ? nil : symbolID)
+        publishDerived()
     }
 
     /// Delivers outcomes that follow from no admitted tick (held jumps expiring).

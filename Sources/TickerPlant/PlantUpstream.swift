@@ -232,24 +232,30 @@ extension PlantLoop {
     /// the payload's leading bytes (-1 when not), nil when the payload is not a tick (counted, logged).
     func decodePayload(_ feed: Upstream, into tick: inout Tick) -> Int? {
         received += 1
-        let receivedNs = WallClock.nowNanoseconds()
-        // One monotonic reading per tick serves the filters and the aggregator (clock reads add up at 1 M ticks/s).
+        // One monotonic reading per tick serves the filters, the aggregator and plant_rx.
         tickMonotonicNs = MonotonicClock.nowNanoseconds()
-        do {
-            let knownID = try payloadMessage.withUnsafeBytes { bytes throws(TickDecodeError) -> Int in
-                // The symbol's number from its bytes: no string made and hashed for a symbol seen before.
-                var knownID = -1
-                if let symbol = TickWire.leadingSymbol(bytes), let key = TickWire.packedSymbol(symbol),
-                    let id = shortSymbolIDs[key]
-                {
-                    knownID = id
-                }
-                try TickWire.decode(bytes, into: &tick, knownSymbol: knownID >= 0 ? symbolNames[knownID] : nil)
-                return knownID
+        let receivedNs = wallClock.wallNanoseconds(atMonotonic: tickMonotonicNs)
+        // The closure returns its error instead of throwing it: no reabstraction of a typed throw per tick.
+        let decoded = payloadMessage.withUnsafeBytes { bytes -> Result<Int, TickDecodeError> in
+            // The symbol's number from its bytes: no string made and hashed for a symbol seen before.
+            var knownID = -1
+            if let symbol = TickWire.leadingSymbol(bytes), let key = TickWire.packedSymbol(symbol),
+                let id = shortSymbolIDs[key]
+            {
+                knownID = id
             }
+            do throws(TickDecodeError) {
+                try TickWire.decode(bytes, into: &tick, knownSymbol: knownID >= 0 ? symbolNames[knownID] : nil)
+            } catch {
+                return .failure(error)
+            }
+            return .success(knownID)
+        }
+        switch decoded {
+        case let .success(knownID):
             tick.plantReceiveNs = receivedNs
             return knownID
-        } catch {
+        case let .failure(error):
             malformed += 1
             if let heldBack = badInputLog.admit() {
                 logger.warning("skipped undecodable tick", metadata: ["feed": "\(feed.endpoint)",
@@ -305,8 +311,11 @@ extension PlantLoop {
                 setQuality(.gap, symbolID: index, reason: tick.reason)
             }
         }
-        filters.admit(tick, symbolID: id, nowNs: tickMonotonicNs, into: &outcomes)
-        deliverOutcomes(admitted: &tick, passedOn: passedOn, symbolID: id)
+        if filters.admit(tick, symbolID: id, nowNs: tickMonotonicNs, into: &outcomes) {
+            deliverPassed(&tick, passedOn: passedOn, symbolID: id)
+        } else {
+            deliverOutcomes(admitted: &tick, passedOn: passedOn, symbolID: id)
+        }
     }
 
     // MARK: Recovery

@@ -44,7 +44,8 @@ public struct FilterConfiguration: Sendable, Equatable {
 
 /// What the filters make of one tick, in the order it must happen.
 public enum FilterOutcome: Equatable, Sendable {
-    /// The tick just admitted goes downstream as it came: the common case, which copies nothing.
+    /// The tick just admitted goes downstream as it came, here in order with what else followed from it (a shadow
+    /// rule's copy, a refuted jump); a tick that passes alone is not listed (`admit` returns true).
     case passed
     /// Goes downstream (a held trade released by a confirmed jump).
     case publish(Tick)
@@ -152,21 +153,18 @@ public struct TickFilters {
         return states[index].state == .unspecified ? .trading : states[index].state
     }
 
-    /// Runs `tick` through the rules and appends what follows from it to `outcomes`: nothing while a jump is held,
-    /// several ticks when one is confirmed or refuted.
+    /// Runs `tick` through the rules. Returns true when the tick passed as it came and nothing else follows from it
+    /// (the common case: `outcomes` is left as it was, so the caller publishes it without a list); otherwise appends
+    /// what follows from it to `outcomes` in order: nothing while a jump is held, several ticks when one is confirmed
+    /// or refuted, `.passed` where the tick itself goes on.
+    @discardableResult
     public mutating func admit(
         _ tick: Tick, symbolID: Int? = nil, nowNs: UInt64, into outcomes: inout [FilterOutcome]
-    ) {
+    ) -> Bool {
         events &+= 1
-        // The rules' reasons read these copies, so that they never overlap with the changes `check` makes (scalars
-        // and references only: copying the whole configuration retained its dictionary and sets on every tick).
-        let timeToleranceNs = configuration.timeToleranceNs
-        let marketHalt = self.marketHalt
-        let unsizedVenues = self.unsizedVenues
         if tick.symbol.utf8.first == UInt8(ascii: "#") {
             noteSystemStatus(tick)
-            outcomes.append(.passed)
-            return
+            return true
         }
         let index = slot(for: tick.symbol, symbolID: symbolID)
         // The state is moved out and back (not copied), so that changing its arrays never copies them.
@@ -180,26 +178,34 @@ public struct TickFilters {
         }
         // Whether a symbol is a test symbol is decided once, when it first comes.
         if state.isTestSymbol == nil { state.isTestSymbol = self.configuration.testSymbols.contains(tick.symbol) }
-        let isTestSymbol = state.isTestSymbol == true
-        if check(.testSymbol, tick, outcomes: &outcomes, reason: {
-            isTestSymbol ? "\(tick.symbol) is a test symbol" : nil
-        }) { return }
+        // Each rule's condition is a test of scalars; its reason is written only for a tick it rejects.
+        let outcomesBefore = outcomes.count
+        if state.isTestSymbol == true,
+            reject(.testSymbol, tick, "\(tick.symbol) is a test symbol", outcomes: &outcomes)
+        {
+            return false
+        }
         if tick.type == .trade {
-            if check(.halt, tick, outcomes: &outcomes, reason: { Self.haltReason(state, marketHalt: marketHalt) }) {
-                return
+            if let haltReason = Self.haltReason(state, marketHalt: marketHalt),
+                reject(.halt, tick, haltReason, outcomes: &outcomes)
+            {
+                return false
             }
-            if check(.size, tick, outcomes: &outcomes, reason: {
-                tick.size == 0 && !unsizedVenues.contains(tick.venue) ? "zero volume" : nil
-            }) { return }
+            if tick.size == 0 && !unsizedVenues.contains(tick.venue),
+                reject(.size, tick, "zero volume", outcomes: &outcomes)
+            {
+                return false
+            }
         }
         if tick.type != .status && tick.exchangeTimestampNs != 0 {
             let venueIndex = state.lastExchangeNs.firstIndex { $0.venue == tick.venue }
             let last = venueIndex.map { state.lastExchangeNs[$0].ns } ?? 0
-            if check(.time, tick, outcomes: &outcomes, reason: {
-                tick.exchangeTimestampNs &+ timeToleranceNs < last
-                    ? "\(Self.seconds(last - tick.exchangeTimestampNs)) older than the last accepted \(tick.venue) tick"
-                    : nil
-            }) { return }
+            if tick.exchangeTimestampNs &+ configuration.timeToleranceNs < last, reject(.time, tick,
+                "\(Self.seconds(last - tick.exchangeTimestampNs)) older than the last accepted \(tick.venue) tick",
+                outcomes: &outcomes)
+            {
+                return false
+            }
             if tick.exchangeTimestampNs > last {
                 if let venueIndex {
                     state.lastExchangeNs[venueIndex].ns = tick.exchangeTimestampNs
@@ -208,16 +214,23 @@ public struct TickFilters {
                 }
             }
         }
-        guard tick.type == .trade else {
-            if tick.type == .quote && !state.hasTraded && tick.bidPrice.fixedPoint > 0
-                && tick.askPrice.fixedPoint >= tick.bidPrice.fixedPoint
-            {
-                state.lastGoodPrice = tick.bidPrice.fixedPoint / 2 + tick.askPrice.fixedPoint / 2
-            }
-            outcomes.append(.passed)
-            return
+        if tick.type == .trade {
+            return admitTrade(tick, index: index, state: &state, nowNs: nowNs, outcomesBefore: outcomesBefore,
+                outcomes: &outcomes)
         }
-        admitTrade(tick, index: index, state: &state, nowNs: nowNs, outcomes: &outcomes)
+        if tick.type == .quote && !state.hasTraded && tick.bidPrice.fixedPoint > 0
+            && tick.askPrice.fixedPoint >= tick.bidPrice.fixedPoint
+        {
+            state.lastGoodPrice = tick.bidPrice.fixedPoint / 2 + tick.askPrice.fixedPoint / 2
+        }
+        return passes(outcomesBefore: outcomesBefore, outcomes: &outcomes)
+    }
+
+    /// The tick goes on: alone (true, nothing appended) unless a shadow rule's copy went to `outcomes` before it.
+    private func passes(outcomesBefore: Int, outcomes: inout [FilterOutcome]) -> Bool {
+        if outcomes.count == outcomesBefore { return true }
+        outcomes.append(.passed)
+        return false
     }
 
     /// Takes in a tick the plant published before it restarted (its last values from the journal): the last good
@@ -254,21 +267,23 @@ public struct TickFilters {
         }
     }
 
-    /// Runs one rule: returns true when the tick was rejected (the caller stops); a shadow rule's rejection appends a
-    /// copy to quarantine and lets the tick go on.
-    private mutating func check(
-        _ rule: FilterRule, _ tick: Tick, outcomes: inout [FilterOutcome], reason: () -> String?
+    /// A rule found `tick` bad: returns true when it is rejected (the caller stops); a shadow rule appends a copy to
+    /// quarantine and lets the tick go on; a rule that is off does nothing.
+    private mutating func reject(
+        _ rule: FilterRule, _ tick: Tick, _ reason: String, outcomes: inout [FilterOutcome]
     ) -> Bool {
-        let mode = self.mode(rule)
-        guard mode != .off, let reason = reason() else { return false }
-        if mode == .enforce {
+        switch mode(rule) {
+        case .off:
+            return false
+        case .enforce:
             counters.rejected[rule, default: 0] += 1
             outcomes.append(.quarantine(tick, rule: rule, reason: reason, enforced: true))
             return true
+        case .shadow:
+            counters.shadowed[rule, default: 0] += 1
+            outcomes.append(.quarantine(tick, rule: rule, reason: reason, enforced: false))
+            return false
         }
-        counters.shadowed[rule, default: 0] += 1
-        outcomes.append(.quarantine(tick, rule: rule, reason: reason, enforced: false))
-        return false
     }
 
     private static func haltReason(_ state: SymbolState, marketHalt: (event: UInt64, reason: String)?) -> String? {
@@ -292,13 +307,15 @@ public struct TickFilters {
         }
     }
 
+    /// The price rule for a trade; returns as `admit` does (false too when the trade is held on a jump).
     private mutating func admitTrade(
-        _ tick: Tick, index: Int, state: inout SymbolState, nowNs: UInt64, outcomes: inout [FilterOutcome]
-    ) {
+        _ tick: Tick, index: Int, state: inout SymbolState, nowNs: UInt64, outcomesBefore: Int,
+        outcomes: inout [FilterOutcome]
+    ) -> Bool {
         let mode = self.mode(.price)
         let price = tick.price.fixedPoint
         if price <= 0 {
-            if check(.price, tick, outcomes: &outcomes, reason: { "non-positive price \(tick.price)" }) { return }
+            if reject(.price, tick, "non-positive price \(tick.price)", outcomes: &outcomes) { return false }
         } else if mode == .enforce && !state.held.isEmpty {
             if isNear(price, state.held[0].price.fixedPoint) {
                 // Another trade at the new level: it confirms the jump once enough have come.
@@ -312,14 +329,12 @@ public struct TickFilters {
                     state.held.removeAll(keepingCapacity: true)
                     symbolsHolding.remove(index)
                 }
-                return
+                return false
             }
             refuteHeld(&state, because: "the next trade was at \(tick.price)", outcomes: &outcomes)
             symbolsHolding.remove(index)
         }
         if price > 0 && state.lastGoodPrice > 0 && !isNear(price, state.lastGoodPrice) {
-            let jump = Self.percent(price, from: state.lastGoodPrice)
-            let reason = "jump of \(jump) from \(Self.reference(state)) (max \(configuration.maxJumpPercent)%)"
             switch mode {
             case .enforce:
                 // Held, not rejected: a real move is confirmed by the trades that follow it.
@@ -327,8 +342,10 @@ public struct TickFilters {
                 state.heldSinceNs = nowNs
                 counters.held += 1
                 symbolsHolding.insert(index)
-                return
+                return false
             case .shadow:
+                let jump = Self.percent(price, from: state.lastGoodPrice)
+                let reason = "jump of \(jump) from \(Self.reference(state)) (max \(configuration.maxJumpPercent)%)"
                 counters.shadowed[.price, default: 0] += 1
                 outcomes.append(.quarantine(tick, rule: .price, reason: reason, enforced: false))
             case .off:
@@ -339,7 +356,7 @@ public struct TickFilters {
             state.lastGoodPrice = price
             state.hasTraded = true
         }
-        outcomes.append(.passed)
+        return passes(outcomesBefore: outcomesBefore, outcomes: &outcomes)
     }
 
     /// The held jump was not real: it and the trades held with it go to quarantine.

@@ -5,7 +5,7 @@ import CZeroMQ
 ///
 /// Not Sendable: it belongs to the thread that owns the socket it receives from.
 public final class ZMQMessage {
-    let storage: UnsafeMutablePointer<zmq_msg_t>
+    @usableFromInline let storage: UnsafeMutablePointer<zmq_msg_t>
 
     public init() {
         storage = .allocate(capacity: 1)
@@ -23,7 +23,9 @@ public final class ZMQMessage {
     /// True when the frame received last is followed by another frame of the same multipart message.
     public var hasMore: Bool { zmq_msg_more(storage) != 0 }
 
-    /// Reads the frame in place. The pointer must not escape `body`.
+    /// Reads the frame in place. The pointer must not escape `body`. Inlinable: a caller's closure that throws a
+    /// typed error was otherwise turned into a heap-allocated thunk on every call (plantd's profile, once per tick).
+    @inlinable
     public func withUnsafeBytes<Result>(_ body: (UnsafeRawBufferPointer) throws -> Result) rethrows -> Result {
         let size = zmq_msg_size(storage)
         guard size > 0, let data = zmq_msg_data(storage) else {

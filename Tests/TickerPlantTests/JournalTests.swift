@@ -85,13 +85,13 @@ import MarketData
                 batch.append(streamSequence: 1, symbolSequence: 1, feedID: 3, feedSequence: 10, topic: topicBytes,
                     payload: $0)
             }
-            let before = batch.bytes
+            let before = batch.withBytes { Array($0) }
             let failed = batch.append(streamSequence: 2, symbolSequence: 2, feedID: 3, feedSequence: 11,
                 topic: topicBytes, payloadAtMost: 100) { destination in
                 destination[0] = 0xFF
                 return nil
             }
-            #expect(!failed && batch.bytes == before && batch.count == 1)
+            #expect(!failed && batch.withBytes { Array($0) } == before && batch.count == 1)
             let appended = batch.append(streamSequence: 2, symbolSequence: 2, feedID: 3, feedSequence: 11,
                 topic: topicBytes, payloadAtMost: 100) { destination in
                 for (index, byte) in payload.reversed().enumerated() { destination[index] = byte }
@@ -105,7 +105,7 @@ import MarketData
         #expect(read.first.map { $0.0 == 1 && $0.1 == 10 && $0.2 == topic && $0.3 == payload } == true)
         #expect(read.last.map { $0.0 == 2 && $0.1 == 11 && $0.2 == topic && $0.3 == payload.reversed() } == true)
         // Every record's checksum holds, as a restarted plant checks it.
-        batch.bytes.withUnsafeBytes { all in
+        batch.withBytes { all in
             var offset = 0
             while offset < all.count {
                 guard case let .success((_, next)) = JournalRecord.read(all, at: offset, verifyingChecksum: true)
