@@ -18,7 +18,17 @@ public enum TickWire {
 
         var atEnd: Bool { offset >= bytes.count }
 
+        @inline(__always)
         mutating func varint() throws(TickDecodeError) -> UInt64 {
+            // Most keys and many values are one byte: read without the loop.
+            if offset < bytes.count, bytes[offset] < 0x80 {
+                defer { offset += 1 }
+                return UInt64(bytes[offset])
+            }
+            return try longVarint()
+        }
+
+        mutating func longVarint() throws(TickDecodeError) -> UInt64 {
             var value: UInt64 = 0
             var shift: UInt64 = 0
             while offset < bytes.count {
@@ -137,13 +147,13 @@ public enum TickWire {
     }
 
     /// The wire type each known field has in Proto/tick.proto (a field sent with another is skipped as unknown).
+    /// As bit masks by field number, so that checking a key is two shifts instead of a branch per case.
     @inline(__always)
     static func expectedWireType(_ number: UInt64) -> UInt64 {
-        switch number {
-        case 1, 3, 19, 20, 23: 2
-        case 4, 5, 6, 7, 8, 29, 31: 1
-        default: 0
-        }
+        let lengthDelimited: UInt64 = 1 << 1 | 1 << 3 | 1 << 19 | 1 << 20 | 1 << 23
+        let fixed64: UInt64 = 1 << 4 | 1 << 5 | 1 << 6 | 1 << 7 | 1 << 8 | 1 << 29 | 1 << 31
+        guard number < 64 else { return 0 }
+        return (lengthDelimited >> number & 1) << 1 | (fixed64 >> number & 1)
     }
 
     static func level(_ bytes: UnsafeRawBufferPointer) throws(TickDecodeError) -> BookLevel {
