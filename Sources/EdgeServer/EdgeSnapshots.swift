@@ -15,6 +15,11 @@ import NIOCore
 /// every client gets the missing updates in order. When plantd cannot (it numbers afresh after a restart without its
 /// journal, or more went by than a replay may carry), the symbol's last values are taken afresh and every watcher
 /// gets them as a snapshot (a refresh), as a resume that cannot be replayed does.
+///
+/// A gap in one symbol's updates also means the SUB lost messages of any topic at that moment: a quiet symbol whose
+/// last update went with them would show no sign of it until it trades again. So a gap makes every other symbol due
+/// for a check (a sweep, at most one a second): a replay from its next symbol_seq, which plantd answers empty and at
+/// once when nothing was lost.
 struct EdgeSnapshotCache {
     struct Value {
         var type: TickType
@@ -42,6 +47,9 @@ struct EdgeSnapshotCache {
         var repairing = false
         /// The snapshot awaited is a refresh: every watcher gets it, not only the waiters.
         var refreshing = false
+        /// The repair is a sweep's check (no gap seen in this symbol's own updates): one that finds nothing missing
+        /// is not counted as a gap.
+        var checking = false
     }
 
     private(set) var symbols: [String: Symbol] = [:]
@@ -49,8 +57,16 @@ struct EdgeSnapshotCache {
     var repairsDue: [String] = []
     /// False without plantd's snapshot ROUTER: a gap cannot be repaired, and updates go on as they come.
     var canRepair = true
-    /// Gaps found in edged's own stream: a symbol's update not following on, or a plant restart.
+    /// Gaps found in edged's own stream: a symbol's update not following on, a plant restart, or a sweep's check
+    /// that found updates missing.
     private(set) var gapsFound: UInt64 = 0
+    /// Sweeps made (every other symbol checked after a gap), and their checks that found updates missing.
+    private(set) var sweeps: UInt64 = 0
+    private(set) var sweepFinds: UInt64 = 0
+    /// A gap was found since the last sweep: the next is due once `sweepIntervalNs` has passed since that one.
+    private(set) var sweepDue = false
+    private var lastSweepNs: UInt64 = 0
+    static let sweepIntervalNs: UInt64 = 1_000_000_000
 
     /// Keeps `text` as the last value of the tick's (type, venue); false when the update is not to be passed on now
     /// (the symbol's snapshot is still awaited: it is held, and goes on after the snapshot if it is newer).
@@ -72,6 +88,7 @@ struct EdgeSnapshotCache {
                 symbols.values[slot].held.append((tick, text))
                 symbols.values[slot].repairing = true
                 repairsDue.append(tick.symbol)
+                sweepDue = true
                 return false
             }
         }
@@ -90,6 +107,24 @@ struct EdgeSnapshotCache {
         }
     }
 
+    /// Checks every symbol with values (but those already asked of plantd) when a sweep is due and the last one is
+    /// at least `sweepIntervalNs` old: each gets a repair that is only a check. Returns whether it swept.
+    @discardableResult
+    mutating func sweepIfDue(nowNs: UInt64) -> Bool {
+        guard sweepDue, canRepair, nowNs &- lastSweepNs >= Self.sweepIntervalNs || lastSweepNs == 0 else {
+            return false
+        }
+        sweepDue = false
+        lastSweepNs = nowNs
+        sweeps &+= 1
+        for (symbol, entry) in symbols where entry.through != 0 && !entry.awaitingPlant && !entry.repairing {
+            symbols[symbol]!.repairing = true
+            symbols[symbol]!.checking = true
+            repairsDue.append(symbol)
+        }
+        return true
+    }
+
     /// The symbol_seq a repair of `symbol` asks plantd to replay from; nil when it needs none any more.
     func repairFrom(_ symbol: String) -> UInt64? {
         guard let entry = symbols[symbol], entry.repairing else { return nil }
@@ -99,12 +134,23 @@ struct EdgeSnapshotCache {
     /// plantd replayed `symbol` from `repairFrom` on, completely: the replayed updates, then those that waited, are
     /// returned in order to be passed on, each once. `done` is false when they still do not follow on (more was
     /// lost while plantd was asked): the rest wait, and the symbol is due for another repair.
+    /// `foundNothing` is true for a sweep's check that found no update missing (not a gap).
     mutating func repaired(_ symbol: String, replayed: [(tick: Tick, text: ByteBuffer)])
-        -> (updates: [(tick: Tick, text: ByteBuffer)], done: Bool)
+        -> (updates: [(tick: Tick, text: ByteBuffer)], done: Bool, foundNothing: Bool)
     {
-        guard symbols[symbol]?.repairing == true else { return ([], true) }
+        guard symbols[symbol]?.repairing == true else { return ([], true, false) }
         let waited = symbols[symbol]!.held
         symbols[symbol]!.held.removeAll()
+        var foundNothing = false
+        if symbols[symbol]!.checking {
+            symbols[symbol]!.checking = false
+            let through = symbols[symbol]!.through
+            foundNothing = !replayed.contains { $0.tick.symbol == symbol && $0.tick.symbolSequence > through }
+            if !foundNothing {
+                gapsFound &+= 1
+                sweepFinds &+= 1
+            }
+        }
         var updates: [(tick: Tick, text: ByteBuffer)] = []
         for (index, update) in (replayed + waited).enumerated() where update.tick.symbol == symbol {
             let sequence = update.tick.symbolSequence
@@ -113,13 +159,14 @@ struct EdgeSnapshotCache {
             if sequence > through &+ 1 && index >= replayed.count {
                 symbols[symbol]!.held = Array(waited[(index - replayed.count)...])
                 repairsDue.append(symbol)
-                return (updates, false)
+                sweepDue = true
+                return (updates, false, foundNothing)
             }
             remember(update.tick, update.text)
             updates.append(update)
         }
         symbols[symbol]!.repairing = false
-        return (updates, true)
+        return (updates, true, foundNothing)
     }
 
     /// plantd cannot replay what `symbol` lost: its last values are to be taken afresh from a snapshot (the caller
@@ -129,6 +176,7 @@ struct EdgeSnapshotCache {
         symbols[symbol]!.values.removeAll()
         symbols[symbol]!.through = 0
         symbols[symbol]!.repairing = false
+        symbols[symbol]!.checking = false
         symbols[symbol]!.awaitingPlant = true
         symbols[symbol]!.refreshing = true
     }
@@ -139,6 +187,7 @@ struct EdgeSnapshotCache {
         let waited = symbols[symbol]!.held
         symbols[symbol]!.held.removeAll()
         symbols[symbol]!.repairing = false
+        symbols[symbol]!.checking = false
         for update in waited { remember(update.tick, update.text) }
         return waited
     }

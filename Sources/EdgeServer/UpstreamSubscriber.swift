@@ -214,8 +214,9 @@ private final class UpstreamLoop: SocketLoop {
             _ = try? snapshotSocket?.send(ReplayRequest.snapshot(prefix: Topic.allTypes(of: symbol)).encoded())
             return
         }
-        let (updates, done) = live.cache.repaired(symbol, replayed: answerTicks.map { (tick: $0.0, text: $0.1) })
-        if done { upstreamGapsReplayed &+= 1 }
+        let (updates, done, foundNothing) = live.cache.repaired(
+            symbol, replayed: answerTicks.map { (tick: $0.0, text: $0.1) })
+        if done && !foundNothing { upstreamGapsReplayed &+= 1 }
         for (tick, text) in updates {
             batch.append(EdgeUpdate(symbol: symbol, text: text, droppable: tick.type != .status, type: tick.type,
                 symbolSequence: tick.symbolSequence))
@@ -394,6 +395,7 @@ private final class UpstreamLoop: SocketLoop {
                 readSnapshotAnswers(json: &json, allocator: allocator, batch: &batch)
             }
             expireSnapshots(allocator: allocator, batch: &batch, poller: poller)
+            live.cache.sweepIfDue(nowNs: MonotonicClock.nowNanoseconds())
             askRepairs()
             logGaps()
             if !batch.isEmpty {
@@ -430,6 +432,8 @@ private final class UpstreamLoop: SocketLoop {
                                     "upstream_gaps_replayed": upstreamGapsReplayed,
                                     "upstream_gaps_snapshotted": upstreamGapsSnapshotted,
                                     "upstream_gaps_left_open": upstreamGapsLeftOpen,
+                                    "upstream_sweeps": live.cache.sweeps,
+                                    "upstream_sweep_finds": live.cache.sweepFinds,
                                     "plant_restarts": live.plantRestarts,
                                     "tls_handshakes": hub.tlsFailures.handshakes.load(ordering: .relaxed),
                                     "tls_failures": hub.tlsFailures.count.load(ordering: .relaxed),

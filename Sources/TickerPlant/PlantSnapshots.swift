@@ -66,6 +66,9 @@ extension PlantLoop {
                     error = "symbol_seq \(start) of \(symbol) is ahead of the last one published, \(published)"
                     break
                 }
+                // Nothing published after what the asker has (edged checks its quiet symbols this way after a gap in
+                // its stream): complete and empty at once, without a walk of the ring.
+                if start == published + 1 { break }
                 // The ring reaches back to `start`, or nothing of the symbol was ever published from it: served now.
                 // Otherwise the journal serves it from the symbol's checkpoint before `start`, over several turns.
                 let oldestInRing = ring.forEach(topicPrefix: prefix, fromTag: .max) { _, _, _ in }.oldestTag

@@ -472,4 +472,91 @@ extension EdgeSubscriptionsReply {
         #expect(throws: (any Error).self, "nothing more: 8 once") { try client.receiveJSON(timeout: 0.3) }
         await fixture.stop()
     }
+
+    /// A quiet symbol whose last update edged's SUB lost shows no gap of its own (nothing of it comes after): the gap
+    /// seen in another symbol makes edged check it too, and the client gets the update it would never have seen.
+    @Test func aGapInOneSymbolMakesEdgedCheckTheQuietOnesAndTheirLostUpdateArrives() async throws {
+        let context = try ZMQContext()
+        let plant = try ZMQSocket(context, type: .router)
+        try plant.setReceiveTimeout(milliseconds: 3_000)
+        try plant.bind("tcp://127.0.0.1:*")
+        let endpoint = try plant.lastEndpoint
+        let fixture = try await EdgeServerOverRealSockets.Fixture { $0.snapshotEndpoint = endpoint }
+        let encoder = TickEncoder()
+        // What plantd published, in stream order: (symbol, symbol_seq); stream_seq is the place in this list.
+        let published: [(String, UInt64)] = [("AAPL", 1), ("AAPL", 2), ("MSFT", 1), ("MSFT", 2), ("AAPL", 3),
+            ("MSFT", 3), ("AAPL", 4), ("AAPL", 5)]
+        func tick(_ index: Int) -> Tick {
+            let (symbol, seq) = published[index]
+            var tick = Tick.trade(symbol: symbol, venue: "XNAS", price: Price(fixedPoint: 1_000_000 + Int64(seq)),
+                size: 100)
+            tick.symbolSequence = seq
+            tick.streamSequence = UInt64(index + 1)
+            return tick
+        }
+        func publishLive(_ index: Int) throws {
+            try fixture.upstream.send(Topic.make(symbol: published[index].0, type: .trade), more: true)
+            try fixture.upstream.send(encoder.encodeToArray(tick(index)))
+        }
+        /// Takes edged's next request and answers it from what was published up to `through` (an index of
+        /// `published`): a snapshot (the symbol's last trade) or a symbol replay. Returns what was asked.
+        func answer(through: Int) throws -> String {
+            let request = try #require(try plant.receiveFrames(), "edged asked nothing")
+            let asked: String
+            var answer: [Int] = []
+            switch ReplayRequest(decoding: request[request.count - 1]) {
+            case let .snapshot(prefix):
+                let symbol = String(prefix.prefix { $0 != "|" })
+                asked = "snapshot \(symbol)"
+                answer = (0...through).filter { published[$0].0 == symbol }.suffix(1)
+            case let .symbolReplay(symbol, from):
+                asked = "\(symbol) from \(from)"
+                answer = (0...through).filter { published[$0].0 == symbol && published[$0].1 >= from }
+            default:
+                Issue.record("neither a snapshot nor a symbol replay")
+                return ""
+            }
+            for index in answer {
+                _ = try plant.send(request[0], more: true)
+                _ = try plant.send(Topic.make(symbol: published[index].0, type: .trade), more: true)
+                _ = try plant.send(encoder.encodeToArray(tick(index)))
+            }
+            _ = try plant.send(request[0], more: true)
+            _ = try plant.send(SnapshotEnd.topic, more: true)
+            _ = try plant.send(SnapshotEnd(streamSequence: UInt64(through + 1), tickCount: UInt64(answer.count),
+                complete: true).encoded())
+            return asked
+        }
+        func read(_ count: Int) throws -> Set<String> {
+            var seen: Set<String> = []
+            for _ in 0..<count {
+                let message = try client.receiveJSON()
+                seen.insert("\(message["symbol"] as? String ?? "?") \(message["seq"] as? Int ?? 0)")
+            }
+            return seen
+        }
+
+        let client = try TestWebSocketClient(port: fixture.port)
+        for symbol in ["AAPL", "MSFT"] {
+            try client.send(text: #"{"action":"subscribe","symbol":"\#(symbol)"}"#)
+            _ = try client.receiveText()
+            #expect(try fixture.nextUpstreamChange() == "+\(symbol)|")
+            #expect(try answer(through: 3) == "snapshot \(symbol)")
+        }
+        #expect(try read(2) == ["AAPL 2", "MSFT 2"])
+        try publishLive(4)
+        #expect(try read(1) == ["AAPL 3"])
+        // MSFT 3 is lost on the way to edged (it never comes live) and MSFT trades no more; AAPL 4 is lost too, and
+        // AAPL 5 shows the gap.
+        try publishLive(7)
+        let asked: Set = [try answer(through: 7), try answer(through: 7)]
+        #expect(asked == ["AAPL from 4", "MSFT from 3"])
+        #expect(try read(3) == ["AAPL 4", "AAPL 5", "MSFT 3"])
+        let status = try EdgeStatusProbe.status(fixture)
+        #expect(status.counters["upstream_sweeps"] == 1)
+        #expect(status.counters["upstream_sweep_finds"] == 1)
+        #expect(status.counters["upstream_gaps"] == 2, "AAPL's gap and the one MSFT's check found")
+        plant.close()
+        await fixture.stop()
+    }
 }
