@@ -67,6 +67,8 @@ public final class EdgeHub: Sendable {
     let idleClientsClosed = Atomic<UInt64>(0)
     /// Updates dropped or conflated in slow clients' queues.
     let droppedUpdates = Atomic<UInt64>(0)
+    /// Updates a client's socket did not take whole when sent straight to it: the rest went through NIO's buffer.
+    let socketFullWrites = Atomic<UInt64>(0)
     /// Replays to a client (a `fromSeq` resume or a join gap's repair) answered with exactly the missed updates, and
     /// those answered with a snapshot instead (plantd no longer had them, or more than `resume_max_updates`).
     let replaysServed = Atomic<UInt64>(0)
@@ -223,7 +225,9 @@ final class LoopRegistry: @unchecked Sendable {
     private var takeInboxTask: (@Sendable () -> Void)!
     private var watchers: [String: WatcherList] = [:]
     private var sessions: [ObjectIdentifier: WebSocketSession] = [:]
-    private var touched: [WebSocketSession] = []
+    /// The sessions written to in this turn, flushed at its end. Unretained: each is held by its channel's pipeline,
+    /// which lets go of it only in a later task of the loop, after the turn.
+    private var touched: [Unmanaged<WebSocketSession>] = []
     /// Sessions with an update waiting for its maxRate turn.
     private var rateHeld: [ObjectIdentifier: WebSocketSession] = [:]
 
@@ -284,13 +288,13 @@ final class LoopRegistry: @unchecked Sendable {
                     if session.write(
                         update.text, framed: update.framed, symbol: update.symbol, droppable: update.droppable)
                     {
-                        touched.append(session)
+                        touched.append(.passUnretained(session))
                     }
                     if session.hasRateHeld { rateHeld[ObjectIdentifier(session)] = session }
                 }
             }
         }
-        for session in touched { session.flushIfPending() }
+        for session in touched { session._withUnsafeGuaranteedRef { $0.flushIfPending() } }
         touched.removeAll(keepingCapacity: true)
     }
 

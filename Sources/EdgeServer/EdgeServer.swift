@@ -18,7 +18,7 @@ public final class EdgeServer: Sendable {
     private let hub: EdgeHub
     private let upstream: UpstreamSubscriber
     private let logger: Logger
-    private let serverChannel = Mutex<(any Channel)?>(nil)
+    private let listener = Mutex<ConnectionListener?>(nil)
     private let heartbeats = Mutex<[RepeatedTask]>([])
 
     public init(configuration: EdgeConfiguration, context: ZMQContext, logger: Logger) {
@@ -31,7 +31,7 @@ public final class EdgeServer: Sendable {
     }
 
     /// The port listened on (the one the kernel chose when configured with port 0).
-    public var port: Int? { serverChannel.withLock { $0?.localAddress?.port } }
+    public var port: Int? { listener.withLock { $0?.port } }
     public var controlEndpoint: String? { upstream.controlEndpoint }
 
     public func start() async throws {
@@ -54,59 +54,71 @@ public final class EdgeServer: Sendable {
         let upstream = self.upstream
         let metrics = MetricsResponder(context: upstream.context, controlEndpoint: { upstream.controlEndpoint })
         let tlsFailures = hub.tlsFailures
-        let bootstrap = ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 1024)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            // A client's socket "takes no more" above 64 KiB waiting in NIO: its updates queue (bounded) from there.
-            .childChannelOption(.writeBufferWaterMark, value: .init(low: 32 * 1024, high: 64 * 1024))
-            .childChannelOption(.socketOption(.so_sndbuf), value: ChannelOptions.Types.SocketOption.Value(configuration.socketSendBuffer))
-            .childChannelInitializer { channel in
-                let upgrader = NIOWebSocketServerUpgrader(
-                    maxFrameSize: maxFrameBytes,
-                    shouldUpgrade: { channel, head in
-                        let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
-                        // Draining: no new clients (the HTTP handler answers 503).
-                        let route = path == "/prices" || (path == "/echo" && echo)
-                        let accept = route && !hub.draining.load(ordering: .relaxed)
-                        return channel.eventLoop.makeSucceededFuture(accept ? HTTPHeaders() : nil)
-                    },
-                    upgradePipelineHandler: { channel, head in
-                        channel.eventLoop.makeCompletedFuture {
-                            try channel.pipeline.syncOperations.addHandler(
-                                WebSocketProtocolLayer(maxMessageBytes: maxFrameBytes))
-                            if head.uri.split(separator: "?", maxSplits: 1).first == "/echo" {
-                                return try channel.pipeline.syncOperations.addHandler(EchoSession())
-                            }
-                            // Whole frames of updates go in below NIO's frame encoder (see RawBytesWriter).
-                            let rawWriter = RawBytesWriter()
-                            let encoder = try channel.pipeline.syncOperations.handler(type: WebSocketFrameEncoder.self)
-                            try channel.pipeline.syncOperations.addHandler(rawWriter, position: .before(encoder))
-                            let session = WebSocketSession(
-                                hub: hub, registry: hub.registry(for: channel.eventLoop), limits: limits, auth: auth,
-                                urlToken: Self.queryValue("token", in: head.uri), rawWriter: rawWriter)
-                            try channel.pipeline.syncOperations.addHandler(session)
-                        }
-                    })
-                return channel.eventLoop.makeCompletedFuture {
-                    if let tls {
+        let sendBuffer = ChannelOptions.Types.SocketOption.Value(configuration.socketSendBuffer)
+        // Each accepted connection: its pipeline, with its descriptor for the updates sent straight to the socket
+        // (a plain connection; TLS writes through its handler).
+        let initialize: @Sendable (any Channel, Int32?) -> EventLoopFuture<Void> = { channel, descriptor in
+            let upgrader = NIOWebSocketServerUpgrader(
+                maxFrameSize: maxFrameBytes,
+                shouldUpgrade: { channel, head in
+                    let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
+                    // Draining: no new clients (the HTTP handler answers 503).
+                    let route = path == "/prices" || (path == "/echo" && echo)
+                    let accept = route && !hub.draining.load(ordering: .relaxed)
+                    return channel.eventLoop.makeSucceededFuture(accept ? HTTPHeaders() : nil)
+                },
+                upgradePipelineHandler: { channel, head in
+                    channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(
-                            TLSServerHandler(context: tls, failures: tlsFailures))
+                            WebSocketProtocolLayer(maxMessageBytes: maxFrameBytes))
+                        if head.uri.split(separator: "?", maxSplits: 1).first == "/echo" {
+                            return try channel.pipeline.syncOperations.addHandler(EchoSession())
+                        }
+                        // Whole frames of updates go in below NIO's frame encoder (see RawBytesWriter).
+                        let rawWriter = RawBytesWriter(directDescriptor: tls == nil ? descriptor : nil, hub: hub)
+                        let encoder = try channel.pipeline.syncOperations.handler(type: WebSocketFrameEncoder.self)
+                        try channel.pipeline.syncOperations.addHandler(rawWriter, position: .before(encoder))
+                        let session = WebSocketSession(
+                            hub: hub, registry: hub.registry(for: channel.eventLoop), limits: limits, auth: auth,
+                            urlToken: Self.queryValue("token", in: head.uri), rawWriter: rawWriter)
+                        try channel.pipeline.syncOperations.addHandler(session)
                     }
-                    let http = HTTPEndpoints(hub: hub, handshakeTimeout: handshakeTimeout, web: web,
-                        metrics: metrics)
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(
-                        withServerUpgrade: (
-                            upgraders: [upgrader],
-                            completionHandler: { context in
-                                context.pipeline.syncOperations.removeHandler(name: "edge-http", promise: nil)
-                            }
-                        ))
-                    try channel.pipeline.syncOperations.addHandler(http, name: "edge-http")
+                })
+            return channel.eventLoop.makeCompletedFuture {
+                if let tls {
+                    try channel.pipeline.syncOperations.addHandler(
+                        TLSServerHandler(context: tls, failures: tlsFailures))
                 }
+                let http = HTTPEndpoints(hub: hub, handshakeTimeout: handshakeTimeout, web: web,
+                    metrics: metrics)
+                try channel.pipeline.syncOperations.configureHTTPServerPipeline(
+                    withServerUpgrade: (
+                        upgraders: [upgrader],
+                        completionHandler: { context in
+                            context.pipeline.syncOperations.removeHandler(name: "edge-http", promise: nil)
+                        }
+                    ))
+                try channel.pipeline.syncOperations.addHandler(http, name: "edge-http")
             }
-        let channel = try await bootstrap.bind(host: configuration.host, port: configuration.port).get()
-        serverChannel.withLock { $0 = channel }
+        }
+        let listener = try ConnectionListener(host: configuration.host, port: configuration.port, backlog: 1024,
+            logger: logger)
+        let group = self.group
+        let logger = self.logger
+        listener.start { descriptor in
+            ClientBootstrap(group: group)
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                // A client's socket "takes no more" above 64 KiB waiting in NIO: its updates queue (bounded) from
+                // there.
+                .channelOption(.writeBufferWaterMark, value: .init(low: 32 * 1024, high: 64 * 1024))
+                .channelOption(.socketOption(.so_sndbuf), value: sendBuffer)
+                .channelInitializer { channel in initialize(channel, descriptor) }
+                .withConnectedSocket(descriptor)
+                .whenFailure { error in
+                    logger.debug("a connection could not be set up", metadata: ["error": "\(error)"])
+                }
+        }
+        self.listener.withLock { $0 = listener }
         let interval = TimeAmount.nanoseconds(Int64(configuration.heartbeatInterval.nanoseconds))
         let tasks = hub.registries.flatMap { registry in
             [
@@ -120,7 +132,7 @@ public final class EdgeServer: Sendable {
             ]
         }
         heartbeats.withLock { $0 = tasks }
-        logger.info("edged listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")",
+        logger.info("edged listening", metadata: ["address": "\(listener.address)", "port": "\(listener.port)",
             "scheme": "\(tls == nil ? "ws" : "wss")",
             "upstream": "\(configuration.upstream)", "control": "\(upstream.controlEndpoint ?? "?")"])
     }
@@ -163,7 +175,7 @@ public final class EdgeServer: Sendable {
             logger.info("drained", metadata: ["clients_left": "\(hub.connectedClients.load(ordering: .relaxed))"])
         }
         for task in heartbeats.withLock({ $0 }) { task.cancel() }
-        if let channel = serverChannel.withLock({ $0 }) { try? await channel.close() }
+        if let listener = listener.withLock({ $0 }) { await listener.stop() }
         hub.upstreamThread.stop()
         await hub.upstreamThread.finished()
         try? await group.shutdownGracefully()

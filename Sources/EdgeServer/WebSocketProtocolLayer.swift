@@ -1,3 +1,4 @@
+import Glibc
 import MarketData
 import NIOCore
 import NIOWebSocket
@@ -213,22 +214,118 @@ final class EchoSession: ChannelInboundHandler {
 /// session writes its turn's updates here as whole, ready-made frames, so that a burst of updates costs one write
 /// through the pipeline per client instead of one per update per client. Server frames are not masked, so an update's
 /// frame is the same bytes for every client and is made once (`EdgeUpdate.framed`).
-final class RawBytesWriter: ChannelOutboundHandler, RemovableChannelHandler {
+///
+/// On a plain connection whose socket descriptor edged accepted itself (`ConnectionListener`), the updates go
+/// straight to the socket with one `send` while NIO holds nothing of the connection's unwritten: NIO's write path
+/// (the pipeline to its head, the pending-write manager, the flush) cost about as much per delivery as the fan-out
+/// itself, and every delivery at bursts of one is a system call either way. What the socket does not take at once,
+/// and everything written while NIO still holds something, goes through NIO as before, in order. The descriptor is
+/// used only on the connection's event loop and only until the channel goes inactive, which NIO tells this handler
+/// on that loop in the same step as it closes the descriptor (before any other task of the loop runs, so a
+/// descriptor number the kernel gives to a new connection is never written to from here). Asking the channel instead
+/// (`isActive`) cost 5% of the loop at bursts of 10.
+final class RawBytesWriter: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     private var context: ChannelHandlerContext?
+    /// The connection's socket when updates may be sent straight to it (nil with TLS, or without a descriptor).
+    private let directDescriptor: Int32?
+    /// Writes through NIO not yet on the socket (each completes its promise when it is): while any is, updates go
+    /// through NIO too, behind them.
+    private var writesInNIO = 0
+    /// Something went through NIO since the last flush.
+    private var unflushed = false
+    /// False from the moment the channel went inactive (its descriptor closed).
+    private var open = true
+    /// Counts the updates the socket did not take whole (`socket_full_writes`).
+    private let hub: EdgeHub?
+
+    init(directDescriptor: Int32? = nil, hub: EdgeHub? = nil) {
+        self.directDescriptor = directDescriptor
+        self.hub = hub
+    }
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
 
-    /// Writes whole frames toward the socket (the caller flushes).
-    func writeRaw(_ frames: ByteBuffer) {
-        context?.write(wrapOutboundOut(frames), promise: nil)
+    func channelInactive(context: ChannelHandlerContext) {
+        open = false
+        context.fireChannelInactive()
     }
 
-    /// Flushes the channel from here.
-    func flush() { context?.flush() }
+    /// Frames from above (NIO's encoder: snapshots, heartbeats, errors, closes) are counted until NIO has written
+    /// them, so that no update overtakes them.
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        guard directDescriptor != nil else { return context.write(data, promise: promise) }
+        throughNIO(context: context, data, promise: promise)
+    }
+
+    func flush(context: ChannelHandlerContext) {
+        unflushed = false
+        context.flush()
+    }
+
+    /// Writes whole frames toward the socket: sent now when the socket takes them, else through NIO (the caller
+    /// flushes).
+    func writeRaw(_ frames: ByteBuffer) {
+        if let descriptor = directDescriptor, writesInNIO == 0, open {
+            // The common case, one call that the socket takes whole, with nothing copied or retained.
+            let sent = frames.withUnsafeReadableBytes { bytes in
+                Glibc.send(descriptor, bytes.baseAddress, bytes.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
+            }
+            if sent == frames.readableBytes { return }
+            return sendRest(of: frames, sentAlready: max(sent, 0), descriptor: descriptor)
+        }
+        guard let context else { return }
+        if directDescriptor != nil {
+            throughNIO(context: context, wrapOutboundOut(frames), promise: nil)
+        } else {
+            context.write(wrapOutboundOut(frames), promise: nil)
+        }
+    }
+
+    /// What a first `send` did not take: sent while the socket takes it, the rest through NIO.
+    private func sendRest(of frames: ByteBuffer, sentAlready: Int, descriptor: Int32) {
+        guard let context else { return }
+        var rest = frames
+        rest.moveReaderIndex(forwardBy: sentAlready)
+        while rest.readableBytes > 0 {
+            let sent = rest.withUnsafeReadableBytes { bytes in
+                Glibc.send(descriptor, bytes.baseAddress, bytes.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
+            }
+            if sent > 0 {
+                rest.moveReaderIndex(forwardBy: sent)
+                continue
+            }
+            if sent < 0 && errno == EINTR { continue }
+            if sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK {
+                // The connection is broken (reset, or closed by the peer): NIO closes it and tells the session.
+                context.close(promise: nil)
+                return
+            }
+            // The socket's buffer is full: NIO keeps the rest and writes it when the socket takes more.
+            hub?.socketFullWrites.wrappingAdd(1, ordering: .relaxed)
+            throughNIO(context: context, wrapOutboundOut(rest), promise: nil)
+            return
+        }
+    }
+
+    /// Flushes what went through NIO since the last flush (an update sent straight needs none).
+    func flush() {
+        guard let context else { return }
+        if directDescriptor == nil || unflushed { flush(context: context) }
+    }
+
+    private func throughNIO(context: ChannelHandlerContext, _ data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let written = promise ?? context.eventLoop.makePromise(of: Void.self)
+        writesInNIO += 1
+        unflushed = true
+        written.futureResult.assumeIsolated().whenComplete { [self] _ in writesInNIO -= 1 }
+        context.write(data, promise: written)
+    }
 }
 
 extension EdgeUpdate {

@@ -104,6 +104,39 @@ import ZeroMQ
     }
 }
 
+/// Updates are sent straight to a client's socket; what it does not take goes through NIO's buffer behind them.
+@Suite(.serialized) struct EdgeDirectWritesOverRealSockets {
+    /// A client that stops reading while a burst far larger than its socket's buffers comes, then reads again, gets
+    /// every update whole and in order: the part of a frame the socket did not take went on through NIO, and the
+    /// updates after it waited behind it.
+    @Test func aClientWhoseSocketFillsGetsEveryUpdateWholeAndInOrder() async throws {
+        let fixture = try await EdgeServerOverRealSockets.Fixture {
+            // Nothing conflated or dropped: the queue holds the whole burst.
+            $0.queueSoft = 10_000
+            $0.queueHard = 10_000
+            $0.socketSendBuffer = 8_192
+        }
+        let client = try TestWebSocketClient(port: fixture.port, receiveBuffer: 4_096)
+        try client.send(text: #"{"action":"subscribe","symbol":"AAPL"}"#)
+        _ = try client.receiveText()
+        _ = try fixture.nextUpstreamChange()
+        try await Task.sleep(for: .milliseconds(200))
+        let total = 3_000
+        for index in 0..<total {
+            try fixture.publishTrade("AAPL", price: 178_000_000 + Int64(index % 100) * 10_000)
+        }
+        try await Task.sleep(for: .milliseconds(500))
+        let full = try EdgeStatusProbe.status(fixture).counters["socket_full_writes"] ?? 0
+        #expect(full > 0, "the burst never filled the client's socket")
+        var sequences: [Int] = []
+        while sequences.count < total, let message = try? client.receiveJSON(timeout: 5) {
+            if let seq = message["seq"] as? Int { sequences.append(seq) }
+        }
+        #expect(sequences == Array(1...total), "got \(sequences.count) of \(total), in order: \(sequences == sequences.sorted())")
+        await fixture.stop()
+    }
+}
+
 /// Reads one client's updates on a thread of its own until it has `expecting` of them or 20 s pass.
 /// `@unchecked Sendable`: the client is used by the reading thread alone once `start` is called; the results are
 /// read through the lock after `finished` says the thread is done.
