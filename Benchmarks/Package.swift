@@ -34,6 +34,7 @@ let package = Package(
                 "BenchmarkMarkets",
                 .product(name: "TickerPlant", package: "tickplant"),
                 .product(name: "MarketData", package: "tickplant"),
+                .product(name: "ZeroMQ", package: "tickplant"),
             ],
             path: "Benchmarks/PlantBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]

@@ -90,7 +90,8 @@ final class ConnectionListener: Sendable {
             default:
                 // Shut down by `stop` (EINVAL), or the socket is gone.
                 if !stopping.load(ordering: .relaxed) {
-                    logger.error("the listening socket failed", metadata: ["error": "\(String(cString: strerror(error)))"])
+                    logger.error("the listening socket failed",
+                        metadata: ["error": "\(String(cString: strerror(error)))"])
                 }
                 return
             }

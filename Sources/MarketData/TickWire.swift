@@ -109,7 +109,8 @@ public enum TickWire {
             case .type: typeValue = try reader.varint()
             case .venue:
                 let venue = try reader.lengthDelimited()
-                tick.venue = utf8(of: previousVenue, equals: venue) ? previousVenue : String(decoding: venue, as: UTF8.self)
+                tick.venue = utf8(of: previousVenue, equals: venue)
+                    ? previousVenue : String(decoding: venue, as: UTF8.self)
             case .exchangeTs: tick.exchangeTimestampNs = try reader.fixed64()
             case .feedRx: tick.feedReceiveNs = try reader.fixed64()
             case .feedTx: tick.feedTransmitNs = try reader.fixed64()

@@ -405,13 +405,17 @@ extension EdgeSubscriptionsReply {
 /// it can answer late and leave gaps on purpose: live updates that come while a replay is awaited wait for it, and a
 /// live update that does not follow on from what the client has makes edged ask for the missing ones.
 @Suite(.serialized) struct EdgeReplayJoinsOverRealSockets {
-    @Test func waitingUpdatesFollowTheReplayAndAGapIsRepairedByAnotherReplay() async throws {
-        let context = try ZMQContext()
-        let plant = try ZMQSocket(context, type: .router)
+    /// edged over real sockets whose snapshot ROUTER is the test's (it answers each request itself, 3 s at most).
+    static func edgedWithAStandInPlant() async throws -> (ZMQSocket, EdgeServerOverRealSockets.Fixture) {
+        let plant = try ZMQSocket(try ZMQContext(), type: .router)
         try plant.setReceiveTimeout(milliseconds: 3_000)
         try plant.bind("tcp://127.0.0.1:*")
         let endpoint = try plant.lastEndpoint
-        let fixture = try await EdgeServerOverRealSockets.Fixture { $0.snapshotEndpoint = endpoint }
+        return (plant, try await EdgeServerOverRealSockets.Fixture { $0.snapshotEndpoint = endpoint })
+    }
+
+    @Test func waitingUpdatesFollowTheReplayAndAGapIsRepairedByAnotherReplay() async throws {
+        let (plant, fixture) = try await Self.edgedWithAStandInPlant()
         let encoder = TickEncoder()
         func trade(_ seq: UInt64) -> Tick {
             var tick = Tick.trade(
@@ -476,12 +480,7 @@ extension EdgeSubscriptionsReply {
     /// A quiet symbol whose last update edged's SUB lost shows no gap of its own (nothing of it comes after): the gap
     /// seen in another symbol makes edged check it too, and the client gets the update it would never have seen.
     @Test func aGapInOneSymbolMakesEdgedCheckTheQuietOnesAndTheirLostUpdateArrives() async throws {
-        let context = try ZMQContext()
-        let plant = try ZMQSocket(context, type: .router)
-        try plant.setReceiveTimeout(milliseconds: 3_000)
-        try plant.bind("tcp://127.0.0.1:*")
-        let endpoint = try plant.lastEndpoint
-        let fixture = try await EdgeServerOverRealSockets.Fixture { $0.snapshotEndpoint = endpoint }
+        let (plant, fixture) = try await Self.edgedWithAStandInPlant()
         let encoder = TickEncoder()
         // What plantd published, in stream order: (symbol, symbol_seq); stream_seq is the place in this list.
         let published: [(String, UInt64)] = [("AAPL", 1), ("AAPL", 2), ("MSFT", 1), ("MSFT", 2), ("AAPL", 3),

@@ -2,6 +2,7 @@ import Benchmark
 import BenchmarkMarkets
 import MarketData
 import TickerPlant
+import ZeroMQ
 
 /// plantd's per-tick work without sockets, piece by piece: read the tick, run the filters, derive the NBBO and bars,
 /// splice the plant's fields into the bytes that go out (laid out as the journal record), keep the last value. One
@@ -22,6 +23,39 @@ let benchmarks: @Sendable () -> Void = {
             blackHole(tick.streamSequence)
             index = index + 1 == plantMarket.count ? 0 : index + 1
         }
+    }
+
+    Benchmark("Plant_read_tick_in_a_ZeroMQ_message", configuration: perTick) { benchmark in
+        // As plantd reads each tick: in place, in the message libzmq received it into, through `ZMQMessage`, with a
+        // closure that throws the reader's typed error. A per-tick allocation hid here once (the closure wrapped in
+        // a heap-allocated thunk on every call), which the benchmark above, calling the reader directly, missed.
+        // The frames are received once; each iteration reads one of them again.
+        let context = try ZMQContext()
+        let sender = try ZMQSocket(context, type: .pair)
+        let receiver = try ZMQSocket(context, type: .pair)
+        try receiver.bind("inproc://plant-read-tick")
+        try sender.connect("inproc://plant-read-tick")
+        var messages: [ZMQMessage] = []
+        for payload in plantMarket.prefix(64) {
+            _ = try payload.withUnsafeBytes { try sender.send($0) }
+            let message = ZMQMessage()
+            _ = try receiver.receive(into: message)
+            messages.append(message)
+        }
+        var tick = Tick(symbol: "", type: .trade, venue: "")
+        var index = 0
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations {
+            let read = try? messages[index].withUnsafeBytes { bytes throws(TickDecodeError) -> UInt64 in
+                try TickWire.decode(bytes, into: &tick)
+                return tick.streamSequence
+            }
+            blackHole(read)
+            index = index + 1 == messages.count ? 0 : index + 1
+        }
+        benchmark.stopMeasurement()
+        sender.close()
+        receiver.close()
     }
 
     Benchmark("Plant_filters_and_aggregation", configuration: perTick) { benchmark in
