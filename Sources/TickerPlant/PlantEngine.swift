@@ -286,8 +286,8 @@ final class PlantLoop: SocketLoop {
         if admitted.type == .book, let symbolID, !books.admit(admitted, symbolID: symbolID, nowNs: tickMonotonicNs) {
             return  // conflated: it, or a later book of its venue, goes out when the interval is up
         }
-        publish(&admitted, passedOn: passedOn,
-            symbolID: admitted.symbol.utf8.first == UInt8(ascii: "#") ? nil : symbolID)
+        // A `#` tick (a feed's #SYS status) comes without a symbol number: `process` gives it none.
+        publish(&admitted, passedOn: passedOn, symbolID: symbolID)
         publishDerived()
     }
 
@@ -327,7 +327,8 @@ final class PlantLoop: SocketLoop {
     /// encoding when the tick is exactly what came in: then the plant's four fields are spliced into those bytes
     /// instead of encoding the whole tick again.
     func publish(_ tick: inout Tick, passedOn: UnsafeRawBufferPointer? = nil, symbolID knownID: Int? = nil) {
-        if tick.symbol.utf8.first == UInt8(ascii: "#") {
+        // A tick with a symbol number is a symbol's; only one without may be a `#` one.
+        if knownID == nil && tick.symbol.utf8.first == UInt8(ascii: "#") {
             // A feed's own status (#SYS: a MoldUDP64 gap given up, a market-wide halt) passes on under its name,
             // outside symbol_seq.
             streamSequence += 1
@@ -494,7 +495,9 @@ final class PlantLoop: SocketLoop {
             ring.store(sequence: record.streamSequence, topic: record.topic, payload: record.payload,
                 tag: record.symbolSequence)
             if publishNow(topic: record.topic, payload: record.payload) {
-                if !record.topic.starts(with: Topic.quarantinePrefix.utf8) { published += 1 }
+                let quarantined = record.topic.first == UInt8(ascii: "#")
+                    && record.topic.starts(with: Topic.quarantinePrefix.utf8)
+                if !quarantined { published += 1 }
             } else {
                 dropped += 1
             }
