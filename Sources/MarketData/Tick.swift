@@ -150,16 +150,41 @@ public struct Tick: Equatable, Sendable {
 
     /// Every field back to its zero (type TRADE until set), keeping the book arrays' capacity: a decoder that fills
     /// one tick again and again allocates nothing for them.
+    ///
+    /// Field by field (a new field must be added here: a test holds `reset` to a fresh tick with every field set):
+    /// building a whole new tick and moving the arrays back cost a tenth of reading one.
     public mutating func reset() {
-        var bids = self.bids
-        var asks = self.asks
-        self.bids = []
-        self.asks = []
+        symbol = ""
+        type = .trade
+        venue = ""
+        exchangeTimestampNs = 0
+        feedReceiveNs = 0
+        feedTransmitNs = 0
+        plantReceiveNs = 0
+        plantTransmitNs = 0
+        venueSequence = 0
+        streamSequence = 0
+        symbolSequence = 0
+        price = .zero
+        size = 0
+        tradeID = 0
+        bidPrice = .zero
+        askPrice = .zero
+        bidSize = 0
+        askSize = 0
         bids.removeAll(keepingCapacity: true)
         asks.removeAll(keepingCapacity: true)
-        self = Tick(symbol: "", type: .trade, venue: "")
-        self.bids = bids
-        self.asks = asks
+        state = .unspecified
+        quality = .unspecified
+        reason = ""
+        open = .zero
+        high = .zero
+        low = .zero
+        close = .zero
+        volume = 0
+        barStartNs = 0
+        barIntervalSeconds = 0
+        plantSession = 0
     }
 
     /// The topic this tick is published under.

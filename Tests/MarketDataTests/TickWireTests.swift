@@ -4,6 +4,53 @@ import Testing
 
 /// The wire reader and the plant-field splice, held to protobuf-c (the encoder and the reference).
 @Suite struct TickWireTests {
+    /// `reset` sets its fields one by one: every stored field of a tick must come back to a fresh tick's value. The
+    /// tick here has every field set away from it (checked by reflection, so a field added to `Tick` and not set
+    /// here fails too), and the book arrays keep their capacity.
+    @Test func resetBringsEveryFieldBackAndKeepsTheBooksCapacity() {
+        var tick = Tick(symbol: "AAPL", type: .book, venue: "XNAS")
+        tick.exchangeTimestampNs = 1
+        tick.feedReceiveNs = 2
+        tick.feedTransmitNs = 3
+        tick.plantReceiveNs = 4
+        tick.plantTransmitNs = 5
+        tick.venueSequence = 6
+        tick.streamSequence = 7
+        tick.symbolSequence = 8
+        tick.price = Price(fixedPoint: 9)
+        tick.size = 10
+        tick.tradeID = 11
+        tick.bidPrice = Price(fixedPoint: 12)
+        tick.askPrice = Price(fixedPoint: 13)
+        tick.bidSize = 14
+        tick.askSize = 15
+        tick.bids = Array(repeating: BookLevel(price: Price(fixedPoint: 1), size: 1), count: 10)
+        tick.asks = Array(repeating: BookLevel(price: Price(fixedPoint: 2), size: 1), count: 10)
+        tick.state = .halted
+        tick.quality = .stale
+        tick.reason = "why"
+        tick.open = Price(fixedPoint: 16)
+        tick.high = Price(fixedPoint: 17)
+        tick.low = Price(fixedPoint: 18)
+        tick.close = Price(fixedPoint: 19)
+        tick.volume = 20
+        tick.barStartNs = 21
+        tick.barIntervalSeconds = 22
+        tick.plantSession = 23
+        let fresh = Tick(symbol: "", type: .trade, venue: "")
+        let freshFields = Dictionary(uniqueKeysWithValues: Mirror(reflecting: fresh).children.map {
+            ($0.label ?? "", String(describing: $0.value))
+        })
+        for field in Mirror(reflecting: tick).children {
+            #expect(String(describing: field.value) != freshFields[field.label ?? ""],
+                "\(field.label ?? "?") is not set away from a fresh tick's value here")
+        }
+        let bidsCapacity = tick.bids.capacity
+        tick.reset()
+        #expect(tick == fresh)
+        #expect(tick.bids.capacity == bidsCapacity && tick.asks.capacity >= 10)
+    }
+
     /// A tick with random values in every field its type may use, extremes included.
     static func randomTick(_ random: inout SplitMix64) -> Tick {
         func value() -> UInt64 {
