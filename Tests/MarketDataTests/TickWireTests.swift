@@ -8,15 +8,8 @@ import Testing
     /// tick here has every field set away from it (checked by reflection, so a field added to `Tick` and not set
     /// here fails too), and the book arrays keep their capacity.
     @Test func resetBringsEveryFieldBackAndKeepsTheBooksCapacity() {
-        var tick = Tick(symbol: "AAPL", type: .book, venue: "XNAS")
-        tick.exchangeTimestampNs = 1
-        tick.feedReceiveNs = 2
-        tick.feedTransmitNs = 3
-        tick.plantReceiveNs = 4
-        tick.plantTransmitNs = 5
-        tick.venueSequence = 6
-        tick.streamSequence = 7
-        tick.symbolSequence = 8
+        // Every hop stamp and sequence as the codec's tests set them, then the rest.
+        var tick = TickCodecRoundTrip.stamped(Tick(symbol: "AAPL", type: .book, venue: "XNAS"))
         tick.price = Price(fixedPoint: 9)
         tick.size = 10
         tick.tradeID = 11
