@@ -28,10 +28,11 @@ public enum MonotonicClock {
 public struct WallClockFromMonotonic: Sendable {
     public private(set) var wallMinusMonotonicNs: UInt64 = 0
 
-    public init() { refresh() }
+    public init() { refresh(monotonicNs: MonotonicClock.nowNanoseconds()) }
 
-    public mutating func refresh() {
-        wallMinusMonotonicNs = WallClock.nowNanoseconds() &- MonotonicClock.nowNanoseconds()
+    /// Takes the offset anew, given a monotonic reading the caller has just made (its loop reads one anyway).
+    public mutating func refresh(monotonicNs: UInt64) {
+        wallMinusMonotonicNs = WallClock.nowNanoseconds() &- monotonicNs
     }
 
     @inlinable

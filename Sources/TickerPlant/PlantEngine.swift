@@ -202,7 +202,7 @@ final class PlantLoop: SocketLoop {
     func run(_ thread: SocketThread) {
         while !thread.isStopping {
             let now = MonotonicClock.nowNanoseconds()
-            wallClock.refresh()
+            wallClock.refresh(monotonicNs: now)
             if now >= nextHeartbeat {
                 flushOutbound()
                 publishHeartbeat()
