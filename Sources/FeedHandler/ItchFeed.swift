@@ -52,7 +52,8 @@ final class ItchFeed {
             address: try SocketAddress(host: source.listenHost, port: source.listenPort),
             receiveBufferBytes: receiveBufferBytes, multicastInterface: source.multicastInterface)
         retransmission = try source.retransmission.map { server in
-            RetransmissionClient(address: try SocketAddress(host: server.host, port: server.port))
+            RetransmissionClient(address: try SocketAddress(host: server.host, port: server.port),
+                reconnectIntervalNs: source.retransmissionRetry.nanoseconds)
         }
         normalizer = ItchNormalizer(venue: venue, sessionMidnightNs: sessionMidnightNanoseconds(timezone: timezone),
             bookDepth: source.bookDepth)
@@ -230,7 +231,9 @@ final class ItchFeed {
 }
 
 /// A TCP client of a venue's MoldUDP64 retransmission server. Connects on first need without blocking the feed
-/// thread (requests made meanwhile wait, bounded), keeps the connection, and backs off after a failure.
+/// thread (requests made meanwhile wait, bounded), keeps the connection, and after a failure connects again no sooner
+/// than `retransmission_retry` later: a server back from a restart is found by the next request due anyway, well
+/// inside `gap_giveup`.
 final class RetransmissionClient {
     let address: SocketAddress
     private(set) var connection: FileDescriptor?
@@ -241,7 +244,12 @@ final class RetransmissionClient {
     private(set) var failures: UInt64 = 0
     private(set) var packetsReceived: UInt64 = 0
 
-    init(address: SocketAddress) { self.address = address }
+    private let reconnectIntervalNs: UInt64
+
+    init(address: SocketAddress, reconnectIntervalNs: UInt64) {
+        self.address = address
+        self.reconnectIntervalNs = reconnectIntervalNs
+    }
 
     var descriptor: Int32 { connection?.raw ?? -1 }
 
@@ -287,7 +295,7 @@ final class RetransmissionClient {
             failures += 1
             connecting = nil
             waiting.removeAll()
-            retryAtNs = now + 500_000_000
+            retryAtNs = now + reconnectIntervalNs
             return false
         }
     }

@@ -28,11 +28,14 @@ public enum MonotonicClock {
 public struct WallClockFromMonotonic: Sendable {
     public private(set) var wallMinusMonotonicNs: UInt64 = 0
 
-    public init() { refresh(monotonicNs: MonotonicClock.nowNanoseconds()) }
+    public init() { refresh() }
 
-    /// Takes the offset anew, given a monotonic reading the caller has just made (its loop reads one anyway).
-    public mutating func refresh(monotonicNs: UInt64) {
-        wallMinusMonotonicNs = WallClock.nowNanoseconds() &- monotonicNs
+    /// Takes the offset anew. The wall clock is read first: when the thread is preempted between the two reads the
+    /// offset comes out smaller, never larger, so a wall time made from it is never later than the wall clock read
+    /// after it (a plant_rx made this way never comes after the plant_tx read directly: no hop runs backwards).
+    public mutating func refresh() {
+        let wallNs = WallClock.nowNanoseconds()
+        wallMinusMonotonicNs = wallNs &- MonotonicClock.nowNanoseconds()
     }
 
     @inlinable

@@ -202,7 +202,7 @@ final class PlantLoop: SocketLoop {
     func run(_ thread: SocketThread) {
         while !thread.isStopping {
             let now = MonotonicClock.nowNanoseconds()
-            wallClock.refresh(monotonicNs: now)
+            wallClock.refresh()
             if now >= nextHeartbeat {
                 flushOutbound()
                 publishHeartbeat()
