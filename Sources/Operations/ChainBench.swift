@@ -245,9 +245,7 @@ public struct ChainBench {
             losses.append("the consumer got \(unsequenced) messages without a new stream_seq")
         }
         let hops = consumer.latencies.withLock { latencies in
-            latencies.order.compactMap { name in
-                latencies.hops[name].map { HopFigures(hop: name, histogram: $0.histogram, clockSkewed: $0.negative) }
-            }
+            latencies.inOrder.map { HopFigures(hop: $0.name, histogram: $0.histogram, clockSkewed: $0.negative) }
         }
         return Step(offeredMessagesPerSecond: rate, seconds: seconds, itchSent: sent, itchReceived: itchReceived,
             kernelDrops: feedFinal.counters["XNAS.kernel_drops"] ?? 0, feedTicksOut: feedFinal.messagesOut,
@@ -314,7 +312,8 @@ public struct ChainBench {
         consumerThread.stop()
         _ = consumerThread.join()
         return consumer.latencies.withLock { latencies in
-            latencies.hops[hop].map { HopFigures(hop: hop, histogram: $0.histogram, clockSkewed: $0.negative) }
+            latencies.inOrder.first { $0.name == hop }
+                .map { HopFigures(hop: hop, histogram: $0.histogram, clockSkewed: $0.negative) }
                 ?? HopFigures(hop: hop, count: 0, p50Ns: 0, p90Ns: 0, p99Ns: 0, p999Ns: 0, maxNs: 0, clockSkewed: 0)
         }
     }

@@ -10,6 +10,11 @@ import ZeroMQ
 public struct HopLatencies: Sendable {
     /// The stamps in the order a tick meets them; a hop is the time between two stamps both set.
     static let stamps = ["exchange", "feedd in", "feedd out", "plantd in", "plantd out"]
+    /// Where each hop's histogram is kept: between stamps `from` and `to` at `from * stamps.count + to`, from the
+    /// last stamp to here after those, end to end last. A tick finds its hops by index: no name is made or hashed
+    /// per tick (the chain bench's consumer records every tick while sharing the cores with the chain it measures).
+    private static let toHereSlots = stamps.count * stamps.count
+    private static let endToEndSlot = toHereSlots + stamps.count
 
     public struct Hop: Sendable {
         public var name: String
@@ -20,13 +25,21 @@ public struct HopLatencies: Sendable {
         public var negative: UInt64 = 0
     }
 
-    /// exchange -> feedd, in feedd, feedd -> plantd, in plantd, the last stamp -> here, and end to end.
-    public private(set) var hops: [String: Hop] = [:]
-    public private(set) var order: [String] = []
+    private var slots: [Hop?] = Array(repeating: nil, count: endToEndSlot + 1)
+    /// Slots in the order ticks first showed them.
+    private var firstShown: [Int] = []
+    private var external: [Hop] = []
     public private(set) var ticks: UInt64 = 0
     let here: String
 
     public init(here: String = "mktctl") { self.here = here }
+
+    /// exchange -> feedd, in feedd, feedd -> plantd, in plantd, the last stamp -> here (in the order ticks first
+    /// showed them), end to end last; then the hops recorded by other means.
+    public var inOrder: [Hop] {
+        let measured = firstShown.filter { $0 != Self.endToEndSlot } + [Self.endToEndSlot]
+        return measured.compactMap { slots[$0] } + external
+    }
 
     static func hopName(from: Int, to: Int) -> String {
         switch (from, to) {
@@ -38,44 +51,60 @@ public struct HopLatencies: Sendable {
         }
     }
 
+    @inline(__always)
+    private static func stamp(_ index: Int, of tick: Tick) -> UInt64 {
+        switch index {
+        case 0: tick.exchangeTimestampNs
+        case 1: tick.feedReceiveNs
+        case 2: tick.feedTransmitNs
+        case 3: tick.plantReceiveNs
+        default: tick.plantTransmitNs
+        }
+    }
+
     /// Records one tick received at `receivedNs` (wall clock, ns since the epoch). Ticks no feed handler took in
     /// (plantd's own: consolidated quotes, bars) have no hops to show and are left out, and so are BOOKs, held on
     /// purpose (`Tick.measuresLatency`).
     public mutating func record(_ tick: Tick, receivedNs: UInt64) {
         guard tick.feedReceiveNs != 0, tick.measuresLatency else { return }
-        let values = [tick.exchangeTimestampNs, tick.feedReceiveNs, tick.feedTransmitNs, tick.plantReceiveNs,
-            tick.plantTransmitNs]
-        var last: Int?
-        for index in values.indices where values[index] != 0 {
-            if let previous = last { add(Self.hopName(from: previous, to: index), values[previous], values[index]) }
+        var last = -1
+        for index in 0..<Self.stamps.count {
+            let value = Self.stamp(index, of: tick)
+            guard value != 0 else { continue }
+            if last >= 0 { add(slot: last * Self.stamps.count + index, from: Self.stamp(last, of: tick), to: value) }
             last = index
         }
-        guard let last else { return }
+        // feedd's stamp is set, so `last` is at least 1.
         ticks += 1
-        let sender = Self.stamps[last].split(separator: " ").first.map(String.init) ?? Self.stamps[last]
-        add("\(sender) -> \(here)", values[last], receivedNs)
-        if values[0] != 0 && last != 0 { add("end to end", values[0], receivedNs) }
+        add(slot: Self.toHereSlots + last, from: Self.stamp(last, of: tick), to: receivedNs)
+        if tick.exchangeTimestampNs != 0 { add(slot: Self.endToEndSlot, from: tick.exchangeTimestampNs, to: receivedNs) }
     }
 
     /// Adds a hop measured by other means (a bench's bare baseline, timed from its own stamp).
     mutating func recordExternal(name: String, histogram: Histogram<UInt64>) {
-        if hops[name] == nil { order.append(name) }
-        hops[name] = Hop(name: name, histogram: histogram)
+        external.removeAll { $0.name == name }
+        external.append(Hop(name: name, histogram: histogram))
     }
 
-    private mutating func add(_ name: String, _ from: UInt64, _ to: UInt64) {
-        if hops[name] == nil {
-            hops[name] = Hop(name: name)
-            order.append(name)
-            // End to end always last.
-            if let end = order.firstIndex(of: "end to end"), end != order.count - 1 {
-                order.append(order.remove(at: end))
-            }
+    private func name(ofSlot slot: Int) -> String {
+        if slot == Self.endToEndSlot { return "end to end" }
+        if slot >= Self.toHereSlots {
+            let stamp = Self.stamps[slot - Self.toHereSlots]
+            let sender = stamp.split(separator: " ").first.map(String.init) ?? stamp
+            return "\(sender) -> \(here)"
+        }
+        return Self.hopName(from: slot / Self.stamps.count, to: slot % Self.stamps.count)
+    }
+
+    private mutating func add(slot: Int, from: UInt64, to: UInt64) {
+        if slots[slot] == nil {
+            slots[slot] = Hop(name: name(ofSlot: slot))
+            firstShown.append(slot)
         }
         if to < from {
-            hops[name]!.negative += 1
+            slots[slot]!.negative += 1
         } else {
-            _ = hops[name]!.histogram.record(min(to - from, 60_000_000_000))
+            _ = slots[slot]!.histogram.record(min(to - from, 60_000_000_000))
         }
     }
 }
@@ -192,9 +221,8 @@ public struct LatencyCommand: AsyncParsableCommand {
     }
 
     static func report(_ latencies: HopLatencies, source: String, seconds: Double) -> Report {
-        let rows = latencies.order.compactMap { name -> HopFigures? in
-            guard let hop = latencies.hops[name] else { return nil }
-            return HopFigures(hop: name, histogram: hop.histogram, clockSkewed: hop.negative)
+        let rows = latencies.inOrder.map { hop in
+            HopFigures(hop: hop.name, histogram: hop.histogram, clockSkewed: hop.negative)
         }
         return Report(source: source, seconds: seconds, ticks: latencies.ticks, hops: rows)
     }
@@ -223,7 +251,7 @@ public struct LatencyCommand: AsyncParsableCommand {
             out += "\n\(row.hop): \(row.clockSkewed) ticks arrived before they left: these two clocks are not "
                 + "comparable (different hosts?), so this hop's figures are not to be trusted"
         }
-        if let end = latencies.hops["end to end"] ?? latencies.order.last.flatMap({ latencies.hops[$0] }) {
+        if let end = latencies.inOrder.last {  // end to end, when the ticks had the exchange's stamp
             out += "\n\n\(end.name):\n" + terminalHistogram(end.histogram)
         }
         return out
@@ -254,7 +282,7 @@ public struct LatencyCommand: AsyncParsableCommand {
     static func svg(_ latencies: HopLatencies, title: String) -> String {
         let width = 760.0, height = 420.0, left = 70.0, right = 170.0, top = 40.0, bottom = 50.0
         let plotWidth = width - left - right, plotHeight = height - top - bottom
-        let hops = latencies.order.compactMap { latencies.hops[$0] }.filter { $0.histogram.totalCount > 0 }
+        let hops = latencies.inOrder.filter { $0.histogram.totalCount > 0 }
         let highest = Double(max(1_000, hops.map { $0.histogram.max }.max() ?? 1_000))
         let lowest = Double(max(100, hops.map { max(1, $0.histogram.min) }.min() ?? 100))
         let logLow = log10(lowest), logHigh = log10(highest) + 0.1
