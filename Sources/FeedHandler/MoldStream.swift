@@ -103,7 +103,9 @@ public struct MoldStream {
         sequence: UInt64, message: UnsafeRawBufferPointer, now: UInt64,
         deliver: (UInt64, UnsafeRawBufferPointer) -> Void
     ) {
-        if sequence < expected || held[sequence] != nil {
+        // Nothing is held while no message is missing: the common case looks nothing up (hashing a key costs more
+        // than the rest of this function).
+        if sequence < expected || (!held.isEmpty && held[sequence] != nil) {
             counters.duplicates += 1
             return
         }
@@ -117,7 +119,7 @@ public struct MoldStream {
             deliver(sequence, message)
             counters.delivered += 1
             expected += 1
-            releaseHeld(deliver: deliver)
+            if !held.isEmpty { releaseHeld(deliver: deliver) }
         } else {
             held[sequence] = Array(message)
             counters.heldHighWater = max(counters.heldHighWater, held.count)
