@@ -2,8 +2,12 @@
 /// what the replay ROUTERs serve so that a restarted plant or a consumer with a gap can catch up.
 ///
 /// The ticks' bytes lie one after the other in one circular arena, and a slot per stream_seq says where: storing a
-/// tick is two copies and no allocation once the arena has grown to hold `capacity` ticks (it doubles when a tick
-/// does not fit beside the ones still kept, so the ring always keeps the last `capacity` ticks whatever their sizes).
+/// tick is two copies and no allocation. The arena is made at once for `capacity` ticks of `expectedTickBytes`,
+/// uninitialized: the kernel maps its pages as they are first written, so memory is taken as ticks come, and no tick
+/// waits for the arena to grow. Growing while ticks flow copies every tick kept into a new arena: at a few tens of
+/// megabytes that held the publishing thread for 10-30 ms, most of the chain's p99 (docs/performance.md). It still
+/// doubles when ticks run larger than expected, so the ring always keeps the last `capacity` ticks whatever their
+/// sizes.
 public struct TickRing {
     public let capacity: Int
 
@@ -30,12 +34,23 @@ public struct TickRing {
     /// per tick showed in plantd's profile.
     private let slotMask: UInt64
 
-    public init(capacity: Int) {
+    /// Bytes a tick takes (topic and payload) that the arena is first made for: a TRADE or QUOTE with its stamps takes
+    /// about 100, a BOOK with ten levels a side about 300.
+    public static let expectedTickBytes = 192
+
+    public init(capacity: Int, expectedTickBytes: Int = TickRing.expectedTickBytes) {
         self.capacity = max(capacity, 1)
         var slotCount = 1
         while slotCount < self.capacity { slotCount <<= 1 }
         slotMask = UInt64(slotCount - 1)
         slots = Array(repeating: Slot(), count: slotCount)
+        arena = Self.uninitializedArena(count: max(1024, self.capacity * max(expectedTickBytes, 1)))
+    }
+
+    /// An arena whose bytes are not written here: only what `store` writes is ever read, and pages never written are
+    /// never touched (a large allocation comes straight from the kernel, mapped as it is first written).
+    private static func uninitializedArena(count: Int) -> [UInt8] {
+        [UInt8](unsafeUninitializedCapacity: count) { _, initializedCount in initializedCount = count }
     }
 
     /// The oldest stream_seq still stored (0 when none is).
@@ -43,7 +58,8 @@ public struct TickRing {
         storedCount == 0 ? 0 : lastSequence - UInt64(storedCount) + 1
     }
 
-    /// Bytes the arena holds (grown to fit, never shrunk): what the ring costs in memory beside its slots.
+    /// Bytes the arena spans (made for `capacity` ticks, grown when they run larger, never shrunk): at most what the
+    /// ring costs in memory beside its slots (pages not yet written take none).
     public var arenaBytes: Int { arena.count }
 
     /// Stores the tick published with `sequence`. A sequence that does not follow the previous one starts the ring
@@ -97,7 +113,7 @@ public struct TickRing {
             sequence += 1
         }
         let newCount = max(arena.count * 2, (kept + length) * 2, 1024)
-        var newArena = [UInt8](repeating: 0, count: newCount)
+        var newArena = Self.uninitializedArena(count: newCount)
         var offset = 0
         newArena.withUnsafeMutableBytes { destination in
             arena.withUnsafeBytes { source in

@@ -20,11 +20,13 @@ import Testing
 
     /// Ticks of very different sizes (as BOOKs beside TRADEs), many times round the ring: it keeps exactly the last
     /// `capacity`, byte for byte, however often its arena wraps or grows. Runs of tiny ticks alternate with runs of
-    /// big ones, so that the newest tick often lands right against the oldest one kept.
-    @Test func keepsTheLastCapacityTicksByteForByte() {
+    /// big ones, so that the newest tick often lands right against the oldest one kept. Arenas made for 1-byte ticks
+    /// grow all the time; those made for the usual size grow when the big runs come.
+    @Test(arguments: [1, TickRing.expectedTickBytes])
+    func keepsTheLastCapacityTicksByteForByte(expectedTickBytes: Int) {
         var random = SplitMix64(seed: 42)
         for capacity in [1, 2, 7, 100, 1_000] {
-            var ring = TickRing(capacity: capacity)
+            var ring = TickRing(capacity: capacity, expectedTickBytes: expectedTickBytes)
             var model: [Stored] = []
             for sequence in UInt64(1)...5_000 {
                 let big = (sequence / 300) % 2 == 1
@@ -51,6 +53,31 @@ import Testing
             let kept = ring.forEach(from: ring.lastSequence, maxCount: 3) { sequence, _, _ in firstGiven = sequence }
             #expect(kept.complete && kept.count == 1 && firstGiven == 5_000)
         }
+    }
+
+    /// The arena is made for `capacity` ticks of the expected size at once: ticks of that size never make it grow
+    /// (growing copies every tick kept, which held the publishing thread for milliseconds).
+    @Test func ticksOfTheExpectedSizeNeverMakeTheArenaGrow() {
+        var ring = TickRing(capacity: 1_000, expectedTickBytes: 100)
+        let made = ring.arenaBytes
+        #expect(made >= 100_000)
+        let topic = Array("AAPL|T".utf8)
+        let payload = [UInt8](repeating: 7, count: 100 - topic.count)
+        for sequence in UInt64(1)...5_000 {
+            topic.withUnsafeBytes { topicBytes in
+                payload.withUnsafeBytes { ring.store(sequence: sequence, topic: topicBytes, payload: $0) }
+            }
+        }
+        #expect(ring.arenaBytes == made && ring.firstSequence == 4_001)
+        // Bigger ticks than expected: it grows, and keeps them all.
+        let big = [UInt8](repeating: 9, count: 400)
+        for sequence in UInt64(5_001)...6_000 {
+            topic.withUnsafeBytes { topicBytes in
+                big.withUnsafeBytes { ring.store(sequence: sequence, topic: topicBytes, payload: $0) }
+            }
+        }
+        #expect(ring.arenaBytes > made && everything(in: ring).allSatisfy { $0.payload == big })
+        #expect(ring.firstSequence == 5_001 && ring.lastSequence == 6_000)
     }
 
     /// A symbol replay: ticks of one topic prefix with their tags from a given tag on, and the oldest tag kept.
