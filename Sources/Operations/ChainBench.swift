@@ -17,8 +17,8 @@ public struct ChainBench {
         public var symbols = 500
         /// ITCH messages per second of the first step; each next step is `stepFactor` times faster.
         public var firstRate = 200_000
-        public var stepFactor = 1.5
-        public var maximumSteps = 8
+        public var stepFactor = 1.25
+        public var maximumSteps = 14
         public var stepSeconds = 3.0
         /// The rate out of plantd at which latency is compared with the bare hop (the 100 000 ticks/s).
         public var latencyTicksPerSecond = 100_000

@@ -17,10 +17,10 @@ public struct ChainBenchCommand: ParsableCommand {
     public var firstRate = 200_000
 
     @Option(name: .long, help: "Each step this many times faster than the last.")
-    public var stepFactor = 1.5
+    public var stepFactor = 1.25
 
     @Option(name: .long, help: "Steps at most (the steps stop at the first that loses).")
-    public var maximumSteps = 8
+    public var maximumSteps = 14
 
     @Option(name: .long, help: "Seconds each step sends for.")
     public var stepSeconds = 3.0
