@@ -22,6 +22,8 @@ public struct FeedConfiguration: Sendable {
         public var bookDepth = 5
         /// BOOK ticks of a symbol go out at most this often (conflated).
         public var bookInterval: Duration = .milliseconds(100)
+        /// Orders the venue's book is made to hold before its table first grows (growing holds the feed thread).
+        public var bookOrders = 65_536
 
         public init(listenHost: String, listenPort: Int, retransmission: (host: String, port: Int)? = nil,
             multicastInterface: String? = nil)
@@ -39,7 +41,7 @@ public struct FeedConfiguration: Sendable {
                 && lhs.multicastInterface == rhs.multicastInterface && lhs.gapTimeout == rhs.gapTimeout
                 && lhs.gapGiveUp == rhs.gapGiveUp && lhs.retransmissionRetry == rhs.retransmissionRetry
                 && lhs.maxHeldMessages == rhs.maxHeldMessages && lhs.bookDepth == rhs.bookDepth
-                && lhs.bookInterval == rhs.bookInterval
+                && lhs.bookInterval == rhs.bookInterval && lhs.bookOrders == rhs.bookOrders
         }
 
         /// The recovery settings in the stream's own terms.
@@ -140,6 +142,7 @@ public struct FeedConfiguration: Sendable {
                 itch.maxHeldMessages = try table.int("max_held_messages", default: itch.maxHeldMessages, in: 1...100_000_000)
                 itch.bookDepth = try table.int("book_depth", default: itch.bookDepth, in: 0...50)
                 itch.bookInterval = try table.duration("book_interval", default: itch.bookInterval)
+                itch.bookOrders = try table.int("book_orders", default: itch.bookOrders, in: 1...100_000_000)
                 guard itch.bookInterval >= .milliseconds(1) else {
                     throw table.error("book_interval", "expected at least 1ms")
                 }

@@ -56,7 +56,7 @@ final class ItchFeed {
                 reconnectIntervalNs: source.retransmissionRetry.nanoseconds)
         }
         normalizer = ItchNormalizer(venue: venue, sessionMidnightNs: sessionMidnightNanoseconds(timezone: timezone),
-            bookDepth: source.bookDepth)
+            bookDepth: source.bookDepth, bookOrders: source.bookOrders)
         stream = MoldStream(configuration: source.recovery)
         ticks.reserveCapacity(4)
     }
@@ -129,7 +129,7 @@ final class ItchFeed {
         session = newSession
         stream = MoldStream(configuration: source.recovery)
         normalizer = ItchNormalizer(venue: venue, sessionMidnightNs: sessionMidnightNanoseconds(timezone: timezone),
-            bookDepth: source.bookDepth)
+            bookDepth: source.bookDepth, bookOrders: source.bookOrders)
         retransmission?.reset()
     }
 

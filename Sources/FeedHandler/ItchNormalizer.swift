@@ -18,7 +18,7 @@ public struct ItchNormalizer {
     public let venue: String
     /// Nanoseconds since the epoch of midnight of the session date, in the venue's zone: ITCH stamps count from it.
     public let sessionMidnightNs: UInt64
-    public private(set) var book = VenueBook()
+    public private(set) var book: VenueBook
     public private(set) var counters = Counters()
 
     /// What the normalizer knows of one stock locate.
@@ -53,7 +53,8 @@ public struct ItchNormalizer {
     /// Exchange time of the latest book change, stamped on the BOOK ticks it leads to.
     private var lastBookChangeNs: UInt64 = 0
 
-    public init(venue: String, sessionMidnightNs: UInt64, bookDepth: Int = 0) {
+    public init(venue: String, sessionMidnightNs: UInt64, bookDepth: Int = 0, bookOrders: Int = 16) {
+        book = VenueBook(orders: bookOrders)
         self.venue = venue
         self.sessionMidnightNs = sessionMidnightNs
         self.bookDepth = bookDepth

@@ -45,6 +45,10 @@ public struct IntegerKeyTable<Value> {
     @inlinable
     public var isEmpty: Bool { storedCount == 0 }
 
+    /// Keys the table holds before it next grows.
+    @inlinable
+    public var capacity: Int { slots.count / 2 }
+
     @inlinable
     public subscript(key: UInt64) -> Value? {
         get {

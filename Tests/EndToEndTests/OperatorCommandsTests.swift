@@ -28,6 +28,8 @@ import TestSupport
             ("c.toml", "[edge]\nweb = \"/nowhere/web\"\n", "edged", "[edge] web: /nowhere/web: no such directory"),
             ("d.toml", "[sim]\nrate = -5\n", "sim", "[sim] rate"),
             ("e.toml", "[edge]\nlisten = \"127.0.0.1:8080\"\nlisten_typo = 1\n", "edged", "[edge] listen_typo"),
+            ("g.toml", "[[venues]]\nvenue = \"XNAS\"\nprotocol = \"itch-moldudp64\"\nlisten = \"127.0.0.1:7001\"\n"
+                + "book_orders = 0\n", "feedd", "[venues[1]] book_orders"),
             ("mystery.toml", "[nothing]\nx = 1\n", "?", "cannot tell which program it is for"),
             ("f.toml", "[plant\nbroken", "?", "cannot tell"),
         ]

@@ -39,6 +39,21 @@ import Testing
         #expect(table.count == model.count)
     }
 
+    /// A book made for `book_orders` holds that many without growing its order table (growing moves every order
+    /// while the feed thread waits); one order more grows it, and the orders are all still there.
+    @Test func aBookMadeForItsOrdersHoldsThemWithoutGrowing() {
+        var book = VenueBook(orders: 10_000)
+        let made = book.orderCapacity
+        #expect(made >= 10_000)
+        for reference in UInt64(1)...UInt64(made) {
+            book.add(reference: reference, locate: 1, side: .buy, price: 1_000 + UInt32(reference % 50), shares: 100)
+        }
+        #expect(book.orderCapacity == made && book.orderCount == made)
+        book.add(reference: UInt64(made) + 1, locate: 1, side: .sell, price: 5_000, shares: 100)
+        #expect(book.orderCapacity > made && book.orderCount == made + 1)
+        #expect(book.delete(reference: 1) != nil && book.delete(reference: UInt64(made) + 1) != nil)
+    }
+
     @Test func bookTopAndDepthMatchAModelOverRandomOrderFlow() {
         var random = SplitMix64(seed: 42)
         var book = VenueBook()
