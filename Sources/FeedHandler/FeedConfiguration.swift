@@ -22,8 +22,10 @@ public struct FeedConfiguration: Sendable {
         public var bookDepth = 5
         /// BOOK ticks of a symbol go out at most this often (conflated).
         public var bookInterval: Duration = .milliseconds(100)
-        /// Orders the venue's book is made to hold before its table first grows (growing holds the feed thread).
-        public var bookOrders = 65_536
+        /// Orders the venue's book is made to hold before its table first grows (growing holds the feed thread; a
+        /// table bigger than the book needs makes every lookup slower: 143 -> 167 ns a message for 20 000 orders in a
+        /// table made for 65 536).
+        public var bookOrders = 16_384
 
         public init(listenHost: String, listenPort: Int, retransmission: (host: String, port: Int)? = nil,
             multicastInterface: String? = nil)

@@ -89,7 +89,7 @@ import TickerPlant
         }
         #expect(sim.itchDestination.port == itch.listenPort)
         #expect(itch.retransmission?.port == sim.retransmissionListen.port)
-        #expect(itch.bookOrders == 262_144)
+        #expect(itch.bookOrders == 16_384)
         #expect(feed.venues.contains { $0.source == .json(.formatA, host: "127.0.0.1", port: sim.jsonAListen.port) })
         #expect(feed.venues.contains { $0.source == .json(.formatB, host: "127.0.0.1", port: sim.jsonBListen.port) })
         // edged reads plantd's stream and asks plantd's snapshot ROUTER.
