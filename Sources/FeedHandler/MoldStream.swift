@@ -78,7 +78,7 @@ public struct MoldStream {
     public private(set) var expected: UInt64
     /// The highest sequence number known to exist (from data or heartbeats).
     public private(set) var highestKnown: UInt64
-    private var held: [UInt64: [UInt8]] = [:]
+    private var held = HeldMessages()
     /// Sorted, disjoint; the first one, when there is one, starts at `expected`.
     private var holes: [Hole] = []
     public private(set) var counters = Counters()
@@ -105,7 +105,7 @@ public struct MoldStream {
     ) {
         // Nothing is held while no message is missing: the common case looks nothing up (hashing a key costs more
         // than the rest of this function).
-        if sequence < expected || (!held.isEmpty && held[sequence] != nil) {
+        if sequence < expected || (!held.isEmpty && held.contains(sequence)) {
             counters.duplicates += 1
             return
         }
@@ -121,7 +121,7 @@ public struct MoldStream {
             expected += 1
             if !held.isEmpty { releaseHeld(deliver: deliver) }
         } else {
-            held[sequence] = Array(message)
+            held.hold(sequence, message)
             counters.heldHighWater = max(counters.heldHighWater, held.count)
         }
     }
@@ -211,8 +211,9 @@ public struct MoldStream {
     }
 
     private mutating func releaseHeld(deliver: (UInt64, UnsafeRawBufferPointer) -> Void) {
-        while let message = held.removeValue(forKey: expected) {
-            message.withUnsafeBytes { deliver(expected, $0) }
+        while true {
+            let sequence = expected
+            guard held.release(sequence, { deliver(sequence, $0) }) else { return }
             counters.delivered += 1
             expected += 1
         }

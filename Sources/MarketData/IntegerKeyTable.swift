@@ -94,6 +94,14 @@ public struct IntegerKeyTable<Value> {
         storedCount = 0
     }
 
+    /// Calls `body` with every key and its value, in no particular order, letting it change the value in place.
+    @inlinable
+    public mutating func updateEach(_ body: (UInt64, inout Value) -> Void) {
+        for index in slots.indices where slots[index] != nil {
+            body(slots[index]!.key, &slots[index]!.value)
+        }
+    }
+
     @inlinable
     func homeIndex(_ key: UInt64) -> Int { Self.homeIndex(key, shift: shift) }
 

@@ -1,3 +1,4 @@
+import MarketData
 import Testing
 
 @testable import FeedHandler
@@ -167,5 +168,70 @@ import Testing
         frames.drain { seen.append(Array($0)) }
         #expect(seen == [[7, 8], [9], [1, 2, 3]])  // the frame before the bad one still counts, nothing after it
         #expect(frames.violated)
+    }
+}
+
+/// The arena and index behind `MoldStream`'s held messages, against a dictionary of arrays (what it replaced).
+@Suite struct HeldMessagesArena {
+    /// A message of 1-60 bytes that says which sequence number it is.
+    static func message(_ sequence: UInt64) -> [UInt8] {
+        (0..<Int(sequence % 60) + 1).map { UInt8(truncatingIfNeeded: sequence &+ UInt64($0) &* 31) }
+    }
+
+    /// Holes that never all heal at once (the arena never starts over): released bytes must be reclaimed by
+    /// compaction, with every held message intact, or the arena grows with everything ever held.
+    @Test func heldMessagesComeBackByteForByteAndTheArenaStaysBounded() {
+        var random = SplitMix64(seed: 11)
+        var held = HeldMessages(expectedCount: 4)
+        var model: [UInt64: [UInt8]] = [:]
+        var modelBytes = 0
+        var mostBytesHeld = 0
+        var bytesEverHeld = 0
+        for _ in 0..<100_000 {
+            let sequence = UInt64.random(in: 1...3_000, using: &random)
+            if UInt8.random(in: 0..<8, using: &random) < 5, model[sequence] == nil {
+                let bytes = Self.message(sequence)
+                bytes.withUnsafeBytes { held.hold(sequence, $0) }
+                model[sequence] = bytes
+                modelBytes += bytes.count
+                bytesEverHeld += bytes.count
+                mostBytesHeld = max(mostBytesHeld, modelBytes)
+            } else {
+                var released: [UInt8]?
+                let found = held.release(sequence) { released = Array($0) }
+                let expected = model.removeValue(forKey: sequence)
+                modelBytes -= expected?.count ?? 0
+                #expect(found == (expected != nil))
+                #expect(released == expected)
+            }
+            #expect(held.count == model.count)
+        }
+        #expect(!model.isEmpty)
+        // Growth by doubling and compaction at half released allow up to about four times the most ever held.
+        #expect(held.arenaCapacity <= 8 * mostBytesHeld)
+        #expect(bytesEverHeld > 16 * mostBytesHeld)  // so an arena that never reclaims would fail the line above
+        for (sequence, bytes) in model {
+            var released: [UInt8]?
+            #expect(held.release(sequence) { released = Array($0) })
+            #expect(released == bytes)
+        }
+        #expect(held.isEmpty && !held.contains(1))
+    }
+
+    @Test func anArenaRefilledOnceEverythingIsReleasedKeepsItsSize() {
+        var held = HeldMessages()
+        for sequence in UInt64(1)...100 { Self.message(sequence).withUnsafeBytes { held.hold(sequence, $0) } }
+        let capacity = held.arenaCapacity
+        for round in UInt64(1)...50 {
+            for sequence in UInt64(1)...100 { #expect(held.release(sequence) { _ in }) }
+            #expect(held.isEmpty)
+            for sequence in UInt64(1)...100 {
+                Self.message(sequence &* round).withUnsafeBytes { held.hold(sequence, $0) }
+            }
+        }
+        #expect(held.arenaCapacity == capacity)
+        var released: [UInt8]?
+        #expect(held.release(7) { released = Array($0) })
+        #expect(released == Self.message(7 * 50))
     }
 }

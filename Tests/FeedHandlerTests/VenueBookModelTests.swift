@@ -37,6 +37,13 @@ import Testing
             }
         }
         #expect(table.count == model.count)
+        var visited: [UInt64: UInt32] = [:]
+        table.updateEach { key, value in
+            visited[key] = value
+            value &+= 7
+        }
+        #expect(visited == model)
+        #expect(model.allSatisfy { key, value in table[key] == value &+ 7 })
     }
 
     /// A book made for `book_orders` holds that many without growing its order table (growing moves every order

@@ -66,6 +66,42 @@ let benchmarks: @Sendable () -> Void = {
         blackHole(deliveredBytes)
     }
 
+    // A feed losing datagrams: in every run of 64 sequence numbers the first arrives last (as a retransmission
+    // would), so 63 of 64 messages are held behind a hole and then released. This is the path feedd takes while it
+    // catches up, when time matters most.
+    Benchmark("Mold_stream_behind_gaps", configuration: perMessage) { benchmark in
+        let messages = steadyMarket
+        var stream = MoldStream()
+        var deliveredBytes = 0
+        let run: UInt64 = 64
+        func receive(_ sequence: UInt64) {
+            messages[Int(sequence % UInt64(messages.count))].withUnsafeBytes { bytes in
+                stream.receive(sequence: sequence, message: bytes, now: 0) { _, message in
+                    deliveredBytes &+= message.count
+                }
+            }
+        }
+        /// The message received at position `position` of the arrival order.
+        func arriving(_ position: UInt64) -> UInt64 {
+            let first = position - position % run + 1
+            return position % run == run - 1 ? first : first + position % run + 1
+        }
+        // Warm up: the stream's stores reach their working size first.
+        var position: UInt64 = 0
+        while position < run * 1_000 {
+            receive(arriving(position))
+            position += 1
+        }
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations {
+            receive(arriving(position))
+            position += 1
+        }
+        benchmark.stopMeasurement()
+        precondition(stream.counters.duplicates == 0 && stream.expected + run > position, "the pattern is off")
+        blackHole(deliveredBytes)
+    }
+
     Benchmark("ITCH_decode", configuration: perMessage) { benchmark in
         let messages = steadyMarket
         benchmark.startMeasurement()
