@@ -140,7 +140,8 @@ private final class FeedLoop: SocketLoop, TickSink {
         let batch = DatagramBatch()
         while !thread.isStopping {
             connectDueVenues()
-            var timeout = itchFeeds.map(\.feed.pollTimeoutMilliseconds).min() ?? 100
+            var timeout = 100
+            for (feed, _, _) in itchFeeds { timeout = min(timeout, feed.pollTimeoutMilliseconds) }
             if jsonVenues.contains(where: { $0.connecting != nil }) { timeout = min(timeout, 10) }
             do {
                 try poller.poll(timeoutMilliseconds: timeout)

@@ -38,7 +38,6 @@ final class ItchFeed {
     private var receivedNs: UInt64 = 0
     /// While recovery releases held messages, their ticks wait so that a GAP status can go out before them.
     private var deferPublishing = false
-    private var nextBookFlushNs: UInt64 = 0
     private let logger: Logger
 
     init(venue: String, source: FeedConfiguration.ItchSource, timezone: String, receiveBufferBytes: Int,
@@ -56,7 +55,7 @@ final class ItchFeed {
                 reconnectIntervalNs: source.retransmissionRetry.nanoseconds)
         }
         normalizer = ItchNormalizer(venue: venue, sessionMidnightNs: sessionMidnightNanoseconds(timezone: timezone),
-            bookDepth: source.bookDepth, bookOrders: source.bookOrders)
+            bookDepth: source.bookDepth, bookIntervalNs: source.bookInterval.nanoseconds, bookOrders: source.bookOrders)
         stream = MoldStream(configuration: source.recovery)
         ticks.reserveCapacity(4)
     }
@@ -129,7 +128,7 @@ final class ItchFeed {
         session = newSession
         stream = MoldStream(configuration: source.recovery)
         normalizer = ItchNormalizer(venue: venue, sessionMidnightNs: sessionMidnightNanoseconds(timezone: timezone),
-            bookDepth: source.bookDepth, bookOrders: source.bookOrders)
+            bookDepth: source.bookDepth, bookIntervalNs: source.bookInterval.nanoseconds, bookOrders: source.bookOrders)
         retransmission?.reset()
     }
 
@@ -172,11 +171,8 @@ final class ItchFeed {
         // Consumers learn of a loss before the messages that were held behind it.
         ticks.insert(contentsOf: gapStatuses, at: 0)
         if !ticks.isEmpty { sink.publish(&ticks, receivedNs: receivedNs) }
-        if now >= nextBookFlushNs {
-            nextBookFlushNs = now + source.bookInterval.nanoseconds
-            normalizer.flushBooks(into: &ticks)
-            if !ticks.isEmpty { sink.publish(&ticks, receivedNs: receivedNs) }
-        }
+        normalizer.flushDueBooks(nowNs: now, into: &ticks)
+        if !ticks.isEmpty { sink.publish(&ticks, receivedNs: receivedNs) }
     }
 
     /// The stream's recent gaps as `mktctl gaps` shows them.
@@ -224,9 +220,14 @@ final class ItchFeed {
         }
     }
 
-    /// How soon the loop must come back to `recover` (milliseconds), so that gap timers run on time.
+    /// How soon the loop must come back to `recover` (milliseconds), so that gap timers run on time and waiting
+    /// BOOKs go out in their slot.
     var pollTimeoutMilliseconds: Int {
-        stream.hasOpenGap ? 5 : min(100, max(1, Int(source.bookInterval.nanoseconds / 1_000_000)))
+        if stream.hasOpenGap { return 5 }
+        guard let wait = normalizer.nanosecondsUntilWaitingBooks(nowNs: MonotonicClock.nowNanoseconds()) else {
+            return 100
+        }
+        return min(100, Int((wait + 999_999) / 1_000_000))
     }
 }
 

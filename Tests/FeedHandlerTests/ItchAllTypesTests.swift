@@ -213,4 +213,69 @@ import MarketData
         normalizer.flushBooks(into: &ticks)
         #expect(ticks.isEmpty)  // nothing changed since
     }
+
+    /// BOOKs go out a few per slot of `book_interval`, each symbol at its own point of the interval, at most once an
+    /// interval, instead of every changed book at one instant (a burst that delayed every tick behind it).
+    @Test func bookTicksAreSpreadOverTheIntervalOncePerSymbol() throws {
+        let intervalNs: UInt64 = 100_000_000
+        var normalizer = ItchNormalizer(venue: "XNAS", sessionMidnightNs: 0, bookDepth: 1, bookIntervalNs: intervalNs)
+        #expect(ItchNormalizer.bookSlotCount(intervalNs: intervalNs) == 100)
+        #expect(ItchNormalizer.bookSlotCount(intervalNs: 1_000_000) == 1)
+        #expect(ItchNormalizer.bookSlotCount(intervalNs: 5_000_000_000) == 100)
+        var ticks: [Tick] = []
+        func handle(_ bytes: [UInt8]) throws {
+            normalizer.handle(try bytes.withUnsafeBytes { try ItchDecoder.decode($0) }, venueSequence: 1, into: &ticks)
+        }
+        let symbols = 300
+        var reference: UInt64 = 0
+        func changeEveryBook(price: UInt32) throws {
+            for locate in 1...symbols {
+                reference += 1
+                let header = ItchHeader(stockLocate: UInt16(locate), timestamp: 9)
+                try handle(ItchEncoder.addOrder(header, reference: reference, side: .buy, shares: 100,
+                    symbol: "S\(locate)", price: price))
+            }
+        }
+        for locate in 1...symbols {
+            let header = ItchHeader(stockLocate: UInt16(locate), timestamp: 1)
+            try handle(ItchEncoder.stockDirectory(header, symbol: "S\(locate)"))
+        }
+        let start: UInt64 = 7_000_000_000
+        normalizer.flushDueBooks(nowNs: start, into: &ticks)
+        try changeEveryBook(price: 1_000)
+        #expect(normalizer.booksAreWaiting)
+        #expect(normalizer.nanosecondsUntilWaitingBooks(nowNs: start + 250_000) == 750_000)
+        ticks.removeAll()
+
+        // One interval, a millisecond at a time: every symbol once, never more than its slot's share at a time.
+        var seen: [String: UInt64] = [:]
+        var largestBurst = 0
+        for step in UInt64(1)...100 {
+            let now = start + step * 1_000_000
+            normalizer.flushDueBooks(nowNs: now, into: &ticks)
+            largestBurst = max(largestBurst, ticks.count)
+            for tick in ticks {
+                #expect(tick.type == .book && tick.bids.first?.price == Price(itchPrice4: 1_000))
+                #expect(seen.updateValue(now, forKey: tick.symbol) == nil, "\(tick.symbol) went out twice")
+            }
+            ticks.removeAll()
+        }
+        #expect(seen.count == symbols)
+        #expect(largestBurst == symbols / 100)
+        #expect(!normalizer.booksAreWaiting)
+        #expect(normalizer.nanosecondsUntilWaitingBooks(nowNs: start + 100 * 1_000_000) == nil)
+
+        // Changed again at once: each goes out at its slot of the next interval, an interval after the last one.
+        try changeEveryBook(price: 2_000)
+        ticks.removeAll()
+        normalizer.flushDueBooks(nowNs: start + 100 * 1_000_000 + 500_000, into: &ticks)
+        #expect(ticks.isEmpty)
+        // The last slot went out at start + 100 ms; the next one with a book is a millisecond later.
+        #expect(normalizer.nanosecondsUntilWaitingBooks(nowNs: start + 100 * 1_000_000 + 500_000) == 500_000)
+        normalizer.flushDueBooks(nowNs: start + 250 * 1_000_000, into: &ticks)  // a late loop turn catches up
+        #expect(ticks.count == symbols)
+        for tick in ticks {
+            #expect(tick.bids.first?.price == Price(itchPrice4: 2_000))
+        }
+    }
 }
