@@ -171,8 +171,11 @@ final class ItchFeed {
         // Consumers learn of a loss before the messages that were held behind it.
         ticks.insert(contentsOf: gapStatuses, at: 0)
         if !ticks.isEmpty { sink.publish(&ticks, receivedNs: receivedNs) }
-        normalizer.flushDueBooks(nowNs: now, into: &ticks)
-        if !ticks.isEmpty { sink.publish(&ticks, receivedNs: receivedNs) }
+        // One BOOK at a time: `publish` lets go of each before the next is built in its place.
+        normalizer.flushDueBooks(nowNs: now) { book in
+            ticks.append(book)
+            sink.publish(&ticks, receivedNs: receivedNs)
+        }
     }
 
     /// The stream's recent gaps as `mktctl gaps` shows them.

@@ -60,6 +60,9 @@ public struct ItchNormalizer {
     private let bookSlotNs: UInt64
     /// The last slot (counted from the monotonic clock's zero) whose books went out.
     private var lastBookSlot: UInt64?
+    /// Every BOOK tick is built here and handed out one at a time: once the caller has let go of it, its level
+    /// arrays are this tick's alone again and are refilled in place, so a BOOK allocates nothing.
+    private var bookTick: Tick
 
     public init(
         venue: String, sessionMidnightNs: UInt64, bookDepth: Int = 0, bookIntervalNs: UInt64 = 100_000_000,
@@ -72,6 +75,7 @@ public struct ItchNormalizer {
         let slots = Self.bookSlotCount(intervalNs: bookIntervalNs)
         booksWaiting = Array(repeating: [], count: slots)
         bookSlotNs = max(1, bookIntervalNs / UInt64(slots))
+        bookTick = Tick(symbol: "", type: .book, venue: venue)
     }
 
     /// Slots of at least a millisecond each, at most 100 per interval.
@@ -79,23 +83,35 @@ public struct ItchNormalizer {
         Int(min(100, max(1, intervalNs / 1_000_000)))
     }
 
-    /// Appends the BOOK ticks due by `nowNs` (monotonic): those of every slot that began since the last call, each
-    /// symbol's book as it stands, at most one per `book_interval` (a busy book costs one tick an interval, not one
-    /// per order). Call it every loop turn.
-    public mutating func flushDueBooks(nowNs: UInt64, into ticks: inout [Tick]) {
+    /// Hands `publish` the BOOK ticks due by `nowNs` (monotonic), one at a time: those of every slot that began
+    /// since the last call, each symbol's book as it stands, at most one per `book_interval` (a busy book costs one
+    /// tick an interval, not one per order). Call it every loop turn. `publish` must not keep the tick (nor a copy
+    /// of it) past its return, or the next BOOK copies its level arrays.
+    public mutating func flushDueBooks(nowNs: UInt64, _ publish: (Tick) -> Void) {
         let current = nowNs / bookSlotNs
         let slots = UInt64(booksWaiting.count)
         let first = lastBookSlot.map { $0 &+ 1 } ?? current
         lastBookSlot = current
         guard bookDepth > 0, current >= first else { return }
         for slot in first...min(current, first + slots - 1) {
-            flushBooks(inSlot: Int(slot % slots), into: &ticks)
+            flushBooks(inSlot: Int(slot % slots), publish)
         }
     }
 
-    /// Appends a BOOK tick for every symbol whose book changed and has not gone out since, whatever its slot.
+    /// Appends the BOOK ticks due by `nowNs` to `ticks` (for tests and tools: each BOOK kept costs its level arrays).
+    public mutating func flushDueBooks(nowNs: UInt64, into ticks: inout [Tick]) {
+        flushDueBooks(nowNs: nowNs) { ticks.append($0) }
+    }
+
+    /// Hands `publish` a BOOK tick for every symbol whose book changed and has not gone out since, whatever its
+    /// slot, one at a time (as `flushDueBooks`).
+    public mutating func flushBooks(_ publish: (Tick) -> Void) {
+        for slot in booksWaiting.indices where waitingBookCount > 0 { flushBooks(inSlot: slot, publish) }
+    }
+
+    /// Appends those BOOK ticks to `ticks` (for tests and tools: each BOOK kept costs its level arrays).
     public mutating func flushBooks(into ticks: inout [Tick]) {
-        for slot in booksWaiting.indices { flushBooks(inSlot: slot, into: &ticks) }
+        flushBooks { ticks.append($0) }
     }
 
     /// Whether a changed book waits to go out.
@@ -113,19 +129,26 @@ public struct ItchNormalizer {
         return nil
     }
 
-    private mutating func flushBooks(inSlot slot: Int, into ticks: inout [Tick]) {
+    private mutating func flushBooks(inSlot slot: Int, _ publish: (Tick) -> Void) {
+        guard !booksWaiting[slot].isEmpty else { return }
         for locate in booksWaiting[slot] {
             locates[Int(locate)].bookChanged = false
             guard let symbol = symbol(of: locate) else { continue }
-            let depth = book.depth(of: locate, levels: bookDepth)
-            var tick = Tick(symbol: symbol, type: .book, venue: venue)
-            tick.bids = depth.bids.map { BookLevel(price: Price(itchPrice4: $0.price), size: $0.size, orders: $0.orders) }
-            tick.asks = depth.asks.map { BookLevel(price: Price(itchPrice4: $0.price), size: $0.size, orders: $0.orders) }
-            tick.exchangeTimestampNs = locates[Int(locate)].bookChangeNs
-            ticks.append(tick)
+            bookTick.reset()
+            bookTick.symbol = symbol
+            bookTick.type = .book
+            bookTick.venue = venue
+            bookTick.exchangeTimestampNs = locates[Int(locate)].bookChangeNs
+            book.forEachLevel(of: locate, side: .buy, levels: bookDepth) { bookTick.bids.append(Self.bookLevel($0)) }
+            book.forEachLevel(of: locate, side: .sell, levels: bookDepth) { bookTick.asks.append(Self.bookLevel($0)) }
+            publish(bookTick)
         }
         waitingBookCount -= booksWaiting[slot].count
         booksWaiting[slot].removeAll(keepingCapacity: true)
+    }
+
+    private static func bookLevel(_ level: VenueBook.Level) -> BookLevel {
+        BookLevel(price: Price(itchPrice4: level.price), size: level.size, orders: level.orders)
     }
 
     /// The symbol the stock directory gave `locate`, nil when none did.

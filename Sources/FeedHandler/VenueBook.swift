@@ -78,9 +78,6 @@ public struct VenueBook {
                     at: index)
             }
         }
-
-        /// The best `count` levels, best first.
-        func top(_ count: Int) -> ArraySlice<Level>.SubSequence { levels.suffix(count) }
     }
 
     struct SymbolBook {
@@ -122,9 +119,19 @@ public struct VenueBook {
 
     /// The best `depth` levels of each side, best first (prices in ITCH Price(4), sizes summed over orders).
     public func depth(of locate: UInt16, levels depth: Int) -> (bids: [Level], asks: [Level]) {
-        guard Int(locate) < symbolBooks.count else { return ([], []) }
-        let book = symbolBooks[Int(locate)]
-        return (book.bids.top(depth).reversed(), book.asks.top(depth).reversed())
+        var bids: [Level] = []
+        var asks: [Level] = []
+        forEachLevel(of: locate, side: .buy, levels: depth) { bids.append($0) }
+        forEachLevel(of: locate, side: .sell, levels: depth) { asks.append($0) }
+        return (bids, asks)
+    }
+
+    /// Calls `body` with the best `depth` levels of one side, best first, copying no level array (BOOK ticks are
+    /// built from it without allocating).
+    public func forEachLevel(of locate: UInt16, side: OrderSide, levels depth: Int, _ body: (Level) -> Void) {
+        guard Int(locate) < symbolBooks.count else { return }
+        let levels = side == .buy ? symbolBooks[Int(locate)].bids.levels : symbolBooks[Int(locate)].asks.levels
+        for level in levels.suffix(depth).reversed() { body(level) }
     }
 
     public func order(_ reference: UInt64) -> Order? { orders[reference] }

@@ -233,7 +233,7 @@ import MarketData
                 reference += 1
                 let header = ItchHeader(stockLocate: UInt16(locate), timestamp: 9)
                 try handle(ItchEncoder.addOrder(header, reference: reference, side: .buy, shares: 100,
-                    symbol: "S\(locate)", price: price))
+                    symbol: "S\(locate)", price: price + UInt32(locate)))
             }
         }
         for locate in 1...symbols {
@@ -247,6 +247,14 @@ import MarketData
         #expect(normalizer.nanosecondsUntilWaitingBooks(nowNs: start + 250_000) == 750_000)
         ticks.removeAll()
 
+        /// The symbol's best bid as `changeEveryBook(price:)` set it: each BOOK is built in the place of the last,
+        /// so a kept copy must still say its own symbol's levels.
+        func expectOwnLevels(_ tick: Tick, _ price: UInt32) {
+            let locate = UInt32(tick.symbol.dropFirst())!
+            #expect(tick.type == .book && tick.bids.first?.price == Price(itchPrice4: price + locate))
+            #expect(tick.bids.count == 1 && tick.asks.isEmpty)
+        }
+
         // One interval, a millisecond at a time: every symbol once, never more than its slot's share at a time.
         var seen: [String: UInt64] = [:]
         var largestBurst = 0
@@ -255,7 +263,7 @@ import MarketData
             normalizer.flushDueBooks(nowNs: now, into: &ticks)
             largestBurst = max(largestBurst, ticks.count)
             for tick in ticks {
-                #expect(tick.type == .book && tick.bids.first?.price == Price(itchPrice4: 1_000))
+                expectOwnLevels(tick, 1_000)
                 #expect(seen.updateValue(now, forKey: tick.symbol) == nil, "\(tick.symbol) went out twice")
             }
             ticks.removeAll()
@@ -274,8 +282,7 @@ import MarketData
         #expect(normalizer.nanosecondsUntilWaitingBooks(nowNs: start + 100 * 1_000_000 + 500_000) == 500_000)
         normalizer.flushDueBooks(nowNs: start + 250 * 1_000_000, into: &ticks)  // a late loop turn catches up
         #expect(ticks.count == symbols)
-        for tick in ticks {
-            #expect(tick.bids.first?.price == Price(itchPrice4: 2_000))
-        }
+        #expect(Set(ticks.map(\.symbol)).count == symbols)
+        for tick in ticks { expectOwnLevels(tick, 2_000) }
     }
 }

@@ -46,6 +46,45 @@ let benchmarks: @Sendable () -> Void = {
         }
     }
 
+    // The same path with BOOK ticks (five levels a side) as feedd makes them, built and encoded, its clock moved on
+    // by one BOOK slot (a millisecond of the 100 ms book_interval) every message: with 200 symbols, two to a slot,
+    // 0.42 BOOKs a message, far more than feedd sends.
+    Benchmark("ITCH_with_BOOKs_a_slot_every_message", configuration: perMessage) { benchmark in
+        let messages = steadyMarket
+        var normalizer = ItchNormalizer(venue: "XNAS", sessionMidnightNs: 0, bookDepth: 5)
+        let encoder = TickEncoder()
+        var ticks: [Tick] = []
+        ticks.reserveCapacity(8)
+        var books = 0
+        var nowNs: UInt64 = 0
+        func process(_ message: [UInt8], _ index: Int) {
+            message.withUnsafeBytes { bytes in
+                guard let decoded = try? ItchDecoder.decode(bytes) else { return }
+                normalizer.handle(decoded, venueSequence: UInt64(index), into: &ticks)
+            }
+            for tick in ticks { blackHole(encoder.encode(tick).count) }
+            ticks.removeAll(keepingCapacity: true)
+            nowNs += 1_000_000
+            normalizer.flushDueBooks(nowNs: nowNs) { book in
+                books += 1
+                blackHole(encoder.encode(book).count)
+            }
+        }
+        for (index, message) in messages.enumerated() { process(message, index) }
+        books = 0
+        var processed = 0
+        benchmark.startMeasurement()
+        var index = SyntheticItchMarket.directorySize(symbols: 200)
+        for _ in benchmark.scaledIterations {
+            process(messages[index], index)
+            processed += 1
+            index += 1
+            if index == messages.count { index = SyntheticItchMarket.directorySize(symbols: 200) }
+        }
+        benchmark.stopMeasurement()
+        precondition(books * 4 > processed, "fewer BOOKs than one every four messages: \(books) for \(processed)")
+    }
+
     // Every MoldUDP64 message goes through its session's stream before it is decoded: in order, nothing held.
     Benchmark("Mold_stream_in_order", configuration: perMessage) { benchmark in
         let messages = steadyMarket
