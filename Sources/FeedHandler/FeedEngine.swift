@@ -37,14 +37,17 @@ private final class FeedLoop: SocketLoop, TickSink {
     let publisher: ZMQSocket
     let control: ControlResponder
     let replay: ZMQSocket
-    var ring: TickRing
+    // `publish` changes the ring, the topic buffer and the latency buckets for every tick, and the runtime checked
+    // each access for an overlapping one (as ItchFeed's per-message state). Not checked: only this loop's thread
+    // touches them, and publishing calls nothing that reaches back into the loop.
+    @exclusivity(unchecked) var ring: TickRing
     let poller = ZMQPoller()
     var boundEndpoints: [String: String] = [:]
     let started = MonotonicClock.nowNanoseconds()
 
     // Publishing
     let encoder = TickEncoder()
-    var topic: [UInt8] = []
+    @exclusivity(unchecked) var topic: [UInt8] = []
     var streamSequence: UInt64 = 0
     var ticks: [Tick] = []
     var published: UInt64 = 0
@@ -62,8 +65,8 @@ private final class FeedLoop: SocketLoop, TickSink {
     var replaysServed: UInt64 = 0
     var badInputLog = LogRateLimiter()
     /// The venue's stamp to feedd's receipt (comparable when their clocks are synchronised), and receipt to publish.
-    var exchangeToFeed = LatencyBuckets(hop: "exchange -> feedd")
-    var inFeed = LatencyBuckets(hop: "in feedd")
+    @exclusivity(unchecked) var exchangeToFeed = LatencyBuckets(hop: "exchange -> feedd")
+    @exclusivity(unchecked) var inFeed = LatencyBuckets(hop: "in feedd")
 
     final class JSONVenue {
         let parser: JSONVenueParser

@@ -10,8 +10,8 @@ import MarketData
 ///
 /// The arena grows only at its end; a released message leaves its bytes behind. It starts over whenever nothing is
 /// held (a healed gap releases everything). When a message would not fit and at least half of the arena is released
-/// bytes, the held ones move to a fresh arena of the same size first, so a feed whose holes never all heal at once
-/// keeps at most about twice the bytes it holds.
+/// bytes, the held ones move to a fresh arena of the same size first; otherwise the arena doubles. So a feed whose
+/// holes never all heal at once keeps an arena of at most about four times the most it has held at once.
 struct HeldMessages {
     private struct Place {
         var offset: Int

@@ -49,7 +49,7 @@ public struct ItchNormalizer {
     public private(set) var circuitBreakerLevels: [Price] = []
 
     /// Levels per side in BOOK ticks; 0 publishes none.
-    public var bookDepth: Int
+    public let bookDepth: Int
     /// A symbol's BOOK goes out at most once per `book_interval`, at its own point of the interval: the interval is
     /// cut into slots (`bookSlotCount`, up to 100) and a symbol's changed book waits in the slot of its locate. So a
     /// few BOOKs go out at every slot rather than every changed book at one instant: a burst of hundreds of BOOKs
