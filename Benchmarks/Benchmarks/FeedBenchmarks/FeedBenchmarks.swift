@@ -8,6 +8,38 @@ import MarketData
 /// The market is built once: a benchmark's closure runs once per sample, and building it there would be measured.
 let steadyMarket = SyntheticItchMarket.messages(symbols: 200, orders: 20_000)
 
+/// feedd's per-message path as the benchmarks drive it: decode, book, normalize, and encode the ticks that come out.
+struct FeedPath {
+    var normalizer: ItchNormalizer
+    let encoder = TickEncoder()
+    var ticks: [Tick] = []
+
+    init(bookDepth: Int) {
+        normalizer = ItchNormalizer(venue: "XNAS", sessionMidnightNs: 0, bookDepth: bookDepth)
+        ticks.reserveCapacity(8)
+    }
+
+    mutating func process(_ message: [UInt8], _ index: Int) {
+        message.withUnsafeBytes { bytes in
+            guard let decoded = try? ItchDecoder.decode(bytes) else { return }
+            normalizer.handle(decoded, venueSequence: UInt64(index), into: &ticks)
+        }
+        for tick in ticks { blackHole(encoder.encode(tick).count) }
+        ticks.removeAll(keepingCapacity: true)
+    }
+}
+
+/// Calls `body` once per iteration with the steady market's next message and its index, going round the market
+/// after its stock directory (which the warm-up has read).
+func cycleSteadyMarket(_ iterations: Range<Int>, _ body: ([UInt8], Int) -> Void) {
+    let first = SyntheticItchMarket.directorySize(symbols: 200)
+    var index = first
+    for _ in iterations {
+        body(steadyMarket[index], index)
+        index = index + 1 == steadyMarket.count ? first : index + 1
+    }
+}
+
 let benchmarks: @Sendable () -> Void = {
     // `make bench-check` holds every benchmark to the files in Thresholds/: 0 mallocs in the 90th percentile of
     // samples, each a thousand or a million iterations, so one allocation per message or call fails the check. Time
@@ -22,66 +54,35 @@ let benchmarks: @Sendable () -> Void = {
         scalingFactor: .kilo, maxDuration: .seconds(3), thresholds: checked)
 
     Benchmark("ITCH_decode_book_normalize_encode", configuration: perMessage) { benchmark in
-        let messages = steadyMarket
-        var normalizer = ItchNormalizer(venue: "XNAS", sessionMidnightNs: 0)
-        let encoder = TickEncoder()
-        var ticks: [Tick] = []
-        ticks.reserveCapacity(8)
-        func process(_ message: [UInt8], _ index: Int) {
-            message.withUnsafeBytes { bytes in
-                guard let decoded = try? ItchDecoder.decode(bytes) else { return }
-                normalizer.handle(decoded, venueSequence: UInt64(index), into: &ticks)
-            }
-            for tick in ticks { blackHole(encoder.encode(tick).count) }
-            ticks.removeAll(keepingCapacity: true)
-        }
+        var path = FeedPath(bookDepth: 0)
         // Warm up: the book, the symbol table and the buffers reach their steady size first.
-        for (index, message) in messages.enumerated() { process(message, index) }
+        for (index, message) in steadyMarket.enumerated() { path.process(message, index) }
         benchmark.startMeasurement()
-        var index = SyntheticItchMarket.directorySize(symbols: 200)
-        for _ in benchmark.scaledIterations {
-            process(messages[index], index)
-            index += 1
-            if index == messages.count { index = SyntheticItchMarket.directorySize(symbols: 200) }
-        }
+        cycleSteadyMarket(benchmark.scaledIterations) { message, index in path.process(message, index) }
     }
 
     // The same path with BOOK ticks (five levels a side) as feedd makes them, built and encoded, its clock moved on
     // by one BOOK slot (a millisecond of the 100 ms book_interval) every message: with 200 symbols, two to a slot,
     // 0.42 BOOKs a message, far more than feedd sends.
     Benchmark("ITCH_with_BOOKs_a_slot_every_message", configuration: perMessage) { benchmark in
-        let messages = steadyMarket
-        var normalizer = ItchNormalizer(venue: "XNAS", sessionMidnightNs: 0, bookDepth: 5)
-        let encoder = TickEncoder()
-        var ticks: [Tick] = []
-        ticks.reserveCapacity(8)
+        var path = FeedPath(bookDepth: 5)
+        let encoder = path.encoder  // not through `path` while its normalizer hands out a BOOK
         var books = 0
         var nowNs: UInt64 = 0
         func process(_ message: [UInt8], _ index: Int) {
-            message.withUnsafeBytes { bytes in
-                guard let decoded = try? ItchDecoder.decode(bytes) else { return }
-                normalizer.handle(decoded, venueSequence: UInt64(index), into: &ticks)
-            }
-            for tick in ticks { blackHole(encoder.encode(tick).count) }
-            ticks.removeAll(keepingCapacity: true)
+            path.process(message, index)
             nowNs += 1_000_000
-            normalizer.flushDueBooks(nowNs: nowNs) { book in
+            path.normalizer.flushDueBooks(nowNs: nowNs) { book in
                 books += 1
                 blackHole(encoder.encode(book).count)
             }
         }
-        for (index, message) in messages.enumerated() { process(message, index) }
+        for (index, message) in steadyMarket.enumerated() { process(message, index) }
         books = 0
-        var processed = 0
         benchmark.startMeasurement()
-        var index = SyntheticItchMarket.directorySize(symbols: 200)
-        for _ in benchmark.scaledIterations {
-            process(messages[index], index)
-            processed += 1
-            index += 1
-            if index == messages.count { index = SyntheticItchMarket.directorySize(symbols: 200) }
-        }
+        cycleSteadyMarket(benchmark.scaledIterations, process)
         benchmark.stopMeasurement()
+        let processed = benchmark.scaledIterations.count
         precondition(books * 4 > processed, "fewer BOOKs than one every four messages: \(books) for \(processed)")
     }
 
