@@ -58,10 +58,17 @@ final class ItchFeed {
             RetransmissionClient(address: try SocketAddress(host: server.host, port: server.port),
                 reconnectIntervalNs: source.retransmissionRetry.nanoseconds)
         }
-        normalizer = ItchNormalizer(venue: venue, sessionMidnightNs: sessionMidnightNanoseconds(timezone: timezone),
-            bookDepth: source.bookDepth, bookIntervalNs: source.bookInterval.nanoseconds, bookOrders: source.bookOrders)
+        normalizer = Self.normalizer(venue: venue, source: source, timezone: timezone)
         stream = MoldStream(configuration: source.recovery)
         ticks.reserveCapacity(4)
+    }
+
+    /// A venue's normalizer for a new session (a new trading day: orders and symbols start over).
+    private static func normalizer(venue: String, source: FeedConfiguration.ItchSource, timezone: String)
+        -> ItchNormalizer
+    {
+        ItchNormalizer(venue: venue, sessionMidnightNs: sessionMidnightNanoseconds(timezone: timezone),
+            bookDepth: source.bookDepth, bookIntervalNs: source.bookInterval.nanoseconds, bookOrders: source.bookOrders)
     }
 
     // MARK: Downstream
@@ -131,8 +138,7 @@ final class ItchFeed {
         }
         session = newSession
         stream = MoldStream(configuration: source.recovery)
-        normalizer = ItchNormalizer(venue: venue, sessionMidnightNs: sessionMidnightNanoseconds(timezone: timezone),
-            bookDepth: source.bookDepth, bookIntervalNs: source.bookInterval.nanoseconds, bookOrders: source.bookOrders)
+        normalizer = Self.normalizer(venue: venue, source: source, timezone: timezone)
         retransmission?.reset()
     }
 

@@ -10,26 +10,27 @@ public struct ChainBenchCommand: ParsableCommand {
         commandName: "chain",
         abstract: "sim -> feedd -> plantd -> a raw consumer at stepped rates until loss, beside bare libzmq PUB->SUB and PUB->relay->SUB.")
 
+    // Defaults are the bench's own (`ChainBench.Settings`), so that the command and a test running the bench agree.
     @Option(name: .long, help: "Symbols in the synthetic market.")
-    public var symbols = 500
+    public var symbols = ChainBench.Settings().symbols
 
     @Option(name: .long, help: "ITCH messages per second of the first step.")
-    public var firstRate = 200_000
+    public var firstRate = ChainBench.Settings().firstRate
 
     @Option(name: .long, help: "Each step this many times faster than the last.")
-    public var stepFactor = 1.25
+    public var stepFactor = ChainBench.Settings().stepFactor
 
     @Option(name: .long, help: "Steps at most (the steps stop at the first that loses).")
-    public var maximumSteps = 14
+    public var maximumSteps = ChainBench.Settings().maximumSteps
 
     @Option(name: .long, help: "Seconds each step sends for.")
-    public var stepSeconds = 3.0
+    public var stepSeconds = ChainBench.Settings().stepSeconds
 
     @Option(name: .long, help: "Ticks per second out of plantd at which the chain's latency is compared with a bare hop's.")
-    public var latencyRate = 100_000
+    public var latencyRate = ChainBench.Settings().latencyTicksPerSecond
 
     @Option(name: .long, help: "Ticks each baseline sends unpaced.")
-    public var baselineTicks = 2_000_000
+    public var baselineTicks = ChainBench.Settings().baselineTicks
 
     @Option(name: .long, help: "Numbers of cores to run on, such as 1,all (each below what this process may use runs under taskset).")
     public var cores: String?
