@@ -187,6 +187,24 @@ public struct Tick: Equatable, Sendable {
         plantSession = 0
     }
 
+    /// This tick made equal to `other`, its book levels copied into its own arrays rather than sharing `other`'s.
+    /// A tick kept aside while `other` is a decoder's scratch tick must be filled this way: with shared arrays, the
+    /// next decode into the scratch tick would have to copy them (an allocation), and plain assignment would drop
+    /// this tick's capacity.
+    public mutating func copyKeepingArrays(of other: Tick) {
+        var ownBids: [BookLevel] = []
+        var ownAsks: [BookLevel] = []
+        swap(&ownBids, &bids)
+        swap(&ownAsks, &asks)
+        self = other
+        ownBids.removeAll(keepingCapacity: true)
+        ownBids.append(contentsOf: other.bids)
+        ownAsks.removeAll(keepingCapacity: true)
+        ownAsks.append(contentsOf: other.asks)
+        swap(&ownBids, &bids)
+        swap(&ownAsks, &asks)
+    }
+
     /// The topic this tick is published under.
     public var topic: String { Topic.make(symbol: symbol, type: type) }
 }

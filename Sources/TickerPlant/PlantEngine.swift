@@ -123,7 +123,6 @@ final class PlantLoop: SocketLoop {
     var aggregator: Aggregator
     /// The venues' BOOKs, at most one per (symbol, venue) every `[aggregation] book_interval`.
     var books: BookConflation
-    var dueBooks: [(symbolID: Int, book: Tick)] = []
     /// What the aggregator derived (NBBO, bars, staleness), published after the tick that led to it.
     var derived: [Tick] = []
     /// The latest rejections of each symbol, newest last (`mktctl why`).
@@ -300,13 +299,10 @@ final class PlantLoop: SocketLoop {
     /// Publishes the conflated BOOKs whose interval is up (as the plant's own: their feed's position is journaled by
     /// the ticks that came after them).
     func publishDueBooks() {
-        books.due(nowNs: tickMonotonicNs, into: &dueBooks)
-        guard !dueBooks.isEmpty else { return }
-        for (id, var book) in dueBooks {
+        books.due(nowNs: tickMonotonicNs) { id, book in
             publish(&book, symbolID: id)
             publishDerived()
         }
-        dueBooks.removeAll(keepingCapacity: true)
     }
 
     /// Publishes the NBBO, bars and staleness the aggregator derived. A quality STATUS keeps the symbol's trading

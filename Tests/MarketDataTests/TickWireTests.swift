@@ -44,6 +44,28 @@ import Testing
         #expect(tick.bids.capacity == bidsCapacity && tick.asks.capacity >= 10)
     }
 
+    /// `copyKeepingArrays` makes an equal tick whose book arrays are its own (kept aside while the other is refilled,
+    /// neither has to copy on its next write) and keeps the capacity it had.
+    @Test func aCopyKeepingArraysIsEqualAndSharesNoLevels() {
+        var random = SplitMix64(seed: 41)
+        var kept = Tick(symbol: "", type: .book, venue: "")
+        kept.bids.reserveCapacity(20)
+        kept.asks.reserveCapacity(20)
+        let bidsCapacity = kept.bids.capacity
+        for _ in 0..<50 {
+            var other = Self.randomTick(&random)
+            other.bids = (0..<Int(random.next() % 6)).map { BookLevel(price: Price(fixedPoint: Int64($0)), size: 1) }
+            other.asks = (0..<Int(random.next() % 6)).map { BookLevel(price: Price(fixedPoint: Int64($0)), size: 2) }
+            kept.copyKeepingArrays(of: other)
+            #expect(kept == other)
+            #expect(kept.bids.capacity == bidsCapacity && kept.asks.capacity >= 20)
+            if !other.bids.isEmpty {
+                let ownBids = kept.bids.withUnsafeBufferPointer { $0.baseAddress }
+                #expect(ownBids != other.bids.withUnsafeBufferPointer { $0.baseAddress })
+            }
+        }
+    }
+
     /// A tick with random values in every field its type may use, extremes included.
     static func randomTick(_ random: inout SplitMix64) -> Tick {
         func value() -> UInt64 {

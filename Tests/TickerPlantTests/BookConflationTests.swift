@@ -16,6 +16,11 @@ import MarketData
         books.admit(book, symbolID: symbolID, nowNs: nowNs)
     }
 
+    /// The books `due` hands out, copied.
+    func collectDue(_ books: inout BookConflation, nowNs: UInt64, into due: inout [(symbolID: Int, book: Tick)]) {
+        books.due(nowNs: nowNs) { id, book in due.append((id, book)) }
+    }
+
     @Test func aBookWaitsForItsIntervalAndTheLatestGoesOut() {
         var books = BookConflation(intervalNs: 100)
         var due: [(symbolID: Int, book: Tick)] = []
@@ -23,12 +28,12 @@ import MarketData
         #expect(books.nextDueInNs(nowNs: 1_000) == nil)
         #expect(!admit(&books, Self.book("A", "XNAS", bid: 2), symbolID: 0, nowNs: 1_010))
         #expect(books.nextDueInNs(nowNs: 1_010) == 90)
-        books.due(nowNs: 1_099, into: &due)
+        collectDue(&books, nowNs: 1_099, into: &due)
         #expect(due.isEmpty)
         #expect(!admit(&books, Self.book("A", "XNAS", bid: 3), symbolID: 0, nowNs: 1_060))
         #expect(books.conflated == 1)
         #expect(books.nextDueInNs(nowNs: 1_060) == 40)  // replacing the waiting book does not move its time
-        books.due(nowNs: 1_100, into: &due)
+        collectDue(&books, nowNs: 1_100, into: &due)
         #expect(due.map(\.book.bids[0].size) == [3])
         #expect(books.nextDueInNs(nowNs: 1_100) == nil)
         // The interval counts from when the waiting book went out.
@@ -46,15 +51,32 @@ import MarketData
         #expect(!admit(&books, Self.book("B", "XNAS", bid: 2), symbolID: 1, nowNs: 70))  // due at 130
         #expect(!admit(&books, Self.book("A", "XNAS", bid: 2), symbolID: 0, nowNs: 80))  // due at 100
         #expect(books.nextDueInNs(nowNs: 80) == 20)
-        books.due(nowNs: 100, into: &due)
+        collectDue(&books, nowNs: 100, into: &due)
         #expect(due.map(\.book.symbol) == ["A"])
         #expect(books.nextDueInNs(nowNs: 100) == 30)
         due.removeAll()
-        books.due(nowNs: 170, into: &due)  // a late turn: both of B's venues at once
+        collectDue(&books, nowNs: 170, into: &due)  // a late turn: both of B's venues at once
         #expect(due.map(\.book.venue).sorted() == ["BATS", "XNAS"])
         #expect(books.nextDueInNs(nowNs: 170) == nil)
         due.removeAll()
-        books.due(nowNs: 1_000, into: &due)
+        collectDue(&books, nowNs: 1_000, into: &due)
         #expect(due.isEmpty)
+    }
+
+    /// plantd decodes every tick into one scratch tick: a waiting book must be the one admitted, not what the scratch
+    /// tick holds by the time it is due.
+    @Test func aWaitingBookIsKeptWhileTheScratchTickIsRefilled() {
+        var books = BookConflation(intervalNs: 100)
+        var due: [(symbolID: Int, book: Tick)] = []
+        var scratch = Self.book("A", "XNAS", bid: 1)
+        #expect(admit(&books, scratch, symbolID: 0, nowNs: 0))
+        scratch.bids[0].size = 2
+        #expect(!admit(&books, scratch, symbolID: 0, nowNs: 10))
+        scratch.bids[0].size = 3
+        scratch.reset()
+        scratch.symbol = "B"
+        collectDue(&books, nowNs: 100, into: &due)
+        #expect(due.map(\.book.symbol) == ["A"])
+        #expect(due.map(\.book.bids) == [[BookLevel(price: Price(fixedPoint: 100_000_000), size: 2)]])
     }
 }
