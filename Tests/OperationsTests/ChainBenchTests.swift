@@ -15,6 +15,7 @@ import Operations
         settings.stepSeconds = 0.5
         settings.latencyTicksPerSecond = 5_000
         settings.baselineTicks = 50_000
+        settings.latencyRounds = 2
         let report = try ChainBench(settings: settings, progress: { _ in }).run()
 
         #expect(report.baselines.count == 2 && report.baselines.allSatisfy { $0.ticksPerSecond > 0 })
@@ -23,6 +24,11 @@ import Operations
         #expect(first.lossFree, "20 000 ITCH messages/s go through whole: \(first.losses)")
         #expect(first.itchReceived == first.itchSent && first.consumerReceived == first.plantPublished)
         #expect(first.consumerReceived > 1_000, "the market's messages became ticks at the consumer")
+        #expect(report.latencyRounds.count == 2)
+        #expect(report.latencyRounds.allSatisfy { $0.bareHop.count > 1_000 && $0.ratio != nil })
+        // Of two rounds, the lower ratio is the median's.
+        let lowest = report.latencyRounds.compactMap(\.ratio).min()
+        #expect(report.latencyRatio == lowest)
         let step = try #require(report.latencyStep)
         let hops = step.hops.map(\.hop)
         #expect(hops == ["exchange -> feedd", "in feedd", "feedd -> plantd", "in plantd", "plantd -> consumer",
