@@ -83,6 +83,10 @@ public struct ChainBench {
         public var baselines: [Baseline]
         public var steps: [Step]
         public var latencyRounds: [LatencyRound]
+        /// The share of the machine's CPU time that the hypervisor gave to other guests while this ran (steal, from
+        /// /proc/stat), in percent; nil where the kernel does not count it. On a shared virtual machine it says how
+        /// much of a slow run was the neighbours'.
+        public var stealPercent: Double?
 
         /// The round whose ratio is the median of all rounds' (the lower middle one of an even count).
         public var medianLatencyRound: LatencyRound? {
@@ -120,6 +124,7 @@ public struct ChainBench {
 
     /// Baselines, the stepped chain until a step loses, then the chain at the latency rate.
     public func run() throws -> Report {
+        let timesAtStart = Self.cpuTimes()
         var baselines: [Baseline] = []
         progress("encoding \(settings.baselineTicks) ticks for the baselines")
         let plantBench = PlantBench(ticks: settings.baselineTicks, symbols: settings.symbols, progress: progress)
@@ -147,9 +152,14 @@ public struct ChainBench {
                 latencyRounds.append(LatencyRound(bareHop: bareHop, chain: chain))
             }
         }
+        var stealPercent: Double?
+        if let start = timesAtStart, let end = Self.cpuTimes(), end.total > start.total {
+            stealPercent = Double(end.steal - start.steal) / Double(end.total - start.total) * 100
+        }
         let formatter = ISO8601DateFormatter()
         return Report(date: formatter.string(from: Date()), machine: Self.machine(), cpus: Self.allowedCPUs(),
-            settings: settings, baselines: baselines, steps: steps, latencyRounds: latencyRounds)
+            settings: settings, baselines: baselines, steps: steps, latencyRounds: latencyRounds,
+            stealPercent: stealPercent)
     }
 
     // MARK: The chain
@@ -353,6 +363,18 @@ public struct ChainBench {
         let memory = ProcessInfo.processInfo.physicalMemory
         return "\(ProcessInfo.processInfo.activeProcessorCount) cores, \(model), "
             + String(format: "%.0f GiB", Double(memory) / Double(1 << 30))
+    }
+
+    /// The machine's CPU time so far, in clock ticks: stolen by the hypervisor, and in all (the first line of
+    /// /proc/stat: user nice system idle iowait irq softirq steal ...); nil without a steal column.
+    static func cpuTimes() -> (steal: UInt64, total: UInt64)? {
+        guard let stat = try? String(contentsOfFile: "/proc/stat", encoding: .utf8),
+            let line = stat.split(separator: "\n").first, line.hasPrefix("cpu ")
+        else { return nil }
+        let fields = line.split(separator: " ").dropFirst().compactMap { UInt64($0) }
+        guard fields.count >= 8 else { return nil }
+        // guest and guest_nice (fields 9 and 10) are counted in user and nice already.
+        return (fields[7], fields.prefix(8).reduce(0, +))
     }
 
     /// The CPUs this process may run on (`taskset` narrows them), from /proc/self/status.

@@ -164,6 +164,12 @@ public enum ChainBenchReport {
     }
     static func duration(_ nanoseconds: UInt64) -> String { LatencyCommand.duration(nanoseconds) }
     static func cores(_ count: Int) -> String { "\(count) core\(count == 1 ? "" : "s")" }
+    /// ", 4.2% of the machine's CPU time stolen by the hypervisor during the run", or nothing where not counted.
+    static func steal(_ report: ChainBench.Report) -> String {
+        report.stealPercent.map {
+            String(format: ", %.1f%% of the machine's CPU time stolen by the hypervisor during the run", $0)
+        } ?? ""
+    }
 
     static func baselineRows(_ report: ChainBench.Report) -> [[String]] {
         report.baselines.map { baseline in
@@ -222,7 +228,7 @@ public enum ChainBenchReport {
     public static func text(_ reports: [ChainBench.Report]) -> String {
         var out = ""
         for report in reports {
-            out += "\(cores(report.cpus)) (\(report.machine)), \(report.date)\n"
+            out += "\(cores(report.cpus)) (\(report.machine)), \(report.date)\(steal(report))\n"
             out += TextTable.render(header: baselineHeader, rows: baselineRows(report)) + "\n"
             out += "sim -> feedd -> plantd -> consumer, \(report.settings.stepSeconds) s a step:\n"
             out += TextTable.render(header: stepHeader, rows: stepRows(report)) + "\n"
@@ -255,7 +261,7 @@ public enum ChainBenchReport {
     static func markdown(_ reports: [ChainBench.Report], pictures: String?) -> String {
         var out = ""
         for report in reports {
-            out += "\n**\(cores(report.cpus))** (\(report.machine)), \(report.date):\n\n"
+            out += "\n**\(cores(report.cpus))** (\(report.machine)), \(report.date)\(steal(report)):\n\n"
             out += markdownTable(baselineHeader.map { $0.lowercased() }, baselineRows(report)) + "\n"
             out += markdownTable(stepHeader.map { $0.lowercased() }, stepRows(report)) + "\n"
             if let step = report.latencyStep {

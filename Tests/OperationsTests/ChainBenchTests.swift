@@ -25,6 +25,9 @@ import Operations
         #expect(first.itchReceived == first.itchSent && first.consumerReceived == first.plantPublished)
         #expect(first.consumerReceived > 1_000, "the market's messages became ticks at the consumer")
         #expect(report.latencyRounds.count == 2)
+        // Linux counts steal in /proc/stat (0 on bare metal): a share of the run, never more than all of it.
+        let steal = try #require(report.stealPercent)
+        #expect(steal >= 0 && steal <= 100)
         #expect(report.latencyRounds.allSatisfy { $0.bareHop.count > 1_000 && $0.ratio != nil })
         // Of two rounds, the lower ratio is the median's.
         let lowest = report.latencyRounds.compactMap(\.ratio).min()
