@@ -299,6 +299,7 @@ final class PlantLoop: SocketLoop {
     /// Publishes the conflated BOOKs whose interval is up (as the plant's own: their feed's position is journaled by
     /// the ticks that came after them).
     func publishDueBooks() {
+        // `books` is being swept for the whole call: nothing the closure calls may touch it (a run-time trap).
         books.due(nowNs: tickMonotonicNs) { id, book in
             publish(&book, symbolID: id)
             publishDerived()
