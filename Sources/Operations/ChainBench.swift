@@ -53,6 +53,8 @@ public struct ChainBench {
         public var losses: [String]
         public var hops: [HopFigures]
         public var lossFree: Bool { losses.isEmpty }
+        /// The hop from the exchange stamp to the consumer.
+        public var endToEnd: HopFigures? { hops.first { $0.hop == "end to end" } }
     }
 
     /// A bare libzmq topology with the chain's message shape.
@@ -68,7 +70,7 @@ public struct ChainBench {
         public var chain: Step
         /// The chain's p99 from the exchange stamp to the consumer over the bare hop's p99.
         public var ratio: Double? {
-            guard let chain = chain.hops.first(where: { $0.hop == "end to end" })?.p99Ns, bareHop.p99Ns > 0 else {
+            guard let chain = chain.endToEnd?.p99Ns, bareHop.p99Ns > 0 else {
                 return nil
             }
             return Double(chain) / Double(bareHop.p99Ns)
@@ -130,7 +132,8 @@ public struct ChainBench {
         let plantBench = PlantBench(ticks: settings.baselineTicks, symbols: settings.symbols, progress: progress)
         for relay in [false, true] {
             let rate = relay ? try plantBench.runBareRelay() : try plantBench.runBarePublishSubscribe()
-            let latency = try baselineLatency(relay: relay, ticksPerSecond: settings.latencyTicksPerSecond)
+            // The bare hop's latency is the median latency round's (below), measured beside the chain's.
+            let latency = relay ? try baselineLatency(relay: true, ticksPerSecond: settings.latencyTicksPerSecond) : nil
             baselines.append(Baseline(name: rate.name, ticksPerSecond: rate.ticksPerSecond, latency: latency))
         }
         var steps: [Step] = []
@@ -157,9 +160,13 @@ public struct ChainBench {
             stealPercent = Double(end.steal - start.steal) / Double(end.total - start.total) * 100
         }
         let formatter = ISO8601DateFormatter()
-        return Report(date: formatter.string(from: Date()), machine: Self.machine(), cpus: Self.allowedCPUs(),
+        var report = Report(date: formatter.string(from: Date()), machine: Self.machine(), cpus: Self.allowedCPUs(),
             settings: settings, baselines: baselines, steps: steps, latencyRounds: latencyRounds,
             stealPercent: stealPercent)
+        if let bare = report.baselines.firstIndex(where: { !$0.name.contains("relay") }) {
+            report.baselines[bare].latency = report.medianLatencyRound?.bareHop
+        }
+        return report
     }
 
     // MARK: The chain

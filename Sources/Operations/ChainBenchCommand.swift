@@ -180,7 +180,7 @@ public enum ChainBenchReport {
 
     static func stepRows(_ report: ChainBench.Report) -> [[String]] {
         report.steps.map { step in
-            let end = step.hops.first { $0.hop == "end to end" }
+            let end = step.endToEnd
             return [rate(Double(step.offeredMessagesPerSecond)), rate(step.ticksPerSecond),
                 "\(step.itchSent - min(step.itchSent, step.itchReceived))", "\(step.kernelDrops)",
                 "\(step.plantMissing + step.consumerMissing)",
@@ -202,9 +202,7 @@ public enum ChainBenchReport {
         } else {
             lines.append("no step of the chain was loss-free")
         }
-        if let round = report.medianLatencyRound, let ratio = round.ratio,
-            let chain = round.chain.hops.first(where: { $0.hop == "end to end" })
-        {
+        if let round = report.medianLatencyRound, let ratio = round.ratio, let chain = round.chain.endToEnd {
             lines.append(String(format: "p99 exchange -> consumer at %@: %@ = %.1f times a bare hop's %@ measured "
                 + "just before it (goal: at most 3)", ticks(round.chain.ticksPerSecond), duration(chain.p99Ns), ratio,
                 duration(round.bareHop.p99Ns)))
@@ -213,7 +211,7 @@ public enum ChainBenchReport {
                     + report.latencyRounds.map { $0.ratio.map { String(format: "%.1f", $0) } ?? "-" }
                         .joined(separator: ", ") + ")")
             }
-            if let step = report.latencyStep, step.ticksPerSecond > report.highestLossFree?.ticksPerSecond ?? 0 {
+            if round.chain.ticksPerSecond > report.highestLossFree?.ticksPerSecond ?? 0 {
                 lines.append("(that rate is above what the chain carries without loss here: its latency is a backlog's)")
             }
         }
@@ -307,9 +305,7 @@ public enum ChainBenchReport {
         guard let report = reports.max(by: { $0.cpus < $1.cpus }), let step = report.latencyStep else {
             return emptySVG("no latency step")
         }
-        // The bare hop measured just before the chain's round, and the relay measured with the baselines.
-        let series = step.hops + [report.medianLatencyRound?.bareHop].compactMap { $0 }
-            + report.baselines.filter { $0.name.contains("relay") }.compactMap(\.latency)
+        let series = step.hops + report.baselines.compactMap(\.latency)
         let width = 780.0, height = 420.0, left = 70.0, right = 190.0, top = 40.0, bottom = 50.0
         let plotWidth = width - left - right, plotHeight = height - top - bottom
         let labels = ["p50", "p90", "p99", "p99.9", "max"]
