@@ -29,6 +29,11 @@ public struct ChainBench {
         /// (a bare hop's p99 went from 134 to 439 us within one session here), so one pair would say as much of the
         /// load as of the chain.
         public var latencyRounds = 3
+        /// How much more the ticks sent in a step's last half second may lag than those sent in its first (exchange
+        /// stamp to consumer, on average) for the step to count as keeping up. A chain past what it carries queues
+        /// the surplus (8 MB of UDP receive buffer first, then ZeroMQ's pipes) and delivers every tick of a 3 s step
+        /// late but whole; its lag grows all through the step, and a longer run would lose.
+        public var lagGrowthLimitMs = 10.0
         public init() {}
     }
 
@@ -52,7 +57,14 @@ public struct ChainBench {
         /// What was lost, where (empty: nothing).
         public var losses: [String]
         public var hops: [HopFigures]
+        /// The mean exchange -> consumer latency of the ticks sent in the step's first and last half second.
+        public var lagAtStartNs: UInt64
+        public var lagAtEndNs: UInt64
+        /// The lag grew by more than `lagGrowthLimitMs` through the step: the chain fell behind what was offered.
+        public var fellBehind: Bool
         public var lossFree: Bool { losses.isEmpty }
+        /// Nothing lost and nothing left behind: the chain carries this rate for as long as it is offered.
+        public var carried: Bool { lossFree && !fellBehind }
         /// The hop from the exchange stamp to the consumer.
         public var endToEnd: HopFigures? { hops.first { $0.hop == "end to end" } }
     }
@@ -98,11 +110,13 @@ public struct ChainBench {
         /// The median round's chain: its hops are the ones reported.
         public var latencyStep: Step? { medianLatencyRound?.chain }
 
-        public var highestLossFree: Step? { steps.filter(\.lossFree).max { $0.ticksPerSecond < $1.ticksPerSecond } }
+        /// The fastest step carried whole and in time (`Step.carried`).
+        public var highestCarried: Step? { steps.filter(\.carried).max { $0.ticksPerSecond < $1.ticksPerSecond } }
         public var relay: Baseline? { baselines.first { $0.name.contains("relay") } }
-        /// The chain's highest loss-free rate over the bare relay's (goal: at least 0.7).
+        /// The chain's highest rate carried without loss and without falling behind, over the bare relay's (goal: at
+        /// least 0.7). The relay's rate is what it passes on unpaced, which it can keep up for ever.
         public var throughputRatio: Double? {
-            guard let chain = highestLossFree?.ticksPerSecond, let relay = relay?.ticksPerSecond, relay > 0 else {
+            guard let chain = highestCarried?.ticksPerSecond, let relay = relay?.ticksPerSecond, relay > 0 else {
                 return nil
             }
             return chain / relay
@@ -141,7 +155,7 @@ public struct ChainBench {
         for _ in 0..<settings.maximumSteps {
             let step = try runChain(rate: Int(rate))
             steps.append(step)
-            if !step.lossFree { break }
+            if !step.carried { break }
             rate *= settings.stepFactor
         }
         // The ITCH rate that makes the latency rate out of plantd: the market's ticks per message, from the steps.
@@ -263,7 +277,8 @@ public struct ChainBench {
         }
         consumerThread.stop()
         _ = consumerThread.join()
-        let published = plantFinal.counters["stream_seq"] ?? 0
+        // plantd may publish after its counters were read (a held trade let go): the consumer's last is then newer.
+        let published = max(plantFinal.counters["stream_seq"] ?? 0, consumer.lastStreamSequence.load(ordering: .relaxed))
         let received = consumer.received.load(ordering: .relaxed)
         let first = consumer.firstStreamSequence.load(ordering: .relaxed)
         let expected = first == 0 ? published : published - first + 1
@@ -289,12 +304,17 @@ public struct ChainBench {
         let hops = consumer.latencies.withLock { latencies in
             latencies.inOrder.map { HopFigures(hop: $0.name, histogram: $0.histogram, clockSkewed: $0.negative) }
         }
+        let lag = consumer.lag.withLock { $0 }
+        let lagAtStart = lag.meanLagNs(inFirst: true) ?? 0
+        let lagAtEnd = lag.meanLagNs(inFirst: false) ?? 0
         return Step(offeredMessagesPerSecond: rate, seconds: seconds, itchSent: sent, itchReceived: itchReceived,
             kernelDrops: feedFinal.counters["XNAS.kernel_drops"] ?? 0, feedTicksOut: feedFinal.messagesOut,
             plantIn: plantFinal.messagesIn, plantMissing: plantMissing, plantPublished: published,
             consumerReceived: received, consumerMissing: expected > received ? expected - received : 0,
             ticksPerSecond: seconds > 0 ? Double(received) / seconds : 0,
-            heldByPriceFilter: plantFinal.counters["filter.price.held"] ?? 0, losses: losses, hops: hops)
+            heldByPriceFilter: plantFinal.counters["filter.price.held"] ?? 0, losses: losses, hops: hops,
+            lagAtStartNs: lagAtStart, lagAtEndNs: lagAtEnd,
+            fellBehind: Double(lagAtEnd) > Double(lagAtStart) + settings.lagGrowthLimitMs * 1e6)
     }
 
     // MARK: The baselines' latency
@@ -413,6 +433,37 @@ final class ChainConsumer: Sendable {
     let firstNs = Atomic<UInt64>(0)
     let lastNs = Atomic<UInt64>(0)
     let latencies = Mutex(HopLatencies(here: "consumer"))
+    let lag = Mutex(LagBySendTime())
+}
+
+/// How late the ticks of a step reached the consumer, by when they were sent: the mean exchange -> consumer latency
+/// of the ticks sent in each half second (by their exchange stamp). A chain that keeps up lags as much at the end of a
+/// step as at its start; one offered more than it carries lags more with every half second, its surplus queued.
+public struct LagBySendTime: Sendable {
+    public static let sliceNs: UInt64 = 500_000_000
+    /// Slices kept: 60 s of sending (a step is a few seconds); later ticks count in the last.
+    static let slices = 120
+    var firstSentNs: UInt64 = 0
+    var lagSums = [UInt64](repeating: 0, count: slices)
+    var counts = [UInt64](repeating: 0, count: slices)
+
+    public init() {}
+
+    /// A tick sent (exchange stamp) at `sentNs` reached the consumer at `receivedNs` (both wall clock).
+    public mutating func record(sentNs: UInt64, receivedNs: UInt64) {
+        guard sentNs != 0, receivedNs >= sentNs else { return }
+        if firstSentNs == 0 { firstSentNs = sentNs }
+        // Ticks arrive in about the order they were sent: one sent before the first seen belongs to the first slice.
+        let slice = sentNs < firstSentNs ? 0 : min(Int((sentNs - firstSentNs) / Self.sliceNs), Self.slices - 1)
+        lagSums[slice] &+= receivedNs - sentNs
+        counts[slice] += 1
+    }
+
+    /// The mean lag of the ticks sent in the first slice, or in the last slice anything was sent in.
+    public func meanLagNs(inFirst first: Bool) -> UInt64? {
+        let slice = first ? counts.firstIndex { $0 > 0 } : counts.lastIndex { $0 > 0 }
+        return slice.map { lagSums[$0] / counts[$0] }
+    }
 }
 
 /// A raw consumer as a risk system runs one: every message of plantd's stream, each tick read, its stream_seq checked
@@ -439,6 +490,7 @@ private final class ChainConsumerLoop: SocketLoop {
         let payload = ZMQMessage()
         var tick = Tick(symbol: "", type: .trade, venue: "")
         var latencies = HopLatencies(here: "consumer")
+        var lag = LagBySendTime()
         var baseline = Histogram<UInt64>(highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
         var received: UInt64 = 0
         var missing: UInt64 = 0
@@ -454,6 +506,7 @@ private final class ChainConsumerLoop: SocketLoop {
             } else {
                 guard tick.symbol != Topic.heartbeat else { continue }
                 latencies.record(tick, receivedNs: now)
+                if tick.measuresLatency { lag.record(sentNs: tick.exchangeTimestampNs, receivedNs: now) }
                 let sequence = tick.streamSequence
                 if sequence == 0 || (last != 0 && sequence <= last) {
                     consumer.unsequenced.wrappingAdd(1, ordering: .relaxed)
@@ -479,5 +532,6 @@ private final class ChainConsumerLoop: SocketLoop {
             latencies.recordExternal(name: baselineHop, histogram: baseline)
         }
         consumer.latencies.withLock { $0 = latencies }
+        consumer.lag.withLock { $0 = lag }
     }
 }

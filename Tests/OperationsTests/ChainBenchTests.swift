@@ -22,6 +22,8 @@ import Operations
         #expect(report.baselines.allSatisfy { ($0.latency?.count ?? 0) > 1_000 }, "each baseline timed at 5 000/s")
         let first = try #require(report.steps.first)
         #expect(first.lossFree, "20 000 ITCH messages/s go through whole: \(first.losses)")
+        #expect(first.carried, "and in time: lag \(first.lagAtStartNs) ns at the start, \(first.lagAtEndNs) at the end")
+        #expect(first.lagAtStartNs > 0 && first.lagAtEndNs > 0, "both ends of the step timed")
         #expect(first.itchReceived == first.itchSent && first.consumerReceived == first.plantPublished)
         #expect(first.consumerReceived > 1_000, "the market's messages became ticks at the consumer")
         #expect(report.latencyRounds.count == 2)
@@ -52,8 +54,33 @@ import Operations
         #expect(written.hasPrefix("# Performance\n\nBy hand.\n"), "what was there stays")
         #expect(written.components(separatedBy: ChainBenchReport.beginMarker).count == 2, "one block, replaced")
         #expect(written.contains("| 20 k/s |") && written.contains("![latency per hop](bench/chain-latency.svg)"))
+        #expect(written.contains("| yes |") && written.contains("highest rate carried"))
         for svg in [ChainBenchReport.latencySVG([report]), ChainBenchReport.throughputSVG([report])] {
             #expect(svg.hasPrefix("<svg") && svg.hasSuffix("</svg>\n") && svg.contains("<polyline"))
         }
+    }
+
+    /// A step's lag by when its ticks were sent: the same at both ends for a chain that keeps up, growing for one
+    /// offered more than it carries (its surplus queued and delivered late).
+    @Test func theLagOfTheFirstAndLastHalfSecondSentIsMeasured() {
+        let start: UInt64 = 1_700_000_000_000_000_000
+        var keepingUp = LagBySendTime()
+        var fallingBehind = LagBySendTime()
+        #expect(keepingUp.meanLagNs(inFirst: true) == nil, "nothing sent, nothing timed")
+        // 3 s of ticks every millisecond: one chain 200 us behind throughout, the other 10 us later with each tick.
+        for index in 0..<3_000 {
+            let sent = start + UInt64(index) * 1_000_000
+            keepingUp.record(sentNs: sent, receivedNs: sent + 200_000)
+            fallingBehind.record(sentNs: sent, receivedNs: sent + 200_000 + UInt64(index) * 10_000)
+        }
+        #expect(keepingUp.meanLagNs(inFirst: true) == 200_000 && keepingUp.meanLagNs(inFirst: false) == 200_000)
+        // Ticks 0..499 lag 200 us + 0..4.99 ms (mean 2.695 ms); ticks 2500..2999 200 us + 25..29.99 ms.
+        #expect(fallingBehind.meanLagNs(inFirst: true) == 2_695_000)
+        #expect(fallingBehind.meanLagNs(inFirst: false) == 27_695_000)
+        // A tick stamped before the first one seen counts in the first half second; a clock read backwards is skipped.
+        fallingBehind.record(sentNs: start - 1_000, receivedNs: start + 200_000_000)
+        #expect(fallingBehind.meanLagNs(inFirst: true)! > 2_695_000)
+        fallingBehind.record(sentNs: start + 2_900_000_000, receivedNs: start)
+        #expect(fallingBehind.meanLagNs(inFirst: false) == 27_695_000)
     }
 }
