@@ -62,11 +62,48 @@ public struct ChainBench {
         public var lagAtEndNs: UInt64
         /// The lag grew by more than `lagGrowthLimitMs` through the step: the chain fell behind what was offered.
         public var fellBehind: Bool
+        /// What each part of the chain used of the cores from the first packet sent until the consumer had the last
+        /// tick (`measuredNs` of wall time), in the order of the chain.
+        public var threadUse: [ThreadUse]
+        public var measuredNs: UInt64
         public var lossFree: Bool { losses.isEmpty }
         /// Nothing lost and nothing left behind: the chain carries this rate for as long as it is offered.
         public var carried: Bool { lossFree && !fellBehind }
         /// The hop from the exchange stamp to the consumer.
         public var endToEnd: HopFigures? { hops.first { $0.hop == "end to end" } }
+    }
+
+    /// A part of the chain's time on the cores during a step: its threads' time running and waiting for a core.
+    public struct ThreadUse: Sendable, Codable {
+        public var part: String
+        public var threads: Int
+        public var runNs: UInt64
+        public var waitNs: UInt64
+
+        /// The part a thread belongs to, by its kernel name (the chain's threads name themselves); the thread that
+        /// sends the market is the exchange.
+        static func part(of thread: ThreadTimes.Thread, id: Int, senderID: Int) -> String {
+            if id == senderID { return "sender (the exchange)" }
+            if thread.name.hasPrefix("feedd") { return "feedd" }
+            if thread.name.hasPrefix("plantd") { return "plantd" }
+            if thread.name.hasPrefix("bench-chain-con") { return "consumer" }
+            if thread.name.hasPrefix("ZMQbg/IO") { return "libzmq I/O threads" }
+            return "the rest"
+        }
+
+        static let order = ["sender (the exchange)", "feedd", "plantd", "consumer", "libzmq I/O threads", "the rest"]
+
+        /// Each thread's use summed by part, in the chain's order; parts that used nothing are left out.
+        static func byPart(_ use: [Int: ThreadTimes.Thread], senderID: Int) -> [ThreadUse] {
+            var parts: [String: ThreadUse] = [:]
+            for (id, thread) in use {
+                let part = Self.part(of: thread, id: id, senderID: senderID)
+                parts[part, default: ThreadUse(part: part, threads: 0, runNs: 0, waitNs: 0)].threads += 1
+                parts[part]!.runNs += thread.runNs
+                parts[part]!.waitNs += thread.waitNs
+            }
+            return order.compactMap { parts[$0] }.filter { $0.runNs > 0 }
+        }
     }
 
     /// A bare libzmq topology with the chain's message shape.
@@ -244,6 +281,8 @@ public struct ChainBench {
         let plantStatus = try StatusAsker(context: context, endpoint: plantControl, whose: "plantd's engine")
         let messages = Int(Double(rate) * settings.stepSeconds)
         let name = "chain at \(FeedBench.formatRate(Double(rate))) ITCH"
+        let timesBefore = ThreadTimes.now()
+        let measureStartNs = MonotonicClock.nowNanoseconds()
         let sent = try feed.send(to: port, rate: rate, messages: messages, name: name, stampingExchangeTime: true) {
             consumer.received.load(ordering: .relaxed)
         }
@@ -265,6 +304,8 @@ public struct ChainBench {
             if MonotonicClock.nowNanoseconds() - lastChangeNs > 2_000_000_000 { break }
             usleep(50_000)
         }
+        let threadUse = ThreadUse.byPart(ThreadTimes.now().since(timesBefore), senderID: ThreadTimes.currentThreadID)
+        let measuredNs = MonotonicClock.nowNanoseconds() - measureStartNs
         // What plantd sends later of its own (a held trade the price filter lets go) reaches the consumer too.
         usleep(300_000)
         let feedFinal = try feedStatus.ask()
@@ -314,7 +355,8 @@ public struct ChainBench {
             ticksPerSecond: seconds > 0 ? Double(received) / seconds : 0,
             heldByPriceFilter: plantFinal.counters["filter.price.held"] ?? 0, losses: losses, hops: hops,
             lagAtStartNs: lagAtStart, lagAtEndNs: lagAtEnd,
-            fellBehind: Double(lagAtEnd) > Double(lagAtStart) + settings.lagGrowthLimitMs * 1e6)
+            fellBehind: Double(lagAtEnd) > Double(lagAtStart) + settings.lagGrowthLimitMs * 1e6,
+            threadUse: threadUse, measuredNs: measuredNs)
     }
 
     // MARK: The baselines' latency

@@ -208,6 +208,30 @@ public enum ChainBenchReport {
             $0.relay.map { rate($0.ticksPerSecond) } ?? "-"] }
     }
 
+    /// Where the cores went during a step, by part of the chain, and in all.
+    static func coreUseRows(_ step: ChainBench.Step, cpus: Int) -> [[String]] {
+        let ticksOut = max(step.consumerReceived, 1)
+        let coreNs = Double(max(step.measuredNs, 1)) * Double(max(cpus, 1))
+        func row(_ part: String, _ threads: Int, _ runNs: UInt64, _ waitNs: UInt64) -> [String] {
+            [part, "\(threads)", duration(runNs / ticksOut), String(format: "%.0f%%", Double(runNs) / coreNs * 100),
+                String(format: "%.0f%%", Double(waitNs) / Double(max(runNs + waitNs, 1)) * 100)]
+        }
+        let use = step.threadUse
+        return use.map { row($0.part, $0.threads, $0.runNs, $0.waitNs) }
+            + [row("all", use.reduce(0) { $0 + $1.threads }, use.reduce(0) { $0 + $1.runNs },
+                use.reduce(0) { $0 + $1.waitNs })]
+    }
+
+    /// The step whose use of the cores is shown: the fastest carried, else the first.
+    static func coreUseStep(_ report: ChainBench.Report) -> ChainBench.Step? {
+        (report.highestCarried ?? report.steps.first).flatMap { $0.threadUse.isEmpty ? nil : $0 }
+    }
+
+    static func coreUseTitle(_ step: ChainBench.Step) -> String {
+        "Where the cores went at \(rate(Double(step.offeredMessagesPerSecond))) ITCH offered, "
+            + "\(ticks(step.ticksPerSecond)) out (\(step.carried ? "the fastest step carried" : "the first step")):"
+    }
+
     static func hopRows(_ step: ChainBench.Step) -> [[String]] {
         step.hops.map { [$0.hop, "\($0.count)", duration($0.p50Ns), duration($0.p90Ns), duration($0.p99Ns),
             duration($0.p999Ns), duration($0.maxNs)] }
@@ -240,6 +264,7 @@ public enum ChainBenchReport {
     static let baselineHeader = ["BASELINE (SAME TICKS)", "TICKS/S UNPACED", "P50 AT LATENCY RATE", "P99"]
     static let stepHeader = ["OFFERED ITCH/S", "TICKS/S OUT", "ITCH LOST", "KERNEL DROPS", "TICKS MISSING",
         "LAG, FIRST -> LAST 0.5 S SENT", "CARRIED", "P50 END TO END", "P99"]
+    static let coreUseHeader = ["PART", "THREADS", "CPU PER TICK OUT", "OF THE CORES", "WAITING FOR A CORE"]
     static let coreHeader = ["CORES", "CHAIN TICKS/S", "BARE RELAY TICKS/S"]
     static let hopHeader = ["HOP", "COUNT", "P50", "P90", "P99", "P99.9", "MAX"]
 
@@ -250,6 +275,10 @@ public enum ChainBenchReport {
             out += TextTable.render(header: baselineHeader, rows: baselineRows(report)) + "\n"
             out += "sim -> feedd -> plantd -> consumer, \(report.settings.stepSeconds) s a step:\n"
             out += TextTable.render(header: stepHeader, rows: stepRows(report)) + "\n"
+            if let step = coreUseStep(report) {
+                out += coreUseTitle(step) + "\n"
+                out += TextTable.render(header: coreUseHeader, rows: coreUseRows(step, cpus: report.cpus)) + "\n"
+            }
             if let step = report.latencyStep {
                 out += "Each hop at \(ticks(step.ticksPerSecond)) out of plantd (the median latency round):\n"
                 out += TextTable.render(header: hopHeader, rows: hopRows(step)) + "\n"
@@ -279,6 +308,10 @@ public enum ChainBenchReport {
             out += "\n**\(cores(report.cpus))** (\(report.machine)), \(report.date)\(steal(report)):\n\n"
             out += markdownTable(baselineHeader.map { $0.lowercased() }, baselineRows(report)) + "\n"
             out += markdownTable(stepHeader.map { $0.lowercased() }, stepRows(report)) + "\n"
+            if let step = coreUseStep(report) {
+                out += coreUseTitle(step) + "\n\n"
+                out += markdownTable(coreUseHeader.map { $0.lowercased() }, coreUseRows(step, cpus: report.cpus)) + "\n"
+            }
             if let step = report.latencyStep {
                 out += "Each hop at \(ticks(step.ticksPerSecond)) out of plantd (the median latency round):\n\n"
                 out += markdownTable(hopHeader.map { $0.lowercased() }, hopRows(step)) + "\n"

@@ -24,6 +24,18 @@ import Operations
         #expect(first.lossFree, "20 000 ITCH messages/s go through whole: \(first.losses)")
         #expect(first.carried, "and in time: lag \(first.lagAtStartNs) ns at the start, \(first.lagAtEndNs) at the end")
         #expect(first.lagAtStartNs > 0 && first.lagAtEndNs > 0, "both ends of the step timed")
+        // Every part of the chain had the cores for a while (the kernel's scheduler statistics, by thread name; a
+        // kernel built without them has no /proc/self/task/*/schedstat, and the bench then shows no such table).
+        let schedulerStatistics = !ThreadTimes.now().threads.isEmpty
+        let parts = first.threadUse.map(\.part)
+        for part in ["sender (the exchange)", "feedd", "plantd", "consumer", "libzmq I/O threads"]
+        where schedulerStatistics {
+            #expect(parts.contains(part), "\(part) timed: \(parts)")
+        }
+        #expect(!schedulerStatistics || first.threadUse.first { $0.part == "libzmq I/O threads" }?.threads == 3,
+            "a context each")
+        #expect(first.threadUse.allSatisfy { $0.runNs > 0 && $0.runNs < first.measuredNs * 2 },
+            "no part ran longer than two cores for the step: \(first.threadUse)")
         #expect(first.itchReceived == first.itchSent && first.consumerReceived == first.plantPublished)
         #expect(first.consumerReceived > 1_000, "the market's messages became ticks at the consumer")
         #expect(report.latencyRounds.count == 2)
@@ -55,6 +67,8 @@ import Operations
         #expect(written.components(separatedBy: ChainBenchReport.beginMarker).count == 2, "one block, replaced")
         #expect(written.contains("| 20 k/s |") && written.contains("![latency per hop](bench/chain-latency.svg)"))
         #expect(written.contains("| yes |") && written.contains("highest rate carried"))
+        #expect(!schedulerStatistics
+            || (written.contains("Where the cores went at ") && written.contains("| feedd | 1 |")))
         for svg in [ChainBenchReport.latencySVG([report]), ChainBenchReport.throughputSVG([report])] {
             #expect(svg.hasPrefix("<svg") && svg.hasSuffix("</svg>\n") && svg.contains("<polyline"))
         }
