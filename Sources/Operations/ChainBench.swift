@@ -79,6 +79,7 @@ public struct ChainBench {
         public var threads: Int
         public var runNs: UInt64
         public var waitNs: UInt64
+        public var runs: UInt64
 
         /// The part a thread belongs to, by its kernel name (the chain's threads name themselves); the thread that
         /// sends the market is the exchange.
@@ -98,9 +99,10 @@ public struct ChainBench {
             var parts: [String: ThreadUse] = [:]
             for (id, thread) in use {
                 let part = Self.part(of: thread, id: id, senderID: senderID)
-                parts[part, default: ThreadUse(part: part, threads: 0, runNs: 0, waitNs: 0)].threads += 1
+                parts[part, default: ThreadUse(part: part, threads: 0, runNs: 0, waitNs: 0, runs: 0)].threads += 1
                 parts[part]!.runNs += thread.runNs
                 parts[part]!.waitNs += thread.waitNs
+                parts[part]!.runs += thread.runs
             }
             return order.compactMap { parts[$0] }.filter { $0.runNs > 0 }
         }

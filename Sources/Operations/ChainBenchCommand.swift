@@ -212,14 +212,15 @@ public enum ChainBenchReport {
     static func coreUseRows(_ step: ChainBench.Step, cpus: Int) -> [[String]] {
         let ticksOut = max(step.consumerReceived, 1)
         let coreNs = Double(max(step.measuredNs, 1)) * Double(max(cpus, 1))
-        func row(_ part: String, _ threads: Int, _ runNs: UInt64, _ waitNs: UInt64) -> [String] {
+        func row(_ part: String, _ threads: Int, _ runNs: UInt64, _ waitNs: UInt64, _ runs: UInt64) -> [String] {
             [part, "\(threads)", duration(runNs / ticksOut), String(format: "%.0f%%", Double(runNs) / coreNs * 100),
-                String(format: "%.0f%%", Double(waitNs) / Double(max(runNs + waitNs, 1)) * 100)]
+                String(format: "%.0f%%", Double(waitNs) / Double(max(runNs + waitNs, 1)) * 100),
+                String(format: "%.0f", Double(runs) / Double(ticksOut) * 1000)]
         }
         let use = step.threadUse
-        return use.map { row($0.part, $0.threads, $0.runNs, $0.waitNs) }
+        return use.map { row($0.part, $0.threads, $0.runNs, $0.waitNs, $0.runs) }
             + [row("all", use.reduce(0) { $0 + $1.threads }, use.reduce(0) { $0 + $1.runNs },
-                use.reduce(0) { $0 + $1.waitNs })]
+                use.reduce(0) { $0 + $1.waitNs }, use.reduce(0) { $0 + $1.runs })]
     }
 
     /// The step whose use of the cores is shown: the fastest carried, else the first.
@@ -264,7 +265,8 @@ public enum ChainBenchReport {
     static let baselineHeader = ["BASELINE (SAME TICKS)", "TICKS/S UNPACED", "P50 AT LATENCY RATE", "P99"]
     static let stepHeader = ["OFFERED ITCH/S", "TICKS/S OUT", "ITCH LOST", "KERNEL DROPS", "TICKS MISSING",
         "LAG, FIRST -> LAST 0.5 S SENT", "CARRIED", "P50 END TO END", "P99"]
-    static let coreUseHeader = ["PART", "THREADS", "CPU PER TICK OUT", "OF THE CORES", "WAITING FOR A CORE"]
+    static let coreUseHeader = ["PART", "THREADS", "CPU PER TICK OUT", "OF THE CORES", "WAITING FOR A CORE",
+        "RUNS PER 1000 TICKS"]
     static let coreHeader = ["CORES", "CHAIN TICKS/S", "BARE RELAY TICKS/S"]
     static let hopHeader = ["HOP", "COUNT", "P50", "P90", "P99", "P99.9", "MAX"]
 

@@ -2,7 +2,7 @@ import Foundation
 
 /// How much of the cores each thread of this process has had, and how long it waited for one, from the kernel's
 /// scheduler statistics (/proc/self/task/*/schedstat: nanoseconds on a core, nanoseconds runnable but waiting for a
-/// core) with each thread's kernel name (/proc/self/task/*/comm). Unlike a rate, the CPU time a thread spends per tick
+/// core, times put on a core) with each thread's kernel name (/proc/self/task/*/comm). Unlike a rate, the CPU time a thread spends per tick
 /// hardly moves with the neighbours' load on a shared machine, so it tells which part of the chain a change made
 /// cheaper.
 public struct ThreadTimes: Sendable {
@@ -10,6 +10,8 @@ public struct ThreadTimes: Sendable {
         public var name: String
         public var runNs: UInt64
         public var waitNs: UInt64
+        /// Times the thread was put on a core (each wake-up is one, and so is each return after being preempted).
+        public var runs: UInt64
     }
 
     /// By thread id.
@@ -24,10 +26,10 @@ public struct ThreadTimes: Sendable {
                 let schedstat = try? String(contentsOfFile: "/proc/self/task/\(task)/schedstat", encoding: .utf8)
             else { continue }
             let fields = schedstat.split(separator: " ").compactMap { UInt64($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
-            guard fields.count >= 2 else { continue }
+            guard fields.count >= 3 else { continue }
             let name = (try? String(contentsOfFile: "/proc/self/task/\(task)/comm", encoding: .utf8))?
                 .trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
-            threads[id] = Thread(name: name, runNs: fields[0], waitNs: fields[1])
+            threads[id] = Thread(name: name, runNs: fields[0], waitNs: fields[1], runs: fields[2])
         }
         return ThreadTimes(threads: threads)
     }
@@ -38,7 +40,8 @@ public struct ThreadTimes: Sendable {
         threads.mapValues { $0 }.reduce(into: [:]) { result, entry in
             let before = earlier.threads[entry.key]
             result[entry.key] = Thread(name: entry.value.name,
-                runNs: entry.value.runNs &- (before?.runNs ?? 0), waitNs: entry.value.waitNs &- (before?.waitNs ?? 0))
+                runNs: entry.value.runNs &- (before?.runNs ?? 0), waitNs: entry.value.waitNs &- (before?.waitNs ?? 0),
+                runs: entry.value.runs &- (before?.runs ?? 0))
         }
     }
 
