@@ -22,6 +22,11 @@ public struct TickRing {
     }
 
     private var slots: [Slot]
+    /// For each stream_seq, the stream_seq of the tick before it in the same chain (plantd: the same symbol), 0 for
+    /// none; empty unless the ring was made `linked`. A symbol's replay walks its own ticks back from the newest
+    /// instead of every tick kept: a restarted edged's clients resume hundreds of symbols at once, and each walk of a
+    /// million ticks held plantd's stream for milliseconds.
+    private var links: [UInt64] = []
     private var arena: [UInt8] = []
     /// Where the next tick's bytes go.
     private var writeOffset = 0
@@ -38,12 +43,13 @@ public struct TickRing {
     /// about 100, a BOOK with ten levels a side about 300.
     public static let expectedTickBytes = 192
 
-    public init(capacity: Int, expectedTickBytes: Int = TickRing.expectedTickBytes) {
+    public init(capacity: Int, expectedTickBytes: Int = TickRing.expectedTickBytes, linked: Bool = false) {
         self.capacity = max(capacity, 1)
         var slotCount = 1
         while slotCount < self.capacity { slotCount <<= 1 }
         slotMask = UInt64(slotCount - 1)
         slots = Array(repeating: Slot(), count: slotCount)
+        if linked { links = Array(repeating: 0, count: slotCount) }
         arena = Self.uninitializedArena(count: max(1024, self.capacity * max(expectedTickBytes, 1)))
     }
 
@@ -134,6 +140,50 @@ public struct TickRing {
     }
 
     private func slotIndex(_ sequence: UInt64) -> Int { Int(truncatingIfNeeded: sequence & slotMask) }
+
+    /// Links the tick that is stored (or is about to be) with `sequence` to the one before it in its chain (0: the
+    /// first). Only a `linked` ring keeps links.
+    public mutating func link(_ sequence: UInt64, toPrevious previous: UInt64) {
+        guard !links.isEmpty else { return }
+        links[slotIndex(sequence)] = previous
+    }
+
+    /// The stored ticks of the chain whose newest tick is `newest`, walked back while their tags are at least
+    /// `fromTag`: their stream_seqs oldest first, and the tag of the oldest tick walked (the first one below
+    /// `fromTag`, when the walk reached one: the ring then reaches back past `fromTag`); nil when `newest` is not
+    /// stored. The walk stops where the chain leaves the ring or began.
+    public func chain(from newest: UInt64, fromTag: UInt64) -> (sequences: [UInt64], oldestTag: UInt64?) {
+        guard !links.isEmpty, storedCount > 0 else { return ([], nil) }
+        var sequences: [UInt64] = []
+        sequences.reserveCapacity(64)  // a resume of a few seconds: one allocation
+        var oldestTag: UInt64?
+        var sequence = newest
+        let first = firstSequence
+        while sequence != 0 && sequence >= first && sequence <= lastSequence {
+            let index = slotIndex(sequence)
+            let tag = slots[index].tag
+            oldestTag = tag
+            if tag < fromTag { break }
+            sequences.append(sequence)
+            // A link always points back; one that does not was never written for this lap of the ring.
+            let previous = links[index]
+            guard previous < sequence else { break }
+            sequence = previous
+        }
+        sequences.reverse()
+        return (sequences, oldestTag)
+    }
+
+    /// Calls `body` with each of `sequences` that is stored (its stream_seq, topic and payload, valid during the
+    /// call), in the order given.
+    public func forEach(
+        _ sequences: [UInt64], _ body: (UInt64, UnsafeRawBufferPointer, UnsafeRawBufferPointer) -> Void
+    ) {
+        let first = firstSequence
+        for sequence in sequences where storedCount > 0 && sequence >= first && sequence <= lastSequence {
+            withTick(slots[slotIndex(sequence)]) { body(sequence, $0, $1) }
+        }
+    }
 
     private func withTick<Result>(
         _ slot: Slot, _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) -> Result

@@ -38,6 +38,8 @@ public struct JournalRecovery {
     /// Per symbol, where its symbol_seq 1, 1025, 2049 ... are in the stream (symbol replays from the journal).
     public private(set) var symbolCheckpoints: [String: [SymbolCheckpoint]] = [:]
     public private(set) var ring: TickRing
+    /// Per symbol, the stream_seq of its newest tick: where its chain in `ring` starts (symbol replays).
+    public private(set) var newestStreamSequenceOf: [String: UInt64] = [:]
     public private(set) var records: UInt64 = 0
     public private(set) var segments: [String] = []
     public private(set) var damage: Damage?
@@ -47,7 +49,7 @@ public struct JournalRecovery {
     /// Reads every segment of `directory` in order; repairs damage as `Damage` says. A missing directory is an
     /// empty journal.
     public init(directory: String, ringCapacity: Int) throws {
-        ring = TickRing(capacity: ringCapacity)
+        ring = TickRing(capacity: ringCapacity, linked: true)
         let names = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [])
             .filter { $0.hasSuffix(".tpj") }.sorted()
         segments = names
@@ -98,8 +100,10 @@ public struct JournalRecovery {
             tag: record.symbolSequence)
         // Plant topics (#SYS, #Q|...) are not last values of a symbol.
         guard record.topic.first != UInt8(ascii: "#") else { return }
+        let symbol = String(decoding: record.topic.prefix { $0 != UInt8(ascii: "|") }, as: UTF8.self)
+        ring.link(record.streamSequence, toPrevious: newestStreamSequenceOf[symbol] ?? 0)
+        newestStreamSequenceOf[symbol] = record.streamSequence
         if record.symbolSequence % SymbolCheckpoint.every == 1 {
-            let symbol = String(decoding: record.topic.prefix { $0 != UInt8(ascii: "|") }, as: UTF8.self)
             symbolCheckpoints[symbol, default: []].append(
                 SymbolCheckpoint(symbolSequence: record.symbolSequence, streamSequence: record.streamSequence))
         }

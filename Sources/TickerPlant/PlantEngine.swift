@@ -92,6 +92,8 @@ final class PlantLoop: SocketLoop {
     var incoming = Tick(symbol: "", type: .trade, venue: "")
     var symbolNames: [String] = []
     var symbolSequenceOf: [UInt64] = []
+    /// The stream_seq of each symbol's newest tick: its ticks in the replay ring are linked from there back.
+    var newestStreamSequenceOf: [UInt64] = []
     /// The last-value cache: each symbol's last message of every (type, venue), the consolidated ones (venue CONS)
     /// among them, served to snapshots.
     var lastValues = LastValueCache()
@@ -171,7 +173,7 @@ final class PlantLoop: SocketLoop {
         try snapshots.setSendHighWaterMark(10_000_000)
         try snapshots.bind(configuration.snapshotEndpoint)
         boundEndpoints["snapshot"] = try snapshots.lastEndpoint
-        ring = TickRing(capacity: configuration.replayTicks)
+        ring = TickRing(capacity: configuration.replayTicks, linked: true)
         wakeupIndex = poller.add(descriptor: engine.thread.wakeup.descriptor)
         publisherIndex = try poller.add(publisher)
         controlIndex = try poller.add(control.socket)
@@ -342,6 +344,8 @@ final class PlantLoop: SocketLoop {
         let symbolSequence = symbolSequenceOf[id] + 1
         symbolSequenceOf[id] = symbolSequence
         streamSequence += 1
+        ring.link(streamSequence, toPrevious: newestStreamSequenceOf[id])
+        newestStreamSequenceOf[id] = streamSequence
         tick.symbolSequence = symbolSequence
         tick.streamSequence = streamSequence
         tick.plantTransmitNs = WallClock.nowNanoseconds()
@@ -414,6 +418,7 @@ final class PlantLoop: SocketLoop {
         utf8.removeAll()
         symbolNames.append(symbol)
         symbolSequenceOf.append(0)
+        newestStreamSequenceOf.append(0)
         lastValues.addSymbol()
         dayVolumeOf.append(0)
         symbolCheckpoints.append([])

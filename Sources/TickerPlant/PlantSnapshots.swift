@@ -71,8 +71,9 @@ extension PlantLoop {
                 if start == published + 1 { break }
                 // The ring reaches back to `start`, or nothing of the symbol was ever published from it: served now.
                 // Otherwise the journal serves it from the symbol's checkpoint before `start`, over several turns.
-                let oldestInRing = ring.forEach(topicPrefix: prefix, fromTag: .max) { _, _, _ in }.oldestTag
-                if published >= start && oldestInRing.map({ $0 > start }) ?? true,
+                // The symbol's own ticks are walked, newest first, not every tick the ring keeps.
+                let chain = ring.chain(from: newestStreamSequenceOf[knownID], fromTag: start)
+                if published >= start && chain.oldestTag.map({ $0 > start }) ?? true,
                     let directory = configuration.journal.directory
                 {
                     let checkpoint = symbolCheckpoints[knownID].last { $0.symbolSequence <= start }?.streamSequence ?? 0
@@ -80,8 +81,10 @@ extension PlantLoop {
                         cursor: JournalCursor(directory: directory, from: checkpoint)))
                     continue
                 }
-                let result = ring.forEach(topicPrefix: prefix, fromTag: from) { _, topic, tick in reply(topic, tick) }
-                complete = result.oldestTag.map { $0 <= start } ?? (published < start)
+                ring.forEach(chain.sequences) { _, topic, tick in
+                    if topic.starts(with: prefix) { reply(topic, tick) }
+                }
+                complete = chain.oldestTag.map { $0 <= start } ?? (published < start)
             case let .streamReplay(from, maxCount):
                 if from > 0 && from <= streamSequence && (ring.firstSequence == 0 || from < ring.firstSequence),
                     let directory = configuration.journal.directory

@@ -344,6 +344,7 @@ extension PlantLoop {
             filters.remember(tick, symbolID: id)
         }
         for (symbol, checkpoints) in recovery.symbolCheckpoints { symbolCheckpoints[symbolID(symbol)] = checkpoints }
+        for (symbol, newest) in recovery.newestStreamSequenceOf { newestStreamSequenceOf[symbolID(symbol)] = newest }
         for feed in feeds { feed.resumeAfter = recovery.feedCursors[feed.feedID] ?? 0 }
         recoveryCounters = ["journal.recovered_records": recovery.records,
             "journal.recovered_segments": UInt64(recovery.segments.count),

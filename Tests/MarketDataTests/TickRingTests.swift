@@ -98,6 +98,61 @@ import Testing
         #expect(payloads == [26, 28, 30] && result.count == 3 && result.oldestTag == 11)
     }
 
+    /// A symbol's ticks linked newest to oldest (as plantd links them) give the same replay as a walk of every tick
+    /// kept, many laps round the ring: from any tag, the ticks of the symbol with that tag or later, oldest first, and
+    /// whether the ring reaches back to that tag. A link into a lap gone is never followed.
+    @Test func aLinkedSymbolReplaysWhatAWalkOfEveryTickFinds() {
+        var random = SplitMix64(seed: 7)
+        for capacity in [1, 5, 64, 1_000] {
+            var ring = TickRing(capacity: capacity, expectedTickBytes: 16, linked: true)
+            let symbols = ["AAPL", "MSFT", "IBM", "AAPLX"]
+            var newest = [UInt64](repeating: 0, count: symbols.count)
+            var symbolSequence = [UInt64](repeating: 0, count: symbols.count)
+            for sequence in UInt64(1)...6_000 {
+                // Zipf-like: the first symbols trade most; now and then a plant topic, in no chain.
+                let pick = Int(random.next() % 10)
+                let symbol = pick < 5 ? 0 : pick < 8 ? 1 : pick < 9 ? 2 : 3
+                let plant = random.next() % 50 == 0
+                let topic = Array((plant ? "#SYS" : symbols[symbol] + "|T").utf8)
+                var tag: UInt64 = 0
+                if !plant {
+                    symbolSequence[symbol] += 1
+                    tag = symbolSequence[symbol]
+                    ring.link(sequence, toPrevious: newest[symbol])
+                    newest[symbol] = sequence
+                }
+                let payload = [UInt8(truncatingIfNeeded: sequence)]
+                topic.withUnsafeBytes { topicBytes in
+                    payload.withUnsafeBytes { ring.store(sequence: sequence, topic: topicBytes, payload: $0, tag: tag) }
+                }
+                guard sequence % 97 == 0 else { continue }
+                for (index, name) in symbols.enumerated() {
+                    let prefix = Array((name + "|").utf8)
+                    for fromTag in [1, symbolSequence[index] / 2, symbolSequence[index], symbolSequence[index] + 1] {
+                        var scanned: [UInt64] = []
+                        let scan = ring.forEach(topicPrefix: prefix, fromTag: fromTag) { sequence, _, _ in
+                            scanned.append(sequence)
+                        }
+                        let chain = ring.chain(from: newest[index], fromTag: fromTag)
+                        #expect(chain.sequences == scanned, "\(name) from tag \(fromTag), capacity \(capacity)")
+                        // Reaching back: the scan's oldest tag kept is at most fromTag exactly when the chain's is.
+                        let scanReaches = scan.oldestTag.map { $0 <= fromTag } ?? false
+                        let chainReaches = chain.oldestTag.map { $0 <= fromTag } ?? false
+                        #expect(scanReaches == chainReaches, "\(name) from tag \(fromTag), capacity \(capacity)")
+                        var given: [UInt64] = []
+                        ring.forEach(chain.sequences) { sequence, topic, _ in
+                            #expect(topic.starts(with: prefix))
+                            given.append(sequence)
+                        }
+                        #expect(given == chain.sequences)
+                    }
+                }
+            }
+        }
+        // A ring made without links has no chains.
+        #expect(TickRing(capacity: 4).chain(from: 1, fromTag: 1).sequences.isEmpty)
+    }
+
     /// A stream_seq that does not follow the previous one starts the ring afresh (what came before cannot be served
     /// as one stream with it).
     @Test func aJumpInTheSequenceStartsAfresh() {

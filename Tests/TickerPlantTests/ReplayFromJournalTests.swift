@@ -108,6 +108,10 @@ import ZeroMQ
         let recovered = try JournalRecovery(directory: journal, ringCapacity: 10)
         #expect(recovered.symbolCheckpoints["MSFT"]?.map(\.symbolSequence) == [1, 1_025])
         #expect(recovered.symbolCheckpoints["MSFT"]?.last?.streamSequence == 3_073)  // MSFT: stream_seq 1, 4, 7 ...
+        // The ring rebuilt from the journal links each symbol's ticks, so a replay walks only the symbol's own:
+        // the last ten stream_seqs kept are 3 291...3 300, of which MSFT's are 3 292, 3 295 and 3 298.
+        #expect(recovered.newestStreamSequenceOf["MSFT"] == 3_298)
+        #expect(recovered.ring.chain(from: 3_298, fromTag: 1).sequences == [3_292, 3_295, 3_298])
 
         // After a restart the checkpoints come back from the journal and the same answers come out.
         engine.stop()

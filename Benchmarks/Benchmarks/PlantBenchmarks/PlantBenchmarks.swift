@@ -89,6 +89,53 @@ let benchmarks: @Sendable () -> Void = {
         }
     }
 
+    // A symbol's replay (a client's `fromSeq` through edged) from plantd's ring, full at a million ticks of 500
+    // symbols: one iteration is one replay of a symbol's last 40 ticks. A restarted edged asks for hundreds at once,
+    // all answered on plantd's publishing thread. Walking every tick kept, as plantd did, against walking the
+    // symbol's own ticks back from its newest (`TickRing.chain`), the same replay in the same run.
+    let perReplay = Benchmark.Configuration(
+        metrics: [.wallClock, .mallocCountTotal], scalingFactor: .one, maxDuration: .seconds(3))
+    let replayRing: (ring: TickRing, newest: [UInt64], symbolSequence: [UInt64]) = {
+        var ring = TickRing(capacity: 1_000_000, linked: true)
+        var newest = [UInt64](repeating: 0, count: 500)
+        var symbolSequence = [UInt64](repeating: 0, count: 500)
+        let payload = [UInt8](repeating: 7, count: 90)
+        for sequence in UInt64(1)...1_000_000 {
+            let symbol = Int(sequence % 500)
+            symbolSequence[symbol] += 1
+            ring.link(sequence, toPrevious: newest[symbol])
+            newest[symbol] = sequence
+            Array("S\(symbol)|T".utf8).withUnsafeBytes { topic in
+                payload.withUnsafeBytes { ring.store(sequence: sequence, topic: topic, payload: $0, tag: symbolSequence[symbol]) }
+            }
+        }
+        return (ring, newest, symbolSequence)
+    }()
+    let replayPrefixes = (0..<500).map { Array("S\($0)|".utf8) }
+
+    Benchmark("Plant_symbol_replay_walking_every_tick", configuration: perReplay) { benchmark in
+        var symbol = 0
+        for _ in benchmark.scaledIterations {
+            let from = replayRing.symbolSequence[symbol] - 39
+            let result = replayRing.ring.forEach(topicPrefix: replayPrefixes[symbol], fromTag: from) { _, _, payload in
+                blackHole(payload.count)
+            }
+            blackHole(result.count)
+            symbol = (symbol + 7) % 500
+        }
+    }
+
+    Benchmark("Plant_symbol_replay_walking_its_own_ticks", configuration: perReplay) { benchmark in
+        var symbol = 0
+        for _ in benchmark.scaledIterations {
+            let from = replayRing.symbolSequence[symbol] - 39
+            let chain = replayRing.ring.chain(from: replayRing.newest[symbol], fromTag: from)
+            replayRing.ring.forEach(chain.sequences) { _, _, payload in blackHole(payload.count) }
+            blackHole(chain.sequences.count)
+            symbol = (symbol + 7) % 500
+        }
+    }
+
     Benchmark("Plant_book_conflation", configuration: perTick) { benchmark in
         // As plantd passes on venues' BOOKs: each read into the one scratch tick, then admitted or kept waiting for its
         // (symbol, venue)'s interval, and the waiting ones published when due. 64 symbols on two venues, five levels a
