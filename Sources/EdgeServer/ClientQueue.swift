@@ -13,6 +13,10 @@ struct ClientQueue {
         var text: ByteBuffer
         /// False for STATUS and snapshots.
         var droppable: Bool
+        /// A live update held whole behind its symbol's replay or snapshot (`WebSocketSession.catchingUp`, at most
+        /// `resume_max_updates` a symbol): never conflated or dropped, and outside the marks, which it would
+        /// otherwise fill for a client that is only reading what it missed.
+        var held = false
     }
 
     struct Limits: Sendable {
@@ -24,6 +28,9 @@ struct ClientQueue {
     let limits: Limits
     private(set) var entries = Deque<Entry>()
     private(set) var bytes = 0
+    /// Of `entries` and `bytes`, what is held (`Entry.held`).
+    private(set) var heldCount = 0
+    private(set) var heldBytes = 0
     /// Updates dropped or replaced before they were written, since the client connected.
     private(set) var dropped: UInt64 = 0
 
@@ -33,10 +40,21 @@ struct ClientQueue {
 
     var isEmpty: Bool { entries.isEmpty }
     var count: Int { entries.count }
-    var isOverHardMark: Bool { entries.count >= limits.hardMessages || bytes >= limits.hardBytes }
+    var isOverHardMark: Bool {
+        entries.count - heldCount >= limits.hardMessages || bytes - heldBytes >= limits.hardBytes
+    }
 
     mutating func append(_ entry: Entry) {
-        if entry.droppable && entries.count >= limits.softMessages,
+        if entry.held {
+            var entry = entry
+            entry.droppable = false
+            entries.append(entry)
+            bytes += entry.text.readableBytes
+            heldCount += 1
+            heldBytes += entry.text.readableBytes
+            return
+        }
+        if entry.droppable && entries.count - heldCount >= limits.softMessages,
             let queued = entries.lastIndex(where: { $0.droppable && $0.symbol == entry.symbol })
         {
             // Conflation: the queued value of the symbol is stale; the new one takes its place in the line.
@@ -48,7 +66,7 @@ struct ClientQueue {
             bytes += entry.text.readableBytes
         }
         // At the hard mark the oldest updates go (never a STATUS or a snapshot).
-        while entries.count > limits.hardMessages || bytes > limits.hardBytes,
+        while entries.count - heldCount > limits.hardMessages || bytes - heldBytes > limits.hardBytes,
             let oldest = entries.firstIndex(where: \.droppable)
         {
             bytes -= entries[oldest].text.readableBytes
@@ -60,6 +78,10 @@ struct ClientQueue {
     mutating func popFirst() -> Entry? {
         guard let entry = entries.popFirst() else { return nil }
         bytes -= entry.text.readableBytes
+        if entry.held {
+            heldCount -= 1
+            heldBytes -= entry.text.readableBytes
+        }
         return entry
     }
 }

@@ -141,6 +141,16 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
     private var resuming: [String: PendingResume] = [:]
     /// Symbols whose snapshot or replay came and whose live stream has not been seen to join it yet.
     private var joins: [String: StreamJoin] = [:]
+    /// Symbols whose replay or snapshot was written, with how many more of their live updates may wait whole behind
+    /// it. A replay of everything a client missed (or the snapshots of many symbols) is more than its socket takes at
+    /// once, so the live updates that come while the client reads it wait in its queue; a client that keeps up must
+    /// not have them conflated there (the gap its resume was for). They are held as the updates that came while the
+    /// replay was awaited were, up to `resumeMaxUpdates` a symbol, for `slow_grace` after the last replay or snapshot
+    /// written (a client that has not caught up by then is a slow one); the queue's marks then apply again. Only
+    /// the socket's side knows when the client has read the replay (megabytes may wait in the kernel's buffers after
+    /// the queue is empty), hence a time.
+    private var catchingUp: [String: Int] = [:]
+    private var catchUpEndsNs: UInt64 = 0
     /// Whether `screenOut` must see this session's updates (false almost always: the fast path skips it).
     var screensUpdates: Bool { !awaiting.isEmpty || !joins.isEmpty }
     private var pendingFlush = false
@@ -359,6 +369,7 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
                     awaiting.remove(symbol)
                     resuming[symbol] = nil
                     joins[symbol] = nil
+                    catchingUp[symbol] = nil
                     narrowModes[symbol] = nil
                     rates[symbol] = nil
                     registry.unwatch(symbol, by: self)
@@ -417,6 +428,7 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
         context.flush()
         joins[symbol] = nil
         expectJoin(symbol, through: through)
+        holdWholeBehind(symbol)
     }
 
     /// What plantd replayed of `symbol` from `from` on (complete: every update the client missed), then the live
@@ -446,6 +458,14 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
         awaiting.remove(symbol)
         context.flush()
         expectJoin(symbol, through: through)
+        holdWholeBehind(symbol)
+    }
+
+    /// The symbol's snapshot or replay was just written: for `slow_grace`, while the client reads it, the symbol's
+    /// live updates wait whole behind it (`catchingUp`).
+    private func holdWholeBehind(_ symbol: String) {
+        catchingUp[symbol] = limits.resumeMaxUpdates
+        catchUpEndsNs = MonotonicClock.nowNanoseconds() &+ limits.slowGraceNs
     }
 
     /// plantd has nothing of `symbol`: error 408. The subscription stays (before the open, after a restart without a
@@ -524,7 +544,13 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
         }
         guard queue.isEmpty && writable else {
             let before = queue.dropped
-            queue.append(.init(symbol: symbol, text: text, droppable: droppable))
+            var held = false
+            if !catchingUp.isEmpty && MonotonicClock.nowNanoseconds() >= catchUpEndsNs { catchingUp.removeAll() }
+            if droppable, let allowance = catchingUp[symbol], allowance > 0 {
+                catchingUp[symbol] = allowance - 1
+                held = true
+            }
+            queue.append(.init(symbol: symbol, text: text, droppable: droppable && !held, held: held))
             if queue.dropped > before { hub.droppedUpdates.wrappingAdd(queue.dropped - before, ordering: .relaxed) }
             noteQueueMark()
             closeIfTooSlow()

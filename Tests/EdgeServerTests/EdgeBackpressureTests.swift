@@ -38,6 +38,25 @@ import ZeroMQ
         for text in ["AAAA1", "BBBB1", "CCCC1"] { small.append(Self.entry(String(text.prefix(1)), text)) }
         #expect(small.bytes <= 10 && Self.texts(&small) == ["BBBB1", "CCCC1"])
     }
+
+    /// Updates held behind a replay (a resumed client reading what it missed) are neither conflated nor dropped, and
+    /// do not fill the marks: the updates that are not held are conflated and dropped as before, and the queue is
+    /// over its hard mark only by them.
+    @Test func heldUpdatesAreKeptWholeAndOutsideTheMarks() {
+        var queue = ClientQueue(limits: .init(softMessages: 1, hardMessages: 2, hardBytes: 1 << 20))
+        for text in ["A1", "A2", "A3", "B1", "A4"] {
+            var entry = Self.entry(String(text.prefix(1)), text)
+            entry.held = text.hasPrefix("A")
+            queue.append(entry)
+        }
+        #expect(!queue.isOverHardMark && queue.dropped == 0, "four held and one other: under the marks")
+        queue.append(Self.entry("B", "B2"))  // B1 is queued, past the soft mark of the others: B2 takes its place
+        queue.append(Self.entry("C", "C1"))
+        queue.append(Self.entry("D", "D1"))  // three others over a hard mark of two: the oldest of them goes
+        #expect(queue.dropped == 2 && queue.isOverHardMark, "at the hard mark by the two others alone")
+        #expect(Self.texts(&queue) == ["A1", "A2", "A3", "A4", "C1", "D1"])
+        #expect(queue.bytes == 0 && !queue.isOverHardMark)
+    }
 }
 
 /// Slow clients over real sockets: one stops reading while another reads at full speed. The fast one misses

@@ -200,6 +200,66 @@ import ZeroMQ
         await chain.stop()
     }
 
+    /// A client watching many symbols comes back after a few seconds, as every client of a restarted edged does: the
+    /// replay of everything it missed is more than its socket takes at once, and the live updates that come while the
+    /// client reads it wait in its queue. A client that reads as fast as it can is not a slow one: it gets every
+    /// update once, in order, with nothing conflated or dropped (before, each symbol with an update queued past the
+    /// soft mark lost one: the demo page's gap in every symbol across edged's restart).
+    @Test func aResumeOfManySymbolsReachesAClientThatKeepsUpWithoutConflation() async throws {
+        let context = try ZMQContext()
+        let symbols = (0..<200).map { "S\($0)" }
+        let feed = try TradingFeed(context: context, symbols: symbols, ticksPerSecond: 4_000, maxTicks: 400_000)
+        let chain = try await Chain(feed: feed.endpoint)
+        defer { feed.stop() }
+        let subscribe = #"{"action":"subscribe","symbols":["# + symbols.map { "\"\($0)\"" }.joined(separator: ",") + "]"
+        var next: [String: Int] = [:]
+        var gaps: [String] = []
+        var updates = 0
+        var snapshotFrames = 0
+        func take(_ message: [String: Any]) {
+            guard let symbol = message["symbol"] as? String, let seq = message["seq"] as? Int else { return }
+            if message["snapshot"] as? Bool == true {
+                snapshotFrames += 1
+                next[symbol] = max(next[symbol] ?? 0, seq + 1)
+                return
+            }
+            if let due = next[symbol], seq < due { return }  // given already
+            if let due = next[symbol], seq != due { gaps.append("\(symbol) \(due)...\(seq - 1)") }
+            next[symbol] = seq + 1
+            updates += 1
+        }
+
+        // Watching every symbol (each traded by now): its snapshot, then live updates for a second.
+        try await Task.sleep(for: .milliseconds(500))
+        let first = try TestWebSocketClient(port: chain.port)
+        try first.send(text: subscribe + "}")
+        _ = try first.receiveText()
+        let watching = Date().addingTimeInterval(1)
+        while Date() < watching { take(try first.receiveJSON()) }
+        #expect(next.count == 200, "every symbol seen")
+
+        // Gone for 6 s (about 24 000 updates missed, 120 a symbol: megabytes, more than the socket takes at once),
+        // then back with fromSeq for every symbol, reading flat out: while it reads the replay, the live updates,
+        // thousands of them, queue behind it, past the queue's soft mark (256).
+        first.closeAbruptly()
+        try await Task.sleep(for: .seconds(6))
+        let snapshotFramesBefore = snapshotFrames
+        let updatesBefore = updates
+        let second = try TestWebSocketClient(port: chain.port)
+        let fromSeq = next.map { "\"\($0.key)\":\($0.value)" }.joined(separator: ",")
+        try second.send(text: subscribe + #","fromSeq":{"# + fromSeq + "}}")
+        _ = try second.receiveText()
+        let reading = Date().addingTimeInterval(4)
+        while Date() < reading { take(try second.receiveJSON()) }
+        #expect(snapshotFrames == snapshotFramesBefore, "a resume, not a snapshot")
+        #expect(updates - updatesBefore > 24_000, "the missed updates and live ones: \(updates - updatesBefore)")
+        #expect(gaps.isEmpty, "\(gaps.count) gaps: \(gaps.prefix(5))")
+        #expect(try EdgeStatusProbe.status(of: chain.edge, context: chain.context).drops == 0,
+            "nothing dropped or conflated for a client that keeps up")
+        #expect(try chain.edgeCounter("replays_served") >= 200)
+        await chain.stop()
+    }
+
     /// Reads `symbol`'s messages until seq `through`; each must follow on from `next` (a snapshot's frames set where
     /// the stream stands). Returns how many snapshot frames came and the seq after the last one read.
     static func readContiguous(_ client: TestWebSocketClient, symbol: String, from next: Int, through: Int) throws
