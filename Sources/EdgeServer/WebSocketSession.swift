@@ -151,6 +151,9 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
     /// the queue is empty), hence a time.
     private var catchingUp: [String: Int] = [:]
     private var catchUpEndsNs: UInt64 = 0
+    /// What a client may have held whole at most, in `queue_hard_bytes`: a client that stops reading as it resumes
+    /// holds that much (4 MB by default) until it is closed, not `resume_max_updates` for every symbol it watches.
+    static let heldBytesPerHardMark = 4
     /// Whether `screenOut` must see this session's updates (false almost always: the fast path skips it).
     var screensUpdates: Bool { !awaiting.isEmpty || !joins.isEmpty }
     private var pendingFlush = false
@@ -546,7 +549,9 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
             let before = queue.dropped
             var held = false
             if !catchingUp.isEmpty && MonotonicClock.nowNanoseconds() >= catchUpEndsNs { catchingUp.removeAll() }
-            if droppable, let allowance = catchingUp[symbol], allowance > 0 {
+            if droppable, let allowance = catchingUp[symbol], allowance > 0,
+                queue.heldBytes < Self.heldBytesPerHardMark * queue.limits.hardBytes
+            {
                 catchingUp[symbol] = allowance - 1
                 held = true
             }
