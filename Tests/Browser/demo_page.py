@@ -114,6 +114,16 @@ def connection(driver):
         "const e = document.getElementById('connection'); return [e.dataset.state, e.textContent]")
 
 
+# How long this browser takes for a fixed loop of JavaScript on this machine now, against what a fast core takes (a
+# 3 GHz core: about 40 ms; the Intel VM of 2026-11-26 took 110-120 ms): the page's drawing time and frame rate are
+# held to limits scaled by that, never looser than the limits of a fast core. A janky page (every row drawn for every
+# update) still misses them by far; a slow host no longer fails a page that is smooth for its speed.
+CALIBRATION_LOOP = """let start = performance.now();
+let sum = 0;
+for (let i = 0; i < 30000000; i++) sum += i % 7;
+return [performance.now() - start, sum];"""
+FAST_CORE_LOOP_MS = 40
+
 IDLE_FRAME_RATE = """const done = arguments[arguments.length - 1];
 let frames = 0;
 const start = performance.now();
@@ -142,6 +152,8 @@ def main(generated, page_url, plant_endpoint, workdir, artifacts):
         driver.set_script_timeout(30)
         driver.get("data:text/html,<title>idle</title>")
         idle_frames_per_second = driver.execute_async_script(IDLE_FRAME_RATE)
+        loop_ms = min(driver.execute_script(CALIBRATION_LOOP)[0] for _ in range(3))
+        slowness = max(1.0, loop_ms / FAST_CORE_LOOP_MS)
         watchlist = trades.symbols()[:200]
         if "AAPL" not in watchlist:
             watchlist[-1] = "AAPL"
@@ -224,16 +236,21 @@ def main(generated, page_url, plant_endpoint, workdir, artifacts):
             stats = driver.execute_script("return window.tickplantDemo.stats()")
             windows.append(stats)
             check(stats["updatesPerSecond"] > 0, "no updates in the last second: %s" % stats)
-            if (stats["framesPerSecondSinceReset"] >= min(20, idle_frames_per_second / 3)
-                    and stats["renderP50Ms"] is not None and stats["renderP50Ms"] < 8 and stats["renderP99Ms"] < 16):
+            if (stats["framesPerSecondSinceReset"] >= min(20, idle_frames_per_second / 3) / slowness
+                    and stats["renderP50Ms"] is not None and stats["renderP50Ms"] < 8 * slowness
+                    and stats["renderP99Ms"] < 16 * slowness):
                 break
         else:
             raise Failure("not smooth in any of three 5 s windows (at least %.0f frames a second, where an empty "
-                          "page got %.0f just before, and a frame's changes drawn in under 8 ms p50 and 16 ms p99, "
-                          "a 60 Hz frame): %s" % (min(20, idle_frames_per_second / 3), idle_frames_per_second,
-                                                  [{key: window[key] for key in ("framesPerSecondSinceReset",
-                                                    "renderP50Ms", "renderP99Ms")} for window in windows]))
-        report("smooth", idleFramesPerSecond=round(idle_frames_per_second), windowsTaken=len(windows), **stats)
+                          "page got %.0f just before, and a frame's changes drawn in under %.1f ms p50 and %.1f ms p99: "
+                          "a 60 Hz frame's limits, scaled by this machine's slowness %.2f, a JavaScript loop taking "
+                          "%.0f ms where a fast core takes %d): %s"
+                          % (min(20, idle_frames_per_second / 3) / slowness, idle_frames_per_second, 8 * slowness,
+                             16 * slowness, slowness, loop_ms, FAST_CORE_LOOP_MS,
+                             [{key: window[key] for key in ("updatesPerSecond", "framesPerSecondSinceReset",
+                               "renderP50Ms", "renderP99Ms")} for window in windows]))
+        report("smooth", idleFramesPerSecond=round(idle_frames_per_second), loopMs=round(loop_ms),
+               slowness=round(slowness, 2), windowsTaken=len(windows), **stats)
     finally:
         driver.quit()
         trades.stop()

@@ -122,8 +122,9 @@ import ZeroMQ
         while let frames = try subscriber.receiveFrames() { updates.append(try TickDecoder.decode(frames[1])) }
         let achieved = publisher.achievedRate.withLock { $0 }
         // The join must have happened under load. The publisher shares the machine with plantd and the consumer: on
-        // a contended two-core host (a quarter of the CPU time stolen by the hypervisor) it reached 134 000/s.
-        #expect(achieved > Double(Self.rate) * 0.5, "the feed published \(Int(achieved))/s, not \(Self.rate)/s")
+        // a contended two-core host (a quarter of the CPU time stolen by the hypervisor) it reached 134 000/s, on a
+        // slow one (a plain JavaScript loop three times slower than on the first machine) 99 000/s.
+        #expect(achieved > Double(Self.rate) * 0.4, "the feed published \(Int(achieved))/s, not \(Self.rate)/s")
 
         // Apply: per symbol, the snapshot's latest symbol_seq, then only updates newer than the snapshot.
         var latest: [String: UInt64] = [:]
