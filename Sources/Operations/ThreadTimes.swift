@@ -37,12 +37,11 @@ public struct ThreadTimes: Sendable {
     /// Each thread's use since `earlier`, by thread id (a thread started since counts from nothing; one that ended
     /// meanwhile is not counted).
     public func since(_ earlier: ThreadTimes) -> [Int: Thread] {
-        threads.mapValues { $0 }.reduce(into: [:]) { result, entry in
-            let before = earlier.threads[entry.key]
-            result[entry.key] = Thread(name: entry.value.name,
-                runNs: entry.value.runNs &- (before?.runNs ?? 0), waitNs: entry.value.waitNs &- (before?.waitNs ?? 0),
-                runs: entry.value.runs &- (before?.runs ?? 0))
-        }
+        Dictionary(uniqueKeysWithValues: threads.map { id, now in
+            let before = earlier.threads[id]
+            return (id, Thread(name: now.name, runNs: now.runNs &- (before?.runNs ?? 0),
+                waitNs: now.waitNs &- (before?.waitNs ?? 0), runs: now.runs &- (before?.runs ?? 0)))
+        })
     }
 
     /// The calling thread's id, to tell it apart in `threads` (/proc/thread-self links to "PID/task/TID"; Glibc's
