@@ -37,7 +37,7 @@ public struct StockName: Hashable, Sendable, CustomStringConvertible {
     }
 }
 
-public enum OrderSide: UInt8, Sendable {
+public enum OrderSide: UInt8, Sendable, BitwiseCopyable {
     case buy = 66  // "B"
     case sell = 83  // "S"
 }

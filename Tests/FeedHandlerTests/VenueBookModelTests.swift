@@ -3,51 +3,13 @@ import Testing
 
 @testable import FeedHandler
 
-/// The book's fast structures (an open-addressing order table, sorted level arrays, locate-indexed symbols) checked
-/// against plain Swift dictionaries over long random sequences, where a wrong probe or shift shows up as a mismatch.
+/// The book's fast structures (sorted level arrays, locate-indexed symbols; its order table in IntegerKeyTableTests)
+/// checked against plain Swift dictionaries over long random sequences, where a wrong probe or shift shows up as a
+/// mismatch.
 @Suite struct VenueBookModelTests {
 
-    @Test func integerKeyTableMatchesADictionaryThroughGrowthAndDeletes() {
-        var random = SplitMix64(seed: 7)
-        var table = IntegerKeyTable<UInt32>()
-        var model: [UInt64: UInt32] = [:]
-        // Keys from a narrow range collide and cluster, which exercises backward-shift deletion; a few huge ones
-        // check that the hash uses the high bits.
-        for step in 0..<200_000 {
-            let key = step % 97 == 0 ? UInt64.max - UInt64.random(in: 0..<4, using: &random)
-                : UInt64.random(in: 0..<5_000, using: &random)
-            switch UInt8.random(in: 0..<10, using: &random) {
-            case 0..<5:
-                let value = UInt32(truncatingIfNeeded: step)
-                table[key] = value
-                model[key] = value
-            case 5..<8:
-                #expect(table.removeValue(forKey: key) == model.removeValue(forKey: key))
-            default:
-                let changed = table.update(key) { $0 &+= 1 }
-                #expect(changed == (model[key] != nil))
-                if changed { model[key]! &+= 1 }
-            }
-            if step % 1_000 == 0 {
-                #expect(table.count == model.count)
-                for probe in 0..<5_000 as Range<UInt64> where table[probe] != model[probe] {
-                    Issue.record("key \(probe): table \(String(describing: table[probe])), model \(String(describing: model[probe]))")
-                    return
-                }
-            }
-        }
-        #expect(table.count == model.count)
-        var visited: [UInt64: UInt32] = [:]
-        table.updateEach { key, value in
-            visited[key] = value
-            value &+= 7
-        }
-        #expect(visited == model)
-        #expect(model.allSatisfy { key, value in table[key] == value &+ 7 })
-    }
-
-    /// A book made for `book_orders` holds that many without growing its order table (growing moves every order
-    /// while the feed thread waits); one order more grows it, and the orders are all still there.
+    /// A book made for `book_orders` holds that many without growing its order table (growing moves every order,
+    /// a few with each add that follows); one order more grows it, and the orders are all still there.
     @Test func aBookMadeForItsOrdersHoldsThemWithoutGrowing() {
         var book = VenueBook(orders: 10_000)
         let made = book.orderCapacity
