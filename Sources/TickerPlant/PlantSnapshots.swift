@@ -77,7 +77,7 @@ extension PlantLoop {
                     let directory = configuration.journal.directory
                 {
                     let checkpoint = symbolCheckpoints[knownID].last { $0.symbolSequence <= start }?.streamSequence ?? 0
-                    journalReplays.append(JournalReplay(identity: identity, kind: .symbol(prefix: prefix), from: start,
+                    journalReplays.append(JournalReplay(identity: identity, kind: .symbol(prefix: prefix, id: knownID), from: start,
                         cursor: JournalCursor(directory: directory, from: checkpoint)))
                     continue
                 }
@@ -163,9 +163,11 @@ extension PlantLoop {
                             replyTick(to: replay.identity, topic: $0, payload: $1)
                         }
                     }
-                case let .symbol(prefix):
-                    _ = ring.forEach(topicPrefix: prefix, fromTag: replay.from) { sequence, topic, tick in
-                        guard sequence >= from else { return }
+                case let .symbol(prefix, id):
+                    // The symbol's own ticks, by their links from its newest, not every tick the ring keeps.
+                    let chain = ring.chain(from: newestStreamSequenceOf[id], fromTag: replay.from)
+                    ring.forEach(chain.sequences) { sequence, topic, tick in
+                        guard sequence >= from, topic.starts(with: prefix) else { return }
                         let symbolSequence = (try? TickWire.symbolSequence(of: tick)) ?? 0
                         replay.give(streamSequence: sequence, symbolSequence: symbolSequence, topic: topic,
                             payload: tick) { replyTick(to: replay.identity, topic: $0, payload: $1) }
@@ -188,7 +190,8 @@ extension PlantLoop {
 final class JournalReplay {
     enum Kind {
         case stream(maxCount: UInt64)
-        case symbol(prefix: [UInt8])
+        /// `id`: the symbol's index in the plant's per-symbol arrays.
+        case symbol(prefix: [UInt8], id: Int)
     }
 
     let identity: [UInt8]
@@ -219,7 +222,7 @@ final class JournalReplay {
             give(streamSequence: record.streamSequence, symbolSequence: nil, topic: record.topic,
                 payload: record.payload, send: send)
             return count < maxCount
-        case let .symbol(prefix):
+        case let .symbol(prefix, _):
             guard record.topic.starts(with: prefix), record.symbolSequence >= from else { return true }
             give(streamSequence: record.streamSequence, symbolSequence: record.symbolSequence, topic: record.topic,
                 payload: record.payload, send: send)
