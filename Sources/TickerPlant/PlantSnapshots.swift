@@ -77,8 +77,8 @@ extension PlantLoop {
                     let directory = configuration.journal.directory
                 {
                     let checkpoint = symbolCheckpoints[knownID].last { $0.symbolSequence <= start }?.streamSequence ?? 0
-                    journalReplays.append(JournalReplay(identity: identity, kind: .symbol(prefix: prefix, id: knownID), from: start,
-                        cursor: JournalCursor(directory: directory, from: checkpoint)))
+                    journalReplays.append(JournalReplay(identity: identity, kind: .symbol(prefix: prefix, id: knownID),
+                        from: start, cursor: JournalCursor(directory: directory, from: checkpoint)))
                     continue
                 }
                 ring.forEach(chain.sequences) { _, topic, tick in
