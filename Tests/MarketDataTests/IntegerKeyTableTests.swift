@@ -30,7 +30,8 @@ import Testing
             if step % 1_000 == 0 {
                 #expect(table.count == model.count)
                 for probe in 0..<5_000 as Range<UInt64> where table[probe] != model[probe] {
-                    Issue.record("key \(probe): table \(String(describing: table[probe])), model \(String(describing: model[probe]))")
+                    let found = String(describing: table[probe])
+                    Issue.record("key \(probe): table \(found), model \(String(describing: model[probe]))")
                     return
                 }
             }
@@ -72,7 +73,9 @@ import Testing
             case 6..<8:
                 let removed = table.removeValue(forKey: key)
                 let expected = model.removeValue(forKey: key)
-                if removed != expected { Issue.record("step \(step): removing \(key) gave \(String(describing: removed))") }
+                if removed != expected {
+                    Issue.record("step \(step): removing \(key) gave \(String(describing: removed)), not \(expected ?? 0)")
+                }
             case 8:
                 let changed = table.update(key) { $0 &+= 1 }
                 if changed != (model[key] != nil) { Issue.record("step \(step): update of \(key) said \(changed)") }
