@@ -74,7 +74,8 @@ import Testing
                 let removed = table.removeValue(forKey: key)
                 let expected = model.removeValue(forKey: key)
                 if removed != expected {
-                    Issue.record("step \(step): removing \(key) gave \(String(describing: removed)), not \(expected ?? 0)")
+                    let gave = String(describing: removed)
+                    Issue.record("step \(step): removing \(key) gave \(gave), not \(String(describing: expected))")
                 }
             case 8:
                 let changed = table.update(key) { $0 &+= 1 }
