@@ -291,20 +291,19 @@ private final class FeedLoop: SocketLoop, TickSink {
                 Topic.write(symbol: ticks[index].symbol, type: ticks[index].type, into: &topic)
             }
             let payload = encoder.encode(ticks[index])
-            do {
-                let sent = try topic.withUnsafeBytes { topicBytes in
-                    Result { () throws(ZMQError) -> Bool in
-                        guard try publisher.send(topicBytes, more: true, dontWait: true) else { return false }
-                        return try publisher.send(payload, dontWait: true)
-                    }
-                }.get()
-                if sent { published += 1 } else { dropped += 1 }
-            } catch {
-                dropped += 1
-                logBadInput("publish", "\(error)")
+            // One borrow of the topic for the send and the ring: each borrow retains and releases its buffer.
+            topic.withUnsafeBytes { topicBytes in
+                do throws(ZMQError) {
+                    var sent = try publisher.send(topicBytes, more: true, dontWait: true)
+                    if sent { sent = try publisher.send(payload, dontWait: true) }
+                    if sent { published += 1 } else { dropped += 1 }
+                } catch {
+                    dropped += 1
+                    logBadInput("publish", "\(error)")
+                }
+                // Kept for replay whether or not a subscriber took it: a restarted plant asks for exactly these.
+                ring.store(sequence: streamSequence, topic: topicBytes, payload: payload)
             }
-            // Kept for replay whether or not a subscriber took it: a restarted plant asks for exactly these.
-            topic.withUnsafeBytes { ring.store(sequence: streamSequence, topic: $0, payload: payload) }
         }
         ticks.removeAll(keepingCapacity: true)
     }
