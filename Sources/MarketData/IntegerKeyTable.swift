@@ -57,17 +57,17 @@ public struct IntegerKeyTable<Value: BitwiseCopyable> {
         @usableFromInline let base: UnsafeMutablePointer<Slot>
         @usableFromInline let count: Int
         let mappedBytes: Int
+        /// Asked of the system once per block, not at every drain step.
+        let pageBytes = Int(sysconf(Int32(_SC_PAGESIZE)))
         /// Bytes from the start already given back to the kernel.
         var returnedBytes = 0
 
-        static var pageBytes: Int { Int(sysconf(Int32(_SC_PAGESIZE))) }
         /// Drained pages go back in runs of at least this many bytes: one `munmap` per few hundred inserts.
         static var returnedAtOnce: Int { 64 * 1024 }
 
         @usableFromInline
         init(zeroedCount count: Int) {
-            let page = Self.pageBytes
-            mappedBytes = (count * MemoryLayout<Slot>.stride + page - 1) / page * page
+            mappedBytes = (count * MemoryLayout<Slot>.stride + pageBytes - 1) / pageBytes * pageBytes
             let mapped = mmap(nil, mappedBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
             guard let mapped, mapped != UnsafeMutableRawPointer(bitPattern: -1) else {
                 fatalError("IntegerKeyTable: no memory for \(count) slots (errno \(errno))")
@@ -87,7 +87,7 @@ public struct IntegerKeyTable<Value: BitwiseCopyable> {
         /// Unmaps the pages wholly below slot `index`, which no lookup reads again (`findDraining`).
         @usableFromInline
         func returnPages(below index: Int) {
-            let end = index * MemoryLayout<Slot>.stride / Self.pageBytes * Self.pageBytes
+            let end = index * MemoryLayout<Slot>.stride / pageBytes * pageBytes
             guard end - returnedBytes >= Self.returnedAtOnce else { return }
             munmap(UnsafeMutableRawPointer(base) + returnedBytes, end - returnedBytes)
             returnedBytes = end
@@ -221,7 +221,7 @@ public struct IntegerKeyTable<Value: BitwiseCopyable> {
     public var capacity: Int { slots.count / 2 }
 
     /// True while the slots from before the last growth still hold keys (for tests).
-    public var isDraining: Bool { draining != nil }
+    var isDraining: Bool { draining != nil }
 
     @inlinable
     public subscript(key: UInt64) -> Value? {
