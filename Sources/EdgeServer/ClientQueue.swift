@@ -4,9 +4,10 @@ import NIOCore
 /// The updates waiting for one slow client (DESIGN section 8, backpressure): filled only while the client's socket
 /// does not take more, bounded in messages and bytes whatever the client does.
 ///
-/// Above the soft mark a new update of a symbol replaces the one queued for it (conflation: the newest value wins);
-/// at the hard mark the oldest updates go. STATUS messages and snapshots are never dropped: a client may lag, but it
-/// never misses a halt or its starting values.
+/// Above the soft mark a new update of a symbol replaces the one queued for it (conflation: the newest value wins),
+/// unless a STATUS or snapshot of the symbol is queued after that one: then it queues behind them, so that a
+/// symbol's messages stay in seq order. At the hard mark the oldest updates go. STATUS messages and snapshots are
+/// never dropped: a client may lag, but it never misses a halt, its resumption or its starting values.
 struct ClientQueue {
     struct Entry {
         var symbol: String
@@ -54,8 +55,11 @@ struct ClientQueue {
             heldBytes += entry.text.readableBytes
             return
         }
+        // Only the symbol's newest entry may be replaced: a value put in the place of an older one ahead of a STATUS
+        // (or a snapshot, or a held update) would reach the client before it, and the client drops what comes after
+        // a seq it has passed: a resumption overtaken so would never show.
         if entry.droppable && entries.count - heldCount >= limits.softMessages,
-            let queued = entries.lastIndex(where: { $0.droppable && $0.symbol == entry.symbol })
+            let queued = entries.lastIndex(where: { $0.symbol == entry.symbol }), entries[queued].droppable
         {
             // Conflation: the queued value of the symbol is stale; the new one takes its place in the line.
             bytes += entry.text.readableBytes - entries[queued].text.readableBytes

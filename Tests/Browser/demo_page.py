@@ -44,11 +44,13 @@ def report(phase, **fields):
 
 
 class PlantTrades:
-    """Every TRADE plantd publishes, by symbol, in the order received (a thread of its own)."""
+    """Every TRADE plantd publishes, by symbol, in the order received (a thread of its own); and AAPL's STATUS ticks,
+    so that a halt or resumption the page does not show can be told apart from one plantd never published."""
 
     def __init__(self, endpoint):
         self.prices = {}
         self.order = []
+        self.aapl_status = []
         self.lock = threading.Lock()
         self.stopping = False
         self.context = zmq.Context()
@@ -64,6 +66,13 @@ class PlantTrades:
             if not self.socket.poll(200):
                 continue
             topic, payload = self.socket.recv_multipart()
+            if topic == b"AAPL|S":
+                tick = tick_pb2.Tick()
+                tick.ParseFromString(payload)
+                with self.lock:
+                    self.aapl_status.append({"at": round(time.time(), 3), "state": tick.state,
+                                             "seq": tick.symbol_seq})
+                continue
             if not topic.endswith(b"|T"):
                 continue
             tick = tick_pb2.Tick()
@@ -81,6 +90,10 @@ class PlantTrades:
     def symbols(self):
         with self.lock:
             return list(self.order)
+
+    def aapl_statuses(self):
+        with self.lock:
+            return list(self.aapl_status)
 
     def stop(self):
         self.stopping = True
@@ -107,6 +120,27 @@ ROWS = """return [...document.querySelectorAll('#watchlist tr')].map(tr => ({sym
 
 def rows(driver):
     return {row["symbol"]: row for row in driver.execute_script(ROWS)}
+
+
+# AAPL's STATUS updates as the page's client got them, kept from the start (for a failure's diagnosis).
+WATCH_AAPL_STATUS = """window.aaplStatus = [];
+window.tickplantDemo.client.on("update", (update) => {
+    if (update.symbol === "AAPL" && update.type === "STATUS")
+        window.aaplStatus.push({at: Date.now() / 1000, state: update.state, seq: update.seq,
+                                snapshot: !!update.snapshot});
+});"""
+
+AAPL_IN_THE_PAGE = """const client = window.tickplantDemo.client;
+const aapl = client.symbols.get("AAPL");
+return {statusReceived: window.aaplStatus, clientState: aapl && {state: aapl.state, halted: aapl.halted,
+        seq: aapl.seq, updates: aapl.updates, gaps: aapl.gaps}, connections: client.connections,
+        framesDrawn: client.buffer.flushes, waitingToBeDrawn: client.buffer.size, now: Date.now() / 1000};"""
+
+
+def aapl_diagnosis(driver, trades):
+    """Where AAPL's halt or resumption got to: published by plantd, received by the page's client, drawn."""
+    return json.dumps({"plantPublished": trades.aapl_statuses(), "page": driver.execute_script(AAPL_IN_THE_PAGE),
+                       "row": rows(driver).get("AAPL")})
 
 
 def connection(driver):
@@ -159,6 +193,7 @@ def main(generated, page_url, plant_endpoint, workdir, artifacts):
             watchlist[-1] = "AAPL"
         driver.get(page_url + "?symbols=" + ",".join(watchlist))
         wait_for("the page to go live", lambda: connection(driver)[0] == "live", 20)
+        driver.execute_script(WATCH_AAPL_STATUS)
         def priced_rows():
             current = rows(driver)
             return current if sum(1 for row in current.values() if row["price"]) >= 190 else None
@@ -184,12 +219,27 @@ def main(generated, page_url, plant_endpoint, workdir, artifacts):
             aapl = rows(driver)["AAPL"]
             return aapl if aapl["haltBadge"] else None
 
-        halted = wait_for("AAPL's halt badge", aapl_halt_badge, 40)
+        try:
+            halted = wait_for("AAPL's halt badge", aapl_halt_badge, 40)
+        except Failure as failure:
+            raise Failure("%s: %s" % (failure, aapl_diagnosis(driver, trades)))
         check(halted["halted"], "the badge shows but the state is not halted")
         driver.save_screenshot(os.path.join(artifacts, "demo-page-halt.png"))
         halt_seen = time.monotonic()
-        wait_for("AAPL's resumption", lambda: not rows(driver)["AAPL"]["haltBadge"], 30)
-        report("halt", shownForSeconds=round(time.monotonic() - halt_seen, 1))
+        try:
+            wait_for("AAPL's resumption", lambda: not rows(driver)["AAPL"]["haltBadge"], 30)
+        except Failure as failure:
+            raise Failure("%s: %s" % (failure, aapl_diagnosis(driver, trades)))
+        # How long the halt and the resumption took from plantd to the page's client (the page's backlog then).
+        published = {status["state"]: status["at"] for status in trades.aapl_statuses()}
+        received = {status["state"]: status["at"] for status in driver.execute_script("return window.aaplStatus")}
+        def lag(plant_state, page_state):
+            if plant_state in published and page_state in received:
+                return round(received[page_state] - published[plant_state], 2)
+            return None
+        report("halt", shownForSeconds=round(time.monotonic() - halt_seen, 1),
+               haltPlantToPageSeconds=lag(tick_pb2.HALTED, "HALTED"),
+               resumptionPlantToPageSeconds=lag(tick_pb2.TRADING, "TRADING"))
 
         # 3. edged killed and started again: reconnecting, then live with the watchlist and every seq intact.
         before = rows(driver)

@@ -27,6 +27,21 @@ import ZeroMQ
         #expect(queue.dropped == 3 && queue.bytes == 0)
     }
 
+    /// A newer value never overtakes a STATUS (or a snapshot, or a held update) of its symbol: the client drops an
+    /// update whose seq it has passed, so a resumption overtaken by the next trade would never show, and the halt
+    /// badge would stay. Behind a STATUS the new value queues; the value queued before it is left as it is.
+    @Test func conflationNeverMovesAValueAheadOfItsSymbolsStatus() {
+        var queue = ClientQueue(limits: .init(softMessages: 2, hardMessages: 10, hardBytes: 1 << 20))
+        queue.append(Self.entry("A", "A1"))
+        queue.append(Self.entry("B", "B1"))
+        queue.append(Self.entry("A", "A-resumed", droppable: false))
+        queue.append(Self.entry("A", "A2"))
+        queue.append(Self.entry("A", "A3"))  // A2 is the newest of A and droppable: A3 takes its place
+        queue.append(Self.entry("B", "B2"))
+        #expect(Self.texts(&queue) == ["A1", "B2", "A-resumed", "A3"])
+        #expect(queue.dropped == 2)
+    }
+
     @Test func atTheHardMarkTheOldestGoButNeverAStatus() {
         var queue = ClientQueue(limits: .init(softMessages: 100, hardMessages: 3, hardBytes: 1 << 20))
         queue.append(Self.entry("A", "halt", droppable: false))
@@ -119,6 +134,64 @@ import ZeroMQ
         let status = try EdgeStatusProbe.status(fixture)
         #expect(status.counters["slow_clients_closed"] == 1)
         #expect(status.drops > 0)
+        await fixture.stop()
+    }
+}
+
+/// A slow client's conflated queue keeps each symbol's messages in seq order: a halt and its resumption reach it,
+/// in their place, however many trades came around them (the JavaScript client drops an update whose seq it has
+/// passed: a resumption overtaken by a conflated trade left the demo page's halt badge up for good).
+@Suite(.serialized) struct EdgeConflationOrderOverRealSockets {
+    @Test func aSlowClientGetsTheHaltAndTheResumptionInSeqOrder() async throws {
+        let fixture = try await EdgeServerOverRealSockets.Fixture {
+            $0.queueSoft = 8
+            $0.queueHard = 10_000
+            $0.socketSendBuffer = 8_192
+        }
+        let client = try TestWebSocketClient(port: fixture.port, receiveBuffer: 4_096)
+        try client.send(text: #"{"action":"subscribe","symbols":["AAPL","MSFT"]}"#)
+        _ = try client.receiveText()
+        for _ in 0..<2 { _ = try fixture.nextUpstreamChange() }
+        try await Task.sleep(for: .milliseconds(200))
+        // The client reads nothing: its socket fills, then its queue passes the soft mark and conflates.
+        func trades(_ count: Int) throws {
+            for index in 0..<count {
+                try fixture.publishTrade(index % 2 == 0 ? "AAPL" : "MSFT", price: 178_000_000 + Int64(index) * 10_000)
+            }
+        }
+        func status(_ state: TradingState) throws {
+            var tick = Tick(symbol: "AAPL", type: .status, venue: "XNAS")
+            tick.state = state
+            tick.quality = .ok
+            tick.exchangeTimestampNs = 1_701_432_000_000_000_000
+            try fixture.publish(tick)
+        }
+        try trades(20_000)
+        try await Task.sleep(for: .milliseconds(300))  // edged has taken them all: its queue for the client is full
+        try status(.halted)
+        try trades(1_000)
+        try status(.trading)
+        try trades(1_000)
+        try await Task.sleep(for: .milliseconds(300))
+        let full = try EdgeStatusProbe.status(fixture).counters["socket_full_writes"] ?? 0
+        #expect(full > 0, "the trades never filled the client's socket")
+
+        var lastSeq: [String: Int] = [:]
+        var outOfOrder: [String] = []
+        var aaplStates: [String] = []
+        var received = 0
+        while let message = try? client.receiveJSON(timeout: 2) {
+            guard let symbol = message["symbol"] as? String, let seq = message["seq"] as? Int else { continue }
+            received += 1
+            if let last = lastSeq[symbol], seq <= last { outOfOrder.append("\(symbol) \(seq) after \(last)") }
+            lastSeq[symbol] = seq
+            if symbol == "AAPL", message["type"] as? String == "STATUS", let state = message["state"] as? String {
+                aaplStates.append(state)
+            }
+        }
+        #expect(received < 22_002, "nothing was conflated: the test did not test it")
+        #expect(outOfOrder.isEmpty, "\(outOfOrder.prefix(5))")
+        #expect(aaplStates == ["HALTED", "TRADING"])
         await fixture.stop()
     }
 }
