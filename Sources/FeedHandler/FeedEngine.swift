@@ -37,7 +37,7 @@ private final class FeedLoop: SocketLoop, TickSink {
     let publisher: ZMQSocket
     let control: ControlResponder
     let replay: ZMQSocket
-    // `publish` changes the ring, the topic buffer and the latency buckets for every tick, and the runtime checked
+    // `publish` changes the ring and the latency buckets for every tick, and the runtime checked
     // each access for an overlapping one (as ItchFeed's per-message state). Not checked: only this loop's thread
     // touches them, and publishing calls nothing that reaches back into the loop.
     @exclusivity(unchecked) var ring: TickRing
@@ -47,7 +47,7 @@ private final class FeedLoop: SocketLoop, TickSink {
 
     // Publishing
     let encoder = TickEncoder()
-    @exclusivity(unchecked) var topic: [UInt8] = []
+    let topic = TopicScratch()
     var streamSequence: UInt64 = 0
     var ticks: [Tick] = []
     var published: UInt64 = 0
@@ -274,38 +274,41 @@ private final class FeedLoop: SocketLoop, TickSink {
     // MARK: Publishing
 
     func publish(_ ticks: inout [Tick], receivedNs: UInt64) {
-        for index in ticks.indices {
-            streamSequence += 1
-            ticks[index].streamSequence = streamSequence
-            ticks[index].feedReceiveNs = receivedNs
-            ticks[index].feedTransmitNs = WallClock.nowNanoseconds()
-            if ticks[index].measuresLatency {
-                exchangeToFeed.record(from: ticks[index].exchangeTimestampNs, to: receivedNs)
-                inFeed.record(from: receivedNs, to: ticks[index].feedTransmitNs)
-            }
-            if ticks[index].symbol.utf8.first == UInt8(ascii: "#") {
-                // The feed's own topics (#SYS) are published under their name alone.
-                topic.removeAll(keepingCapacity: true)
-                topic.append(contentsOf: ticks[index].symbol.utf8)
-            } else {
-                Topic.write(symbol: ticks[index].symbol, type: ticks[index].type, into: &topic)
-            }
-            let payload = encoder.encode(ticks[index])
-            // One borrow of the topic for the send and the ring: each borrow retains and releases its buffer.
-            topic.withUnsafeBytes { topicBytes in
-                do throws(ZMQError) {
-                    var sent = try publisher.send(topicBytes, more: true, dontWait: true)
-                    if sent { sent = try publisher.send(payload, dontWait: true) }
-                    if sent { published += 1 } else { dropped += 1 }
-                } catch {
-                    dropped += 1
-                    logBadInput("publish", "\(error)")
-                }
-                // Kept for replay whether or not a subscriber took it: a restarted plant asks for exactly these.
-                ring.store(sequence: streamSequence, topic: topicBytes, payload: payload)
-            }
+        // Through the buffer, each tick is stamped and encoded in place: through the array's subscript every field
+        // write checked the array's uniqueness, and the encoder got a copy (a BOOK's levels retained and released).
+        ticks.withUnsafeMutableBufferPointer { ticks in
+            for index in ticks.indices { stampAndPublish(&ticks[index], receivedNs: receivedNs) }
         }
         ticks.removeAll(keepingCapacity: true)
+    }
+
+    private func stampAndPublish(_ tick: inout Tick, receivedNs: UInt64) {
+        streamSequence += 1
+        tick.streamSequence = streamSequence
+        tick.feedReceiveNs = receivedNs
+        tick.feedTransmitNs = WallClock.nowNanoseconds()
+        if tick.measuresLatency {
+            exchangeToFeed.record(from: tick.exchangeTimestampNs, to: receivedNs)
+            inFeed.record(from: receivedNs, to: tick.feedTransmitNs)
+        }
+        if tick.symbol.utf8.first == UInt8(ascii: "#") {
+            // The feed's own topics (#SYS) are published under their name alone.
+            topic.write(name: tick.symbol)
+        } else {
+            topic.write(symbol: tick.symbol, type: tick.type)
+        }
+        let topicBytes = topic.bytes
+        let payload = encoder.encode(tick)
+        do throws(ZMQError) {
+            var sent = try publisher.send(topicBytes, more: true, dontWait: true)
+            if sent { sent = try publisher.send(payload, dontWait: true) }
+            if sent { published += 1 } else { dropped += 1 }
+        } catch {
+            dropped += 1
+            logBadInput("publish", "\(error)")
+        }
+        // Kept for replay whether or not a subscriber took it: a restarted plant asks for exactly these.
+        ring.store(sequence: streamSequence, topic: topicBytes, payload: payload)
     }
 
     // MARK: Replay

@@ -40,6 +40,48 @@ public enum Topic {
     }
 }
 
+/// The topic of the tick being sent, written in place in memory it owns. Sending an array's bytes borrows the array,
+/// and in feedd's publish each borrow of the array it held retained and released the array's buffer, once per tick.
+/// `bytes` borrows nothing; it is valid until the next write. Not shared: one publishing thread owns it.
+public final class TopicScratch {
+    private var storage: UnsafeMutableRawBufferPointer
+    public private(set) var count = 0
+
+    public init(capacity: Int = 64) {
+        storage = .allocate(byteCount: max(capacity, 8), alignment: 1)
+    }
+
+    deinit { storage.deallocate() }
+
+    /// The topic last written.
+    public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: storage[..<count]) }
+
+    /// Writes `SYMBOL|T`.
+    public func write(symbol: String, type: TickType) {
+        let end = writeName(symbol, reserving: 2)
+        storage[end] = Topic.separator
+        storage[end + 1] = type.topicLetter
+        count = end + 2
+    }
+
+    /// Writes a topic that is a name alone (`#SYS`).
+    public func write(name: String) {
+        count = writeName(name, reserving: 0)
+    }
+
+    /// Copies `name` to the start, with room for `extra` bytes after it; returns where it ends.
+    private func writeName(_ name: String, reserving extra: Int) -> Int {
+        let length = name.utf8.count
+        if length + extra > storage.count {
+            // Longer than any symbol: grown once, never shrunk.
+            storage.deallocate()
+            storage = .allocate(byteCount: max(length + extra, storage.count * 2), alignment: 1)
+        }
+        storage.copyBytes(from: name.utf8)
+        return length
+    }
+}
+
 /// What may be a symbol: 1 to 16 printable ASCII characters, not `|` (the topic separator), not starting with `#`.
 public enum SymbolRules {
     public static let maximumLength = 16

@@ -14,6 +14,20 @@ import Testing
         #expect(buffer == Array("MSFT|T".utf8))
     }
 
+    /// The publishers' topic buffer: each write replaces the last; a name longer than its room grows it.
+    @Test func theTopicScratchHoldsTheLastTopicWritten() {
+        let scratch = TopicScratch(capacity: 8)
+        scratch.write(symbol: "AAPL", type: .trade)
+        #expect(Array(scratch.bytes) == Array("AAPL|T".utf8))
+        scratch.write(name: Topic.system)
+        #expect(Array(scratch.bytes) == Array("#SYS".utf8))
+        scratch.write(symbol: "ABCDEFGHIJKLMNOP", type: .status)
+        #expect(Array(scratch.bytes) == Array("ABCDEFGHIJKLMNOP|S".utf8))
+        scratch.write(symbol: "MSFT", type: .quote)
+        #expect(Array(scratch.bytes) == Array("MSFT|Q".utf8))
+        #expect(scratch.count == 6)
+    }
+
     @Test func aSymbolPrefixMatchesThatSymbolAndNeverALongerOne() {
         let prefix = Topic.allTypes(of: "AAPL")
         #expect(Topic.matches("AAPL|T", prefix: prefix))
