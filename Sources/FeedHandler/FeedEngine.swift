@@ -275,7 +275,8 @@ private final class FeedLoop: SocketLoop, TickSink {
 
     func publish(_ ticks: inout [Tick], receivedNs: UInt64) {
         // Through the buffer, each tick is stamped and encoded in place: through the array's subscript every field
-        // write checked the array's uniqueness, and the encoder got a copy (a BOOK's levels retained and released).
+        // write checked the array's uniqueness, and the encoder got a copy (a BOOK's bid and ask arrays retained
+        // and released).
         ticks.withUnsafeMutableBufferPointer { ticks in
             for index in ticks.indices { stampAndPublish(&ticks[index], receivedNs: receivedNs) }
         }

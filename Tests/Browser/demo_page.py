@@ -122,7 +122,8 @@ def rows(driver):
     return {row["symbol"]: row for row in driver.execute_script(ROWS)}
 
 
-# AAPL's STATUS updates as the page's client got them, kept from the start (for a failure's diagnosis).
+# AAPL's STATUS updates as the page's client applied them (it drops, before this event, one whose seq it has passed),
+# kept from the start: a failure's diagnosis, and the halt's lag from plantd to the page.
 WATCH_AAPL_STATUS = """window.aaplStatus = [];
 window.tickplantDemo.client.on("update", (update) => {
     if (update.symbol === "AAPL" && update.type === "STATUS")
