@@ -167,7 +167,13 @@ import ZeroMQ
             try fixture.publish(tick)
         }
         try trades(20_000)
-        try await Task.sleep(for: .milliseconds(300))  // edged has taken them all: its queue for the client is full
+        // The halt must come while the queue conflates (edged counts the replaced updates as drops): on the old
+        // queue a trade after it then took the place of one ahead of it.
+        let deadline = Date().addingTimeInterval(10)
+        while try EdgeStatusProbe.status(fixture).drops == 0 && Date() < deadline {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(try EdgeStatusProbe.status(fixture).drops > 0, "the client's queue never conflated")
         try status(.halted)
         try trades(1_000)
         try status(.trading)
