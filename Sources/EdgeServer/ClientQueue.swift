@@ -5,9 +5,9 @@ import NIOCore
 /// does not take more, bounded in messages and bytes whatever the client does.
 ///
 /// Above the soft mark a new update of a symbol replaces the one queued for it (conflation: the newest value wins),
-/// unless a STATUS or snapshot of the symbol is queued after that one: then it queues behind them, so that a
-/// symbol's messages stay in seq order. At the hard mark the oldest updates go. STATUS messages and snapshots are
-/// never dropped: a client may lag, but it never misses a halt, its resumption or its starting values.
+/// unless a STATUS, snapshot or held update of the symbol is queued after that one: then it queues behind them, so
+/// that a symbol's messages stay in seq order. At the hard mark the oldest updates go. STATUS messages and snapshots
+/// are never dropped: a client may lag, but it never misses a halt, its resumption or its starting values.
 struct ClientQueue {
     struct Entry {
         var symbol: String
