@@ -74,6 +74,99 @@ import ZeroMQ
     }
 }
 
+/// The queue against the plainest queue that does what DESIGN section 8 says (`ReferenceClientQueue`: the symbol's
+/// newest entry found by walking back from the end, the oldest update removed from the middle), over random appends
+/// and reads of updates, STATUS, held updates and large texts, with marks small enough to be crossed all the time:
+/// every read must give the same entry, and the counts and bytes must agree after every step.
+@Suite struct ClientQueueModelTests {
+    /// The queue as edged had it before it kept an index of each symbol's newest entry.
+    struct ReferenceClientQueue {
+        let limits: ClientQueue.Limits
+        var entries: [ClientQueue.Entry] = []
+        var dropped: UInt64 = 0
+
+        var count: Int { entries.count }
+        var heldCount: Int { entries.filter(\.held).count }
+        var bytes: Int { entries.reduce(0) { $0 + $1.text.readableBytes } }
+        var heldBytes: Int { entries.filter(\.held).reduce(0) { $0 + $1.text.readableBytes } }
+        var isOverHardMark: Bool {
+            count - heldCount >= limits.hardMessages || bytes - heldBytes >= limits.hardBytes
+        }
+
+        mutating func append(_ entry: ClientQueue.Entry) {
+            var entry = entry
+            if entry.held {
+                entry.droppable = false
+                entries.append(entry)
+                return
+            }
+            if entry.droppable && count - heldCount >= limits.softMessages,
+                let queued = entries.lastIndex(where: { $0.symbol == entry.symbol }), entries[queued].droppable
+            {
+                entries[queued] = entry
+                dropped += 1
+            } else {
+                entries.append(entry)
+            }
+            while count - heldCount > limits.hardMessages || bytes - heldBytes > limits.hardBytes,
+                let oldest = entries.firstIndex(where: \.droppable)
+            {
+                entries.remove(at: oldest)
+                dropped += 1
+            }
+        }
+
+        mutating func popFirst() -> ClientQueue.Entry? { entries.isEmpty ? nil : entries.removeFirst() }
+    }
+
+    @Test(arguments: [1, 2, 3, 4, 5, 6])
+    func theQueueDoesWhatTheReferenceQueueDoes(seed: UInt64) {
+        var random = SplitMix64(seed: seed)
+        let limits = ClientQueue.Limits(softMessages: 1 + Int(random.next() % 8),
+            hardMessages: 4 + Int(random.next() % 24), hardBytes: 64 + Int(random.next() % 256))
+        var queue = ClientQueue(limits: limits)
+        var reference = ReferenceClientQueue(limits: limits)
+        let symbols = (0..<(2 + Int(random.next() % 12))).map { "S\($0)" }
+        var made = 0
+        var dropping = 0
+        var mostLeftInPlace = 0
+        for step in 0..<12_000 {
+            // Phases of reading often, reading rarely and not reading at all, so that the queue fills and drains.
+            let readOneIn: UInt64 = [2, 3, 9, 1_000][(step / 500) % 4]
+            if random.next() % readOneIn == 0 {
+                let read = queue.popFirst()
+                let expected = reference.popFirst()
+                let text = read.map { String(buffer: $0.text) }
+                #expect(text == expected.map { String(buffer: $0.text) }, "step \(step)")
+            } else {
+                made += 1
+                let kind = random.next() % 100
+                let length = kind < 3 ? 40 + Int(random.next() % 60) : 4 + Int(random.next() % 12)
+                var text = "\(made)-"
+                text += String(repeating: "x", count: max(0, length - text.count))
+                var entry = ClientQueue.Entry(symbol: symbols[Int(random.next() % UInt64(symbols.count))],
+                    text: ByteBuffer(string: text), droppable: kind >= 8)
+                entry.held = kind >= 8 && kind < 12
+                let droppedBefore = queue.dropped
+                queue.append(entry)
+                reference.append(entry)
+                if queue.dropped > droppedBefore { dropping += 1 }
+                mostLeftInPlace = max(mostLeftInPlace, queue.removedCount)
+            }
+            guard queue.count == reference.count, queue.bytes == reference.bytes, queue.dropped == reference.dropped,
+                queue.isOverHardMark == reference.isOverHardMark, queue.isEmpty == reference.entries.isEmpty
+            else {
+                let ours = "\(queue.count) entries, \(queue.bytes) bytes, \(queue.dropped) dropped"
+                let theirs = "\(reference.count), \(reference.bytes), \(reference.dropped)"
+                Issue.record("step \(step): \(ours); the reference \(theirs)")
+                return
+            }
+        }
+        #expect(dropping > 300, "\(dropping) appends conflated or dropped")
+        #expect(mostLeftInPlace > 0, "no update was dropped behind a STATUS")
+    }
+}
+
 /// Slow clients over real sockets: one stops reading while another reads at full speed. The fast one misses
 /// nothing; the slow one's queue stays bounded, and after `slow_grace` over its hard mark it gets 407 and close 4008.
 @Suite(.serialized) struct EdgeBackpressureOverRealSockets {

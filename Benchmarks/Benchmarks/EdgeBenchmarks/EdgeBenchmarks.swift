@@ -31,6 +31,39 @@ let benchmarks: @Sendable () -> Void = {
         benchmark.stopMeasurement()
     }
 
+    // A slow client's queue (`ClientQueue`, edged's default marks) watching the whole market (500 symbols) or a
+    // screen's worth of it (20), its socket taking one update for every four that arrive: past the soft mark each new
+    // update replaces its symbol's queued one or queues. Every slow client pays this once per update it watches; one
+    // iteration is one update.
+    for watched in [500, 20] {
+        Benchmark("Edge_slow_client_queue_\(watched)_symbols", configuration: Benchmark.Configuration(
+            metrics: [.throughput, .wallClock, .mallocCountTotal], scalingFactor: .kilo, maxDuration: .seconds(3),
+            thresholds: [.mallocCountTotal: .init(absolute: [.p90: 0])])
+        ) { benchmark in
+            let updates = SyntheticTicks.symbols.prefix(watched).map { symbol in
+                let update = FanOutHarness.update(symbol: symbol, json: #"{"type":"TRADE","symbol":"\#(symbol)","#
+                    + #""price":178.52,"size":100,"timestamp":1701432000000,"exchange":"NASDAQ","seq":1}"#)
+                return ClientQueue.Entry(symbol: update.symbol, text: update.text, droppable: true)
+            }
+            // The symbols in the market's order (each as often as the others, spread over it).
+            let arrivals = (1...50_000).map { (($0 &* 7919) % updates.count) }
+            var queue = ClientQueue(limits: .init())
+            var index = 0
+            func arrive() {
+                queue.append(updates[arrivals[index]])
+                if index & 3 == 0 { blackHole(queue.popFirst()) }
+                index = index + 1 == arrivals.count ? 0 : index + 1
+            }
+            // Until the queue is at its steady depth (and its storage at its largest).
+            for _ in 0..<arrivals.count { arrive() }
+            benchmark.startMeasurement()
+            for _ in benchmark.scaledIterations { arrive() }
+            benchmark.stopMeasurement()
+            precondition(queue.count >= min(watched, ClientQueue.Limits().softMessages) && queue.dropped > 0,
+                "the queue is not conflating")
+        }
+    }
+
     let perBatch = Benchmark.Configuration(
         metrics: [.throughput, .wallClock, .mallocCountTotal], maxDuration: .seconds(3),
         thresholds: [.mallocCountTotal: .init(absolute: [.p90: 0])])
