@@ -89,6 +89,10 @@ private final class UpstreamLoop: SocketLoop {
         socket = try ZMQSocket(subscriber.context, type: .subscribe)
         if let curve = subscriber.configuration.curve { try socket.setCurveClient(curve) }
         try socket.setReceiveHighWaterMark(subscriber.configuration.receiveHighWaterMark)
+        // A SUB sends each subscription to plantd as a message, and libzmq drops those past its send high-water mark
+        // (1 000 by default) without a word: thousands made at once, or all of them sent again when it reconnects to a
+        // restarted plantd. A symbol dropped so would never update again. The SUB sends nothing else, so no limit.
+        try socket.setSendHighWaterMark(0)
         try socket.connect(subscriber.configuration.upstream)
         // plantd's heartbeats carry its session: a new one is a plant restart, which may have lost updates.
         try socket.subscribe(Topic.heartbeat)

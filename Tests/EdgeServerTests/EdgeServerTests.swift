@@ -166,6 +166,64 @@ import ZeroMQ
     }
 }
 
+/// edged's subscriptions upstream when its clients watch thousands of symbols. A SUB socket sends each subscription
+/// to the publisher as a message, and libzmq drops those past the socket's send high-water mark (1 000 by default)
+/// without a word: when thousands are made at once, and when the SUB reconnects to a restarted plantd and sends them
+/// all again. A symbol dropped so would never update again, its last value shown as if it were current.
+@Suite(.serialized) struct EdgeUpstreamSubscriptionsOverRealSockets {
+    static func subscriptions(arrivingAt publisher: ZMQSocket, expecting count: Int) throws -> Set<String> {
+        var seen: Set<String> = []
+        let deadline = Date().addingTimeInterval(10)
+        while seen.count < count && Date() < deadline {
+            guard let frames = try publisher.receiveFrames(), let frame = frames.first, frame.first == 1 else { continue }
+            seen.insert(String(decoding: frame.dropFirst(), as: UTF8.self))
+        }
+        return seen
+    }
+
+    @Test func fiveThousandSymbolsAreAllSubscribedUpstreamAndAgainAfterPlantdRestarts() async throws {
+        let symbols = (0..<5_000).map { "S\($0)" }
+        let fixture = try await EdgeServerOverRealSockets.Fixture(maxSymbols: symbols.count) {
+            $0.maxMessagesPerSecond = 1_000
+        }
+        let client = try TestWebSocketClient(port: fixture.port)
+        for start in stride(from: 0, to: symbols.count, by: 500) {
+            let batch = symbols[start..<start + 500].map { "\"\($0)\"" }.joined(separator: ",")
+            try client.send(text: #"{"action":"subscribe","symbols":["# + batch + "]}")
+            #expect(try client.receiveJSON()["type"] as? String == "subscribed")
+        }
+        let wanted = Set(symbols.map { $0 + "|" } + [Topic.heartbeat])
+        let first = try Self.subscriptions(arrivingAt: fixture.upstream, expecting: wanted.count)
+        #expect(first.count == wanted.count, "plantd saw \(first.count) of edged's \(wanted.count) subscriptions, not \(wanted.subtracting(first).prefix(3))")
+
+        // plantd restarts: its XPUB goes, a new one binds the same port, edged's SUB reconnects and subscribes again.
+        let endpoint = try fixture.upstream.lastEndpoint
+        fixture.upstream.close()
+        let restarted = try ZMQSocket(fixture.context, type: .extendedPublish)
+        try restarted.setVerboseSubscriptions(true)
+        try restarted.setReceiveTimeout(milliseconds: 3000)
+        var bound = false
+        for _ in 0..<100 where !bound {  // the old socket's port is let go by libzmq's I/O thread, soon after
+            bound = (try? restarted.bind(endpoint)) != nil
+            if !bound { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        try #require(bound, "could not bind \(endpoint) again")
+        let again = try Self.subscriptions(arrivingAt: restarted, expecting: wanted.count)
+        #expect(again.count == wanted.count, "the restarted plantd saw \(again.count) of \(wanted.count)")
+
+        // The last symbol subscribed still updates.
+        var tick = Tick.trade(symbol: "S4999", venue: "XNAS", price: Price(fixedPoint: 178_520_000), size: 100,
+            exchangeTimestampNs: 1_701_432_000_000_000_000)
+        tick.symbolSequence = 1
+        try restarted.send(Topic.make(symbol: tick.symbol, type: .trade), more: true)
+        try restarted.send(fixture.encoder.encodeToArray(tick))
+        let update = try client.receiveJSON()
+        #expect(update["symbol"] as? String == "S4999" && update["type"] as? String == "TRADE")
+        restarted.close()
+        await fixture.stop()
+    }
+}
+
 /// RFC 6455 below the protocol of section 8, on `/prices` (the Autobahn testsuite checks the same layer through
 /// `/echo`, `make autobahn`): fragments, pings between them, the frame size limit, UTF-8, reserved bits, the
 /// closing handshake.
