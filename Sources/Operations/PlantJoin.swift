@@ -73,10 +73,14 @@ final class PlantJoin {
         subscriber = try ZMQSocket(context, type: .subscribe)
         if let curve { try subscriber.setCurveClient(curve) }
         try subscriber.setReceiveHighWaterMark(10_000_000)
+        // Subscriptions travel to plantd as messages: past a send high-water mark libzmq drops them without a word.
+        try subscriber.setSendHighWaterMark(0)
+        // Connected first: subscriptions made before the connect are sent in libzmq's own order (the heartbeat's,
+        // "#HB", ahead of every symbol's), those made after it in the order they are made.
+        try subscriber.connect(publish)
         for prefix in prefixes + plantTopics { try subscriber.subscribe(prefix) }
         // Last: plantd takes a SUB's subscriptions in order, so the first heartbeat proves the prefixes live.
         try subscriber.subscribe(Topic.heartbeat)
-        try subscriber.connect(publish)
         dealer = try Self.newDealer(context, snapshot, curve: curve)
     }
 

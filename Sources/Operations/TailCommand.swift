@@ -233,6 +233,7 @@ enum TickSource {
         let socket = try ZMQSocket(context, type: .subscribe)
         if let curve { try socket.setCurveClient(curve) }
         try socket.setReceiveHighWaterMark(1_000_000)
+        try socket.setSendHighWaterMark(0)  // its subscriptions: libzmq drops those past the mark without a word
         try socket.connect(endpoint)
         for topic in topics(prefixes, raw: raw) { try socket.subscribe(topic) }
         return (socket, endpoint)

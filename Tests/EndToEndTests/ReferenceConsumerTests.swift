@@ -37,6 +37,51 @@ import ZeroMQ
         func counter(_ name: String) -> Int { counters[name] ?? 0 }
     }
 
+    /// A consumer watching thousands of prefixes (a risk system on a whole exchange). Subscriptions travel to plantd
+    /// as messages: libzmq drops those past the SUB's send high-water mark (1 000 by default) without a word, and
+    /// sends those made before the SUB connects in its own order, the heartbeat's "#HB" ahead of every symbol's. The
+    /// join's proof (the first heartbeat means every prefix before it is live) needs them all, in the order made. A
+    /// ZeroMQ XPUB stands in for plantd and reads them: the C and Python references and `mktctl tail` (PlantJoin).
+    @Test func withThousandsOfPrefixesEveryJoinerSubscribesToAllOfThemAndToTheHeartbeatLast() throws {
+        try Self.buildExamples()
+        let chain = try Chain()
+        defer { chain.stop() }
+        let context = try ZMQContext()
+        let symbols = (0..<3_000).map { "S\($0)" }
+        let joiners: [(name: String, executable: String, arguments: [String])] = [
+            ("consumer-c", Self.examples.appendingPathComponent("consumer-c/consumer").path, symbols.map { $0 + "|" }),
+            ("consumer-python", Chain.python,
+                [Self.examples.appendingPathComponent("consumer-python/consumer.py").path] + symbols.map { $0 + "|" }),
+            ("mktctl-tail", Self.binDirectory.appendingPathComponent("mktctl").path, ["tail"] + symbols),
+        ]
+        for joiner in joiners {
+            let plant = try ZMQSocket(context, type: .extendedPublish)
+            try plant.setVerboseSubscriptions(true)
+            try plant.setReceiveTimeout(milliseconds: 500)
+            try plant.bind("tcp://127.0.0.1:*")
+            // Nothing answers there: a joiner asks for snapshots only after a heartbeat, and none is sent.
+            let snapshot = "tcp://127.0.0.1:\(try Chain.freePort(udp: false))"
+            let endpoints = joiner.name == "mktctl-tail"
+                ? ["--from", try plant.lastEndpoint, "--snapshot", snapshot, "--idle-timeout", "20"]
+                : ["--endpoint", try plant.lastEndpoint, "--snapshot", snapshot, "--seconds", "20"]
+            let process = try chain.start(joiner.name, executable: joiner.executable, joiner.arguments + endpoints)
+            var subscribed: [String] = []
+            let deadline = Date().addingTimeInterval(15)
+            while subscribed.count < symbols.count + 1 && Date() < deadline {
+                guard let frames = try plant.receiveFrames(), let frame = frames.first, frame.first == 1 else { continue }
+                subscribed.append(String(decoding: frame.dropFirst(), as: UTF8.self))
+            }
+            // Killed: it may not have set up its SIGTERM handler yet, and nothing of it is checked after this.
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            plant.close()
+            let everyOne = Set(subscribed) == Set(symbols.map { $0 + "|" } + [Topic.heartbeat])
+            #expect(everyOne, "\(joiner.name): \(subscribed.count) of \(symbols.count + 1) subscriptions reached the plant")
+            #expect(subscribed.last == Topic.heartbeat,
+                "\(joiner.name): the heartbeat's subscription came at \(subscribed.firstIndex(of: Topic.heartbeat) ?? -1)")
+        }
+    }
+
     /// `make examples`: the C consumer built, the Python one's protoc code generated.
     static func buildExamples() throws {
         let result = try Chain.run("/usr/bin/make", ["-s", "-C", Chain.packageRoot.path, "examples"], timeout: 300)

@@ -725,18 +725,22 @@ int main(int argc, char **argv) {
     }
 
     consumer.context = zmq_ctx_new();
-    /* Step 1: subscribe first. The high-water mark is set, not left at ZeroMQ's 1000 (which drops silently). */
+    /* Step 1: subscribe first. The high-water marks are set, not left at ZeroMQ's 1000 (which drops silently): the
+     * receive one for ticks, the send one for the subscriptions, which travel to plantd as messages. */
     consumer.sub = zmq_socket(consumer.context, ZMQ_SUB);
     secure(&consumer, consumer.sub);
-    int high_water_mark = 10000000, linger = 0;
+    int high_water_mark = 10000000, no_limit = 0, linger = 0;
     zmq_setsockopt(consumer.sub, ZMQ_RCVHWM, &high_water_mark, sizeof high_water_mark);
+    zmq_setsockopt(consumer.sub, ZMQ_SNDHWM, &no_limit, sizeof no_limit);
     zmq_setsockopt(consumer.sub, ZMQ_LINGER, &linger, sizeof linger);
+    /* Connected before subscribing: subscriptions made before the connect are sent in libzmq's own order ("#HB" ahead
+     * of every symbol), those made after it in the order they are made. */
+    if (zmq_connect(consumer.sub, endpoint) != 0) die("cannot connect to %s: %s", endpoint, zmq_strerror(errno));
     for (int index = 0; index < consumer.prefix_count; index++)
         zmq_setsockopt(consumer.sub, ZMQ_SUBSCRIBE, consumer.prefixes[index], strlen(consumer.prefixes[index]));
     /* The heartbeat's subscription goes last: plantd takes a SUB's subscriptions in order, so the first heartbeat
      * proves that every prefix before it is live. */
     zmq_setsockopt(consumer.sub, ZMQ_SUBSCRIBE, "#HB", 3);
-    if (zmq_connect(consumer.sub, endpoint) != 0) die("cannot connect to %s: %s", endpoint, zmq_strerror(errno));
     new_dealer(&consumer);
 
     signal(SIGINT, on_signal);

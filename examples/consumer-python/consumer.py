@@ -82,16 +82,20 @@ class Consumer:
         self.drop_from, self.drop_count = drop
         self.curve = curve
         self.context = zmq.Context()
-        # Step 1: subscribe first. The high-water mark is set, not left at ZeroMQ's 1000 (which drops silently).
+        # Step 1: subscribe first. The high-water marks are set, not left at ZeroMQ's 1000 (which drops silently): the
+        # receive one for ticks, the send one for the subscriptions, which travel to plantd as messages.
         self.sub = self.context.socket(zmq.SUB)
         self.secure(self.sub)
         self.sub.setsockopt(zmq.RCVHWM, 10_000_000)
+        self.sub.setsockopt(zmq.SNDHWM, 0)
+        # Connected before subscribing: subscriptions made before the connect are sent in libzmq's own order (#HB
+        # ahead of every symbol), those made after it in the order they are made.
+        self.sub.connect(endpoint)
         for prefix in prefixes:
             self.sub.setsockopt(zmq.SUBSCRIBE, prefix.encode())
         # The heartbeat's subscription goes last: plantd takes a SUB's subscriptions in order, so the first heartbeat
         # proves that every prefix before it is live.
         self.sub.setsockopt(zmq.SUBSCRIBE, HEARTBEAT)
-        self.sub.connect(endpoint)
         self.dealer = None
         self.new_dealer()
         self.symbols = {}
