@@ -1,5 +1,6 @@
 import Benchmark
 import BenchmarkMarkets
+import Glibc
 import MarketData
 import TickerPlant
 import ZeroMQ
@@ -56,6 +57,78 @@ let benchmarks: @Sendable () -> Void = {
         benchmark.stopMeasurement()
         sender.close()
         receiver.close()
+    }
+
+    // Topic matching, which libzmq does in plantd's XPUB: each tick's topic (`S123|T`) is matched against the prefixes
+    // its subscribers asked for, and the tick queued to those that match. A subscriber of the market's 500 symbols
+    // against one of 20 000 (the same 500 and 19 500 more, as an edged whose clients watch a whole exchange): the same
+    // ticks queued, only the prefixes to match among differ. One iteration is one tick sent as plantd sends it (topic
+    // and payload frames, not waiting); the subscriber reads them after the measurement. The mallocs are libzmq's:
+    // each payload frame copied into a message of its own (above its 33-byte inline size), 1 000 a sample (its file
+    // in Thresholds/), and a block of its queue for every 256 frames waiting (up to 16 a sample more, below). Ours
+    // add none; one of ours a tick would double them.
+    for subscribed in [500, 20_000] {
+        Benchmark("Plant_publish_to_a_subscriber_of_\(subscribed)_prefixes", configuration: .init(
+            metrics: [.throughput, .wallClock, .mallocCountTotal], scalingFactor: .kilo, maxDuration: .seconds(3),
+            thresholds: [.mallocCountTotal: .init(absolute: [.p90: 16])])
+        ) { benchmark in
+            let context = try ZMQContext()
+            let publisher = try ZMQSocket(context, type: .extendedPublish)
+            let subscriber = try ZMQSocket(context, type: .subscribe)
+            // No limits: the ticks of a measurement wait for the subscriber, and the subscriptions are messages too,
+            // which libzmq would drop past the subscriber's send limit.
+            try publisher.setSendHighWaterMark(0)
+            try subscriber.setReceiveHighWaterMark(0)
+            try subscriber.setSendHighWaterMark(0)
+            try subscriber.setReceiveTimeout(milliseconds: 1_000)
+            try publisher.bind("inproc://plant-topic-match-\(subscribed)")
+            try subscriber.connect("inproc://plant-topic-match-\(subscribed)")
+            for symbol in 0..<subscribed { try subscriber.subscribe("S\(symbol)|") }
+            let topics = plantMarket.map { bytes in
+                var tick = Tick(symbol: "", type: .trade, venue: "")
+                bytes.withUnsafeBytes { try? TickWire.decode($0, into: &tick) }
+                return Array(Topic.make(symbol: tick.symbol, type: tick.type).utf8)
+            }
+            let message = ZMQMessage()
+            func publish(_ index: Int) throws {
+                try topics[index].withUnsafeBytes { _ = try publisher.send($0, more: true, dontWait: true) }
+                try plantMarket[index].withUnsafeBytes { _ = try publisher.send($0, dontWait: true) }
+            }
+            func receive(_ count: Int) throws {
+                for _ in 0..<count {
+                    let delivered = try subscriber.receive(into: message) && subscriber.receive(into: message)
+                    precondition(delivered, "a tick was not delivered")
+                }
+            }
+            // The subscriptions reach the publisher a while after they are made: until the last one has, a tick of
+            // its symbol is not delivered.
+            let last = "S\(subscribed - 1)|T"
+            var arrived = false
+            while !arrived {
+                _ = try publisher.send(last, more: true, dontWait: true)
+                _ = try publisher.send("probe", dontWait: true)
+                arrived = try subscriber.receive(into: message, dontWait: true)
+                if arrived { _ = try subscriber.receive(into: message) } else { usleep(1_000) }
+            }
+            while try subscriber.receive(into: message, dontWait: true) {}
+            // The XPUB hands each subscription over to be read (plantd counts them); read them all before measuring.
+            while try publisher.receive(into: message, dontWait: true) {}
+            for _ in 0..<3 {
+                for index in 0..<1_000 { try publish(index) }
+                try receive(1_000)
+            }
+            var index = 0
+            benchmark.startMeasurement()
+            for _ in benchmark.scaledIterations {
+                try publish(index)
+                index = index + 1 == plantMarket.count ? 0 : index + 1
+            }
+            benchmark.stopMeasurement()
+            // Every tick sent reached the subscriber: none was dropped, so each was matched.
+            try receive(benchmark.scaledIterations.count)
+            publisher.close()
+            subscriber.close()
+        }
     }
 
     Benchmark("Plant_filters_and_aggregation", configuration: perTick) { benchmark in
