@@ -175,7 +175,9 @@ import ZeroMQ
         var seen: Set<String> = []
         let deadline = Date().addingTimeInterval(10)
         while seen.count < count && Date() < deadline {
-            guard let frames = try publisher.receiveFrames(), let frame = frames.first, frame.first == 1 else { continue }
+            guard let frames = try publisher.receiveFrames(), let frame = frames.first, frame.first == 1 else {
+                continue
+            }
             seen.insert(String(decoding: frame.dropFirst(), as: UTF8.self))
         }
         return seen
@@ -194,7 +196,8 @@ import ZeroMQ
         }
         let wanted = Set(symbols.map { $0 + "|" } + [Topic.heartbeat])
         let first = try Self.subscriptions(arrivingAt: fixture.upstream, expecting: wanted.count)
-        #expect(first.count == wanted.count, "plantd saw \(first.count) of edged's \(wanted.count) subscriptions, not \(wanted.subtracting(first).prefix(3))")
+        let missing = wanted.subtracting(first).prefix(3)
+        #expect(first.count == wanted.count, "plantd saw \(first.count) of \(wanted.count), not \(missing)")
 
         // plantd restarts: its XPUB goes, a new one binds the same port, edged's SUB reconnects and subscribes again.
         let endpoint = try fixture.upstream.lastEndpoint

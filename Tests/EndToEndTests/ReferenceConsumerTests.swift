@@ -68,7 +68,9 @@ import ZeroMQ
             var subscribed: [String] = []
             let deadline = Date().addingTimeInterval(15)
             while subscribed.count < symbols.count + 1 && Date() < deadline {
-                guard let frames = try plant.receiveFrames(), let frame = frames.first, frame.first == 1 else { continue }
+                guard let frames = try plant.receiveFrames(), let frame = frames.first, frame.first == 1 else {
+                    continue
+                }
                 subscribed.append(String(decoding: frame.dropFirst(), as: UTF8.self))
             }
             // Killed: it may not have set up its SIGTERM handler yet, and nothing of it is checked after this.
@@ -76,9 +78,9 @@ import ZeroMQ
             process.waitUntilExit()
             plant.close()
             let everyOne = Set(subscribed) == Set(symbols.map { $0 + "|" } + [Topic.heartbeat])
-            #expect(everyOne, "\(joiner.name): \(subscribed.count) of \(symbols.count + 1) subscriptions reached the plant")
-            #expect(subscribed.last == Topic.heartbeat,
-                "\(joiner.name): the heartbeat's subscription came at \(subscribed.firstIndex(of: Topic.heartbeat) ?? -1)")
+            #expect(everyOne, "\(joiner.name): \(subscribed.count) of \(symbols.count + 1) subscriptions arrived")
+            let heartbeatAt = subscribed.firstIndex(of: Topic.heartbeat) ?? -1
+            #expect(subscribed.last == Topic.heartbeat, "\(joiner.name): #HB came at \(heartbeatAt)")
         }
     }
 
