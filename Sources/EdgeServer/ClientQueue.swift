@@ -132,8 +132,8 @@ public struct ClientQueue {
         let symbol = slots[index].entry.symbol
         bytes -= slots[index].entry.text.readableBytes
         dropped += 1
-        // The oldest droppable entry: if it was its symbol's newest, the symbol's older ones are STATUS or snapshots,
-        // which a new update must queue behind, as if the symbol had none.
+        // The oldest droppable entry: if it was its symbol's newest, the symbol's older ones are STATUS, snapshots or
+        // held updates, which a new update must queue behind, as if the symbol had none.
         forget(symbol, at: frontPosition + index)
         if index == 0 {
             slots.removeFirst()
