@@ -205,6 +205,22 @@ let benchmarks: @Sendable () -> Void = {
         }
     }
 
+    // The same four prices written back as text, as edged writes them into its JSON (`Price.append(to:)`: the
+    // shortest exact decimal), into a buffer kept between calls.
+    Benchmark("Price_format", configuration: perCall) { benchmark in
+        let prices = [178_520_000, 100, 12_345_678_901, 99_500_000].map { Price(fixedPoint: $0) }
+        var text: [UInt8] = []
+        text.reserveCapacity(32)
+        benchmark.startMeasurement()
+        var index = 0
+        for _ in benchmark.scaledIterations {
+            text.removeAll(keepingCapacity: true)
+            prices[index].append(to: &text)
+            blackHole(text.count)
+            index = (index + 1) & 3
+        }
+    }
+
     // A TRADE as feedd publishes it (stamps set), by the project's wire writer and, as the baseline in the same run,
     // by protobuf-c's packer: the same bytes.
     for (name, withProtobufC) in [("Tick_encode", false), ("Tick_encode_protobuf_c", true)] {
