@@ -73,7 +73,8 @@ import ZeroMQ
                 }
                 subscribed.append(String(decoding: frame.dropFirst(), as: UTF8.self))
             }
-            // Killed: it may not have set up its SIGTERM handler yet, and nothing of it is checked after this.
+            // Killed outright: a SIGTERM this early was seen to wait out the joiner's 20 s, and nothing of it is
+            // checked after this.
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
             plant.close()
