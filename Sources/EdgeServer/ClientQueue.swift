@@ -144,7 +144,6 @@ public struct ClientQueue {
         }
         slots[index].removed = true
         slots[index].entry.text = ByteBuffer()
-        slots[index].entry.droppable = false
         removedCount += 1
         if removedCount > count { compact() }
     }
