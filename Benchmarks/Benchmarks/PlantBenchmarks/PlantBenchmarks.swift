@@ -9,6 +9,12 @@ import ZeroMQ
 /// splice the plant's fields into the bytes that go out (laid out as the journal record), keep the last value. One
 /// iteration is one tick of a market of 500 symbols (three quotes to two trades); mallocs are counted and must stay 0.
 let plantMarket = SyntheticTicks.market
+/// Each tick's topic (`S123|T`), as plantd publishes it.
+let plantTopics = plantMarket.map { bytes in
+    var tick = Tick(symbol: "", type: .trade, venue: "")
+    bytes.withUnsafeBytes { try? TickWire.decode($0, into: &tick) }
+    return Array(Topic.make(symbol: tick.symbol, type: tick.type).utf8)
+}
 
 let benchmarks: @Sendable () -> Void = {
     let perTick = Benchmark.Configuration(
@@ -84,14 +90,9 @@ let benchmarks: @Sendable () -> Void = {
             try publisher.bind("inproc://plant-topic-match-\(subscribed)")
             try subscriber.connect("inproc://plant-topic-match-\(subscribed)")
             for symbol in 0..<subscribed { try subscriber.subscribe("S\(symbol)|") }
-            let topics = plantMarket.map { bytes in
-                var tick = Tick(symbol: "", type: .trade, venue: "")
-                bytes.withUnsafeBytes { try? TickWire.decode($0, into: &tick) }
-                return Array(Topic.make(symbol: tick.symbol, type: tick.type).utf8)
-            }
             let message = ZMQMessage()
             func publish(_ index: Int) throws {
-                try topics[index].withUnsafeBytes { _ = try publisher.send($0, more: true, dontWait: true) }
+                try plantTopics[index].withUnsafeBytes { _ = try publisher.send($0, more: true, dontWait: true) }
                 try plantMarket[index].withUnsafeBytes { _ = try publisher.send($0, dontWait: true) }
             }
             func receive(_ count: Int) throws {
