@@ -137,7 +137,7 @@ let package = Package(
 
         // MARK: Tests
         // What the tests of several targets share: plain TCP and HTTP to our servers on 127.0.0.1.
-        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["ZeroMQ"], path: "Tests/TestSupport"),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
         .testTarget(name: "MarketDataTests", dependencies: ["MarketData"]),
         .testTarget(name: "FeedHandlerTests", dependencies: ["FeedHandler", "MarketData", "ZeroMQ"]),

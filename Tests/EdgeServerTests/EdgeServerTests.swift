@@ -171,18 +171,6 @@ import ZeroMQ
 /// without a word: when thousands are made at once, and when the SUB reconnects to a restarted plantd and sends them
 /// all again. A symbol dropped so would never update again, its last value shown as if it were current.
 @Suite(.serialized) struct EdgeUpstreamSubscriptionsOverRealSockets {
-    static func subscriptions(arrivingAt publisher: ZMQSocket, expecting count: Int) throws -> Set<String> {
-        var seen: Set<String> = []
-        let deadline = Date().addingTimeInterval(10)
-        while seen.count < count && Date() < deadline {
-            guard let frames = try publisher.receiveFrames(), let frame = frames.first, frame.first == 1 else {
-                continue
-            }
-            seen.insert(String(decoding: frame.dropFirst(), as: UTF8.self))
-        }
-        return seen
-    }
-
     @Test func fiveThousandSymbolsAreAllSubscribedUpstreamAndAgainAfterPlantdRestarts() async throws {
         let symbols = (0..<5_000).map { "S\($0)" }
         let fixture = try await EdgeServerOverRealSockets.Fixture(maxSymbols: symbols.count) {
@@ -195,7 +183,7 @@ import ZeroMQ
             #expect(try client.receiveJSON()["type"] as? String == "subscribed")
         }
         let wanted = Set(symbols.map { $0 + "|" } + [Topic.heartbeat])
-        let first = try Self.subscriptions(arrivingAt: fixture.upstream, expecting: wanted.count)
+        let first = Set(try PublisherSubscriptions.read(from: fixture.upstream, count: wanted.count, within: 10))
         let missing = wanted.subtracting(first).prefix(3)
         #expect(first.count == wanted.count, "plantd saw \(first.count) of \(wanted.count), not \(missing)")
 
@@ -211,7 +199,7 @@ import ZeroMQ
             if !bound { try await Task.sleep(for: .milliseconds(50)) }
         }
         try #require(bound, "could not bind \(endpoint) again")
-        let again = try Self.subscriptions(arrivingAt: restarted, expecting: wanted.count)
+        let again = Set(try PublisherSubscriptions.read(from: restarted, count: wanted.count, within: 10))
         #expect(again.count == wanted.count, "the restarted plantd saw \(again.count) of \(wanted.count)")
 
         // The last symbol subscribed still updates.

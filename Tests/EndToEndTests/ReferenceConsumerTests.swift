@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+import TestSupport
 
 import MarketData
 import ZeroMQ
@@ -65,14 +66,7 @@ import ZeroMQ
                 ? ["--from", try plant.lastEndpoint, "--snapshot", snapshot, "--idle-timeout", "20"]
                 : ["--endpoint", try plant.lastEndpoint, "--snapshot", snapshot, "--seconds", "20"]
             let process = try chain.start(joiner.name, executable: joiner.executable, joiner.arguments + endpoints)
-            var subscribed: [String] = []
-            let deadline = Date().addingTimeInterval(15)
-            while subscribed.count < symbols.count + 1 && Date() < deadline {
-                guard let frames = try plant.receiveFrames(), let frame = frames.first, frame.first == 1 else {
-                    continue
-                }
-                subscribed.append(String(decoding: frame.dropFirst(), as: UTF8.self))
-            }
+            let subscribed = try PublisherSubscriptions.read(from: plant, count: symbols.count + 1, within: 15)
             // Killed outright: a SIGTERM this early was seen to wait out the joiner's 20 s, and nothing of it is
             // checked after this.
             kill(process.processIdentifier, SIGKILL)
