@@ -49,10 +49,19 @@ struct StreamJoin {
 }
 /// A symbol a client asked at most `maxRate` updates per second of: the latest update waits for its turn.
 struct RateHeld {
+    /// The rates a client may ask for. The lower bound keeps the interval a whole number of nanoseconds a UInt64
+    /// holds (a rate of 1e-300 once made it infinite, and converting that trapped: every client of the edge was
+    /// gone); one update every 1000 s is slower than any screen wants.
+    static let allowedRates: ClosedRange<Double> = 0.001...1_000
     var intervalNs: UInt64
     var lastSentNs: UInt64 = 0
     /// The newest update not sent yet (each later one replaces it: conflation).
     var waiting: ByteBuffer?
+
+    /// `updatesPerSecond` must lie in `allowedRates` (checked where the client's message is read).
+    init(updatesPerSecond: Double) {
+        intervalNs = UInt64(1e9 / updatesPerSecond)
+    }
 }
 
 /// What a client wants of a symbol (`"mode"` of a subscribe): `ltp` the last trade (TRADE, and STATUS so it knows
@@ -316,9 +325,10 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
                     hub.badClientMessages.wrappingAdd(1, ordering: .relaxed)
                     return sendError(.badMessage, "mode \"\(message.mode ?? "")\": expected ltp, quote or full")
                 }
-                if let rate = message.maxRate, !(rate > 0 && rate <= 1_000) {
+                if let rate = message.maxRate, !RateHeld.allowedRates.contains(rate) {
                     hub.badClientMessages.wrappingAdd(1, ordering: .relaxed)
-                    return sendError(.badMessage, "maxRate \(rate): expected updates per second from above 0 to 1000")
+                    return sendError(.badMessage, "maxRate \(rate): expected updates per second from "
+                        + "\(RateHeld.allowedRates.lowerBound) to \(RateHeld.allowedRates.upperBound)")
                 }
                 let resumeFrom: [String: UInt64]
                 switch message.fromSeq {
@@ -353,7 +363,7 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
                 // A symbol subscribed again takes the new mode.
                 for symbol in Set(requested) {
                     narrowModes[symbol] = mode == .full ? nil : mode
-                    rates[symbol] = message.maxRate.map { RateHeld(intervalNs: UInt64(1e9 / $0)) }
+                    rates[symbol] = message.maxRate.map { RateHeld(updatesPerSecond: $0) }
                 }
                 for symbol in Set(added) {
                     symbols.insert(symbol)

@@ -26,6 +26,17 @@ public struct FeedConfiguration: Sendable {
         /// table bigger than the book needs makes every lookup slower: 143 -> 167 ns a message for 20 000 orders in a
         /// table made for 65 536).
         public var bookOrders = 16_384
+        /// What a datagram must show before it moves the stream: how far ahead it may start, how many consecutive
+        /// packets prove another session or a longer jump (`max_sequence_jump`, `session_proof_packets`).
+        var sessionGate = MoldSessionGate.Configuration()
+        public var maxSequenceJump: UInt64 {
+            get { sessionGate.maxSequenceJump }
+            set { sessionGate.maxSequenceJump = newValue }
+        }
+        public var sessionProofPackets: Int {
+            get { sessionGate.proofPackets }
+            set { sessionGate.proofPackets = newValue }
+        }
 
         public init(listenHost: String, listenPort: Int, retransmission: (host: String, port: Int)? = nil,
             multicastInterface: String? = nil)
@@ -44,6 +55,7 @@ public struct FeedConfiguration: Sendable {
                 && lhs.gapGiveUp == rhs.gapGiveUp && lhs.retransmissionRetry == rhs.retransmissionRetry
                 && lhs.maxHeldMessages == rhs.maxHeldMessages && lhs.bookDepth == rhs.bookDepth
                 && lhs.bookInterval == rhs.bookInterval && lhs.bookOrders == rhs.bookOrders
+                && lhs.sessionGate == rhs.sessionGate
         }
 
         /// The recovery settings in the stream's own terms.
@@ -145,6 +157,10 @@ public struct FeedConfiguration: Sendable {
                 itch.bookDepth = try table.int("book_depth", default: itch.bookDepth, in: 0...50)
                 itch.bookInterval = try table.duration("book_interval", default: itch.bookInterval)
                 itch.bookOrders = try table.int("book_orders", default: itch.bookOrders, in: 1...100_000_000)
+                itch.maxSequenceJump = UInt64(try table.int("max_sequence_jump", default: Int(itch.maxSequenceJump),
+                    in: 1...1_000_000_000_000))
+                itch.sessionProofPackets = try table.int("session_proof_packets", default: itch.sessionProofPackets,
+                    in: 1...64)
                 guard itch.bookInterval >= .milliseconds(1) else {
                     throw table.error("book_interval", "expected at least 1ms")
                 }

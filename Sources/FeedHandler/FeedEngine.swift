@@ -374,17 +374,23 @@ private final class FeedLoop: SocketLoop, TickSink {
             "replay_first_stream_seq": ring.firstSequence]
         var gapsOpen: UInt64 = 0
         var gapsHealed: UInt64 = 0
+        var gapsGivenUp: UInt64 = 0
+        var messagesLost: UInt64 = 0
         for (feed, _, _) in itchFeeds {
             let stream = feed.stream.counters
             counters["\(feed.venue).messages"] = feed.normalizer.counters.messages
             counters["\(feed.venue).malformed"] = feed.malformed
             counters["\(feed.venue).unknown_types"] = feed.unknownTypes
             counters["\(feed.venue).unknown_orders"] = feed.normalizer.counters.unknownOrder
+            counters["\(feed.venue).bad_symbols"] = feed.normalizer.counters.badSymbols
             counters["\(feed.venue).duplicates"] = stream.duplicates
             counters["\(feed.venue).gaps"] = stream.gapsOpened
             counters["\(feed.venue).gaps_healed"] = stream.gapsHealed
-            counters["\(feed.venue).gaps_given_up"] = stream.gapsGivenUp
-            counters["\(feed.venue).messages_lost"] = stream.messagesLost
+            counters["\(feed.venue).gaps_given_up"] = feed.gapsGivenUp
+            counters["\(feed.venue).messages_lost"] = feed.messagesLost
+            counters["\(feed.venue).packets_refused"] = feed.gate.refusedPackets
+            counters["\(feed.venue).packets_held_aside"] = UInt64(feed.gate.heldCandidates)
+            counters["\(feed.venue).stream_moves_proven"] = feed.gate.provenChanges
             counters["\(feed.venue).retransmission_requests"] = stream.requests
             counters["\(feed.venue).held"] = UInt64(feed.stream.heldCount)
             counters["\(feed.venue).held_high_water"] = UInt64(stream.heldHighWater)
@@ -397,6 +403,8 @@ private final class FeedLoop: SocketLoop, TickSink {
             if let drops = feed.receiver.kernelDrops { counters["\(feed.venue).kernel_drops"] = drops }
             gapsOpen += feed.stream.hasOpenGap ? 1 : 0
             gapsHealed += stream.gapsHealed
+            gapsGivenUp += feed.gapsGivenUp
+            messagesLost += feed.messagesLost
         }
         for venue in jsonVenues {
             counters["\(venue.parser.venue).lines"] = venue.lines
@@ -408,8 +416,8 @@ private final class FeedLoop: SocketLoop, TickSink {
             uptimeSeconds: Double(MonotonicClock.nowNanoseconds() - started) / 1e9,
             messagesIn: messagesIn,
             messagesOut: published, rateIn: rateIn.perSecond, rateOut: rateOut.perSecond,
-            drops: dropped, gapsOpen: gapsOpen, gapsHealed: gapsHealed, counters: counters,
-            latency: [exchangeToFeed, inFeed])
+            drops: dropped, gapsOpen: gapsOpen, gapsHealed: gapsHealed, gapsGivenUp: gapsGivenUp,
+            messagesLost: messagesLost, counters: counters, latency: [exchangeToFeed, inFeed])
     }
 }
 

@@ -1,7 +1,8 @@
 /// Parses ISO 8601 / RFC 3339 timestamps as venues write them — `2025-12-01T10:00:00Z`,
 /// `2025-12-01T10:00:00.123456+01:00`, `2025-12-01 10:00:00.5-05:00` — into nanoseconds since the Unix epoch,
 /// without Foundation and without allocating. A timestamp without a zone is refused: guessing it would shift prices
-/// in time.
+/// in time. A time that nanoseconds since the epoch cannot hold as a UInt64 (before 1970, or after
+/// 2554-07-21T23:34:33Z) is refused too: it comes from a venue, and no arithmetic on it may trap.
 public enum ISO8601Timestamp {
     public static func parseNanoseconds(_ bytes: UnsafeRawBufferPointer) -> UInt64? {
         var index = 0
@@ -60,7 +61,10 @@ public enum ISO8601Timestamp {
         let days = daysSinceEpoch(year: year, month: month, day: day)
         let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offsetSeconds
         guard seconds >= 0 else { return nil }
-        return UInt64(seconds) * 1_000_000_000 + nanos
+        let (wholeNs, overflowed) = UInt64(seconds).multipliedReportingOverflow(by: 1_000_000_000)
+        guard !overflowed else { return nil }
+        let (total, overflowedAdding) = wholeNs.addingReportingOverflow(nanos)
+        return overflowedAdding ? nil : total
     }
 
     static func isLeap(_ year: Int) -> Bool { year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) }

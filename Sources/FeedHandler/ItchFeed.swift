@@ -34,9 +34,17 @@ final class ItchFeed {
     @exclusivity(unchecked) var normalizer: ItchNormalizer
     var session: MoldSession?
     @exclusivity(unchecked) var stream: MoldStream
+    /// Keeps a datagram of another session, or one far ahead, from moving the stream until others prove it.
+    var gate: MoldSessionGate
     var malformed: UInt64 = 0
     var unknownTypes: UInt64 = 0
     var sessionsEnded: UInt64 = 0
+    private var earlierSessionsGivenUp: UInt64 = 0
+    private var earlierSessionsLost: UInt64 = 0
+    /// Gaps given up since feedd started, over every session of the venue.
+    var gapsGivenUp: UInt64 { earlierSessionsGivenUp + stream.counters.gapsGivenUp }
+    /// Messages lost in those gaps.
+    var messagesLost: UInt64 { earlierSessionsLost + stream.counters.messagesLost }
     var lostGaps: [LostGap] = []
     @exclusivity(unchecked) private var ticks: [Tick] = []
     private var receivedNs: UInt64 = 0
@@ -60,6 +68,7 @@ final class ItchFeed {
         }
         normalizer = Self.normalizer(venue: venue, source: source, timezone: timezone)
         stream = MoldStream(configuration: source.recovery)
+        gate = MoldSessionGate(configuration: source.sessionGate)
         ticks.reserveCapacity(4)
     }
 
@@ -106,9 +115,30 @@ final class ItchFeed {
             sink.logBadInput(venue, "\(error)")
             return
         }
-        if session != packet.session {
-            startSession(packet.session)
+        switch gate.judge(packet, following: session, highestKnown: stream.highestKnown) {
+        case .pass:
+            if session != packet.session { startSession(packet.session) }
+            take(packet, now: now, sink: sink)
+        case .held:
+            sink.logBadInput(venue, "MoldUDP64 packet of session \(packet.session) sequence \(packet.sequenceNumber) "
+                + "held aside: \(session == packet.session ? "too far ahead" : "not the session followed") until "
+                + "\(gate.configuration.proofPackets) consecutive packets prove it")
+        case let .proven(provenSession, packets):
+            logger.warning("MoldUDP64 stream moved after consecutive packets proved it", metadata: [
+                "venue": "\(venue)", "session": "\(provenSession)", "packets": "\(packets.count)",
+                "from": "\(session.map { "\($0)" } ?? "none") \(stream.highestKnown)"])
+            if session != provenSession { startSession(provenSession) }
+            for bytes in packets {
+                bytes.withUnsafeBytes { raw in
+                    // Each was a whole packet when it was kept.
+                    if let packet = try? MoldPacket(raw) { take(packet, now: now, sink: sink) }
+                }
+            }
         }
+    }
+
+    /// A packet of the stream followed: its messages, in order, or what a heartbeat says exists.
+    private func take(_ packet: MoldPacket, now: UInt64, sink: TickSink) {
         if packet.isHeartbeat || packet.isEndOfSession {
             stream.heartbeat(nextSequence: packet.sequenceNumber, now: now)
             if packet.isEndOfSession {
@@ -137,6 +167,9 @@ final class ItchFeed {
                 "to": "\(newSession)"])
         }
         session = newSession
+        // What the old session lost stays counted: status shows the venue's losses, not this session's alone.
+        earlierSessionsGivenUp += stream.counters.gapsGivenUp
+        earlierSessionsLost += stream.counters.messagesLost
         stream = MoldStream(configuration: source.recovery)
         normalizer = Self.normalizer(venue: venue, source: source, timezone: timezone)
         retransmission?.reset()
@@ -146,6 +179,13 @@ final class ItchFeed {
     private func deliver(_ sequence: UInt64, _ message: UnsafeRawBufferPointer, sink: TickSink) {
         do {
             let decoded = try ItchDecoder.decode(message)
+            if case let .stockDirectory(_, stock, _, _) = decoded,
+                let problem = SymbolRules.problem(with: stock.description)
+            {
+                // The normalizer refuses it and counts it; the log says which.
+                sink.logBadInput(venue,
+                    "message \(sequence): stock directory symbol \(stock.description.debugDescription): \(problem)")
+            }
             normalizer.handle(decoded, venueSequence: sequence, into: &ticks)
             if !ticks.isEmpty && !deferPublishing { sink.publish(&ticks, receivedNs: receivedNs) }
         } catch {

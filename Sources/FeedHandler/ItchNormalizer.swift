@@ -13,6 +13,9 @@ public struct ItchNormalizer {
         public var notActedOn: UInt64 = 0
         /// Broken trades whose execution this session never saw.
         public var unknownBrokenTrades: UInt64 = 0
+        /// Stock directory messages naming a symbol the rules refuse (a `|` would break exact prefixes, a leading
+        /// `#` would speak as the plant): the locate stays unnamed, so its orders count as `unknownLocate`.
+        public var badSymbols: UInt64 = 0
     }
 
     public let venue: String
@@ -174,7 +177,13 @@ public struct ItchNormalizer {
             if index >= locates.count {
                 locates.append(contentsOf: repeatElement(LocateState(), count: index + 1 - locates.count))
             }
-            locates[index].symbol = stock.description
+            let symbol = stock.description
+            guard SymbolRules.problem(with: symbol) == nil else {
+                counters.badSymbols += 1
+                locates[index].symbol = nil
+                return
+            }
+            locates[index].symbol = symbol
         case let .addOrder(header, reference, side, shares, _, price, _):
             guard symbol(of: header.stockLocate) != nil else {
                 counters.unknownLocate += 1

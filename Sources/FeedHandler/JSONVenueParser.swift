@@ -72,10 +72,15 @@ public struct JSONVenueParser {
             guard timeValue.kind == .number, let milliseconds = UInt64(decimalBytes: timeValue.bytes) else {
                 throw JSONLineError(reason: "\"ts\" must be whole milliseconds since the epoch")
             }
-            timestampNs = milliseconds &* 1_000_000
+            let (nanoseconds, overflowed) = milliseconds.multipliedReportingOverflow(by: 1_000_000)
+            guard !overflowed else {
+                throw JSONLineError(reason: "\"ts\" \(milliseconds): beyond the last time nanoseconds can hold (2554)")
+            }
+            timestampNs = nanoseconds
         case .formatB:
             guard timeValue.kind == .string, let nanoseconds = ISO8601Timestamp.parseNanoseconds(timeValue.bytes) else {
-                throw JSONLineError(reason: "\"timestamp\" must be an ISO 8601 time with a zone, such as 2025-12-01T10:00:00Z")
+                throw JSONLineError(reason: "\"timestamp\" must be an ISO 8601 time with a zone between 1970 and 2554, "
+                    + "such as 2025-12-01T10:00:00Z")
             }
             timestampNs = nanoseconds
         }

@@ -137,6 +137,12 @@ public final class MoldRetransmissionServer {
                     keep = false
                     return
                 }
+                guard request.sequence <= MoldPacket.maximumSequence else {
+                    // No history holds it, and the first sequence plus the count must not pass 2^64.
+                    badRequests += 1
+                    keep = false
+                    return
+                }
                 keep = answer(client.connection, from: request.sequence, count: Int(request.count), history: history)
             }
             if client.frames.violated {

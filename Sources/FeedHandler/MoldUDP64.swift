@@ -9,12 +9,25 @@ public struct MoldPacket {
 
     public let bytes: UnsafeRawBufferPointer
 
+    /// The largest sequence number a packet may carry (its messages' included): 2^63 - 1, which a venue sending ten
+    /// million messages a second reaches in 29 000 years. Anything above is not a real venue's, and refusing it keeps
+    /// every sum of a sequence and a count below 2^64.
+    public static let maximumSequence = UInt64(Int64.max)
+
     /// Checks the header; the messages are checked as they are read.
     public init(_ bytes: UnsafeRawBufferPointer) throws(FeedParseError) {
         guard bytes.count >= MoldPacket.headerLength else {
             throw .truncatedPacket(length: bytes.count, needed: MoldPacket.headerLength)
         }
         self.bytes = bytes
+        guard sequenceNumber <= MoldPacket.maximumSequence - UInt64(messageCount) else {
+            throw .sequenceOutOfRange(sequenceNumber)
+        }
+    }
+
+    /// The sequence number that follows this packet's messages (a heartbeat's or an end of session's own).
+    public var nextSequence: UInt64 {
+        isHeartbeat || isEndOfSession ? sequenceNumber : sequenceNumber + UInt64(messageCount)
     }
 
     /// The 10 session bytes (ASCII, space padded) as one comparable value.
@@ -106,6 +119,7 @@ public enum FeedParseError: Error, Equatable, CustomStringConvertible {
     case truncatedMessage(type: UInt8, length: Int, needed: Int)
     case unknownMessageType(UInt8)
     case emptyMessage
+    case sequenceOutOfRange(UInt64)
 
     public var description: String {
         switch self {
@@ -115,6 +129,8 @@ public enum FeedParseError: Error, Equatable, CustomStringConvertible {
             "truncated ITCH message '\(Character(Unicode.Scalar(type)))': \(length) bytes, needed \(needed)"
         case let .unknownMessageType(type): "unknown ITCH message type 0x\(String(type, radix: 16))"
         case .emptyMessage: "empty ITCH message"
+        case let .sequenceOutOfRange(sequence):
+            "MoldUDP64 sequence number \(sequence) beyond \(MoldPacket.maximumSequence), the largest taken"
         }
     }
 }

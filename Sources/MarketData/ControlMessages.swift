@@ -26,6 +26,9 @@ public struct DaemonStatus: Codable, Sendable, Equatable {
     public var drops: UInt64
     public var gapsOpen: UInt64
     public var gapsHealed: UInt64
+    /// Gaps that could not be filled and the messages lost in them (feedd; nil where a daemon does not recover).
+    public var gapsGivenUp: UInt64?
+    public var messagesLost: UInt64?
     public var clients: Int?
     /// Named counters of this daemon (malformed lines, unknown ITCH types, subscriptions, ...).
     public var counters: [String: UInt64]
@@ -34,9 +37,12 @@ public struct DaemonStatus: Codable, Sendable, Equatable {
 
     public init(daemon: String, name: String, version: String = TickplantVersion.current, pid: Int32,
         uptimeSeconds: Double, messagesIn: UInt64, messagesOut: UInt64, rateIn: Double, rateOut: Double,
-        drops: UInt64, gapsOpen: UInt64 = 0, gapsHealed: UInt64 = 0, clients: Int? = nil,
-        counters: [String: UInt64] = [:], latency: [LatencyBuckets]? = nil)
+        drops: UInt64, gapsOpen: UInt64 = 0, gapsHealed: UInt64 = 0, gapsGivenUp: UInt64? = nil,
+        messagesLost: UInt64? = nil, clients: Int? = nil, counters: [String: UInt64] = [:],
+        latency: [LatencyBuckets]? = nil)
     {
+        self.gapsGivenUp = gapsGivenUp
+        self.messagesLost = messagesLost
         self.latency = latency
         self.daemon = daemon
         self.name = name

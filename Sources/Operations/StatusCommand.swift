@@ -62,15 +62,15 @@ struct StatusRow: Codable {
     /// The table; with `colour`, DOWN and a quality other than OK in red or yellow, up in green.
     static func table(_ rows: [StatusRow], colour: Bool = false) -> String {
         let header = ["DAEMON", "NAME", "VERSION", "STATE", "UPTIME", "IN", "IN/S", "OUT", "OUT/S", "DROPS", "GAPS",
-            "HEALED", "CLIENTS", "QUALITY", "ENDPOINT"]
+            "HEALED", "LOST", "CLIENTS", "QUALITY", "ENDPOINT"]
         let lines = rows.map { row -> [String] in
             guard let status = row.status else {
-                return [row.daemon, "-", "-", "DOWN", "-", "-", "-", "-", "-", "-", "-", "-", "-", "-", row.endpoint]
+                return [row.daemon, "-", "-", "DOWN"] + Array(repeating: "-", count: header.count - 5) + [row.endpoint]
             }
             return [status.daemon, status.name, status.version, "up", formatDuration(status.uptimeSeconds),
                 "\(status.messagesIn)", String(format: "%.0f", status.rateIn), "\(status.messagesOut)",
                 String(format: "%.0f", status.rateOut), "\(status.drops)", "\(status.gapsOpen)", "\(status.gapsHealed)",
-                status.clients.map(String.init) ?? "-", worstQuality(status) ?? "-", row.endpoint]
+                lost(status), status.clients.map(String.init) ?? "-", worstQuality(status) ?? "-", row.endpoint]
         }
         let table = TextTable.render(header: header, rows: lines)
         guard colour else { return table }
@@ -98,6 +98,13 @@ struct StatusRow: Codable {
             if let count = status.counters["symbols.\(quality)"], count > 0 { return "\(quality.uppercased()) \(count)" }
         }
         return "OK"
+    }
+
+    /// Messages lost in gaps that were given up, with how many gaps (`4611686018427254246 in 1 gap`); `-` for a
+    /// daemon that does not recover gaps.
+    static func lost(_ status: DaemonStatus) -> String {
+        guard let messages = status.messagesLost, let gaps = status.gapsGivenUp else { return "-" }
+        return gaps == 0 ? "0" : "\(messages) in \(gaps) gap\(gaps == 1 ? "" : "s")"
     }
 
     static func formatDuration(_ seconds: Double) -> String {

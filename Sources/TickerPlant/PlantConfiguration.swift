@@ -34,6 +34,9 @@ public struct PlantConfiguration: Sendable {
     public var heartbeatInterval: Duration = .seconds(1)
     /// Published ticks kept in memory for symbol and stream replays.
     public var replayTicks = 1_000_000
+    /// Most symbols the plant keeps (every one costs its per-symbol state for the plant's life): a tick of a new
+    /// symbol past it is refused and counted, so a feed that names millions cannot grow the plant without bound.
+    public var maxSymbols = 200_000
     public var filters = FilterConfiguration()
     /// nil: the stream and the snapshot ROUTER are plain (fine on one host; between hosts, use CURVE).
     public var curve: CurveServerConfiguration?
@@ -71,6 +74,7 @@ public struct PlantConfiguration: Sendable {
         configuration.receiveHighWaterMark = Int32(try plant.int("receive_hwm", default: 1_000_000, in: 1...100_000_000))
         configuration.heartbeatInterval = try plant.duration("heartbeat_interval", default: .seconds(1))
         configuration.replayTicks = try plant.int("replay_ticks", default: 1_000_000, in: 1...100_000_000)
+        configuration.maxSymbols = try plant.int("max_symbols", default: configuration.maxSymbols, in: 1...10_000_000)
         configuration.filters = try loadFilters(try root.table("filters"))
         configuration.journal = try loadJournal(try root.table("journal"))
         configuration.aggregation = try loadAggregation(try root.table("aggregation"))
@@ -96,6 +100,7 @@ public struct PlantConfiguration: Sendable {
         compare("[plant] receive_hwm") { $0.receiveHighWaterMark }
         compare("[plant] heartbeat_interval") { $0.heartbeatInterval }
         compare("[plant] replay_ticks") { $0.replayTicks }
+        compare("[plant] max_symbols") { $0.maxSymbols }
         compare("[journal]") { $0.journal }
         compare("[aggregation]") { $0.aggregation }
         compare("[curve]") { $0.curve }

@@ -111,6 +111,8 @@ final class PlantLoop: SocketLoop {
     var published: UInt64 = 0
     var dropped: UInt64 = 0
     var malformed: UInt64 = 0
+    /// Ticks refused at ingress for their symbol (`ingressProblem`).
+    var refusedSymbols: UInt64 = 0
     var rateIn = RateMeter()
     var rateOut = RateMeter()
     var nextHeartbeat = MonotonicClock.nowNanoseconds()
@@ -535,6 +537,7 @@ final class PlantLoop: SocketLoop {
         case "status":
             var counters: [String: UInt64] = [
                 "stream_seq": streamSequence, "symbols": UInt64(symbolNames.count), "malformed": malformed,
+                "refused_symbols": refusedSymbols,
                 "subscriptions": UInt64(subscriptions.values.reduce(0, +)),
             ]
             counters["quarantined"] = quarantined

@@ -300,7 +300,18 @@ extension PlantLoop {
         }
         currentFeedID = feed.feedID
         currentFeedSequence = tick.streamSequence
-        let id = tick.symbol.utf8.first == UInt8(ascii: "#") ? nil : knownID ?? symbolID(tick.symbol)
+        // A symbol seen before was checked when it was first seen: only a new one (or a `#` one) costs the check.
+        let seenID = knownID ?? symbolIDs[tick.symbol]
+        if seenID == nil, let problem = ingressProblem(with: tick.symbol) {
+            refusedSymbols += 1
+            if let heldBack = badInputLog.admit() {
+                logger.warning("refused a tick at ingress", metadata: ["feed": "\(feed.endpoint)",
+                    "symbol": "\(tick.symbol.debugDescription)", "problem": "\(problem)",
+                    "similar_messages_not_logged": "\(heldBack)"])
+            }
+            return
+        }
+        let id = tick.symbol.utf8.first == UInt8(ascii: "#") ? nil : seenID ?? symbolID(tick.symbol)
         if let id {
             feedOfSymbol[id] = feed.number
             // A symbol that had a gap is whole again from its next tick on; one still recovering waits for the end.
@@ -316,6 +327,20 @@ extension PlantLoop {
         } else {
             deliverOutcomes(admitted: &tick, passedOn: passedOn, symbolID: id)
         }
+    }
+
+    /// Why a tick of a symbol the plant does not know yet is refused (DESIGN section 12), nil when it is taken: the
+    /// symbol rules again (a feed of another make, or one that skipped them, must not break exact prefixes), `#`
+    /// names other than a feed's `#SYS` (a feed must not speak as the plant: `#HB`, `#Q|`), and `max_symbols`.
+    func ingressProblem(with symbol: String) -> String? {
+        if symbol.utf8.first == UInt8(ascii: "#") {
+            return symbol == Topic.system ? nil : "a feed may send only \(Topic.system) of the plant's own topics"
+        }
+        if let problem = SymbolRules.problem(with: symbol) { return problem }
+        if symbolNames.count >= configuration.maxSymbols {
+            return "the plant keeps at most \(configuration.maxSymbols) symbols ([plant] max_symbols)"
+        }
+        return nil
     }
 
     // MARK: Recovery

@@ -383,6 +383,44 @@ import ZeroMQ
         await chain.stop()
     }
 
+    @Test func extremeMaxRatesAndFromSeqsNeitherTrapTheEdgeNorStopItServing() async throws {
+        let context = try ZMQContext()
+        let feed = try TradingFeed(context: context, symbols: ["AAPL", "MSFT"], ticksPerSecond: 1_000)
+        let chain = try await Chain(feed: feed.endpoint)
+        defer { feed.stop() }
+        try await Task.sleep(for: .milliseconds(500))
+        let hostile = try TestWebSocketClient(port: chain.port)
+        // 1e-300 was taken before, and edged died converting an infinite interval: every client gone.
+        for (message, says) in [
+            (#"{"action":"subscribe","symbol":"AAPL","maxRate":1e-300}"#, "from 0.001 to 1000"),
+            (#"{"action":"subscribe","symbol":"AAPL","maxRate":0.0009}"#, "from 0.001 to 1000"),
+            (#"{"action":"subscribe","symbol":"AAPL","maxRate":1e308}"#, "from 0.001 to 1000"),
+            (#"{"action":"subscribe","symbol":"AAPL","maxRate":0}"#, "from 0.001 to 1000"),
+            (#"{"action":"subscribe","symbol":"AAPL","maxRate":-5}"#, "from 0.001 to 1000"),
+            (#"{"action":"subscribe","symbol":"AAPL","fromSeq":18446744073709551616}"#, "JSON object"),
+            (#"{"action":"subscribe","symbol":"AAPL","fromSeq":-1}"#, "JSON object"),
+        ] {
+            try hostile.send(text: message)
+            let reply = try hostile.receiveJSON()
+            #expect(reply["code"] as? Int == 400, "\(message)")
+            #expect((reply["message"] as? String)?.contains(says) == true, "\(reply)")
+        }
+        // The largest fromSeq there is: ahead of anything plantd published, so a fresh snapshot, then live updates.
+        try hostile.send(text: #"{"action":"subscribe","symbol":"AAPL","fromSeq":18446744073709551615}"#)
+        _ = try hostile.receiveText()
+        let (since, firstLive) = try Self.readSnapshot(hostile, symbol: "AAPL")
+        #expect(since > 0 && firstLive == since + 1)
+        try hostile.send(text: #"{"action":"subscribe","symbol":"MSFT","maxRate":0.001}"#)
+        #expect(try hostile.receiveJSON()["type"] as? String == "subscribed")
+        // Still serving: a new client gets its snapshot and what follows.
+        let fresh = try TestWebSocketClient(port: chain.port)
+        try fresh.send(text: #"{"action":"subscribe","symbol":"MSFT"}"#)
+        _ = try fresh.receiveText()
+        let (msftSince, msftLive) = try Self.readSnapshot(fresh, symbol: "MSFT")
+        #expect(msftSince > 0 && msftLive == msftSince + 1)
+        await chain.stop()
+    }
+
     @Test func aSymbolThePlantNeverHadGets408AndItsUpdatesIfItStartsTrading() async throws {
         let context = try ZMQContext()
         let feed = try TradingFeed(

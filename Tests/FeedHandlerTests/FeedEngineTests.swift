@@ -96,13 +96,18 @@ import ZeroMQ
         #expect(status.counters["XNAS.kernel_drops"] == 0)  // read from /proc/net/udp for this socket
     }
 
-    @Test func malformedJsonLinesAreCountedAndTheConnectionStays() throws {
+    /// feedd with one JSON venue whose server is the test's: `body` gets the engine's context and control endpoint,
+    /// a subscriber of everything, and the venue's end of the connection feedd made.
+    static func withJSONVenue(
+        _ venue: String, _ format: JSONVenueFormat,
+        _ body: (_ context: ZMQContext, _ control: String, _ subscriber: ZMQSocket, _ venue: FileDescriptor) throws
+            -> Void
+    ) throws {
         let listener = try TCPListener(address: try SocketAddress(host: "127.0.0.1", port: 0))
-        let port = listener.descriptor.localPort
         let context = try ZMQContext()
         let engine = FeedEngine(
-            configuration: Self.configuration(venues: [.init(venue: "ARCX",
-                source: .json(.formatA, host: "127.0.0.1", port: port), timezone: "UTC")]),
+            configuration: configuration(venues: [.init(venue: venue,
+                source: .json(format, host: "127.0.0.1", port: listener.descriptor.localPort), timezone: "UTC")]),
             context: context, logger: Logger(label: "test"))
         try engine.start()
         defer {
@@ -112,26 +117,31 @@ import ZeroMQ
         let subscriber = try ZMQSocket(context, type: .subscribe)
         try subscriber.subscribe("")
         try subscriber.connect(try #require(engine.endpoints["publish"]))
-
         var connection: FileDescriptor?
         let deadline = Date().addingTimeInterval(5)
         while connection == nil && Date() < deadline {
             connection = listener.accept()
             Thread.sleep(forTimeInterval: 0.01)
         }
-        let venue = try #require(connection)
+        let accepted = try #require(connection)
         Thread.sleep(forTimeInterval: 0.3)
-        venue.writeAll(Array(#"{"sym":"AAPL","px":178.52,"ts":1701432000000}"#.utf8) + [10])
-        venue.writeAll(Array("this is not json\n".utf8))
-        venue.writeAll(Array(#"{"sym":"MSFT","px":"410.10","ts":1701432000001}"#.utf8) + [13, 10])
+        try body(context, try #require(engine.endpoints["control"]), subscriber, accepted)
+    }
 
-        let ticks = try Self.receiveTicks(subscriber, count: 2)
-        #expect(ticks.map(\.symbol) == ["AAPL", "MSFT"])
-        #expect(ticks.map(\.price.description) == ["178.52", "410.1"])
-        #expect(ticks.map(\.venueSequence) == [1, 3])
-        let status = try Self.status(context, try #require(engine.endpoints["control"]))
-        #expect(status.counters["ARCX.malformed"] == 1)
-        #expect(status.counters["ARCX.connected"] == 1)
+    @Test func malformedJsonLinesAreCountedAndTheConnectionStays() throws {
+        try Self.withJSONVenue("ARCX", .formatA) { context, control, subscriber, venue in
+            venue.writeAll(Array(#"{"sym":"AAPL","px":178.52,"ts":1701432000000}"#.utf8) + [10])
+            venue.writeAll(Array("this is not json\n".utf8))
+            venue.writeAll(Array(#"{"sym":"MSFT","px":"410.10","ts":1701432000001}"#.utf8) + [13, 10])
+
+            let ticks = try Self.receiveTicks(subscriber, count: 2)
+            #expect(ticks.map(\.symbol) == ["AAPL", "MSFT"])
+            #expect(ticks.map(\.price.description) == ["178.52", "410.1"])
+            #expect(ticks.map(\.venueSequence) == [1, 3])
+            let status = try Self.status(context, control)
+            #expect(status.counters["ARCX.malformed"] == 1)
+            #expect(status.counters["ARCX.connected"] == 1)
+        }
     }
 
     @Test func theReplayRouterServesRecentTicksByStreamSequence() throws {

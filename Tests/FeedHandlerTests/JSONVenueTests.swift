@@ -59,3 +59,32 @@ import MarketData
         #expect(throws: JSONLineError.self) { try parse(line, .formatB) }
     }
 }
+
+/// Times from a venue that nanoseconds since the epoch cannot hold: refused with a reason, never a trap or a wrap.
+@Suite struct JSONVenueTimesOutOfRange {
+    func parse(_ line: String, _ format: JSONVenueFormat) throws(JSONLineError) -> Tick {
+        try JSONVenueParsing().parse(line, format)
+    }
+
+    @Test func theLastTimeNanosecondsHoldIsTakenAndTheYearsAfterItAreRefused() throws {
+        let last = try parse(#"{"symbol":"A","lastPrice":"1","timestamp":"2554-07-21T23:34:33.709551615Z"}"#, .formatB)
+        #expect(last.exchangeTimestampNs == UInt64.max)
+        for time in ["2554-07-21T23:34:33.709551616Z", "2554-07-21T23:34:34Z", "9999-01-01T00:00:00Z",
+            "9999-12-31T23:59:59.999999999-23:59"]
+        {
+            #expect(throws: JSONLineError.self, "\(time)") {
+                try parse(#"{"symbol":"AAPL","lastPrice":"178.53","timestamp":"\#(time)"}"#, .formatB)
+            }
+        }
+    }
+
+    @Test func formatAMillisecondsThatWouldWrapAreRefusedNotWrapped() throws {
+        let last = try parse(#"{"sym":"A","px":1,"ts":18446744073709}"#, .formatA)
+        #expect(last.exchangeTimestampNs == 18_446_744_073_709_000_000)
+        // 18446744073710 ms times 1 000 000 wrapped to 290 448 384 ns (1970) before: a wrong time, silently.
+        for ts in ["18446744073710", "9999999999999999999"] {
+            let error = #expect(throws: JSONLineError.self) { try parse(#"{"sym":"A","px":1,"ts":\#(ts)}"#, .formatA) }
+            #expect(error?.reason.contains("beyond the last time") == true, "\(String(describing: error))")
+        }
+    }
+}

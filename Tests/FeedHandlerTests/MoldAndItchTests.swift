@@ -217,3 +217,52 @@ enum SpecBytes {
         #expect(normalizer.counters.unknownOrder == 2)
     }
 }
+
+/// Sequence numbers from a datagram near 2^64: refused as the packet is read, so that no sum of a sequence and a
+/// count in the stream can overflow.
+@Suite struct MoldSequencesOutOfRange {
+    /// Why the packet was refused, nil when it was read.
+    static func refusal(_ bytes: [UInt8]) -> FeedParseError? {
+        bytes.withUnsafeBytes { buffer -> FeedParseError? in
+            do {
+                _ = try MoldPacket(buffer)
+                return nil
+            } catch {
+                return error as? FeedParseError
+            }
+        }
+    }
+
+    @Test func aPacketWhoseMessagesPassTheLargestSequenceIsRefused() throws {
+        let messages = [SpecBytes.systemEvent, SpecBytes.systemEvent]
+        for sequence in [UInt64.max, UInt64.max - 1, MoldPacket.maximumSequence, UInt64(1) << 63] {
+            let bytes = SpecBytes.moldPacket(session: "S1", sequence: sequence, messages: messages)
+            #expect(Self.refusal(bytes) == .sequenceOutOfRange(sequence), "\(sequence)")
+        }
+        let highest = SpecBytes.moldPacket(session: "S1", sequence: MoldPacket.maximumSequence - 2, messages: messages)
+        try highest.withUnsafeBytes { buffer in
+            var sequences: [UInt64] = []
+            try MoldPacket(buffer).forEachMessage { sequence, _ in sequences.append(sequence) }
+            #expect(sequences == [MoldPacket.maximumSequence - 2, MoldPacket.maximumSequence - 1])
+        }
+    }
+
+    @Test func aHeartbeatBeyondTheLargestSequenceIsRefused() {
+        let heartbeat = MoldPacket.heartbeat(session: "S1", nextSequence: UInt64.max)
+        #expect(Self.refusal(heartbeat) == .sequenceOutOfRange(UInt64.max))
+    }
+
+    @Test func aStockDirectoryNamingASymbolTheRulesRefuseNamesNothing() {
+        var normalizer = ItchNormalizer(venue: "XNAS", sessionMidnightNs: 0, bookDepth: 0, bookIntervalNs: 1_000_000)
+        var ticks: [Tick] = []
+        for (locate, symbol) in [(1, "AA|B"), (2, "#HB"), (3, "A B"), (4, "GOOD")] {
+            var bytes = SpecBytes.stockDirectory
+            bytes.replaceSubrange(1..<3, with: SpecBytes.be(UInt64(locate), 2))
+            bytes.replaceSubrange(11..<19, with: SpecBytes.alpha(symbol, 8))
+            let message = bytes.withUnsafeBytes { try! ItchDecoder.decode($0) }
+            normalizer.handle(message, venueSequence: UInt64(locate), into: &ticks)
+        }
+        #expect(normalizer.counters.badSymbols == 3)
+        #expect((1...4).map { normalizer.symbol(of: UInt16($0)) } == [nil, nil, nil, "GOOD"])
+    }
+}

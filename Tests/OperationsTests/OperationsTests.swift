@@ -42,8 +42,22 @@ import TickerPlant
         #expect(lines[1].contains("plantd") && lines[1].contains("1m15s") && lines[1].contains(" up "))
         #expect(lines[1].contains(TickplantVersion.current))
         #expect(lines[0].contains("GAPS  HEALED") && lines[1].contains(" 2     13 "), "\(table)")
+        #expect(lines[0].contains("HEALED  LOST") && lines[1].contains(" 13      - "),
+            "plantd recovers no gaps: \(table)")
         #expect(lines[2].hasPrefix("edged") && lines[2].contains("DOWN"))
         #expect(!table.contains("\u{1B}["), "no colour unless asked")
+    }
+
+    @Test func feeddsGivenUpGapsShowAsLostMessages() {
+        var status = DaemonStatus(daemon: "feedd", name: "f1", pid: 1, uptimeSeconds: 5, messagesIn: 1, messagesOut: 1,
+            rateIn: 0, rateOut: 0, drops: 0, gapsGivenUp: 0, messagesLost: 0)
+        #expect(StatusRow.lost(status) == "0")
+        status.gapsGivenUp = 1
+        status.messagesLost = 4_611_686_018_427_254_246
+        #expect(StatusRow.lost(status) == "4611686018427254246 in 1 gap")
+        status.gapsGivenUp = 2
+        #expect(StatusRow.table([StatusRow(daemon: "feedd", endpoint: "e", up: true, status: status)])
+            .contains("4611686018427254246 in 2 gaps"))
     }
 
     @Test func theWorstSymbolQualityShowsAndColourMarksWhatIsWrong() {
