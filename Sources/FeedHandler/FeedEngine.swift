@@ -94,8 +94,9 @@ private final class FeedLoop: SocketLoop, TickSink {
         configuration = engine.configuration
         logger = engine.logger
         publisher = try ZMQSocket(context, type: .publish)
+        // Past the high-water mark a subscriber loses its own messages (it sees a stream_seq gap and replays):
+        // ZMQ_XPUB_NODROP would instead refuse the message to every subscriber while any one is full.
         try publisher.setSendHighWaterMark(configuration.sendHighWaterMark)
-        try publisher.setNoDrop(true)
         try publisher.bind(configuration.publishEndpoint)
         boundEndpoints["publish"] = try publisher.lastEndpoint
         control = try ControlResponder(context: context, endpoint: configuration.controlEndpoint)

@@ -195,11 +195,20 @@ public enum TickWire {
 
     /// The symbol_seq of an encoded tick (0 when it has none), read without decoding the rest.
     public static func symbolSequence(of payload: UnsafeRawBufferPointer) throws(TickDecodeError) -> UInt64 {
+        try varint(.symbolSeq, of: payload)
+    }
+
+    /// The stream_seq of an encoded tick (0 when it has none), read without decoding the rest.
+    public static func streamSequence(of payload: UnsafeRawBufferPointer) throws(TickDecodeError) -> UInt64 {
+        try varint(.streamSeq, of: payload)
+    }
+
+    private static func varint(_ field: Field, of payload: UnsafeRawBufferPointer) throws(TickDecodeError) -> UInt64 {
         var reader = Reader(bytes: payload)
         var value: UInt64 = 0
         while !reader.atEnd {
             let key = try reader.varint()
-            if key == Field.symbolSeq.rawValue << 3 {
+            if key == field.rawValue << 3 {
                 value = try reader.varint()
             } else {
                 try reader.skip(wireType: key & 7)

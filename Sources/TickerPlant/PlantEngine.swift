@@ -164,7 +164,9 @@ final class PlantLoop: SocketLoop {
         if let curveSecret { try publisher.setCurveServer(secretKey: curveSecret) }
         try publisher.setSendHighWaterMark(configuration.sendHighWaterMark)
         try publisher.setVerboseSubscriptions(true)
-        try publisher.setNoDrop(true)
+        // No ZMQ_XPUB_NODROP: with it one subscriber that stopped reading made every send fail, and the stream
+        // stopped for every consumer, edged included. Without it, a subscriber past the high-water mark loses its
+        // own messages (libzmq counts them nowhere) and heals the gap by replay as any consumer does.
         try publisher.bind(configuration.publishEndpoint)
         boundEndpoints["publish"] = try publisher.lastEndpoint
         control = try ControlResponder(context: context, endpoint: configuration.controlEndpoint)

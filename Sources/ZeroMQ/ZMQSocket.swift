@@ -136,12 +136,6 @@ public final class ZMQSocket {
         try setOption(ZMQ_XPUB_VERBOSER, on ? 1 : 0, name: "ZMQ_XPUB_VERBOSER")
     }
 
-    /// PUB and XPUB: past the high-water mark a non-blocking send fails with EAGAIN instead of dropping silently,
-    /// so the publisher can count what it dropped.
-    public func setNoDrop(_ on: Bool) throws(ZMQError) {
-        try setOption(ZMQ_XPUB_NODROP, on ? 1 : 0, name: "ZMQ_XPUB_NODROP")
-    }
-
     /// ROUTER: a reply to a peer that is gone fails with EHOSTUNREACH instead of vanishing silently.
     public func setRouterMandatory(_ on: Bool) throws(ZMQError) {
         try setOption(ZMQ_ROUTER_MANDATORY, on ? 1 : 0, name: "ZMQ_ROUTER_MANDATORY")

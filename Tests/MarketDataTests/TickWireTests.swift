@@ -131,6 +131,10 @@ import Testing
             try bytes.withUnsafeBytes { try TickWire.decode($0, into: &reused, knownSymbol: known) }
             #expect(reused == reference)
             #expect(reused == tick)
+            let sequences = try bytes.withUnsafeBytes { payload in
+                (try TickWire.streamSequence(of: payload), try TickWire.symbolSequence(of: payload))
+            }
+            #expect(sequences == (tick.streamSequence, tick.symbolSequence))
         }
     }
 
