@@ -1,3 +1,5 @@
+import MarketData
+
 /// Decides whether a MoldUDP64 packet may move a venue's stream (DESIGN section 12): one datagram from anyone who
 /// can reach the feed port must not reset the venue's book (another session name) or blackhole it (a sequence
 /// number far ahead, whose "gap" would be given up and every real packet after it dropped as old).
@@ -70,12 +72,4 @@ struct MoldSessionGate {
 
     /// Packets kept aside now, waiting for the ones that would prove them.
     var heldCandidates: Int { candidates.count }
-}
-
-extension UInt64 {
-    /// `self + other`, or `UInt64.max` where that overflows.
-    func saturatingAdd(_ other: UInt64) -> UInt64 {
-        let (sum, overflowed) = addingReportingOverflow(other)
-        return overflowed ? .max : sum
-    }
 }

@@ -59,3 +59,12 @@ public struct SequenceTracker: Sendable, Equatable {
         return .duplicate
     }
 }
+
+extension UInt64 {
+    /// `self + other`, or `UInt64.max` where that overflows: for bounds built from numbers that came from outside
+    /// (a sequence plus an allowed jump, a time plus a tolerance), where the sum only has to compare right.
+    public func saturatingAdd(_ other: UInt64) -> UInt64 {
+        let (sum, overflowed) = addingReportingOverflow(other)
+        return overflowed ? .max : sum
+    }
+}

@@ -9,7 +9,8 @@ public enum FilterRule: String, Sendable, CaseIterable, Codable {
     case price
     /// Trades of zero shares (a negative volume cannot travel: sizes are unsigned from the venue on).
     case size
-    /// Ticks older than the last accepted tick of the same symbol and venue by more than `time_tolerance`.
+    /// Ticks older than the last accepted tick of the same symbol and venue by more than `time_tolerance`, or
+    /// stamped further ahead of the plant's clock than `max_ahead`.
     case time
     /// Trades while the symbol, or the whole market, is halted, paused or quoting only.
     case halt
@@ -31,6 +32,9 @@ public struct FilterConfiguration: Sendable, Equatable {
     /// A jump not confirmed within this time goes to quarantine.
     public var jumpHoldNs: UInt64 = 2_000_000_000
     public var timeToleranceNs: UInt64 = 2_000_000_000
+    /// A tick whose exchange time is further ahead of the plant's receive time than this is rejected: no venue's
+    /// clock runs that far ahead of ours, and taken, it would make every real tick after it look old.
+    public var maxAheadNs: UInt64 = 5_000_000_000
     /// Nasdaq's and NYSE's published test symbols.
     public var testSymbols: Set<String> = ["ZVZZT", "ZWZZT", "ZXZZT", "ZJZZT", "ZAZZT", "ZBZZT", "ZCZZT", "ZEXIT",
         "ZIEXT", "ZTEST", "NTEST", "ATEST", "CTEST", "PTEST"]
@@ -198,32 +202,47 @@ public struct TickFilters {
             }
         }
         if tick.type != .status && tick.exchangeTimestampNs != 0 {
-            let venueIndex = state.lastExchangeNs.firstIndex { $0.venue == tick.venue }
-            let last = venueIndex.map { state.lastExchangeNs[$0].ns } ?? 0
+            let last = state.lastExchangeNs.first { $0.venue == tick.venue }?.ns ?? 0
             if tick.exchangeTimestampNs &+ configuration.timeToleranceNs < last, reject(.time, tick,
                 "\(Self.seconds(last - tick.exchangeTimestampNs)) older than the last accepted \(tick.venue) tick",
                 outcomes: &outcomes)
             {
                 return false
             }
-            if tick.exchangeTimestampNs > last {
-                if let venueIndex {
-                    state.lastExchangeNs[venueIndex].ns = tick.exchangeTimestampNs
-                } else {
-                    state.lastExchangeNs.append((tick.venue, tick.exchangeTimestampNs))
-                }
+            let receivedNs = tick.plantReceiveNs
+            if receivedNs != 0, tick.exchangeTimestampNs > receivedNs.saturatingAdd(configuration.maxAheadNs),
+                reject(.time, tick,
+                    "\(Self.seconds(tick.exchangeTimestampNs - receivedNs)) ahead of the plant's clock (max "
+                        + "\(Self.seconds(configuration.maxAheadNs)))", outcomes: &outcomes)
+            {
+                return false
             }
         }
         if tick.type == .trade {
-            return admitTrade(tick, index: index, state: &state, nowNs: nowNs, outcomesBefore: outcomesBefore,
+            let admitted = admitTrade(tick, index: index, state: &state, nowNs: nowNs, outcomesBefore: outcomesBefore,
                 outcomes: &outcomes)
+            if admitted || outcomes[outcomesBefore...].contains(.passed) { Self.noteAccepted(tick, in: &state) }
+            return admitted
         }
         if tick.type == .quote && !state.hasTraded && tick.bidPrice.fixedPoint > 0
             && tick.askPrice.fixedPoint >= tick.bidPrice.fixedPoint
         {
             state.lastGoodPrice = tick.bidPrice.fixedPoint / 2 + tick.askPrice.fixedPoint / 2
         }
+        Self.noteAccepted(tick, in: &state)
         return passes(outcomesBefore: outcomesBefore, outcomes: &outcomes)
+    }
+
+    /// The time rule's memory: the latest exchange time accepted from each venue. Only a tick that goes downstream
+    /// moves it (one that was quarantined or still waits on a jump does not), so a bad tick cannot make the good
+    /// ones after it look old.
+    private static func noteAccepted(_ tick: Tick, in state: inout SymbolState) {
+        guard tick.type != .status && tick.exchangeTimestampNs != 0 else { return }
+        if let venueIndex = state.lastExchangeNs.firstIndex(where: { $0.venue == tick.venue }) {
+            state.lastExchangeNs[venueIndex].ns = max(state.lastExchangeNs[venueIndex].ns, tick.exchangeTimestampNs)
+        } else {
+            state.lastExchangeNs.append((tick.venue, tick.exchangeTimestampNs))
+        }
     }
 
     /// The tick goes on: alone (true, nothing appended) unless a shadow rule's copy went to `outcomes` before it.
@@ -323,7 +342,10 @@ public struct TickFilters {
                 counters.held += 1
                 if state.held.count > configuration.jumpConfirmTrades {
                     counters.jumpsConfirmed += 1
-                    for held in state.held { outcomes.append(.publish(held)) }
+                    for held in state.held {
+                        outcomes.append(.publish(held))
+                        Self.noteAccepted(held, in: &state)
+                    }
                     state.lastGoodPrice = price
                     state.hasTraded = true
                     state.held.removeAll(keepingCapacity: true)

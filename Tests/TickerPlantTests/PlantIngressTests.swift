@@ -37,4 +37,35 @@ import ZeroMQ
         #expect(status.counters["refused_symbols"] == 4)
         #expect(status.counters["symbols"] == 2)
     }
+
+    @Test func oneFutureDatedTradeIsQuarantinedAndTheVenuesRealTradesFlowOn() throws {
+        let plant = try PlantUnderTest()
+        let consumer = try plant.consumer(["AAPL|T", "#Q|AAPL"])
+        let now = WallClock.nowNanoseconds()
+        func trade(_ price: Int64, at exchangeNs: UInt64) -> Tick {
+            var tick = Tick.trade(symbol: "AAPL", venue: "XNAS", price: Price(fixedPoint: price), size: 100)
+            tick.exchangeTimestampNs = exchangeNs
+            return tick
+        }
+        // 2100-01-01: before, it was taken, and every real XNAS trade of AAPL after it was "older than the last
+        // accepted" until plantd restarted.
+        try plant.send(trade(100_000_000, at: now))
+        try plant.send(trade(100_010_000, at: 4_102_444_800_000_000_000))
+        for index in 1...3 { try plant.send(trade(100_000_000 + Int64(index) * 20_000, at: now + UInt64(index))) }
+        var trades: [Int64] = []
+        var quarantined: [Tick] = []
+        let deadline = Date().addingTimeInterval(3)
+        while trades.count < 4 && Date() < deadline {
+            guard let frames = try consumer.receiveFrames() else { continue }
+            let tick = try TickDecoder.decode(frames[1])
+            if frames[0].first == UInt8(ascii: "#") {
+                quarantined.append(tick)
+            } else {
+                trades.append(tick.price.fixedPoint)
+            }
+        }
+        #expect(trades == [100_000_000, 100_020_000, 100_040_000, 100_060_000])
+        #expect(quarantined.map(\.price.fixedPoint) == [100_010_000])
+        #expect(quarantined.first?.reason.contains("ahead of the plant's clock") == true)
+    }
 }

@@ -139,6 +139,39 @@ import MarketData
         #expect(result.quarantined.first?.reason == "5.0 s older than the last accepted XNAS tick")
     }
 
+    @Test func aTickStampedFurtherAheadOfThePlantsClockThanMaxAheadIsRejectedAndTheNextOnesPass() {
+        let second: UInt64 = 1_000_000_000
+        func received(_ tick: Tick, at ns: UInt64) -> Tick {
+            var tick = tick
+            tick.plantReceiveNs = ns
+            return tick
+        }
+        let result = Self.run([
+            received(Self.trade("10", at: 100 * second), at: 100 * second),
+            received(Self.trade("10.01", at: 104 * second), at: 100 * second),  // 4 s ahead: within the 5 s allowed
+            received(Self.trade("10.02", at: 3_600 * second), at: 101 * second),  // an hour ahead: rejected
+            received(Self.trade("10.03", at: 103 * second), at: 102 * second),
+        ])
+        // Before, the hour-ahead trade was taken and every real one after it was "older than the last accepted".
+        #expect(result.published.map(\.price.description) == ["10", "10.01", "10.03"])
+        #expect(result.quarantined.map(\.rule) == [.time])
+        #expect(result.quarantined.first?.reason == "3499.0 s ahead of the plant's clock (max 5.0 s)")
+    }
+
+    @Test func onlyTicksThatGoDownstreamMoveTheTimeRulesMemory() {
+        let second: UInt64 = 1_000_000_000
+        let result = Self.run([
+            Self.trade("10", at: 100 * second),
+            Self.trade("0", at: 110 * second),  // quarantined by the price rule, 10 s after the last
+            Self.trade("1000", at: 120 * second),  // a jump held, then refuted by the next trade
+            Self.trade("10.01", at: 101 * second),
+            Self.trade("10.02", at: 102 * second),
+        ])
+        // Before, the quarantined trades' times were taken: 10.01 was "19.0 s older than the last accepted".
+        #expect(result.published.map(\.price.description) == ["10", "10.01", "10.02"])
+        #expect(result.quarantined.map(\.rule) == [.price, .price])
+    }
+
     @Test func tradesDuringAHaltArePausedOrMarketWideHaltAreRejectedAndTheStatusPasses() {
         var mwcb = Tick(symbol: Topic.system, type: .status, venue: "XNAS")
         mwcb.state = .halted
