@@ -164,7 +164,10 @@
         /**
          * @param {object} options
          * @param {string} options.url ws:// or wss:// URL of edged's /prices
-         * @param {string} [options.token] a token from `mktctl token`, when the edge requires one
+         * @param {string|Function} [options.token] a token from `mktctl token`, when the edge requires one; or a
+         *   function returning one (or a promise of one), asked before the first connection and again whenever the
+         *   edge refuses the token (error 402: expired), so that a long session renews its token instead of being
+         *   refused in a loop. A plain token that the edge refuses ends the client (state `closed`, an `error` event)
          * @param {string} [options.mode] ltp, quote or full (default: the edge's, full)
          * @param {number} [options.maxRate] at most this many updates per second per symbol
          * @param {number} [options.stableAfterMs=10000] a connection up this long resets the backoff
@@ -175,7 +178,9 @@
         constructor(options) {
             if (!options || !options.url) throw new Error("tickplant.Client needs { url }");
             this.url = options.url;
-            this.token = options.token ?? null;
+            this.tokenSource = typeof options.token === "function" ? options.token : null;
+            this.token = this.tokenSource ? null : options.token ?? null;
+            this.tokenRefused = false;
             this.mode = options.mode ?? null;
             this.maxRate = options.maxRate ?? null;
             this.stableAfterMs = options.stableAfterMs ?? 10000;
@@ -294,6 +299,7 @@
 
         open(state) {
             if (this.state !== state) this.setState(state);
+            if (this.tokenSource && (this.token === null || this.tokenRefused)) return this.renewToken(state);
             let socket;
             try {
                 socket = new this.WebSocket(this.url);
@@ -333,6 +339,29 @@
             };
         }
 
+        /** Asks the token function for a token, then connects with it; a failure is retried on the backoff. */
+        renewToken(state) {
+            let pending;
+            try {
+                pending = Promise.resolve(this.tokenSource());
+            } catch (error) {
+                pending = Promise.reject(error);
+            }
+            pending.then(
+                (token) => {
+                    if (this.stopped) return;
+                    this.token = token;
+                    this.tokenRefused = false;
+                    this.open(state);
+                },
+                (error) => {
+                    if (this.stopped) return;
+                    this.emit("error", { code: 0, message: `the token function failed: ${error}` });
+                    this.scheduleReconnect();
+                },
+            );
+        }
+
         scheduleReconnect() {
             const delayMs = this.backoff.next();
             this.setState(ConnectionState.RECONNECTING, { delayMs });
@@ -363,7 +392,13 @@
                 case "unsubscribed":
                     return this.emit(message.type, message.symbols);
                 case "error":
-                    return this.emit("error", { code: message.code, message: message.message });
+                    this.emit("error", { code: message.code, message: message.message });
+                    if (message.code === 402) {
+                        // The same token would be refused again: renew it, or stop rather than reconnect in a loop.
+                        this.tokenRefused = true;
+                        if (!this.tokenSource) this.close();
+                    }
+                    return;
                 default:
                     return;
             }

@@ -140,7 +140,7 @@ public struct EdgeConfiguration: Sendable {
                 return nil
             }
             let server = try table.keyFile("server_key_file", problem: CurveKeyPair.problem(withKey:))
-            let secret = try table.keyFile("secret_key_file", problem: CurveKeyPair.problem(withSecretKey:))
+            let secret = try table.secretKeyFile("secret_key_file", problem: CurveKeyPair.problem(withSecretKey:))
             return CurveClientKeys(serverKey: server, secretKey: secret)
         }
     }
@@ -157,6 +157,7 @@ public struct EdgeConfiguration: Sendable {
             throw table.error("key", "expected beside certificate: wss needs both (or neither, for plain ws)")
         case let (certificate?, key?):
             guard readingFiles else { return nil }
+            if let problem = SecretFiles.problem(withPermissionsOf: key) { throw table.error("key", problem) }
             do {
                 return try TLSContext(certificate: certificate, key: key)
             } catch {
@@ -171,6 +172,9 @@ public struct EdgeConfiguration: Sendable {
             _ = try table.optionalString("secret_file")
             _ = try table.duration("auth_timeout", default: .seconds(5))
             _ = try table.duration("clock_skew", default: .seconds(30))
+            _ = try table.optionalString("audience")
+            _ = try table.optionalString("issuer")
+            _ = try table.duration("max_lifetime", default: .seconds(7 * 86_400))
             return nil
         }
         let path = try table.string("secret_file")
@@ -183,7 +187,13 @@ public struct EdgeConfiguration: Sendable {
         let timeout = try table.duration("auth_timeout", default: .seconds(5))
         guard timeout >= .milliseconds(100) else { throw table.error("auth_timeout", "expected at least 100ms") }
         let skew = try table.duration("clock_skew", default: .seconds(30))
-        return AuthConfiguration(signer: signer, timeout: timeout, clockSkewSeconds: UInt64(skew.nanoseconds / 1_000_000_000))
+        var requirements = TokenRequirements()
+        requirements.audience = try table.optionalString("audience").flatMap { $0.isEmpty ? nil : $0 }
+        requirements.issuer = try table.optionalString("issuer").flatMap { $0.isEmpty ? nil : $0 }
+        requirements.maxLifetimeSeconds =
+            try table.duration("max_lifetime", default: .seconds(7 * 86_400)).nanoseconds / 1_000_000_000
+        return AuthConfiguration(signer: signer, timeout: timeout,
+            clockSkewSeconds: UInt64(skew.nanoseconds / 1_000_000_000), requirements: requirements)
     }
 }
 
@@ -194,10 +204,15 @@ public struct AuthConfiguration: Sendable {
     public var timeout: Duration
     /// Tolerance for the token's expiry against this host's clock.
     public var clockSkewSeconds: UInt64
+    /// What a token must say beyond its signature and times (audience, issuer, longest lifetime).
+    public var requirements: TokenRequirements
 
-    public init(signer: TokenSigner, timeout: Duration = .seconds(5), clockSkewSeconds: UInt64 = 30) {
+    public init(signer: TokenSigner, timeout: Duration = .seconds(5), clockSkewSeconds: UInt64 = 30,
+        requirements: TokenRequirements = TokenRequirements(maxLifetimeSeconds: 7 * 86_400))
+    {
         self.signer = signer
         self.timeout = timeout
         self.clockSkewSeconds = clockSkewSeconds
+        self.requirements = requirements
     }
 }

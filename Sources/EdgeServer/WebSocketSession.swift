@@ -189,6 +189,8 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
     private var urlToken: String?
     private var entitlement: EdgeToken?
     private var authDeadline: Scheduled<Void>?
+    /// Fires when the client's token expires (`armExpiry`).
+    private var expiryTimer: Scheduled<Void>?
 
     init(
         hub: EdgeHub, registry: LoopRegistry, limits: SessionLimits, auth: AuthConfiguration? = nil,
@@ -233,17 +235,39 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
     private func authenticate(_ token: String) {
         guard let auth else { return }
         switch auth.signer.verify(token, nowSeconds: WallClock.nowNanoseconds() / 1_000_000_000,
-            skewSeconds: auth.clockSkewSeconds)
+            skewSeconds: auth.clockSkewSeconds, requirements: auth.requirements)
         {
         case let .success(granted):
             entitlement = granted
             authDeadline?.cancel()
             authDeadline = nil
+            armExpiry(auth)
             sendText(#"{"type":"authenticated","subject":"\#(EdgeJSON.escaped(granted.subject))","expires":\#(granted.expiresAt)}"#)
         case let .failure(problem):
             hub.refusedTokens.wrappingAdd(1, ordering: .relaxed)
             sendError(.badToken, problem.description)
             close(code: .policyViolation)
+        }
+    }
+
+    /// Ends the session when its token expires, whether or not the client speaks then (a client that never sends
+    /// another message must not keep its data past its token). Armed at most an hour ahead and again when it fires,
+    /// so that a far expiry is never a duration that overflows.
+    private func armExpiry(_ auth: AuthConfiguration) {
+        expiryTimer?.cancel()
+        guard let context, let entitlement else { return }
+        let nowSeconds = WallClock.nowNanoseconds() / 1_000_000_000
+        let endsAt = entitlement.expiresAt.saturatingAdd(auth.clockSkewSeconds)
+        let wait = endsAt > nowSeconds ? min(endsAt - nowSeconds, 3_600) : 0
+        expiryTimer = context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(Int64(wait) + 1)) { [weak self] in
+            guard let self, let entitlement = self.entitlement else { return }
+            if WallClock.nowNanoseconds() / 1_000_000_000 > entitlement.expiresAt.saturatingAdd(auth.clockSkewSeconds) {
+                self.hub.refusedTokens.wrappingAdd(1, ordering: .relaxed)
+                self.sendError(.badToken, TokenProblem.expired(atSeconds: entitlement.expiresAt).description)
+                self.close(code: .policyViolation)
+            } else {
+                self.armExpiry(auth)
+            }
         }
     }
 
@@ -257,6 +281,8 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
         hub.connectedClients.wrappingSubtract(1, ordering: .relaxed)
         authDeadline?.cancel()
         authDeadline = nil
+        expiryTimer?.cancel()
+        expiryTimer = nil
         self.context = nil
     }
 
@@ -300,7 +326,7 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
         }
         if let auth {
             guard let entitlement else { return sendError(.notAuthenticated, "authenticate first: {\"action\":\"auth\",\"token\":\"...\"}") }
-            if WallClock.nowNanoseconds() / 1_000_000_000 > entitlement.expiresAt &+ auth.clockSkewSeconds {
+            if WallClock.nowNanoseconds() / 1_000_000_000 > entitlement.expiresAt.saturatingAdd(auth.clockSkewSeconds) {
                 hub.refusedTokens.wrappingAdd(1, ordering: .relaxed)
                 sendError(.badToken, TokenProblem.expired(atSeconds: entitlement.expiresAt).description)
                 return close(code: .policyViolation)

@@ -143,20 +143,30 @@ public final class ConfigReader {
     }
 
     /// A duration in seconds or milliseconds, written as a number of seconds or as "250ms", "2s", "1m".
+    /// The longest duration a file may give: every duration is used in nanoseconds, and ten years of them stay far
+    /// inside a UInt64 (a larger number from a file once trapped converting it).
+    public static let longestDurationMilliseconds: Int64 = 10 * 366 * 86_400_000
+
     public func duration(_ key: String, default fallback: Duration) throws(ConfigError) -> Duration {
         guard let value = value(key) else { return fallback }
-        if let seconds = value.double ?? value.int.map(Double.init), seconds >= 0 {
+        if let seconds = value.double ?? value.int.map(Double.init), seconds >= 0,
+            seconds * 1000 <= Double(ConfigReader.longestDurationMilliseconds)
+        {
             return .milliseconds(Int64((seconds * 1000).rounded()))
         }
         if let text = value.string, let parsed = ConfigReader.parseDuration(text) { return parsed }
-        throw error(key, "expected a duration such as \"250ms\", \"2s\" or \"1m\", got \(found(value))")
+        throw error(key, "expected a duration such as \"250ms\", \"2s\", \"1m\", \"8h\" or \"7d\" (at most 10 years), "
+            + "got \(found(value))")
     }
 
     public static func parseDuration(_ text: String) -> Duration? {
-        let units: [(String, Int64)] = [("ms", 1), ("s", 1000), ("m", 60_000)]
+        let units: [(String, Int64)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000)]
         for (suffix, milliseconds) in units where text.hasSuffix(suffix) {
             let number = text.dropLast(suffix.count)
-            if let value = Int64(number), value >= 0 { return .milliseconds(value * milliseconds) }
+            guard let value = Int64(number), value >= 0 else { continue }
+            let (total, overflowed) = value.multipliedReportingOverflow(by: milliseconds)
+            guard !overflowed, total <= longestDurationMilliseconds else { return nil }
+            return .milliseconds(total)
         }
         return nil
     }
@@ -213,6 +223,13 @@ public final class ConfigReader {
     /// `problem`: keys live in their own files (`mktctl keygen` writes them), so that a config can be shown around.
     public func keyFile(_ key: String, problem: (String) -> String?) throws(ConfigError) -> String {
         try readKey(key, path: try string(key), problem: problem)
+    }
+
+    /// A secret key held in the file `key` names: as `keyFile`, and refused when others may read the file.
+    public func secretKeyFile(_ key: String, problem: (String) -> String?) throws(ConfigError) -> String {
+        let path = try string(key)
+        if let permissions = SecretFiles.problem(withPermissionsOf: path) { throw error(key, permissions) }
+        return try readKey(key, path: path, problem: problem)
     }
 
     /// The keys held in the files that the list `key` names (none when absent).

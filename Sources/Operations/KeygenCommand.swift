@@ -1,4 +1,5 @@
 import ArgumentParser
+import MarketData
 import Foundation
 import ZeroMQ
 
@@ -34,11 +35,11 @@ public struct KeygenCommand: ParsableCommand {
             throw ValidationError("\(path) exists; not overwritten (remove it first, or choose another --out)")
         }
         // The secret is created unreadable to others before a byte of it is written.
-        guard FileManager.default.createFile(atPath: secretPath, contents: nil, attributes: [.posixPermissions: 0o600]),
-            let handle = FileHandle(forWritingAtPath: secretPath)
-        else { throw ValidationError("cannot write \(secretPath)") }
-        try handle.write(contentsOf: Data((pair.secretKey + "\n").utf8))
-        try handle.close()
+        do {
+            try SecretFiles.create(secretPath, contents: pair.secretKey + "\n")
+        } catch {
+            throw ValidationError(error.description)
+        }
         try (pair.publicKey + "\n").write(toFile: publicPath, atomically: true, encoding: .utf8)
         if json {
             print(#"{"public":"\#(pair.publicKey)","public_file":"\#(publicPath)","secret_file":"\#(secretPath)"}"#)

@@ -26,8 +26,15 @@ public struct TokenCommand: ParsableCommand {
     @Option(name: .long, help: "Comma-separated symbol prefixes the holder may subscribe to; empty for every symbol.")
     public var symbols = ""
 
-    @Option(name: .long, help: "How long the token is good for: 90s, 30m, 8h, 7d.")
+    @Option(name: .long,
+        help: "How long the token is good for: 90s, 30m, 8h, 7d (edged takes at most [auth] max_lifetime).")
     public var ttl = "24h"
+
+    @Option(name: .long, help: "The aud claim: the edge deployment it is for ([auth] audience).")
+    public var audience: String?
+
+    @Option(name: .long, help: "The iss claim: who issued it ([auth] issuer).")
+    public var issuer: String?
 
     @Option(name: .long, help: "Write a new random secret to this file (mode 0600) instead of minting a token.")
     public var newSecret: String?
@@ -39,19 +46,24 @@ public struct TokenCommand: ParsableCommand {
             guard !FileManager.default.fileExists(atPath: newSecret) else {
                 throw ValidationError("\(newSecret) exists; remove it first (every token signed with it stops working)")
             }
-            guard FileManager.default.createFile(atPath: newSecret, contents: Data((TokenSigner.newSecret() + "\n").utf8),
-                attributes: [.posixPermissions: 0o600])
-            else { throw ValidationError("cannot write \(newSecret)") }
+            do {
+                try SecretFiles.create(newSecret, contents: TokenSigner.newSecret() + "\n")
+            } catch {
+                throw ValidationError(error.description)
+            }
             print("wrote a new secret to \(newSecret); set [auth] secret_file to it and restart edged")
             return
         }
         print(try Self.mint(secretFile: secretFile ?? Self.secretFileFromConfig(etc: etc), subject: subject,
-            symbols: symbols, ttl: ttl))
+            symbols: symbols, ttl: ttl, audience: audience, issuer: issuer))
     }
 
     /// A token signed with the secret in `secretFile`, for `subject`, allowing the comma-separated symbol prefixes
     /// (every symbol when empty), good for `ttl` from now.
-    public static func mint(secretFile: String, subject: String, symbols: String, ttl: String) throws -> String {
+    public static func mint(
+        secretFile: String, subject: String, symbols: String, ttl: String, audience: String? = nil,
+        issuer: String? = nil
+    ) throws -> String {
         guard let seconds = parseTTL(ttl) else {
             throw ValidationError("--ttl: expected a duration such as 90s, 30m, 8h or 7d, got \"\(ttl)\"")
         }
@@ -62,7 +74,8 @@ public struct TokenCommand: ParsableCommand {
         }
         let now = WallClock.nowNanoseconds() / 1_000_000_000
         return signer.mint(EdgeToken(subject: subject, symbolPrefixes: prefixes.isEmpty ? [""] : prefixes,
-            expiresAt: now + seconds, issuedAt: now))
+            expiresAt: now.saturatingAdd(seconds), issuedAt: now, audience: audience.map { [$0] } ?? [],
+            issuer: issuer ?? ""))
     }
 
     static func parseTTL(_ text: String) -> UInt64? {
@@ -70,7 +83,8 @@ public struct TokenCommand: ParsableCommand {
         guard let unit = text.last.flatMap({ units[$0] }), let value = UInt64(text.dropLast()), value > 0 else {
             return nil
         }
-        return value * unit
+        let (seconds, overflowed) = value.multipliedReportingOverflow(by: unit)
+        return overflowed ? nil : seconds
     }
 
     static func secretFileFromConfig(etc: String) throws -> String {

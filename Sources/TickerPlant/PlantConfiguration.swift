@@ -114,7 +114,7 @@ public struct PlantConfiguration: Sendable {
             _ = try table.strings("client_key_files", default: [])
             return CurveServerConfiguration(secretKey: "", clientKeys: [])
         }
-        let secret = try table.keyFile("secret_key_file", problem: CurveKeyPair.problem(withSecretKey:))
+        let secret = try table.secretKeyFile("secret_key_file", problem: CurveKeyPair.problem(withSecretKey:))
         let clients = try table.keyFiles("client_key_files", problem: CurveKeyPair.problem(withKey:))
         guard !clients.isEmpty else {
             throw table.error("client_key_files", "expected the public key files of the clients let in, got none")

@@ -42,6 +42,50 @@ import MarketData
         }
     }
 
+    @Test func notBeforeAudienceIssuerAndLifetimeAreEnforcedWhenAsked() {
+        let signer = TokenSigner(secret: Self.secret)
+        let token = EdgeToken(subject: "bob", symbolPrefixes: [""], expiresAt: 10_000, issuedAt: 1_000,
+            notBefore: 2_000, audience: ["edge-eu", "edge-us"], issuer: "broker")
+        let jwt = signer.mint(token)
+        #expect(signer.verify(jwt, nowSeconds: 1_989, skewSeconds: 10) == .failure(.notYetValid(fromSeconds: 2_000)))
+        #expect(signer.verify(jwt, nowSeconds: 1_990, skewSeconds: 10) == .success(token))
+        let wanted = TokenRequirements(audience: "edge-us", issuer: "broker", maxLifetimeSeconds: 9_000)
+        #expect(signer.verify(jwt, nowSeconds: 5_000, skewSeconds: 0, requirements: wanted) == .success(token))
+        var other = wanted
+        other.audience = "edge-asia"
+        #expect(signer.verify(jwt, nowSeconds: 5_000, skewSeconds: 0, requirements: other)
+            == .failure(.wrongAudience(expected: "edge-asia")))
+        other = wanted
+        other.issuer = "someone else"
+        #expect(signer.verify(jwt, nowSeconds: 5_000, skewSeconds: 0, requirements: other)
+            == .failure(.wrongIssuer(expected: "someone else")))
+        other = wanted
+        other.maxLifetimeSeconds = 8_999
+        #expect(signer.verify(jwt, nowSeconds: 5_000, skewSeconds: 0, requirements: other)
+            == .failure(.livesTooLong(seconds: 9_000, maximum: 8_999)))
+        // aud as one string; a token that names no audience is refused where one is required.
+        let single = Base64URL.encode(Array(#"{"alg":"HS256","typ":"JWT"}"#.utf8)) + "."
+            + Base64URL.encode(Array(#"{"aud":"edge-us","exp":10000,"iat":1000,"sub":"c"}"#.utf8))
+        let signed = single + "." + Base64URL.encode(signer.signature(Array(single.utf8)))
+        let audienceOnly = TokenRequirements(audience: "edge-us")
+        #expect((try? signer.verify(signed, nowSeconds: 5_000, skewSeconds: 0, requirements: audienceOnly).get())?
+            .audience == ["edge-us"])
+        let anyone = signer.mint(EdgeToken(subject: "d", symbolPrefixes: [""], expiresAt: 10_000, issuedAt: 1_000))
+        #expect(signer.verify(anyone, nowSeconds: 5_000, skewSeconds: 0, requirements: wanted)
+            == .failure(.wrongAudience(expected: "edge-us")))
+    }
+
+    @Test func anExpiryNear2To64NeitherTrapsNorWrapsIntoThePast() {
+        let signer = TokenSigner(secret: Self.secret)
+        let forever = EdgeToken(subject: "e", symbolPrefixes: [""], expiresAt: UInt64.max - 1, issuedAt: 1_000)
+        // exp + skew wrapped to 28 before: "expired" for a token that never expires.
+        #expect(signer.verify(signer.mint(forever), nowSeconds: 5_000, skewSeconds: 30) == .success(forever))
+        // A lifetime limit refuses it (7 days by default in [auth]).
+        #expect(signer.verify(signer.mint(forever), nowSeconds: 5_000, skewSeconds: 30,
+            requirements: TokenRequirements(maxLifetimeSeconds: 7 * 86_400))
+            == .failure(.livesTooLong(seconds: UInt64.max - 1_001, maximum: 7 * 86_400)))
+    }
+
     @Test func aTokenWithoutSymbolsAllowsEverySymbol() {
         let signer = TokenSigner(secret: Self.secret)
         let everything = signer.mint(EdgeToken(subject: "ops", symbolPrefixes: [""], expiresAt: 10))
@@ -52,10 +96,14 @@ import MarketData
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("secret-\(UUID())").path
         defer { try? FileManager.default.removeItem(atPath: path) }
         #expect(throws: TokenFileError.self) { try TokenSigner.load(secretFile: path) }
-        try "short\n".write(toFile: path, atomically: true, encoding: .utf8)
-        #expect(throws: TokenFileError.self) { try TokenSigner.load(secretFile: path) }
-        try (TokenSigner.newSecret() + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+        try SecretFiles.create(path, contents: "short\n")
+        #expect { try TokenSigner.load(secretFile: path) } throws: { "\($0)".contains("holds 5 bytes") }
+        try FileManager.default.removeItem(atPath: path)
+        try SecretFiles.create(path, contents: TokenSigner.newSecret() + "\n")
         #expect(try TokenSigner.load(secretFile: path).key.count == 64)
+        // Readable by others: refused, the file named, whatever it holds.
+        try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: path)
+        #expect { try TokenSigner.load(secretFile: path) } throws: { "\($0)".contains("\(path) is open to others") }
     }
 }
 
@@ -74,9 +122,14 @@ import MarketData
         } catch {
             #expect("\(error)".contains("[auth] secret_file") && "\(error)".contains("edged.toml"), "\(error)")
         }
-        try (TokenSigner.newSecret() + "\n").write(toFile: directory + "/missing.secret", atomically: true, encoding: .utf8)
+        try SecretFiles.create(directory + "/missing.secret", contents: TokenSigner.newSecret() + "\n")
         let loaded = try EdgeConfiguration.load(file: file)
         #expect(loaded.auth?.timeout == .seconds(5) && loaded.auth?.clockSkewSeconds == 30)
+        #expect(loaded.auth?.requirements == TokenRequirements(maxLifetimeSeconds: 7 * 86_400))
+        try ("[auth]\nenabled = true\nsecret_file = \"\(directory)/missing.secret\"\naudience = \"edge-eu\"\n"
+            + "issuer = \"broker\"\nmax_lifetime = \"8h\"\n").write(toFile: file, atomically: true, encoding: .utf8)
+        #expect(try EdgeConfiguration.load(file: file).auth?.requirements
+            == TokenRequirements(audience: "edge-eu", issuer: "broker", maxLifetimeSeconds: 8 * 3_600))
         // Off, the other keys may stay in the file.
         try "[auth]\nenabled = false\nsecret_file = \"nowhere\"\n".write(toFile: file, atomically: true, encoding: .utf8)
         #expect(try EdgeConfiguration.load(file: file).auth == nil)
@@ -89,12 +142,15 @@ import MarketData
 
     static func token(for prefixes: [String], expiresIn seconds: Int64 = 3_600, signer: TokenSigner = signer) -> String {
         let now = Int64(WallClock.nowNanoseconds() / 1_000_000_000)
-        return signer.mint(EdgeToken(subject: "tester", symbolPrefixes: prefixes, expiresAt: UInt64(now + seconds)))
+        return signer.mint(EdgeToken(subject: "tester", symbolPrefixes: prefixes, expiresAt: UInt64(now + seconds),
+            issuedAt: UInt64(now)))
     }
 
-    static func fixture(timeout: Duration = .seconds(5)) async throws -> EdgeServerOverRealSockets.Fixture {
+    static func fixture(timeout: Duration = .seconds(5), clockSkewSeconds: UInt64 = 5) async throws
+        -> EdgeServerOverRealSockets.Fixture
+    {
         try await EdgeServerOverRealSockets.Fixture(
-            auth: AuthConfiguration(signer: signer, timeout: timeout, clockSkewSeconds: 5))
+            auth: AuthConfiguration(signer: signer, timeout: timeout, clockSkewSeconds: clockSkewSeconds))
     }
 
     /// The close frame's status code.
@@ -135,6 +191,21 @@ import MarketData
         #expect(try second.receiveJSON()["type"] as? String == "authenticated")
         try second.send(text: #"{"action":"subscribe","symbol":"MSFT"}"#)
         #expect(try second.receiveText() == #"{"type":"subscribed","symbols":["MSFT"]}"#)
+        await fixture.stop()
+    }
+
+    @Test func aSilentClientIsToldAndClosedWhenItsTokenExpires() async throws {
+        let fixture = try await Self.fixture(clockSkewSeconds: 0)
+        let token = Self.token(for: [""], expiresIn: 2)
+        let client = try TestWebSocketClient(port: fixture.port, path: "/prices?token=\(token)")
+        #expect(try client.receiveJSON()["type"] as? String == "authenticated")
+        // It says nothing more. Before, a client that stayed silent stayed connected, its data flowing.
+        let started = Date()
+        let told = try client.receiveJSON(timeout: 6)
+        #expect(told["code"] as? Int == 402)
+        #expect((told["message"] as? String)?.contains("expired") == true, "\(told)")
+        #expect(try Self.closeCode(client) == 1008)
+        #expect(Date().timeIntervalSince(started) < 4.5, "told within a second or so of the expiry")
         await fixture.stop()
     }
 

@@ -22,6 +22,24 @@ import Testing
         try reader.finish()
     }
 
+    @Test func durationsInHoursAndDaysAreReadAndOnesNanosecondsCannotHoldAreRefusedNotTrapped() throws {
+        let reader = try ConfigReader.parse(
+            """
+            [x]
+            hours = "8h"
+            days = "7d"
+            minutes = "999999999999999m"
+            seconds = 1e300
+            """, file: "etc/test.toml")
+        let table = try reader.table("x")
+        #expect(try table.duration("hours", default: .zero) == .seconds(8 * 3_600))
+        #expect(try table.duration("days", default: .zero) == .seconds(7 * 86_400))
+        // Before, the first trapped multiplying, the second converting to Int64.
+        for key in ["minutes", "seconds"] {
+            #expect(throws: ConfigError.self, "\(key)") { try table.duration(key, default: .zero) }
+        }
+    }
+
     @Test func aWrongValueNamesFileSectionKeyAndWhatWasFound() throws {
         let reader = try ConfigReader.parse("[filters]\nmax_jump_pct = \"abc\"\n", file: "etc/plantd.toml")
         let filters = try reader.table("filters")

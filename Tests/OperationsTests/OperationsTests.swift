@@ -324,5 +324,13 @@ enum ExternalTool {
         #expect(token.expiresAt >= now + 7_199 && token.expiresAt <= now + 7_201)
         #expect(throws: (any Error).self) { try TokenCommand.mint(secretFile: path, subject: "a", symbols: "", ttl: "2x") }
         #expect(TokenCommand.parseTTL("7d") == 604_800 && TokenCommand.parseTTL("0s") == nil)
+        // 2^64 seconds and more: refused, not a trap.
+        #expect(TokenCommand.parseTTL("18446744073709551615d") == nil)
+        let aimed = try TokenCommand.mint(secretFile: path, subject: "b", symbols: "", ttl: "1h", audience: "edge-eu",
+            issuer: "broker")
+        let required = TokenRequirements(audience: "edge-eu", issuer: "broker", maxLifetimeSeconds: 3_600)
+        let claims = try TokenSigner.load(secretFile: path).verify(aimed, nowSeconds: now, skewSeconds: 0,
+            requirements: required).get()
+        #expect(claims.audience == ["edge-eu"] && claims.issuer == "broker")
     }
 }

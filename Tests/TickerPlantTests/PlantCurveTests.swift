@@ -68,7 +68,10 @@ import ZeroMQ
         let client = try CurveKeyPair.generate()
         let secretPath = directory.appendingPathComponent("plantd.key_secret").path
         let clientPath = directory.appendingPathComponent("edged.key").path
-        try (server.secretKey + "\n").write(toFile: secretPath, atomically: true, encoding: .utf8)
+        let openSecretPath = directory.appendingPathComponent("open.key_secret").path
+        try (server.secretKey + "\n").write(toFile: openSecretPath, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: openSecretPath)
+        try SecretFiles.create(secretPath, contents: server.secretKey + "\n")
         try (client.publicKey + "\n").write(toFile: clientPath, atomically: true, encoding: .utf8)
         func load(_ curve: String) throws -> PlantConfiguration {
             let file = directory.appendingPathComponent("plantd.toml").path
@@ -85,6 +88,9 @@ import ZeroMQ
             ("secret_key_file = \"\(secretPath)\"\nclient_key_files = [\"\(secretPath)x\"]",
                 "[curve] client_key_files", "cannot read"),
             ("secret_key_file = \"\(secretPath)\"\nclient_key_files = []", "[curve] client_key_files", "got none"),
+            // A secret key others can read is refused, its file named.
+            ("secret_key_file = \"\(openSecretPath)\"\nclient_key_files = [\"\(clientPath)\"]",
+                "[curve] secret_key_file", "open.key_secret is open to others (mode 0644)"),
         ]
         for (curve, key, reason) in cases {
             #expect {

@@ -248,3 +248,57 @@ test("a replay's overlap is dropped; a seq that starts again with newer updates 
     assert.deepEqual([aapl.price, aapl.seq, aapl.gaps, aapl.resets], [13, 2, 0, 1]);
     client.close();
 });
+
+/** Lets promise callbacks run (the token function's answer). */
+function settle() {
+    return new Promise((resolve) => setImmediate(resolve));
+}
+
+test("a plain token the edge refuses (402) ends the client instead of reconnecting in a loop", () => {
+    const clock = new FakeClock();
+    const { TestSocket, opened } = socketClass();
+    const client = new tickplant.Client({
+        url: "ws://edge/prices", WebSocket: TestSocket, scheduler: clock, token: "t1",
+    });
+    const errors = [];
+    client.on("error", (error) => errors.push(error.code));
+    client.connect();
+    opened[0].serverAccepts();
+    assert.deepEqual(opened[0].sent[0], { action: "auth", token: "t1" });
+    opened[0].serverSends({ type: "error", code: 402, message: "the token expired at 5 (unix seconds)" });
+    assert.equal(client.state, "closed");
+    assert.deepEqual(errors, [402]);
+    opened[0].serverCloses();
+    clock.advance(60000);
+    assert.equal(opened.length, 1, "no reconnection with a token the edge refuses");
+});
+
+test("a token function is asked again after a 402 and the client resumes with the new token", async () => {
+    const clock = new FakeClock();
+    const { TestSocket, opened } = socketClass();
+    const tokens = ["t1", "t2"];
+    let asked = 0;
+    const client = new tickplant.Client({
+        url: "ws://edge/prices", WebSocket: TestSocket, scheduler: clock, backoff: { random: () => 0 },
+        token: () => {
+            asked += 1;
+            return Promise.resolve(tokens.shift());
+        },
+    });
+    client.subscribe(["AAPL"]);
+    client.connect();
+    await settle();
+    opened[0].serverAccepts();
+    assert.deepEqual(opened[0].sent[0], { action: "auth", token: "t1" });
+    opened[0].serverSends({ type: "TRADE", symbol: "AAPL", price: 1, seq: 7 });
+    opened[0].serverSends({ type: "error", code: 402, message: "the token expired" });
+    opened[0].serverCloses();
+    clock.advance(0);
+    await settle();
+    assert.equal(asked, 2);
+    assert.equal(opened.length, 2);
+    opened[1].serverAccepts();
+    assert.deepEqual(opened[1].sent[0], { action: "auth", token: "t2" });
+    assert.deepEqual(opened[1].sent[1].fromSeq, { AAPL: 8 }, "resumed where it was: no gap");
+    client.close();
+});
