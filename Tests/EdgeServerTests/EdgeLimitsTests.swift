@@ -312,7 +312,10 @@ import ZeroMQ
         let serverFile = directory.appendingPathComponent("plantd.key").path
         let secretFile = directory.appendingPathComponent("edged.key_secret").path
         try (plant.publicKey + "\n").write(toFile: serverFile, atomically: true, encoding: .utf8)
-        try (edge.secretKey + "\n").write(toFile: secretFile, atomically: true, encoding: .utf8)
+        try SecretFiles.create(secretFile, contents: edge.secretKey + "\n")
+        let openSecretFile = directory.appendingPathComponent("open.key_secret").path
+        try (edge.secretKey + "\n").write(toFile: openSecretFile, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o604], ofItemAtPath: openSecretFile)
         let file = directory.appendingPathComponent("edged.toml").path
         try "[curve]\nserver_key_file = \"\(serverFile)\"\nsecret_key_file = \"\(secretFile)\"\n"
             .write(toFile: file, atomically: true, encoding: .utf8)
@@ -326,6 +329,8 @@ import ZeroMQ
                 "[curve] server_key_file", "cannot read"),
             ("server_key_file = \"\(file)\"\nsecret_key_file = \"\(secretFile)\"", "[curve] server_key_file",
                 "expected a CURVE key"),
+            ("server_key_file = \"\(serverFile)\"\nsecret_key_file = \"\(openSecretFile)\"", "[curve] secret_key_file",
+                "open.key_secret is open to others (mode 0604)"),
         ] {
             try "[curve]\n\(curve)\n".write(toFile: file, atomically: true, encoding: .utf8)
             #expect {
