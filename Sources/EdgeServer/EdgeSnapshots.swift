@@ -261,6 +261,14 @@ struct EdgeSnapshotCache {
         let newer = symbols[symbol]!.held.filter { $0.tick.streamSequence > streamSequence || $0.tick.streamSequence == 0 }
         symbols[symbol]!.held.removeAll()
         symbols[symbol]!.awaitingPlant = false
+        if symbols[symbol]!.refreshing && !ticks.contains(where: { $0.0.symbol == symbol }) {
+            // A refresh whose snapshot holds nothing of the symbol: plantd restarted without its journal and had not
+            // published it yet when asked. The updates that waited are where the symbol starts over, so they become
+            // its values and reach every watcher as the refresh, flagged as a snapshot; passed on as updates they
+            // would have followed the old numbers with a lower one.
+            for (tick, text) in newer { remember(tick, text) }
+            return []
+        }
         return newer
     }
 
