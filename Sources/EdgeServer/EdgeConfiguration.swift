@@ -174,7 +174,7 @@ public struct EdgeConfiguration: Sendable {
             _ = try table.duration("clock_skew", default: .seconds(30))
             _ = try table.optionalString("audience")
             _ = try table.optionalString("issuer")
-            _ = try table.duration("max_lifetime", default: .seconds(7 * 86_400))
+            _ = try table.duration("max_lifetime", default: AuthConfiguration.defaultMaxLifetime)
             return nil
         }
         let path = try table.string("secret_file")
@@ -190,8 +190,8 @@ public struct EdgeConfiguration: Sendable {
         var requirements = TokenRequirements()
         requirements.audience = try table.optionalString("audience").flatMap { $0.isEmpty ? nil : $0 }
         requirements.issuer = try table.optionalString("issuer").flatMap { $0.isEmpty ? nil : $0 }
-        requirements.maxLifetimeSeconds =
-            try table.duration("max_lifetime", default: .seconds(7 * 86_400)).nanoseconds / 1_000_000_000
+        let maxLifetime = try table.duration("max_lifetime", default: AuthConfiguration.defaultMaxLifetime)
+        requirements.maxLifetimeSeconds = maxLifetime.nanoseconds / 1_000_000_000
         return AuthConfiguration(signer: signer, timeout: timeout,
             clockSkewSeconds: UInt64(skew.nanoseconds / 1_000_000_000), requirements: requirements)
     }
@@ -206,9 +206,12 @@ public struct AuthConfiguration: Sendable {
     public var clockSkewSeconds: UInt64
     /// What a token must say beyond its signature and times (audience, issuer, longest lifetime).
     public var requirements: TokenRequirements
+    /// `[auth] max_lifetime` when the file does not say: no token good for longer than a week.
+    public static let defaultMaxLifetime: Duration = .seconds(7 * 86_400)
 
     public init(signer: TokenSigner, timeout: Duration = .seconds(5), clockSkewSeconds: UInt64 = 30,
-        requirements: TokenRequirements = TokenRequirements(maxLifetimeSeconds: 7 * 86_400))
+        requirements: TokenRequirements = TokenRequirements(
+            maxLifetimeSeconds: AuthConfiguration.defaultMaxLifetime.nanoseconds / 1_000_000_000))
     {
         self.signer = signer
         self.timeout = timeout

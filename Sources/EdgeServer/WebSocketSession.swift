@@ -260,15 +260,20 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
         let endsAt = entitlement.expiresAt.saturatingAdd(auth.clockSkewSeconds)
         let wait = endsAt > nowSeconds ? min(endsAt - nowSeconds, 3_600) : 0
         expiryTimer = context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(Int64(wait) + 1)) { [weak self] in
-            guard let self, let entitlement = self.entitlement else { return }
-            if WallClock.nowNanoseconds() / 1_000_000_000 > entitlement.expiresAt.saturatingAdd(auth.clockSkewSeconds) {
-                self.hub.refusedTokens.wrappingAdd(1, ordering: .relaxed)
-                self.sendError(.badToken, TokenProblem.expired(atSeconds: entitlement.expiresAt).description)
-                self.close(code: .policyViolation)
-            } else {
-                self.armExpiry(auth)
-            }
+            guard let self, self.entitlement != nil, !self.endIfTokenExpired(auth) else { return }
+            self.armExpiry(auth)
         }
+    }
+
+    /// Tells the client its token expired (402) and closes (1008) when it has, beyond the clock skew; true then.
+    private func endIfTokenExpired(_ auth: AuthConfiguration) -> Bool {
+        guard let entitlement,
+            WallClock.nowNanoseconds() / 1_000_000_000 > entitlement.expiresAt.saturatingAdd(auth.clockSkewSeconds)
+        else { return false }
+        hub.refusedTokens.wrappingAdd(1, ordering: .relaxed)
+        sendError(.badToken, TokenProblem.expired(atSeconds: entitlement.expiresAt).description)
+        close(code: .policyViolation)
+        return true
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -325,12 +330,10 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
             return authenticate(token)
         }
         if let auth {
-            guard let entitlement else { return sendError(.notAuthenticated, "authenticate first: {\"action\":\"auth\",\"token\":\"...\"}") }
-            if WallClock.nowNanoseconds() / 1_000_000_000 > entitlement.expiresAt.saturatingAdd(auth.clockSkewSeconds) {
-                hub.refusedTokens.wrappingAdd(1, ordering: .relaxed)
-                sendError(.badToken, TokenProblem.expired(atSeconds: entitlement.expiresAt).description)
-                return close(code: .policyViolation)
+            guard entitlement != nil else {
+                return sendError(.notAuthenticated, "authenticate first: {\"action\":\"auth\",\"token\":\"...\"}")
             }
+            if endIfTokenExpired(auth) { return }
         }
         switch message.action {
         case "subscribe", "unsubscribe":

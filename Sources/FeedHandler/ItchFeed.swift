@@ -179,14 +179,14 @@ final class ItchFeed {
     private func deliver(_ sequence: UInt64, _ message: UnsafeRawBufferPointer, sink: TickSink) {
         do {
             let decoded = try ItchDecoder.decode(message)
-            if case let .stockDirectory(_, stock, _, _) = decoded,
-                let problem = SymbolRules.problem(with: stock.description)
-            {
-                // The normalizer refuses it and counts it; the log says which.
+            let badSymbolsBefore = normalizer.counters.badSymbols
+            normalizer.handle(decoded, venueSequence: sequence, into: &ticks)
+            // The normalizer refused a stock directory's symbol and counted it; the log says which and why.
+            if normalizer.counters.badSymbols != badSymbolsBefore, case let .stockDirectory(_, stock, _, _) = decoded {
+                let problem = SymbolRules.problem(with: stock.description) ?? ""
                 sink.logBadInput(venue,
                     "message \(sequence): stock directory symbol \(stock.description.debugDescription): \(problem)")
             }
-            normalizer.handle(decoded, venueSequence: sequence, into: &ticks)
             if !ticks.isEmpty && !deferPublishing { sink.publish(&ticks, receivedNs: receivedNs) }
         } catch {
             if case FeedParseError.unknownMessageType = error { unknownTypes += 1 } else { malformed += 1 }

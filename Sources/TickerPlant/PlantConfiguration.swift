@@ -128,7 +128,8 @@ public struct PlantConfiguration: Sendable {
         filters.jumpConfirmTrades = try table.int("jump_confirm_trades", default: filters.jumpConfirmTrades, in: 1...100)
         filters.jumpHoldNs = try table.duration("jump_hold", default: .seconds(2)).nanoseconds
         filters.timeToleranceNs = try table.duration("time_tolerance", default: .seconds(2)).nanoseconds
-        filters.maxAheadNs = try table.duration("max_ahead", default: .seconds(5)).nanoseconds
+        filters.maxAheadNs =
+            try table.duration("max_ahead", default: .nanoseconds(Int64(filters.maxAheadNs))).nanoseconds
         filters.testSymbols = Set(try table.strings("test_symbols", default: filters.testSymbols.sorted(),
             problem: { SymbolRules.problem(with: $0) }))
         filters.unsizedVenues = Set(try table.strings("unsized_venues", default: []))
