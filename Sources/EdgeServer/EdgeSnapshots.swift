@@ -45,7 +45,9 @@ struct EdgeSnapshotCache {
         var through: UInt64 = 0
         /// plantd is asked to replay what edged's stream lost of the symbol: live updates wait in `held`.
         var repairing = false
-        /// The snapshot awaited is a refresh: every watcher gets it, not only the waiters.
+        /// The snapshot awaited is a refresh: every watcher gets it, not only the waiters. Still true once plantd
+        /// answered (`awaitingPlant` false) when the answer held nothing of the symbol: the new plantd had not
+        /// published it yet, and its first update makes edged ask for the snapshot again.
         var refreshing = false
         /// The repair is a sweep's check (no gap seen in this symbol's own updates): one that finds nothing missing
         /// is not counted as a gap.
@@ -55,6 +57,9 @@ struct EdgeSnapshotCache {
     private(set) var symbols: [String: Symbol] = [:]
     /// Symbols whose lost updates plantd is to be asked for, in the order found (taken by the upstream loop).
     var repairsDue: [String] = []
+    /// Symbols whose refresh is to be asked of plantd again (taken by the upstream loop): the first answer held
+    /// nothing of them, and now an update of theirs came.
+    var refreshesDue: [String] = []
     /// False without plantd's snapshot ROUTER: a gap cannot be repaired, and updates go on as they come.
     var canRepair = true
     /// Gaps found in edged's own stream: a symbol's update not following on, a plant restart, or a sweep's check
@@ -75,7 +80,13 @@ struct EdgeSnapshotCache {
     /// changes it in place), which no insertion or removal moves while this runs.
     mutating func take(_ tick: Tick, text: ByteBuffer) -> Bool {
         guard let slot = symbols.index(forKey: tick.symbol) else { return true }
-        if symbols.values[slot].awaitingPlant || symbols.values[slot].repairing {
+        if symbols.values[slot].awaitingPlant || symbols.values[slot].repairing || symbols.values[slot].refreshing {
+            if !symbols.values[slot].awaitingPlant && !symbols.values[slot].repairing {
+                // A refresh answered before the new plantd published the symbol: this is its first update since,
+                // held while plantd's snapshot, which now holds it, is asked again and reaches every watcher.
+                symbols.values[slot].awaitingPlant = true
+                refreshesDue.append(tick.symbol)
+            }
             symbols.values[slot].held.append((tick, text))
             return false
         }
@@ -195,7 +206,9 @@ struct EdgeSnapshotCache {
     /// The refreshed last values of `symbol`, flagged `"snapshot":true`, for every watcher (nil when the snapshot
     /// plantd answered was not a refresh).
     mutating func takeRefresh(_ symbol: String, allocator: ByteBufferAllocator) -> [EdgeUpdate]? {
-        guard let entry = symbols[symbol], entry.refreshing, !entry.awaitingPlant else { return nil }
+        guard let entry = symbols[symbol], entry.refreshing, !entry.awaitingPlant, !entry.values.isEmpty else {
+            return nil
+        }
         symbols[symbol]!.refreshing = false
         return frames(of: entry, symbol, allocator: allocator)
     }
@@ -265,7 +278,8 @@ struct EdgeSnapshotCache {
             // A refresh whose snapshot holds nothing of the symbol: plantd restarted without its journal and had not
             // published it yet when asked. The updates that waited are where the symbol starts over, so they become
             // its values and reach every watcher as the refresh, flagged as a snapshot; passed on as updates they
-            // would have followed the old numbers with a lower one.
+            // would have followed the old numbers with a lower one. With none either, the refresh waits for the
+            // symbol's first update (`take`).
             for (tick, text) in newer { remember(tick, text) }
             return []
         }
@@ -289,6 +303,9 @@ struct EdgeSnapshotCache {
 
     /// True when the cache has no value of `symbol` (none came from plantd nor live).
     func hasNoValues(_ symbol: String) -> Bool { symbols[symbol]?.values.isEmpty ?? true }
+
+    /// True while `symbol`'s refresh is asked of plantd or waits for the symbol's first update.
+    func isRefreshing(_ symbol: String) -> Bool { symbols[symbol]?.refreshing ?? false }
 
     /// Takes the waiters of `symbol` and forgets it: plantd has nothing of it (error 408 for each; a later client
     /// makes edged ask plantd again).

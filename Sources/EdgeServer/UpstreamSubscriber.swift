@@ -246,6 +246,16 @@ private final class UpstreamLoop: SocketLoop {
         live.cache.repairsDue.removeFirst(taken)
     }
 
+    /// Asks plantd again for the snapshot of each symbol whose refresh came before the new plantd published it.
+    func askRefreshes() {
+        guard !live.cache.refreshesDue.isEmpty else { return }
+        for symbol in live.cache.refreshesDue {
+            asked.append(AskedOfPlant(symbol: symbol, askedAtNs: MonotonicClock.nowNanoseconds()))
+            _ = try? snapshotSocket?.send(ReplayRequest.snapshot(prefix: Topic.allTypes(of: symbol)).encoded())
+        }
+        live.cache.refreshesDue.removeAll()
+    }
+
     /// At most one warning per 10 s about gaps in edged's own stream, with how many since the last.
     func logGaps() {
         let found = live.cache.gapsFound
@@ -268,9 +278,12 @@ private final class UpstreamLoop: SocketLoop {
         if let frames = live.cache.takeRefresh(symbol, allocator: allocator) {
             // A refresh: every client watching the symbol gets its values afresh (and those waiting, below).
             subscriber.hub.dispatchRefresh(frames, of: symbol)
-        } else if answeredByPlant && newer.isEmpty && live.cache.hasNoValues(symbol) {
+        } else if answeredByPlant && newer.isEmpty && live.cache.hasNoValues(symbol)
+            && !live.cache.isRefreshing(symbol)
+        {
             // plantd has never published anything of it, and nothing came since: 408 for each waiting client. The
-            // cache forgets it, so that a later client asks plantd again.
+            // cache forgets it, so that a later client asks plantd again. (A refresh answered so waits instead for
+            // the symbol's first update: edged had it before plantd restarted.)
             for waiter in live.cache.refuse(symbol) {
                 subscriber.hub.dispatchUnknown(symbol, to: waiter.registry, session: waiter.session)
             }
@@ -401,6 +414,7 @@ private final class UpstreamLoop: SocketLoop {
             expireSnapshots(allocator: allocator, batch: &batch, poller: poller)
             live.cache.sweepIfDue(nowNs: MonotonicClock.nowNanoseconds())
             askRepairs()
+            askRefreshes()
             logGaps()
             if !batch.isEmpty {
                 hub.dispatch(batch)

@@ -16,6 +16,8 @@ import ZeroMQ
         let endpoint: String
         private let stopping = Atomic<Bool>(false)
         private let finished = Atomic<Bool>(false)
+        /// While true the feed sends nothing, and takes up its rate where it left off (no burst) when resumed.
+        let quiet = Atomic<Bool>(false)
 
         /// `joining` starts trading `afterSeconds` after the others (a listing new today).
         init(
@@ -33,10 +35,16 @@ import ZeroMQ
                     finished.store(true, ordering: .releasing)
                 }
                 let encoder = TickEncoder()
-                let start = MonotonicClock.nowNanoseconds()
+                var start = MonotonicClock.nowNanoseconds()
                 var sent = 0
                 var symbols = symbols
                 while sent < maxTicks && !stopping.load(ordering: .relaxed) {
+                    if quiet.load(ordering: .relaxed) {
+                        let before = MonotonicClock.nowNanoseconds()
+                        usleep(1_000)
+                        start += MonotonicClock.nowNanoseconds() - before
+                        continue
+                    }
                     if let joining, !symbols.contains(joining.symbol),
                         Double(MonotonicClock.nowNanoseconds() - start) / 1e9 >= joining.afterSeconds
                     {
@@ -317,7 +325,10 @@ import ZeroMQ
         await chain.stop()
     }
 
-    @Test func aPlantdRestartedWithoutItsHistoryGivesEveryWatcherAFreshSnapshot() async throws {
+    /// `quietUntilHeartbeat`: the feed sends nothing until edged has seen the new plantd's first heartbeat, so that
+    /// the restart is known before the symbol's first update of the new plantd (which then has nothing of it).
+    @Test(arguments: [false, true])
+    func aPlantdRestartedWithoutItsHistoryGivesEveryWatcherAFreshSnapshot(quietUntilHeartbeat: Bool) async throws {
         let context = try ZMQContext()
         let feed = try TradingFeed(context: context, symbols: ["AAPL", "MSFT"], ticksPerSecond: 2_000)
         let chain = try await Chain(feed: feed.endpoint)
@@ -330,7 +341,18 @@ import ZeroMQ
 
         // No journal: the new plantd numbers from 1 again, so edged cannot replay its old numbers; the client gets
         // the symbol's values afresh, flagged as a snapshot, and the new numbers follow on from them.
+        if quietUntilHeartbeat {
+            feed.quiet.store(true, ordering: .relaxed)
+            // After the old plantd's first heartbeat, so that edged knows its session and sees the new one.
+            try await Task.sleep(for: .milliseconds(1_200))
+        }
         try await chain.restartPlant(after: .milliseconds(300))
+        if quietUntilHeartbeat {
+            let deadline = Date().addingTimeInterval(5)
+            while try chain.edgeCounter("plant_restarts") == 0 && Date() < deadline { usleep(20_000) }
+            #expect(try chain.edgeCounter("plant_restarts") == 1)
+            feed.quiet.store(false, ordering: .relaxed)
+        }
         var next = before.next
         var refreshedAt: Int?
         let deadline = Date().addingTimeInterval(10)
