@@ -82,9 +82,11 @@ public struct ChainBench {
         public var runs: UInt64
 
         /// The part a thread belongs to, by its kernel name (the chain's threads name themselves); the thread that
-        /// sends the market is the exchange.
-        static func part(of thread: ThreadTimes.Thread, id: Int, senderID: Int) -> String {
+        /// sends the market is the exchange. One that was there before the chain started (another ZeroMQ context's
+        /// I/O thread, in a process that runs more than the bench) is none of its parts.
+        static func part(of thread: ThreadTimes.Thread, id: Int, senderID: Int, olderThreads: Set<Int>) -> String {
             if id == senderID { return "sender (the exchange)" }
+            if olderThreads.contains(id) { return "the rest" }
             if thread.name.hasPrefix("feedd") { return "feedd" }
             if thread.name.hasPrefix("plantd") { return "plantd" }
             if thread.name.hasPrefix("bench-chain-con") { return "consumer" }
@@ -95,10 +97,10 @@ public struct ChainBench {
         static let order = ["sender (the exchange)", "feedd", "plantd", "consumer", "libzmq I/O threads", "the rest"]
 
         /// Each thread's use summed by part, in the chain's order; parts that used nothing are left out.
-        static func byPart(_ use: [Int: ThreadTimes.Thread], senderID: Int) -> [ThreadUse] {
+        static func byPart(_ use: [Int: ThreadTimes.Thread], senderID: Int, olderThreads: Set<Int>) -> [ThreadUse] {
             var parts: [String: ThreadUse] = [:]
             for (id, thread) in use {
-                let part = Self.part(of: thread, id: id, senderID: senderID)
+                let part = Self.part(of: thread, id: id, senderID: senderID, olderThreads: olderThreads)
                 parts[part, default: ThreadUse(part: part, threads: 0, runNs: 0, waitNs: 0, runs: 0)].threads += 1
                 parts[part]!.runNs += thread.runNs
                 parts[part]!.waitNs += thread.waitNs
@@ -226,6 +228,7 @@ public struct ChainBench {
 
     /// sim's packets -> feedd -> plantd -> consumer at `rate` ITCH messages a second for `stepSeconds`.
     public func runChain(rate: Int) throws -> Step {
+        let olderThreads = Set(ThreadTimes.now().threads.keys)
         // A ZeroMQ context (an I/O thread) each, as the daemons and the consumer have in their own processes.
         let feedContext = try ZMQContext()
         let plantContext = try ZMQContext()
@@ -306,7 +309,8 @@ public struct ChainBench {
             if MonotonicClock.nowNanoseconds() - lastChangeNs > 2_000_000_000 { break }
             usleep(50_000)
         }
-        let threadUse = ThreadUse.byPart(ThreadTimes.now().since(timesBefore), senderID: ThreadTimes.currentThreadID)
+        let threadUse = ThreadUse.byPart(ThreadTimes.now().since(timesBefore), senderID: ThreadTimes.currentThreadID,
+            olderThreads: olderThreads)
         let measuredNs = MonotonicClock.nowNanoseconds() - measureStartNs
         // What plantd sends later of its own (a held trade the price filter lets go) reaches the consumer too.
         usleep(300_000)
