@@ -55,8 +55,9 @@ final class ConnectionListener: Sendable {
         self.port = Int(UInt16(bigEndian: storage.sin6_port))
     }
 
-    /// Accepts until `stop`, handing each connection's descriptor (non-blocking) to `take` on the accepting thread.
-    func start(_ take: @escaping @Sendable (Int32) -> Void) {
+    /// Accepts until `stop`, handing each connection's descriptor (non-blocking) and its peer's address (without the
+    /// port) to `take` on the accepting thread.
+    func start(_ take: @escaping @Sendable (Int32, String) -> Void) {
         let thread = Thread { [self] in
             acceptLoop(take)
             finished.signal()
@@ -65,15 +66,19 @@ final class ConnectionListener: Sendable {
         thread.start()
     }
 
-    private func acceptLoop(_ take: (Int32) -> Void) {
+    private func acceptLoop(_ take: (Int32, String) -> Void) {
         var refusedLog = LogRateLimiter(interval: .seconds(10))
+        var peer = sockaddr_storage()
         while !stopping.load(ordering: .relaxed) {
-            let accepted = accept(descriptor, nil, nil)
+            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            let accepted = withUnsafeMutablePointer(to: &peer) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { accept(descriptor, $0, &length) }
+            }
             if accepted >= 0 {
                 // As NIO's own accept leaves them (Glibc's module has no accept4 to do it in the same call).
                 _ = fcntl(accepted, F_SETFL, fcntl(accepted, F_GETFL) | O_NONBLOCK)
                 _ = fcntl(accepted, F_SETFD, FD_CLOEXEC)
-                take(accepted)
+                take(accepted, Self.host(of: &peer))
                 continue
             }
             let error = errno
@@ -96,6 +101,33 @@ final class ConnectionListener: Sendable {
                 return
             }
         }
+    }
+
+    /// The numeric address of an accepted peer, without its port ("127.0.0.1", "::1"; an IPv4 client of an IPv6
+    /// socket as "::ffff:a.b.c.d").
+    static func host(of peer: inout sockaddr_storage) -> String {
+        var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+        let family = Int32(peer.ss_family)
+        let written: UnsafePointer<CChar>? = withUnsafePointer(to: &peer) { storage in
+            switch family {
+            case AF_INET:
+                storage.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { address in
+                    withUnsafePointer(to: address.pointee.sin_addr) {
+                        inet_ntop(family, $0, &text, socklen_t(text.count))
+                    }
+                }
+            case AF_INET6:
+                storage.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { address in
+                    withUnsafePointer(to: address.pointee.sin6_addr) {
+                        inet_ntop(family, $0, &text, socklen_t(text.count))
+                    }
+                }
+            default:
+                nil
+            }
+        }
+        guard written != nil, let end = text.firstIndex(of: 0) else { return "?" }
+        return String(decoding: text[..<end].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     /// Stops accepting (connections already handed over stay) and closes the listening socket.

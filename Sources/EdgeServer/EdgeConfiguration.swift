@@ -29,6 +29,16 @@ public struct EdgeConfiguration: Sendable {
     public var maxMessagesPerSecond = 50
     /// A connection that has not finished its HTTP upgrade this long after connecting is closed.
     public var handshakeTimeout: Duration = .seconds(10)
+    /// Connections accepted and not yet upgraded (nor answered) at once; the next is answered 503 and closed.
+    public var maxPendingHandshakes = 2_000
+    /// Connections from one source address at once, upgraded or not; the next is answered 429 and closed. 0: no cap
+    /// (behind a load balancer, whose address every client has).
+    public var maxConnectionsPerAddress = 0
+    /// Origins (`scheme://host[:port]`, or "*" for any) of the web pages whose scripts may connect, beside the
+    /// page's own host and clients that name none (programs); any other Origin is refused with HTTP 403.
+    public var allowedOrigins: [String] = []
+    /// Where `/metrics` (and `/healthz`) are served over HTTP, apart from the clients' port; nil: nowhere.
+    public var metricsListen: (host: String, port: Int)? = ("127.0.0.1", 9301)
     /// On SIGTERM, how long clients get to answer the server's close 1001 before the process exits anyway.
     public var drainTimeout: Duration = .seconds(10)
     public var heartbeatInterval: Duration = .seconds(5)
@@ -81,6 +91,12 @@ public struct EdgeConfiguration: Sendable {
         configuration.controlEndpoint = try edge.endpoint("control", default: configuration.controlEndpoint)
         configuration.eventLoops = try edge.int("event_loops", default: 1, in: 1...64)
         configuration.echo = try edge.bool("echo", default: false)
+        configuration.allowedOrigins = try edge.strings("allowed_origins", default: [], problem: OriginPolicy.problem)
+        if try edge.string("metrics", default: "127.0.0.1:9301").isEmpty {
+            configuration.metricsListen = nil
+        } else {
+            configuration.metricsListen = try edge.hostPort("metrics", default: "127.0.0.1:9301")
+        }
         if let directory = try edge.optionalString("web"), !directory.isEmpty, readingFiles {
             do {
                 configuration.web = try WebFiles(directory: directory)
@@ -99,6 +115,9 @@ public struct EdgeConfiguration: Sendable {
         guard configuration.handshakeTimeout >= .milliseconds(100) else {
             throw limits.error("handshake_timeout", "expected at least 100ms")
         }
+        configuration.maxPendingHandshakes = try limits.int("pending_handshakes", default: 2_000, in: 1...10_000_000)
+        configuration.maxConnectionsPerAddress = try limits.int("connections_per_address", default: 0,
+            in: 0...10_000_000)
         let clients = try root.table("clients")
         configuration.heartbeatInterval = try clients.duration("heartbeat_interval", default: .seconds(5))
         guard configuration.heartbeatInterval >= .milliseconds(100) else {

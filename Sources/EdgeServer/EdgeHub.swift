@@ -94,8 +94,13 @@ public final class EdgeHub: Sendable {
 
     /// TLS handshakes done and connections closed for a TLS failure (wss).
     let tlsFailures: TLSFailures
+    /// The checks before the upgrade (pending handshakes, connections per address, Origin) and their refusals.
+    let admission: ConnectionAdmission
 
-    init(eventLoops: [any EventLoop], upstreamThread: SocketThread, canReplay: Bool, tlsFailures: TLSFailures) {
+    init(
+        eventLoops: [any EventLoop], upstreamThread: SocketThread, canReplay: Bool, tlsFailures: TLSFailures,
+        admission: ConnectionAdmission
+    ) {
         registries = eventLoops.map { LoopRegistry(eventLoop: $0) }
         var byLoop: [ObjectIdentifier: LoopRegistry] = [:]
         for registry in registries { byLoop[ObjectIdentifier(registry.eventLoop)] = registry }
@@ -103,6 +108,7 @@ public final class EdgeHub: Sendable {
         self.upstreamThread = upstreamThread
         self.canReplay = canReplay
         self.tlsFailures = tlsFailures
+        self.admission = admission
     }
 
     func registry(for eventLoop: any EventLoop) -> LoopRegistry {

@@ -25,8 +25,13 @@ public final class EdgeServer: Sendable {
         self.configuration = configuration
         self.logger = logger
         group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.eventLoops)
+        let admission = ConnectionAdmission(
+            limits: .init(pendingHandshakes: configuration.maxPendingHandshakes,
+                perAddress: configuration.maxConnectionsPerAddress),
+            origins: OriginPolicy(allowed: Set(configuration.allowedOrigins.map { $0.lowercased() })), logger: logger)
         hub = EdgeHub(eventLoops: Array(group.makeIterator()), upstreamThread: SocketThread(name: "edged-upstream"),
-            canReplay: configuration.snapshotEndpoint != nil, tlsFailures: TLSFailures(logger: logger))
+            canReplay: configuration.snapshotEndpoint != nil, tlsFailures: TLSFailures(logger: logger),
+            admission: admission)
         upstream = UpstreamSubscriber(configuration: configuration, hub: hub, context: context, logger: logger)
     }
 
@@ -51,20 +56,21 @@ public final class EdgeServer: Sendable {
         let tls = configuration.tls
         let echo = configuration.echo
         let web = configuration.web
-        let upstream = self.upstream
-        let metrics = MetricsResponder(context: upstream.context, controlEndpoint: { upstream.controlEndpoint })
         let tlsFailures = hub.tlsFailures
         let sendBuffer = ChannelOptions.Types.SocketOption.Value(configuration.socketSendBuffer)
         // Each accepted connection: its pipeline, with its descriptor for the updates sent straight to the socket
         // (a plain connection; TLS writes through its handler).
-        let initialize: @Sendable (any Channel, Int32?) -> EventLoopFuture<Void> = { channel, descriptor in
+        let initialize: @Sendable (any Channel, Int32?, AdmittedConnection) -> EventLoopFuture<Void> = {
+            channel, descriptor, admitted in
             let upgrader = NIOWebSocketServerUpgrader(
                 maxFrameSize: maxFrameBytes,
                 shouldUpgrade: { channel, head in
                     let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
-                    // Draining: no new clients (the HTTP handler answers 503).
+                    // Draining: no new clients (the HTTP handler answers 503); an Origin not allowed: 403 there too.
                     let route = path == "/prices" || (path == "/echo" && echo)
                     let accept = route && !hub.draining.load(ordering: .relaxed)
+                        && hub.admission.origins.allows(origin: head.headers.first(name: "Origin"),
+                            host: head.headers.first(name: "Host"))
                     return channel.eventLoop.makeSucceededFuture(accept ? HTTPHeaders() : nil)
                 },
                 upgradePipelineHandler: { channel, head in
@@ -89,8 +95,7 @@ public final class EdgeServer: Sendable {
                     try channel.pipeline.syncOperations.addHandler(
                         TLSServerHandler(context: tls, failures: tlsFailures))
                 }
-                let http = HTTPEndpoints(hub: hub, handshakeTimeout: handshakeTimeout, web: web,
-                    metrics: metrics)
+                let http = HTTPEndpoints(hub: hub, handshakeTimeout: handshakeTimeout, web: web, admitted: admitted)
                 try channel.pipeline.syncOperations.configureHTTPServerPipeline(
                     withServerUpgrade: (
                         upgraders: [upgrader],
@@ -105,16 +110,26 @@ public final class EdgeServer: Sendable {
             logger: logger)
         let group = self.group
         let logger = self.logger
-        listener.start { descriptor in
+        let admission = hub.admission
+        listener.start { descriptor, address in
+            let admitted: AdmittedConnection
+            switch admission.admit(address) {
+            case let .success(connection): admitted = connection
+            case let .failure(refusal): return ConnectionAdmission.refuse(descriptor, refusal)
+            }
             ClientBootstrap(group: group)
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 // A client's socket "takes no more" above 64 KiB waiting in NIO: its updates queue (bounded) from
                 // there.
                 .channelOption(.writeBufferWaterMark, value: .init(low: 32 * 1024, high: 64 * 1024))
                 .channelOption(.socketOption(.so_sndbuf), value: sendBuffer)
-                .channelInitializer { channel in initialize(channel, descriptor) }
+                .channelInitializer { channel in
+                    channel.closeFuture.whenComplete { _ in admitted.closed() }
+                    return initialize(channel, descriptor, admitted)
+                }
                 .withConnectedSocket(descriptor)
                 .whenFailure { error in
+                    admitted.closed()
                     logger.debug("a connection could not be set up", metadata: ["error": "\(error)"])
                 }
         }
@@ -183,8 +198,10 @@ public final class EdgeServer: Sendable {
 }
 
 /// Plain HTTP: `/healthz` for load balancers, the web directory's files (the demo page at `/`, `/tickplant.js`);
-/// everything else that is not the WebSocket upgrade is 404. Removed when a connection upgrades; one that neither
-/// upgrades nor asks anything within the handshake timeout is closed, so idle half-open connections cannot pile up.
+/// an upgrade whose Origin is not allowed is 403; everything else that is not the WebSocket upgrade is 404 (`/metrics`
+/// is served on its own listener, `[edge] metrics`). Removed when a connection upgrades; one that neither upgrades
+/// nor asks anything within the handshake timeout is closed, so idle half-open connections cannot pile up. Its
+/// removal ends the connection's handshake for `pending_handshakes`.
 final class HTTPEndpoints: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
@@ -192,14 +209,14 @@ final class HTTPEndpoints: ChannelInboundHandler, RemovableChannelHandler {
     private let hub: EdgeHub
     private let handshakeTimeout: TimeAmount
     private let web: WebFiles?
-    private let metrics: MetricsResponder?
+    private let admitted: AdmittedConnection?
     private var deadline: Scheduled<Void>?
 
-    init(hub: EdgeHub, handshakeTimeout: TimeAmount, web: WebFiles? = nil, metrics: MetricsResponder? = nil) {
+    init(hub: EdgeHub, handshakeTimeout: TimeAmount, web: WebFiles? = nil, admitted: AdmittedConnection? = nil) {
         self.hub = hub
         self.handshakeTimeout = handshakeTimeout
         self.web = web
-        self.metrics = metrics
+        self.admitted = admitted
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -212,15 +229,18 @@ final class HTTPEndpoints: ChannelInboundHandler, RemovableChannelHandler {
     func handlerRemoved(context: ChannelHandlerContext) {
         deadline?.cancel()
         deadline = nil
+        admitted?.handshakeEnded()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard case let .head(head) = unwrapInboundIn(data) else { return }
+        // Answered: no longer a handshake in progress (its connection closes once the answer is written).
+        admitted?.handshakeEnded()
         let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
-        if path == "/metrics", let metrics, head.method == .GET || head.method == .HEAD {
-            return metrics.respond(on: context.channel, version: head.version, headOnly: head.method == .HEAD)
-        }
         let draining = hub.draining.load(ordering: .relaxed)
+        let upgrade = head.headers.first(name: "Upgrade")?.lowercased() == "websocket"
+        let originRefusal = upgrade && !draining
+            ? hub.admission.refusal(ofOriginIn: head, from: admitted?.address) : nil
         var contentType = path == "/healthz" ? "application/json" : "text/plain"
         var cacheControl: String?
         let (status, body): (HTTPResponseStatus, ByteBuffer)
@@ -230,6 +250,8 @@ final class HTTPEndpoints: ChannelInboundHandler, RemovableChannelHandler {
         case "/healthz": (status, body) = (.ok, ByteBuffer(string: "{\"status\":\"ok\"}\n"))
         case "/prices" where draining:
             (status, body) = (.serviceUnavailable, ByteBuffer(string: "this edge is draining; connect to another\n"))
+        case _ where originRefusal != nil:
+            (status, body) = (.forbidden, ByteBuffer(string: originRefusal!))
         case "/prices":
             (status, body) = (.upgradeRequired, ByteBuffer(string: "connect with a WebSocket client to /prices\n"))
         default:

@@ -18,7 +18,8 @@ public final class FanOutHarness {
 
     public init(clients: Int, symbol: String) throws {
         hub = EdgeHub(eventLoops: [loop], upstreamThread: SocketThread(name: "harness"), canReplay: false,
-            tlsFailures: TLSFailures(logger: Logger(label: "harness")))
+            tlsFailures: TLSFailures(logger: Logger(label: "harness")),
+            admission: ConnectionAdmission(limits: .init(), origins: OriginPolicy(), logger: Logger(label: "harness")))
         registry = hub.registry(for: loop)
         for _ in 0..<clients {
             let rawWriter = RawBytesWriter()

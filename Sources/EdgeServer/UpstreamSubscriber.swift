@@ -439,6 +439,11 @@ private final class UpstreamLoop: SocketLoop {
                                     "bad_client_messages": hub.badClientMessages.load(ordering: .relaxed),
                                     "refused_tokens": hub.refusedTokens.load(ordering: .relaxed),
                                     "refused_connections": hub.refusedConnections.load(ordering: .relaxed),
+                                    "refused_pending_handshakes":
+                                        hub.admission.handshakesRefused.load(ordering: .relaxed),
+                                    "refused_per_address": hub.admission.addressRefused.load(ordering: .relaxed),
+                                    "refused_origins": hub.admission.originsRefused.load(ordering: .relaxed),
+                                    "pending_handshakes": UInt64(hub.admission.pendingHandshakes),
                                     "rate_limited_messages": hub.rateLimitedMessages.load(ordering: .relaxed),
                                     "slow_clients_closed": hub.slowClientsClosed.load(ordering: .relaxed),
                                     "idle_clients_closed": hub.idleClientsClosed.load(ordering: .relaxed),

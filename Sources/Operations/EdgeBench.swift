@@ -26,6 +26,7 @@ public final class EdgeProcess {
             listen = "127.0.0.1:\(port)"
             upstream = "\(upstream)"
             control = "\(controlEndpoint)"
+            metrics = ""
             event_loops = \(eventLoops)
             drain_timeout = "1s"
             """ + (tables["edge"]!.isEmpty ? "" : "\n" + tables["edge"]!)

@@ -9,10 +9,12 @@ struct Edged: AsyncParsableCommand {
     @OptionGroup var options: DaemonOptions
 
     func run() async throws {
-        try await DaemonLauncher.run(daemon: "edged", options: options, load: EdgeConfiguration.load) {
-            configuration, context, logger in
+        try await DaemonLauncher.run(
+            daemon: "edged", options: options, load: EdgeConfiguration.load, metrics: { $0.metricsListen }
+        ) { configuration, context, logger in
             let server = EdgeServer(configuration: configuration, context: context, logger: logger)
-            return EngineService(start: { try await server.start() }, stop: { await server.stop() })
+            return EngineService(start: { try await server.start() }, stop: { await server.stop() },
+                controlEndpoint: { server.controlEndpoint })
         }
     }
 }

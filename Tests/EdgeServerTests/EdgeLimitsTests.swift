@@ -84,7 +84,7 @@ import ZeroMQ
         // While the silent client keeps the drain going: a load balancer sees draining, a new client is refused.
         let health = try LoopbackHTTP.request(port: fixture.port, path: "/healthz")
         #expect(health.hasPrefix("HTTP/1.1 503") && health.contains("draining"), "\(health)")
-        #expect(throws: TestWebSocketClient.Failure.self) { try TestWebSocketClient(port: fixture.port) }
+        #expect { try TestWebSocketClient(port: fixture.port) } throws: { ($0 as? TestWebSocketClient.Refused)?.status == 503 }
         // The polite client answers the close: the server ends its connection.
         try polite.send(opcode: 0x8, [0x03, 0xE9])
         #expect(throws: (any Error).self) { _ = try polite.receiveFrame(timeout: 2) }

@@ -12,16 +12,29 @@ final class TestWebSocketClient {
         let description: String
     }
 
+    /// The server answered the upgrade with something else than 101: its status line and headers.
+    struct Refused: Error, CustomStringConvertible {
+        let response: String
+        var status: Int { Int(response.split(separator: " ").dropFirst().first ?? "") ?? 0 }
+        var description: String { "upgrade refused: \(response)" }
+    }
+
     /// Connects and performs the HTTP upgrade on `path`.
     /// `receiveBuffer` sets a small kernel receive buffer first: a client that stops reading then backs up quickly.
-    init(port: Int, path: String = "/prices", receiveBuffer: Int32? = nil) throws {
-        fd = try LoopbackHTTP.connect(port: port, receiveBuffer: receiveBuffer)
+    /// `headers` are more lines of the upgrade request ("Origin: https://..."); `source` a loopback address to
+    /// connect from. A refused upgrade throws `Refused` with the server's answer.
+    init(
+        port: Int, path: String = "/prices", receiveBuffer: Int32? = nil, headers: [String] = [],
+        source: String? = nil
+    ) throws {
+        fd = try LoopbackHTTP.connect(port: port, receiveBuffer: receiveBuffer, source: source)
         let request = "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+            + headers.map { $0 + "\r\n" }.joined() + "\r\n"
         try writeAll(Array(request.utf8))
         let head = try readUntil(Array("\r\n\r\n".utf8))
         let text = String(decoding: head, as: UTF8.self)
-        guard text.hasPrefix("HTTP/1.1 101") else { throw Failure(description: "upgrade refused: \(text)") }
+        guard text.hasPrefix("HTTP/1.1 101") else { throw Refused(response: text) }
         // RFC 6455's own example key and accept value.
         guard text.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=") else { throw Failure(description: "bad accept: \(text)") }
     }

@@ -37,7 +37,7 @@ final class Chain {
         try FileManager.default.createDirectory(at: etc, withIntermediateDirectories: true)
         var ports: [String: Int] = [:]
         for name in ["feed_pub", "feed_ctl", "feed_replay", "plant_pub", "plant_snap", "plant_ctl", "edge_http",
-            "edge_ctl", "json_a", "json_b", "retrans", "feed_metrics", "plant_metrics"]
+            "edge_ctl", "json_a", "json_b", "retrans", "feed_metrics", "plant_metrics", "edge_metrics"]
         {
             ports[name] = try Chain.freePort(udp: false)
         }
@@ -122,6 +122,7 @@ final class Chain {
                 upstream = "\(endpoint("plant_pub"))"
                 snapshot = "\(endpoint("plant_snap"))"
                 control = "\(endpoint("edge_ctl"))"
+                metrics = "127.0.0.1:\(ports["edge_metrics"]!)"
                 web = "\(Chain.packageRoot.appendingPathComponent("web").path)"
 
                 [clients]

@@ -275,7 +275,7 @@ import TestSupport
             [clients, "ws://127.0.0.1:\(chain.ports["edge_http"]!)/prices", "20", "AAPL"])
         Thread.sleep(forTimeInterval: 2)
         let ports = ["feedd": chain.ports["feed_metrics"]!, "plantd": chain.ports["plant_metrics"]!,
-            "edged": chain.ports["edge_http"]!]
+            "edged": chain.ports["edge_metrics"]!]
         var first: [String: [String: Double]] = [:]
         for (daemon, port) in ports {
             let response = try LoopbackHTTP.request(port: port, path: "/metrics")
@@ -314,6 +314,8 @@ import TestSupport
             #expect(zip(buckets, buckets.dropFirst()).allSatisfy { $0.count <= $1.count }, "\(daemon) \(hop)")
         }
         #expect(first["plantd"]?["tickplant_plantd_subscriptions{daemon=\"plantd\",name=\"plantd\"}"] ?? 0 >= 1)
+        // edged's clients' port serves no metrics.
+        #expect(try LoopbackHTTP.request(port: chain.ports["edge_http"]!, path: "/metrics").hasPrefix("HTTP/1.1 404"))
         // The other routes of a metrics port.
         let metricsPort = ports["plantd"]!
         #expect(try LoopbackHTTP.request(port: metricsPort, path: "/healthz").hasPrefix("HTTP/1.1 200"))

@@ -8,11 +8,26 @@ public enum LoopbackHTTP {
     }
 
     /// A TCP connection to 127.0.0.1:`port`; `receiveBuffer` sets a small kernel receive buffer first (a client that
-    /// stops reading then backs up quickly). The caller closes it.
-    public static func connect(port: Int, receiveBuffer: Int32? = nil) throws -> Int32 {
+    /// stops reading then backs up quickly); `source` is another loopback address to connect from (127.0.0.2: a
+    /// second client host). The caller closes it.
+    public static func connect(port: Int, receiveBuffer: Int32? = nil, source: String? = nil) throws -> Int32 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         if var size = receiveBuffer {
             setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        }
+        if let source {
+            var local = sockaddr_in()
+            local.sin_family = sa_family_t(AF_INET)
+            inet_pton(AF_INET, source, &local.sin_addr)
+            let bound = withUnsafePointer(to: &local) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
+            }
+            guard bound == 0 else {
+                close(fd)
+                throw Failure(description: "bind to \(source) failed: errno \(errno)")
+            }
         }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
