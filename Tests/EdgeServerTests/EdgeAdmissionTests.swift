@@ -11,22 +11,13 @@ import MarketData
 @Suite(.serialized) struct EdgeAdmissionOverRealSockets {
     /// Connects from `source`, sends an upgrade request and reads until the server closes: its whole answer.
     static func answer(port: Int, source: String? = nil, headers: [String] = []) throws -> String {
-        let fd = try LoopbackHTTP.connect(port: port, source: source)
-        defer { close(fd) }
-        let request = "GET /prices HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        try LoopbackHTTP.exchange(upgradeRequest(port: port, headers: headers), port: port, source: source)
+    }
+
+    static func upgradeRequest(port: Int, headers: [String] = []) -> String {
+        "GET /prices HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
             + headers.map { $0 + "\r\n" }.joined() + "\r\n"
-        _ = Array(request.utf8).withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-        var response: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 4_096)
-        while true {
-            var item = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            guard poll(&item, 1, 3_000) > 0 else { break }
-            let count = read(fd, &chunk, chunk.count)
-            if count <= 0 { break }
-            response += chunk[0..<count]
-        }
-        return String(decoding: response, as: UTF8.self)
     }
 
     static func counter(_ name: String, _ fixture: EdgeServerOverRealSockets.Fixture) throws -> UInt64 {
@@ -81,9 +72,7 @@ import MarketData
         #expect(try Self.counter("refused_pending_handshakes", fixture) == 1)
         #expect(try Self.counter("pending_handshakes", fixture) == 2)
         // One of them upgrades: no longer pending, so the next connection is let in.
-        let request = "GET /prices HTTP/1.1\r\nHost: 127.0.0.1:\(fixture.port)\r\nUpgrade: websocket\r\n"
-            + "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        _ = Array(request.utf8).withUnsafeBytes { send(upgrading, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        _ = Array(Self.upgradeRequest(port: fixture.port).utf8).withUnsafeBytes { send(upgrading, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
         var head = [UInt8](repeating: 0, count: 1_024)
         var item = pollfd(fd: upgrading, events: Int16(POLLIN), revents: 0)
         #expect(poll(&item, 1, 3_000) == 1)

@@ -47,10 +47,15 @@ public enum LoopbackHTTP {
 
     /// One request (`GET`, `HEAD`, ...) of `path`; the whole response text (what came within 5 s of silence).
     public static func request(port: Int, path: String, method: String = "GET") throws -> String {
-        let fd = try connect(port: port)
+        try exchange("\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", port: port)
+    }
+
+    /// Sends `request` as it is (from `source`, another loopback address, if given) and returns what came back
+    /// until the server closed or 5 s of silence.
+    public static func exchange(_ request: String, port: Int, source: String? = nil) throws -> String {
+        let fd = try connect(port: port, source: source)
         defer { close(fd) }
-        let request = Array("\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8)
-        _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+        _ = Array(request.utf8).withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
         var response: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65_536)
         while true {
