@@ -393,6 +393,7 @@ final class LoopRegistry: @unchecked Sendable {
             depth.messages += messages
             depth.bytes += bytes
             depth.deepest = max(depth.deepest, messages)
+            depth.mostUnread = max(depth.mostUnread, session.unreadBytes)
         }
         queueDepth.withLock { $0 = depth }
     }
@@ -402,6 +403,8 @@ final class LoopRegistry: @unchecked Sendable {
         var messages = 0
         var bytes = 0
         var deepest = 0
+        /// The most one client had not read: its queue and what NIO held for it (answers, pongs, snapshots).
+        var mostUnread = 0
     }
 
     let queueDepth = Mutex(QueueDepth())

@@ -91,6 +91,9 @@ public final class EdgeServer: Sendable {
                     }
                 })
             return channel.eventLoop.makeCompletedFuture {
+                // A client whose socket takes no more is not read either: what it asks cannot pile up answers in
+                // edged (the session closes one whose answers still outgrow its room, see WebSocketSession).
+                try channel.pipeline.syncOperations.addHandler(BackPressureHandler())
                 if let tls {
                     try channel.pipeline.syncOperations.addHandler(
                         TLSServerHandler(context: tls, failures: tlsFailures))

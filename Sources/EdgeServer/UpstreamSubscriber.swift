@@ -465,6 +465,7 @@ private final class UpstreamLoop: SocketLoop {
                                     "queued_updates": UInt64(depths.reduce(0) { $0 + $1.messages }),
                                     "queued_bytes": UInt64(depths.reduce(0) { $0 + $1.bytes }),
                                     "deepest_client_queue": UInt64(depths.map(\.deepest).max() ?? 0),
+                                    "most_unread_client_bytes": UInt64(depths.map(\.mostUnread).max() ?? 0),
                                 ], latency: [plantToEdgeBuckets, hub.clientLatency.withLock { $0.total }])
                         case "latency":
                             let figures = HopFigures(

@@ -32,6 +32,10 @@ final class WebSocketProtocolLayer: ChannelDuplexHandler, RemovableChannelHandle
     private var utf8 = UTF8Validator()
     /// edged has sent its close frame: from now on only the client's close matters.
     private var closeSent = false
+    /// The pong of the latest ping that came while the socket took no more: sent when it takes more again, the
+    /// earlier ones' left out (RFC 6455 section 5.5.3 lets a pong answer only the latest ping), so that a client that
+    /// pings without reading cannot grow what edged holds for it.
+    private var pendingPong: ByteBuffer?
 
     init(maxMessageBytes: Int) {
         self.maxMessageBytes = maxMessageBytes
@@ -49,8 +53,12 @@ final class WebSocketProtocolLayer: ChannelDuplexHandler, RemovableChannelHandle
             receiveData(context, frame)
         case .ping:
             guard !closeSent else { return }
-            let pong = WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)
-            context.writeAndFlush(wrapOutboundOut(pong), promise: nil)
+            if context.channel.isWritable {
+                let pong = WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)
+                context.writeAndFlush(wrapOutboundOut(pong), promise: nil)
+            } else {
+                pendingPong = frame.unmaskedData
+            }
             context.fireChannelRead(wrapInboundOut(.heard))
         case .pong:
             context.fireChannelRead(wrapInboundOut(.pong(frame.unmaskedData)))
@@ -127,6 +135,17 @@ final class WebSocketProtocolLayer: ChannelDuplexHandler, RemovableChannelHandle
         case 1000...1003, 1007...1011, 3000...4999: true
         default: false
         }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable, let payload = pendingPong {
+            pendingPong = nil
+            if !closeSent {
+                context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: payload)),
+                    promise: nil)
+            }
+        }
+        context.fireChannelWritabilityChanged()
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {

@@ -297,6 +297,7 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
         case let .text(message):
             handle(message)
         case .binary:
+            hub.badClientMessages.wrappingAdd(1, ordering: .relaxed)
             sendError(.badMessage, "binary frames are not part of the protocol; send JSON text")
         case .heard:
             break
@@ -478,8 +479,11 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
     func receiveResume(_ updates: [EdgeUpdate], of symbol: String, from: UInt64) {
         guard awaiting.contains(symbol), let pending = resuming.removeValue(forKey: symbol), let context, !closing
         else { return }
-        if pending.overflowed {
-            // So much went by meanwhile that the replay no longer joins the live updates: a snapshot instead.
+        // So much went by meanwhile that the replay no longer joins the live updates, or the replay would not fit
+        // in the room edged keeps for the client beside what it has not read yet: a snapshot instead.
+        if pending.overflowed
+            || bytesInNIO + queue.bytes + updates.reduce(0, { $0 + $1.text.readableBytes }) > roomBytes
+        {
             hub.replaysSnapshotted.wrappingAdd(1, ordering: .relaxed)
             return hub.wantSnapshot(symbol, registry: registry, session: ObjectIdentifier(self))
         }
@@ -652,13 +656,44 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
     /// A client over its queue's hard mark for `slow_grace` gets 407 and close 4008; what it had queued is let go
     /// at once, and the connection is closed after `slowLinger` whether or not it reads its last frames.
     func closeIfTooSlow() {
-        guard let since = overHardMarkSinceNs, !closing, let context,
+        guard let since = overHardMarkSinceNs, !closing,
             MonotonicClock.nowNanoseconds() &- since >= limits.slowGraceNs
         else { return }
+        closeAsSlow("too slow: \(queue.dropped) updates dropped; reconnect and resume")
+    }
+
+    /// What edged may hold for a client in all: its queue and what waits in NIO's buffer (answers, pongs,
+    /// snapshots, replays, updates the socket did not take). Answers cannot be dropped as updates can, so a client
+    /// whose unread bytes pass this is closed as a slow one at once.
+    var roomBytes: Int { Self.heldBytesPerHardMark * queue.limits.hardBytes }
+
+    /// Bytes NIO holds for the client, not yet taken by its socket.
+    private var bytesInNIO: Int { (try? context?.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0 }
+
+    /// What the client has not read yet that edged holds: its queue and NIO's buffer.
+    var unreadBytes: Int { bytesInNIO + queue.bytes }
+
+    /// Called after a frame went into NIO's buffer while the socket takes no more: a client past its room (it asks
+    /// and does not read the answers) is closed.
+    private func closeIfOutOfRoom() {
+        guard !closing, !closingForRoom else { return }
+        let held = unreadBytes
+        guard held > roomBytes else { return }
+        closeAsSlow("too slow: \(held) bytes unread, more than the \(roomBytes) this edge holds for a client")
+    }
+
+    /// Set while `closeAsSlow` writes its error, whose own check must not start another close.
+    private var closingForRoom = false
+
+    /// 407 and close 4008: what was queued is let go at once, and the connection is closed after `slowLinger`
+    /// whether or not the client reads its last frames.
+    private func closeAsSlow(_ message: String) {
+        guard let context, !closing, !closingForRoom else { return }
+        closingForRoom = true
         hub.slowClientsClosed.wrappingAdd(1, ordering: .relaxed)
         while queue.popFirst() != nil {}
         overHardMarkSinceNs = nil
-        sendError(.slowClient, "too slow: \(queue.dropped) updates dropped; reconnect and resume")
+        sendError(.slowClient, message)
         startClosing(code: .slowClient)
         let channel = context.channel
         context.eventLoop.scheduleTask(in: limits.slowLinger) { channel.close(promise: nil) }
@@ -707,7 +742,8 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
         batchIsOwn = false
     }
 
-    /// Every frame but the batched updates goes through here, behind the updates batched before it.
+    /// Every frame but the batched updates goes through here, behind the updates batched before it. One written
+    /// while the socket takes no more counts against the client's room (`closeIfOutOfRoom`).
     private func writeFrame(_ frame: WebSocketFrame, flush: Bool = false) {
         guard let context else { return }
         spillBatch()
@@ -716,6 +752,7 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
         } else {
             context.write(wrapOutboundOut(frame), promise: nil)
         }
+        if !writable { closeIfOutOfRoom() }
     }
 
     /// Updates waiting in this client's queue, and their bytes.

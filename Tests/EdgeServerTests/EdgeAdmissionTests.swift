@@ -146,3 +146,119 @@ import MarketData
         }
     }
 }
+
+/// A client that sends and never reads (issue 26, item 5): edged stops reading it while its socket takes no more, and
+/// closes one whose answers outgrow the room edged keeps for a client (4 x `queue_hard_bytes`), pongs included.
+@Suite(.serialized) struct EdgeUnreadAnswersOverRealSockets {
+    /// Sends `frame` over and over without reading or blocking, until the socket has taken `limit` bytes, the
+    /// connection broke, it took nothing for a second (edged stopped reading: `heldBack`), or `seconds` passed.
+    /// `rest` is what is left of a frame the socket took only in part: it must go before any other frame.
+    static func flood(_ client: TestWebSocketClient, frame: [UInt8], limit: Int, seconds: Double)
+        -> (sent: Int, heldBack: Bool, broken: Bool, rest: [UInt8])
+    {
+        var chunk: [UInt8] = []
+        while chunk.count < 32_768 { chunk += frame }
+        var sent = 0
+        let deadline = Date().addingTimeInterval(seconds)
+        var stuckSince: Date?
+        while sent < limit && Date() < deadline {
+            let taken = chunk.withUnsafeBytes {
+                send(client.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
+            }
+            if taken > 0 {
+                sent += taken
+                stuckSince = nil
+                if taken % frame.count != 0 {
+                    // The stream stopped inside a frame: end it with the frame's rest, or hand that back.
+                    let rest = Array(frame[(taken % frame.count)...])
+                    let more = rest.withUnsafeBytes {
+                        send(client.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
+                    }
+                    if more != rest.count { return (sent + max(more, 0), true, false, Array(rest[max(more, 0)...])) }
+                    sent += more
+                }
+                continue
+            }
+            if errno != EAGAIN && errno != EWOULDBLOCK { return (sent, false, true, []) }
+            if stuckSince == nil { stuckSince = Date() }
+            if Date().timeIntervalSince(stuckSince!) >= 1 { return (sent, true, false, []) }
+            usleep(5_000)
+        }
+        return (sent, false, false, [])
+    }
+
+    /// A masked client frame with an empty payload (the mask key alone).
+    static func emptyFrame(opcode: UInt8) -> [UInt8] { [0x80 | opcode, 0x80, 1, 2, 3, 4] }
+
+    /// A client that sends 6-byte binary frames and reads nothing: each earns a ~90-byte error 400, and 64 MiB of
+    /// them would be ~1 GB of errors held for it. `queueHardBytes` x 4 is the room edged keeps for a client.
+    static func floodWithBadMessages(queueHardBytes: Int) async throws
+        -> (EdgeServerOverRealSockets.Fixture, sent: Int, status: DaemonStatus)
+    {
+        let fixture = try await EdgeServerOverRealSockets.Fixture {
+            $0.queueHardBytes = queueHardBytes
+            $0.maxMessagesPerSecond = 1_000_000
+            $0.heartbeatInterval = .milliseconds(200)
+        }
+        let client = try TestWebSocketClient(port: fixture.port, receiveBuffer: 4_096)
+        var small: Int32 = 65_536
+        setsockopt(client.fd, SOL_SOCKET, SO_SNDBUF, &small, socklen_t(MemoryLayout<Int32>.size))
+        let result = Self.flood(client, frame: Self.emptyFrame(opcode: 0x2), limit: 64 << 20, seconds: 10)
+        try await Task.sleep(for: .milliseconds(600))  // heartbeats, which measure what each client has unread
+        return (fixture, result.sent, try EdgeStatusProbe.status(fixture))
+    }
+
+    /// edged stops reading the client once its socket takes no more; what it holds for it then never passes its
+    /// room by more than the last answer (and, if that answer passed it, the 407 and close frames).
+    @Test func aClientSendingBadMessagesWithoutReadingIsNoLongerReadAndHeldToItsRoom() async throws {
+        let (fixture, sent, status) = try await Self.floodWithBadMessages(queueHardBytes: 65_536)
+        #expect(sent < 16 << 20, "edged stopped taking them: \(sent) bytes")
+        let unread = status.counters["most_unread_client_bytes"] ?? 0
+        #expect(unread > 65_536 && unread <= 262_144 + 512, "held \(unread) of 262 144")
+        #expect(status.counters["bad_client_messages"] ?? 0 > 1_000, "each binary frame counted")
+        await fixture.stop()
+    }
+
+    /// With 16 KiB of room (less than the 64 KiB NIO holds before reading stops), the errors outgrow it: 407, 4008.
+    @Test func aClientWhoseUnreadAnswersOutgrowItsRoomIsClosedAsSlow() async throws {
+        let (fixture, sent, status) = try await Self.floodWithBadMessages(queueHardBytes: 4_096)
+        #expect(sent < 16 << 20, "\(sent) bytes")
+        #expect(status.counters["slow_clients_closed"] == 1)
+        await fixture.stop()
+    }
+
+    @Test func aClientPingingWithoutReadingIsNoLongerReadAndGetsThePongOfItsLatestPingWhenItReads() async throws {
+        let fixture = try await EdgeServerOverRealSockets.Fixture { $0.queueHardBytes = 65_536 }
+        let client = try TestWebSocketClient(port: fixture.port, receiveBuffer: 4_096)
+        var small: Int32 = 65_536
+        setsockopt(client.fd, SOL_SOCKET, SO_SNDBUF, &small, socklen_t(MemoryLayout<Int32>.size))
+        // Pings with the largest payload a control frame may carry: each pong as big.
+        let ping = [0x89, 0x80 | 125, 1, 2, 3, 4] + [UInt8](repeating: 0x41, count: 125)
+        let result = Self.flood(client, frame: ping, limit: 256 << 20, seconds: 10)
+        #expect(result.heldBack && !result.broken, "edged stopped reading the client, and kept it: \(result)")
+        #expect(result.sent < 32 << 20, "\(result)")
+        #expect(try EdgeAdmissionOverRealSockets.counter("slow_clients_closed", fixture) == 0)
+        // Reading again, the client gets pongs, and edged reads its pings again: the rest of a ping cut short goes
+        // through, then the client is served as before.
+        var pongs = 0
+        var rest = result.rest
+        while let frame = try? client.receiveFrame(timeout: 1, answeringPings: false) {
+            if frame.opcode == 0xA { pongs += 1 }
+            if !rest.isEmpty {
+                let more = rest.withUnsafeBytes {
+                    send(client.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
+                }
+                if more > 0 { rest.removeFirst(more) }
+            }
+        }
+        #expect(pongs > 0 && rest.isEmpty, "\(pongs) pongs, \(rest.count) bytes of a ping left")
+        try client.send(text: #"{"action":"ping"}"#)
+        var answered = false
+        let deadline = Date().addingTimeInterval(5)
+        while !answered && Date() < deadline, let frame = try? client.receiveFrame(timeout: 2) {
+            answered = frame.opcode == 0x1 && String(decoding: frame.payload, as: UTF8.self).contains("pong")
+        }
+        #expect(answered)
+        await fixture.stop()
+    }
+}
