@@ -99,6 +99,9 @@ public struct FeedConfiguration: Sendable {
     public var sendHighWaterMark: Int32 = 1_000_000
     /// Ticks kept for the replay ROUTER.
     public var replayTicks = 200_000
+    /// Most ticks one replay answer carries (DESIGN section 12): an asker that wants more ("all", or a larger
+    /// count) gets that many and an end that says where to ask again from.
+    public var maxAnswerTicks = 100_000
     public var udpReceiveBufferBytes = 8 << 20
     public var reconnectInitial: Duration = .milliseconds(100)
     public var reconnectMaximum: Duration = .seconds(5)
@@ -122,6 +125,8 @@ public struct FeedConfiguration: Sendable {
         }
         configuration.sendHighWaterMark = Int32(try feed.int("send_hwm", default: 1_000_000, in: 1...100_000_000))
         configuration.replayTicks = try feed.int("replay_ticks", default: 200_000, in: 1...100_000_000)
+        configuration.maxAnswerTicks = try feed.int("max_answer_ticks", default: configuration.maxAnswerTicks,
+            in: 1...10_000_000)
         configuration.udpReceiveBufferBytes = try feed.int("udp_receive_buffer", default: 8 << 20, in: 65_536...(1 << 30))
         configuration.reconnectInitial = try feed.duration("reconnect_initial", default: .milliseconds(100))
         configuration.reconnectMaximum = try feed.duration("reconnect_max", default: .seconds(5))

@@ -102,7 +102,9 @@ private final class FeedLoop: SocketLoop, TickSink {
         control = try ControlResponder(context: context, endpoint: configuration.controlEndpoint)
         boundEndpoints["control"] = try control.socket.lastEndpoint
         replay = try ZMQSocket(context, type: .router)
-        try replay.setSendHighWaterMark(10_000_000)
+        // An answer is sent whole in one turn: the high-water mark holds the largest one (three messages a tick, and
+        // its end) and no more, so a peer that asks and never reads holds at most that much of feedd's memory.
+        try replay.setSendHighWaterMark(Int32(clamping: 3 * configuration.maxAnswerTicks + 3))
         try replay.bind(configuration.replayEndpoint)
         boundEndpoints["replay"] = try replay.lastEndpoint
         ring = TickRing(capacity: configuration.replayTicks)
@@ -317,19 +319,41 @@ private final class FeedLoop: SocketLoop, TickSink {
 
     /// Answers stream replay requests from DEALER peers: [identity, request] in, then [identity, topic, tick] per tick
     /// and [identity, "#END", SnapshotEnd] (Proto/control.proto).
+    ///
+    /// Bounded (DESIGN section 12): no answer carries more than `[feed] max_answer_ticks` (a cut answer's end is
+    /// incomplete and says where to ask again from), and a turn serves at most `replayRequestsPerTurn` requests or
+    /// that many ticks, so a flood of requests waits in libzmq's queue instead of holding up the venues.
     func serveReplays() {
-        while let frames = try? replay.receiveFrames(dontWait: true), frames.count >= 2 {
+        let answerLimit = UInt64(configuration.maxAnswerTicks)
+        var sentThisTurn: UInt64 = 0
+        var requestsThisTurn = 0
+        while requestsThisTurn < Self.replayRequestsPerTurn, sentThisTurn < answerLimit,
+            let frames = try? replay.receiveFrames(dontWait: true)
+        {
+            guard frames.count >= 2 else { continue }
+            requestsThisTurn += 1
             let identity = frames[0]
             let end: SnapshotEnd
             switch ReplayRequest(decoding: frames[frames.count - 1]) {
             case let .streamReplay(from, maxCount):
-                let result = ring.forEach(from: from, maxCount: maxCount == 0 ? UInt64.max : maxCount) { _, topic, tick in
+                let limit = maxCount == 0 ? answerLimit : min(maxCount, answerLimit)
+                let result = ring.forEach(from: from, maxCount: limit) { _, topic, tick in
                     _ = try? replay.send(identity, more: true, dontWait: true)
                     _ = try? replay.send(topic, more: true, dontWait: true)
                     _ = try? replay.send(tick, dontWait: true)
                 }
-                end = SnapshotEnd(streamSequence: streamSequence, tickCount: result.count, complete: result.complete,
-                    error: result.complete ? "" : "ticks before stream_seq \(ring.firstSequence) are no longer kept")
+                sentThisTurn += result.count
+                let next = max(from, ring.firstSequence) + result.count
+                let cut = (maxCount == 0 || maxCount > answerLimit) && result.count == limit && next <= ring.lastSequence
+                var error = ""
+                if !result.complete {
+                    error = "ticks before stream_seq \(ring.firstSequence) are no longer kept"
+                } else if cut {
+                    error = "an answer carries at most \(limit) ticks ([feed] max_answer_ticks): ask again from "
+                        + "stream_seq \(next)"
+                }
+                end = SnapshotEnd(streamSequence: streamSequence, tickCount: result.count,
+                    complete: result.complete && !cut, error: error)
                 replaysServed += 1
             case .snapshot, .symbolReplay:
                 end = SnapshotEnd(streamSequence: streamSequence, tickCount: 0, complete: false,
@@ -343,6 +367,9 @@ private final class FeedLoop: SocketLoop, TickSink {
             _ = try? replay.send(end.encoded(), dontWait: true)
         }
     }
+
+    /// Replay requests read per turn: the rest wait in libzmq's queue (its receive high-water mark, per peer).
+    static let replayRequestsPerTurn = 32
 
     func logBadInput(_ source: String, _ problem: String) {
         if let heldBack = badInputLog.admit() {

@@ -37,6 +37,9 @@ public struct PlantConfiguration: Sendable {
     /// Most symbols the plant keeps (every one costs its per-symbol state for the plant's life): a tick of a new
     /// symbol past it is refused and counted, so a feed that names millions cannot grow the plant without bound.
     public var maxSymbols = 200_000
+    /// Most ticks one snapshot or replay answer carries (DESIGN section 12: what a peer can ask for is bounded): a
+    /// symbol replay or snapshot that would need more is refused with a reason, a stream replay is cut there.
+    public var maxAnswerTicks = 100_000
     public var filters = FilterConfiguration()
     /// nil: the stream and the snapshot ROUTER are plain (fine on one host; between hosts, use CURVE).
     public var curve: CurveServerConfiguration?
@@ -75,6 +78,8 @@ public struct PlantConfiguration: Sendable {
         configuration.heartbeatInterval = try plant.duration("heartbeat_interval", default: .seconds(1))
         configuration.replayTicks = try plant.int("replay_ticks", default: 1_000_000, in: 1...100_000_000)
         configuration.maxSymbols = try plant.int("max_symbols", default: configuration.maxSymbols, in: 1...10_000_000)
+        configuration.maxAnswerTicks = try plant.int("max_answer_ticks", default: configuration.maxAnswerTicks,
+            in: 1...10_000_000)
         configuration.filters = try loadFilters(try root.table("filters"))
         configuration.journal = try loadJournal(try root.table("journal"))
         configuration.aggregation = try loadAggregation(try root.table("aggregation"))
@@ -101,6 +106,7 @@ public struct PlantConfiguration: Sendable {
         compare("[plant] heartbeat_interval") { $0.heartbeatInterval }
         compare("[plant] replay_ticks") { $0.replayTicks }
         compare("[plant] max_symbols") { $0.maxSymbols }
+        compare("[plant] max_answer_ticks") { $0.maxAnswerTicks }
         compare("[journal]") { $0.journal }
         compare("[aggregation]") { $0.aggregation }
         compare("[curve]") { $0.curve }

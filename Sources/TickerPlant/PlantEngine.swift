@@ -51,6 +51,13 @@ final class PlantLoop: SocketLoop {
     var zapIndex: Int?
     var curveRefusedLog = LogRateLimiter(interval: .seconds(10))
     var snapshotsServed: UInt64 = 0
+    /// Snapshots and replays refused for what they would cost (`AnswerLimits`, `[plant] max_answer_ticks`).
+    var answersRefused: UInt64 = 0
+    /// Requests of peers whose answer is being read from the journal, in the order asked (`AnswerLimits`), and
+    /// those dropped because a peer had too many waiting.
+    var requestsWaitingOn: [[UInt8]: [[UInt8]]] = [:]
+    var requestsDropped: UInt64 = 0
+    var answerRefusalLog = LogRateLimiter(interval: .seconds(10))
     /// The latest published ticks as they went out, tagged with their symbol_seq: symbol and stream replays.
     var ring: TickRing
     /// Replays reaching back before the ring, read from the journal a slice per turn.
@@ -173,8 +180,10 @@ final class PlantLoop: SocketLoop {
         boundEndpoints["control"] = try control.socket.lastEndpoint
         snapshots = try ZMQSocket(context, type: .router)
         if let curveSecret { try snapshots.setCurveServer(secretKey: curveSecret) }
-        // A snapshot is sent whole in one turn: the high-water mark must hold the largest one.
-        try snapshots.setSendHighWaterMark(10_000_000)
+        // An answer is sent whole in one turn: the high-water mark holds the largest one (three messages a tick, and
+        // its end), and no more, so a peer that asks and never reads holds at most that much of plantd's memory:
+        // past it, what is sent to that peer is dropped (its answers come incomplete), not queued.
+        try snapshots.setSendHighWaterMark(Int32(clamping: 3 * configuration.maxAnswerTicks + 3))
         try snapshots.bind(configuration.snapshotEndpoint)
         boundEndpoints["snapshot"] = try snapshots.lastEndpoint
         ring = TickRing(capacity: configuration.replayTicks, linked: true)
@@ -556,6 +565,9 @@ final class PlantLoop: SocketLoop {
                 counters["symbols.\(quality.description.lowercased())", default: 0] += 1
             }
             counters["snapshots_served"] = snapshotsServed
+            counters["answers_refused"] = answersRefused
+            counters["journal_replays_in_flight"] = UInt64(journalReplays.count)
+            counters["requests_dropped"] = requestsDropped
             counters["replay_first_stream_seq"] = ring.firstSequence
             counters.merge(journal?.counters ?? [:]) { $1 }
             counters.merge(recoveryCounters) { $1 }

@@ -1,109 +1,227 @@
 import MarketData
 import ZeroMQ
 
+/// What one peer of the snapshot ROUTER can make plantd do at once, beside `[plant] max_answer_ticks` (DESIGN
+/// section 12: work a peer can ask for is bounded per peer and in all).
+enum AnswerLimits {
+    /// Requests read per turn: a flood waits in libzmq's queue (its receive high-water mark, per peer), not in the
+    /// live stream's way.
+    static let requestsPerTurn = 32
+    /// Replays read from the journal at once, by all peers: each holds a cursor and its buffer (about 2 MiB). A
+    /// peer has at most one, since its answers go out one after another.
+    static let journalReplaysInAll = 32
+    /// Requests of a peer kept while its answer is read from the journal: past it, dropped and counted (a peer
+    /// that asks more without waiting for its answers cannot make plantd hold them without end).
+    static let waitingRequestsPerPeer = 1_024
+}
+
 extension PlantLoop {
     // MARK: Snapshot and replay
 
     /// Answers DEALER peers on the snapshot ROUTER: [identity, ControlRequest] in; [identity, topic, Tick] per tick
     /// and then [identity, "#END", SnapshotEnd] out. Served between ticks on the publishing thread, so a snapshot is
     /// atomic with respect to the stream: it holds exactly the ticks up to the stream_seq its end names.
+    ///
+    /// What a peer can make plantd do is bounded (DESIGN section 12, `AnswerLimits`): at most `requestsPerTurn`
+    /// requests, or `[plant] max_answer_ticks` ticks, per turn (the rest wait in libzmq's queue, bounded by its
+    /// receive high-water mark per peer); no answer carries more than `max_answer_ticks`; journal replays in flight
+    /// are bounded per peer and in all.
     func serveSnapshots() {
         flushOutbound()
-        while let frames = try? snapshots.receiveFrames(dontWait: true), frames.count >= 2 {
+        var sentThisTurn: UInt64 = 0
+        var requestsThisTurn = 0
+        while requestsThisTurn < AnswerLimits.requestsPerTurn, sentThisTurn < UInt64(configuration.maxAnswerTicks),
+            let frames = try? snapshots.receiveFrames(dontWait: true)
+        {
+            guard frames.count >= 2 else { continue }
+            requestsThisTurn += 1
             let identity = frames[0]
-            var count: UInt64 = 0
-            var complete = true
-            var error = ""
-            func reply(_ topic: UnsafeRawBufferPointer, _ payload: UnsafeRawBufferPointer) {
-                _ = try? snapshots.send(identity, more: true, dontWait: true)
-                _ = try? snapshots.send(topic, more: true, dontWait: true)
-                _ = try? snapshots.send(payload, dontWait: true)
-                count += 1
-            }
-            func reply(_ topic: [UInt8], _ payload: UnsafeRawBufferPointer) {
-                topic.withUnsafeBytes { reply($0, payload) }
-            }
-            switch ReplayRequest(decoding: frames[frames.count - 1]) {
-            case let .snapshot(prefix):
-                let prefixBytes = Array(prefix.utf8)
-                if Array(Topic.system.utf8).starts(with: prefixBytes) {
-                    for (_, status) in lastSystemStatus.sorted(by: { $0.key < $1.key }) {
-                        reply(Array(Topic.system.utf8), encoder.encode(status))
+            // A peer's answers go out one after another, each whole, in the order asked: while one is read from
+            // the journal, the peer's later requests wait for it.
+            if let waiting = requestsWaitingOn[identity] {
+                guard waiting.count < AnswerLimits.waitingRequestsPerPeer else {
+                    requestsDropped += 1
+                    if let heldBack = answerRefusalLog.admit() {
+                        logger.warning("a peer asked more without waiting for its answers; request dropped",
+                            metadata: ["waiting": "\(waiting.count)", "similar_refusals_not_logged": "\(heldBack)"])
                     }
-                }
-                // Each symbol's last values in the order they were published, symbols in name order.
-                var matching: [(symbol: String, entry: LastValueCache.Entry)] = []
-                for (id, entries) in lastValues.entriesOf.enumerated() {
-                    for entry in entries {
-                        Topic.write(symbol: symbolNames[id], type: entry.type, into: &topic)
-                        if topic.starts(with: prefixBytes) { matching.append((symbolNames[id], entry)) }
-                    }
-                }
-                matching.sort { ($0.symbol, $0.entry.symbolSequence) < ($1.symbol, $1.entry.symbolSequence) }
-                for (symbol, entry) in matching {
-                    Topic.write(symbol: symbol, type: entry.type, into: &topic)
-                    lastValues.withPayload(of: entry) { reply(topic, $0) }
-                }
-            case let .symbolReplay(symbol, from):
-                if let problem = SymbolRules.problem(with: symbol) {
-                    complete = false
-                    error = "symbol \"\(symbol)\": \(problem)"
-                    break
-                }
-                let prefix = Array((symbol + "|").utf8)
-                let start = max(from, 1)
-                // A symbol never published, or a symbol_seq beyond the next one: the asker's history is not this
-                // plant's (a typo, or numbers from before a restart without a journal). Told, so that it starts
-                // afresh from a snapshot instead of taking an empty answer for "nothing missed".
-                guard let knownID = symbolIDs[symbol] else {
-                    complete = false
-                    error = "unknown symbol \"\(symbol)\": nothing of it was ever published here"
-                    break
-                }
-                let published = symbolSequenceOf[knownID]
-                guard start <= published + 1 else {
-                    complete = false
-                    error = "symbol_seq \(start) of \(symbol) is ahead of the last one published, \(published)"
-                    break
-                }
-                // Nothing published after what the asker has (edged checks its quiet symbols this way after a gap in
-                // its stream): complete and empty at once, without a walk of the ring.
-                if start == published + 1 { break }
-                // The ring reaches back to `start`, or nothing of the symbol was ever published from it: served now.
-                // Otherwise the journal serves it from the symbol's checkpoint before `start`, over several turns.
-                // The symbol's own ticks are walked, newest first, not every tick the ring keeps.
-                let chain = ring.chain(from: newestStreamSequenceOf[knownID], fromTag: start)
-                if published >= start && chain.oldestTag.map({ $0 > start }) ?? true,
-                    let directory = configuration.journal.directory
-                {
-                    let checkpoint = symbolCheckpoints[knownID].last { $0.symbolSequence <= start }?.streamSequence ?? 0
-                    journalReplays.append(JournalReplay(identity: identity, kind: .symbol(prefix: prefix, id: knownID),
-                        from: start, cursor: JournalCursor(directory: directory, from: checkpoint)))
                     continue
                 }
-                ring.forEach(chain.sequences) { _, topic, tick in
-                    if topic.starts(with: prefix) { reply(topic, tick) }
-                }
-                complete = chain.oldestTag.map { $0 <= start } ?? (published < start)
-            case let .streamReplay(from, maxCount):
-                if from > 0 && from <= streamSequence && (ring.firstSequence == 0 || from < ring.firstSequence),
-                    let directory = configuration.journal.directory
-                {
-                    journalReplays.append(JournalReplay(identity: identity,
-                        kind: .stream(maxCount: maxCount == 0 ? .max : maxCount), from: from,
-                        cursor: JournalCursor(directory: directory, from: from)))
-                    continue
-                }
-                let result = ring.forEach(from: from, maxCount: maxCount == 0 ? UInt64.max : maxCount) { _, topic, tick in
-                    reply(topic, tick)
-                }
-                complete = result.complete
-            case nil:
-                complete = false
-                error = "not a request this plantd knows (a ControlRequest of Proto/control.proto)"
+                requestsWaitingOn[identity]!.append(frames[frames.count - 1])
+                continue
             }
-            sendEnd(to: identity, count: count, complete: complete, error: error)
+            sentThisTurn += answer(frames[frames.count - 1], to: identity)
         }
+    }
+
+    /// Answers one request of `identity` now, or starts its answer from the journal (the peer's later requests then
+    /// wait for it in `requestsWaitingOn`). Returns the ticks sent now.
+    func answer(_ body: [UInt8], to identity: [UInt8]) -> UInt64 {
+        let answerLimit = UInt64(configuration.maxAnswerTicks)
+        var count: UInt64 = 0
+        var complete = true
+        var error = ""
+        func reply(_ topic: UnsafeRawBufferPointer, _ payload: UnsafeRawBufferPointer) {
+            _ = try? snapshots.send(identity, more: true, dontWait: true)
+            _ = try? snapshots.send(topic, more: true, dontWait: true)
+            _ = try? snapshots.send(payload, dontWait: true)
+            count += 1
+        }
+        func reply(_ topic: [UInt8], _ payload: UnsafeRawBufferPointer) {
+            topic.withUnsafeBytes { reply($0, payload) }
+        }
+        func refuse(_ why: String) {
+            complete = false
+            error = why
+            answersRefused += 1
+            if let heldBack = answerRefusalLog.admit() {
+                logger.warning("a snapshot or replay refused", metadata: ["why": "\(why)",
+                    "similar_refusals_not_logged": "\(heldBack)"])
+            }
+        }
+        switch ReplayRequest(decoding: body) {
+        case let .snapshot(prefix):
+            let prefixBytes = Array(prefix.utf8)
+            let statuses = Array(Topic.system.utf8).starts(with: prefixBytes)
+                ? lastSystemStatus.sorted(by: { $0.key < $1.key }) : []
+            let matching = cachedValues(under: prefix)
+            guard statuses.count + matching.count <= configuration.maxAnswerTicks else {
+                refuse("the snapshot of \"\(prefix)\" holds \(statuses.count + matching.count) values, more "
+                    + "than an answer carries ([plant] max_answer_ticks \(answerLimit)): ask for narrower prefixes")
+                break
+            }
+            for (_, status) in statuses { reply(Array(Topic.system.utf8), encoder.encode(status)) }
+            for (symbol, entry) in matching {
+                Topic.write(symbol: symbol, type: entry.type, into: &topic)
+                lastValues.withPayload(of: entry) { reply(topic, $0) }
+            }
+        case let .symbolReplay(symbol, from):
+            if let problem = SymbolRules.problem(with: symbol) {
+                complete = false
+                error = "symbol \"\(symbol)\": \(problem)"
+                break
+            }
+            let prefix = Array((symbol + "|").utf8)
+            let start = max(from, 1)
+            // A symbol never published, or a symbol_seq beyond the next one: the asker's history is not this
+            // plant's (a typo, or numbers from before a restart without a journal). Told, so that it starts
+            // afresh from a snapshot instead of taking an empty answer for "nothing missed".
+            guard let knownID = symbolIDs[symbol] else {
+                complete = false
+                error = "unknown symbol \"\(symbol)\": nothing of it was ever published here"
+                break
+            }
+            let published = symbolSequenceOf[knownID]
+            guard start <= published + 1 else {
+                complete = false
+                error = "symbol_seq \(start) of \(symbol) is ahead of the last one published, \(published)"
+                break
+            }
+            // Nothing published after what the asker has (edged checks its quiet symbols this way after a gap in
+            // its stream): complete and empty at once, without a walk of the ring.
+            if start == published + 1 { break }
+            // A symbol's ticks are numbered without a hole, so what the answer would carry is known before any
+            // of it is read: more than an answer carries, and the asker takes a snapshot instead.
+            guard published - start < answerLimit else {
+                refuse("\(published - start + 1) updates of \(symbol) from symbol_seq \(start), more than an "
+                    + "answer carries ([plant] max_answer_ticks \(answerLimit)): take a snapshot")
+                break
+            }
+            // The ring reaches back to `start`, or nothing of the symbol was ever published from it: served now.
+            // Otherwise the journal serves it from the symbol's checkpoint before `start`, over several turns.
+            // The symbol's own ticks are walked, newest first, not every tick the ring keeps.
+            let chain = ring.chain(from: newestStreamSequenceOf[knownID], fromTag: start)
+            if published >= start && chain.oldestTag.map({ $0 > start }) ?? true,
+                let directory = configuration.journal.directory
+            {
+                if let busy = journalReplayRefusal() {
+                    refuse(busy)
+                    break
+                }
+                let checkpoint = symbolCheckpoints[knownID].last { $0.symbolSequence <= start }?.streamSequence ?? 0
+                journalReplays.append(JournalReplay(identity: identity, kind: .symbol(prefix: prefix, id: knownID),
+                    from: start, cursor: JournalCursor(directory: directory, from: checkpoint)))
+                requestsWaitingOn[identity] = []
+                return 0
+            }
+            ring.forEach(chain.sequences) { _, topic, tick in
+                if topic.starts(with: prefix) { reply(topic, tick) }
+            }
+            complete = chain.oldestTag.map { $0 <= start } ?? (published < start)
+        case let .streamReplay(from, maxCount):
+            // "All" (0) and anything past the limit are cut at it; the asker goes on from where the answer
+            // ended, as its end says.
+            let limit = maxCount == 0 ? answerLimit : min(maxCount, answerLimit)
+            let cut = maxCount == 0 || maxCount > answerLimit
+            if from > 0 && from <= streamSequence && (ring.firstSequence == 0 || from < ring.firstSequence),
+                let directory = configuration.journal.directory
+            {
+                if let busy = journalReplayRefusal() {
+                    refuse(busy)
+                    break
+                }
+                journalReplays.append(JournalReplay(identity: identity,
+                    kind: .stream(maxCount: limit, cut: cut), from: from,
+                    cursor: JournalCursor(directory: directory, from: from)))
+                requestsWaitingOn[identity] = []
+                return 0
+            }
+            let result = ring.forEach(from: from, maxCount: limit) { _, topic, tick in reply(topic, tick) }
+            complete = result.complete
+            let next = max(from, ring.firstSequence) + result.count
+            if complete && cut && result.count == limit && next <= ring.lastSequence {
+                complete = false
+                error = JournalReplay.cutReason(limit: limit, next: next)
+            }
+        case nil:
+            complete = false
+            error = "not a request this plantd knows (a ControlRequest of Proto/control.proto)"
+        }
+        sendEnd(to: identity, count: count, complete: complete, error: error)
+        return count
+    }
+
+    /// `identity`'s answer from the journal has ended: its requests that waited are answered in order, until one
+    /// is read from the journal again.
+    func answerWaitingRequests(of identity: [UInt8]) {
+        guard var waiting = requestsWaitingOn.removeValue(forKey: identity) else { return }
+        while !waiting.isEmpty {
+            _ = answer(waiting.removeFirst(), to: identity)
+            if requestsWaitingOn[identity] != nil {
+                requestsWaitingOn[identity] = waiting
+                return
+            }
+        }
+    }
+
+    /// The last values under `prefix`, symbols in name order and each symbol's in the order they were published.
+    /// A prefix that names a whole symbol (`AAPL|`, `AAPL|T`: what edged and most consumers ask) is looked up, not
+    /// found by a walk of every symbol.
+    func cachedValues(under prefix: String) -> [(symbol: String, entry: LastValueCache.Entry)] {
+        let prefixBytes = Array(prefix.utf8)
+        var matching: [(symbol: String, entry: LastValueCache.Entry)] = []
+        func take(_ id: Int) {
+            for entry in lastValues.entriesOf[id] {
+                Topic.write(symbol: symbolNames[id], type: entry.type, into: &topic)
+                if topic.starts(with: prefixBytes) { matching.append((symbolNames[id], entry)) }
+            }
+        }
+        if let bar = prefix.firstIndex(of: "|") {
+            guard let id = symbolIDs[String(prefix[..<bar])], id < lastValues.entriesOf.count else { return [] }
+            take(id)
+        } else {
+            for id in lastValues.entriesOf.indices { take(id) }
+        }
+        matching.sort { ($0.symbol, $0.entry.symbolSequence) < ($1.symbol, $1.entry.symbolSequence) }
+        return matching
+    }
+
+    /// Why one more replay from the journal is not started (nil: it is): each holds a cursor and its buffer (about
+    /// 2 MiB) until it ends.
+    func journalReplayRefusal() -> String? {
+        guard journalReplays.count >= AnswerLimits.journalReplaysInAll else { return nil }
+        return "busy: \(journalReplays.count) replays are being read from the journal (at most "
+            + "\(AnswerLimits.journalReplaysInAll) at once): ask again later"
     }
 
     func sendEnd(to identity: [UInt8], count: UInt64, complete: Bool, error: String) {
@@ -151,13 +269,16 @@ extension PlantLoop {
                     error: "the journal is damaged: \(why)")
             case .stopped where resumeFrom == nil:
                 // A stream replay that has its count.
-                sendEnd(to: replay.identity, count: replay.count, complete: replay.firstGiven == replay.from, error: "")
+                let complete = replay.firstGiven == replay.from
+                let cutError = replay.cutError(streamHead: streamSequence)
+                sendEnd(to: replay.identity, count: replay.count, complete: complete && cutError == nil,
+                    error: complete ? cutError ?? "" : replay.incompleteReason(joined: true))
             case .caughtUp, .stopped:
                 // The ring goes on from the first tick the journal did not give.
                 let from = resumeFrom ?? replay.cursor.lastStreamSequence + 1
                 let joined = ringStart == 0 || from >= ringStart || from > ring.lastSequence
                 switch replay.kind {
-                case let .stream(maxCount):
+                case let .stream(maxCount, _):
                     _ = ring.forEach(from: from, maxCount: maxCount - replay.count) { sequence, topic, tick in
                         replay.give(streamSequence: sequence, symbolSequence: nil, topic: topic, payload: tick) {
                             replyTick(to: replay.identity, topic: $0, payload: $1)
@@ -174,22 +295,26 @@ extension PlantLoop {
                     }
                 }
                 let complete = joined && (replay.firstGiven.map { $0 == replay.from } ?? true)
-                sendEnd(to: replay.identity, count: replay.count, complete: complete,
-                    error: complete ? "" : replay.incompleteReason(joined: joined))
+                let cutError = replay.cutError(streamHead: ring.lastSequence)
+                sendEnd(to: replay.identity, count: replay.count, complete: complete && cutError == nil,
+                    error: complete ? cutError ?? "" : replay.incompleteReason(joined: joined))
             }
             finished.append(index)
         }
+        var peersDone: [[UInt8]] = []
         for index in finished.reversed() {
             journalReplays[index].cursor.close()
-            journalReplays.remove(at: index)
+            peersDone.append(journalReplays.remove(at: index).identity)
         }
+        for identity in peersDone.reversed() { answerWaitingRequests(of: identity) }
     }
 }
 
 /// A symbol or stream replay being read from the journal.
 final class JournalReplay {
     enum Kind {
-        case stream(maxCount: UInt64)
+        /// `cut`: the asker wanted more than an answer carries (`[plant] max_answer_ticks`); `maxCount` is that limit.
+        case stream(maxCount: UInt64, cut: Bool)
         /// `id`: the symbol's index in the plant's per-symbol arrays.
         case symbol(prefix: [UInt8], id: Int)
     }
@@ -202,12 +327,27 @@ final class JournalReplay {
     var count: UInt64 = 0
     /// The stream_seq or symbol_seq of the first tick given: the answer is complete only if it is `from`.
     var firstGiven: UInt64?
+    /// The stream_seq of the last tick given (0: none yet).
+    var lastStreamSequenceGiven: UInt64 = 0
 
     init(identity: [UInt8], kind: Kind, from: UInt64, cursor: JournalCursor) {
         self.identity = identity
         self.kind = kind
         self.from = from
         self.cursor = cursor
+    }
+
+    /// Why a stream replay cut at the answer limit is not the whole of what was asked (nil: it is, or it was not
+    /// cut): more was published after its last tick than the limit let it carry.
+    func cutError(streamHead: UInt64) -> String? {
+        guard case let .stream(limit, cut) = kind, cut, count == limit, lastStreamSequenceGiven < streamHead else {
+            return nil
+        }
+        return Self.cutReason(limit: limit, next: lastStreamSequenceGiven + 1)
+    }
+
+    static func cutReason(limit: UInt64, next: UInt64) -> String {
+        "an answer carries at most \(limit) ticks ([plant] max_answer_ticks): ask again from stream_seq \(next)"
     }
 
     func incompleteReason(joined: Bool) -> String {
@@ -218,7 +358,7 @@ final class JournalReplay {
     /// Gives a journal record to `send` when the replay wants it; false once a stream replay has its count.
     func take(_ record: JournalRecord, send: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) -> Void) -> Bool {
         switch kind {
-        case let .stream(maxCount):
+        case let .stream(maxCount, _):
             give(streamSequence: record.streamSequence, symbolSequence: nil, topic: record.topic,
                 payload: record.payload, send: send)
             return count < maxCount
@@ -235,6 +375,7 @@ final class JournalReplay {
         payload: UnsafeRawBufferPointer, send: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) -> Void
     ) {
         if firstGiven == nil { firstGiven = symbolSequence ?? streamSequence }
+        lastStreamSequenceGiven = streamSequence
         send(topic, payload)
         count += 1
     }

@@ -18,6 +18,9 @@ final class Upstream {
     /// Reading the SUB waits while a replay fills what comes before its next message.
     var replaying = false
     var replayStartedNs: UInt64 = 0
+    /// Ticks the replay being read brought so far: an answer cut at feedd's `max_answer_ticks` that brought some is
+    /// followed by a request for the next part.
+    var replayAnswerTicks: UInt64 = 0
     /// The live tick that showed a gap, processed once the replay before it is done.
     var stashed: Tick?
     /// The last stream_seq of this feed the journal holds (0: none), asked for from the next one on at start.
@@ -96,13 +99,16 @@ extension PlantLoop {
     }
 
     /// Asks the feed's replay ROUTER for `count` ticks (0: all it has) from `from`, and stops reading the live
-    /// stream until they are in.
-    func requestReplay(_ feed: Upstream, from: UInt64, count: UInt64) {
+    /// stream until they are in. `continuing`: the next part of a replay that feedd cut at its answer limit, within
+    /// the gap already recorded.
+    func requestReplay(_ feed: Upstream, from: UInt64, count: UInt64, continuing: Bool = false) {
         guard let dealer = feed.replaySocket else { return }
         _ = try? dealer.send(ReplayRequest.streamReplay(fromStreamSequence: from, maxCount: count).encoded(),
             dontWait: true)
         feed.replaying = true
         feed.replayStartedNs = MonotonicClock.nowNanoseconds()
+        feed.replayAnswerTicks = 0
+        guard !continuing else { return }
         feed.replaysRequested += 1
         feed.recordGap(from: from, through: count == 0 ? 0 : from + count - 1, healedBy: "open", lost: 0)
         poller.setWatching(feed.pollIndex, false)
@@ -142,6 +148,16 @@ extension PlantLoop {
         while let frames = try? dealer.receiveFrames(dontWait: true), frames.count >= 2 {
             if frames[0] == Array(SnapshotEnd.topic.utf8) {
                 let end = SnapshotEnd(decoding: frames[1])
+                // An answer cut at feedd's limit (`max_answer_ticks`) that brought some: the rest is asked for, up to
+                // the live tick that waits (or all feedd has), before the live stream is read again.
+                let expected = feed.sequence.expected
+                if let end, !end.complete, feed.replayAnswerTicks > 0,
+                    feed.stashed.map({ expected < $0.streamSequence }) ?? (expected <= end.streamSequence)
+                {
+                    requestReplay(feed, from: expected,
+                        count: feed.stashed.map { $0.streamSequence - expected } ?? 0, continuing: true)
+                    return
+                }
                 if end?.complete != true {
                     logger.warning("feedd could not replay all that was missed", metadata: ["feed": "\(feed.endpoint)",
                         "from_stream_seq": "\(feed.sequence.expected)", "error": "\(end?.error ?? "undecodable end")"])
@@ -164,6 +180,7 @@ extension PlantLoop {
             // Past the stashed tick, the replay is ahead of where the live stream resumes: the rest comes live.
             if let stashed = feed.stashed, tick.streamSequence >= stashed.streamSequence { continue }
             feed.ticksReplayed += 1
+            feed.replayAnswerTicks += 1
             frames[1].withUnsafeBytes { process(&tick, from: feed, live: false, passedOn: $0) }
             unflushedTicks += 1
             if unflushedTicks >= Self.flushEvery { flushOutbound() }

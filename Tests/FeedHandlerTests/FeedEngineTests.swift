@@ -144,11 +144,12 @@ import ZeroMQ
         }
     }
 
-    @Test func theReplayRouterServesRecentTicksByStreamSequence() throws {
+    @Test func theReplayRouterServesRecentTicksByStreamSequenceAtMostMaxAnswerTicksAtATime() throws {
         let context = try ZMQContext()
         var configuration = Self.configuration(venues: [.init(venue: "XNAS",
             source: .itch(.init(listenHost: "127.0.0.1", listenPort: 0)), timezone: "UTC")])
         configuration.replayTicks = 4
+        configuration.maxAnswerTicks = 3
         let engine = FeedEngine(configuration: configuration, context: context, logger: Logger(label: "test"))
         try engine.start()
         defer {
@@ -190,9 +191,17 @@ import ZeroMQ
         #expect(recent.ticks.map(\.price.description) == ["100.0004", "100.0005"])
         #expect(recent.end == SnapshotEnd(streamSequence: 6, tickCount: 2, complete: true))
         let tooOld = try replay(from: 1, max: 0)
-        #expect(tooOld.ticks.map(\.streamSequence) == [3, 4, 5, 6])
+        #expect(tooOld.ticks.map(\.streamSequence) == [3, 4, 5])
         #expect(!tooOld.end.complete)
         #expect(tooOld.end.error.contains("before stream_seq 3"))
+        // "All" from 3 is cut at three ticks, and the end says where to go on; from 4, the three are all there are.
+        let cut = try replay(from: 3, max: 0)
+        #expect(cut.ticks.map(\.streamSequence) == [3, 4, 5])
+        #expect(cut.end.complete == false && cut.end.tickCount == 3)
+        #expect(cut.end.error.contains("ask again from stream_seq 6"), "\(cut.end.error)")
+        let rest = try replay(from: 4, max: 10)
+        #expect(rest.ticks.map(\.streamSequence) == [4, 5, 6])
+        #expect(rest.end == SnapshotEnd(streamSequence: 6, tickCount: 3, complete: true))
     }
 
     @Test func aVenueThatNeverAnswersTheConnectDoesNotHoldUpTheOthers() throws {

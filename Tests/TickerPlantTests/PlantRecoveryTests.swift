@@ -42,22 +42,26 @@ import ZeroMQ
             }
         }
 
-        /// Answers one replay request, if one is waiting within `timeout`.
-        func serveReplay(timeout: TimeInterval) throws -> Bool {
+        /// Answers one replay request, if one is waiting within `timeout`; at most `answerLimit` ticks, as feedd's
+        /// `max_answer_ticks` cuts an answer (incomplete, saying where to ask again from).
+        func serveReplay(timeout: TimeInterval, answerLimit: UInt64 = .max) throws -> Bool {
             try replay.setReceiveTimeout(milliseconds: Int32(timeout * 1000))
             guard let frames = try replay.receiveFrames(),
                 case let .streamReplay(from, maxCount) = ReplayRequest(decoding: frames[frames.count - 1])
             else { return false }
             var count: UInt64 = 0
-            let result = ring.forEach(from: from, maxCount: maxCount == 0 ? .max : maxCount) { _, topic, tick in
+            let limit = min(maxCount == 0 ? .max : maxCount, answerLimit)
+            let result = ring.forEach(from: from, maxCount: limit) { _, topic, tick in
                 _ = try? replay.send(frames[0], more: true)
                 _ = try? replay.send(topic, more: true)
                 _ = try? replay.send(tick)
                 count += 1
             }
+            let cut = count == answerLimit && from + count <= sequence
             _ = try replay.send(frames[0], more: true)
             _ = try replay.send(SnapshotEnd.topic, more: true)
-            _ = try replay.send(SnapshotEnd(streamSequence: sequence, tickCount: count, complete: result.complete).encoded())
+            _ = try replay.send(SnapshotEnd(streamSequence: sequence, tickCount: count, complete: result.complete && !cut,
+                error: cut ? "an answer carries at most \(answerLimit) ticks: ask again from \(from + count)" : "").encoded())
             return true
         }
     }
@@ -102,6 +106,25 @@ import ZeroMQ
         return engine
     }
 
+    /// A SUB to everything `engine` publishes, connected and given the time for its subscription to arrive.
+    static func consumer(of engine: PlantEngine, _ context: ZMQContext) throws -> ZMQSocket {
+        let consumer = try ZMQSocket(context, type: .subscribe)
+        try consumer.subscribe("")
+        try consumer.connect(try #require(engine.endpoints["publish"]))
+        Thread.sleep(forTimeInterval: 0.5)
+        return consumer
+    }
+
+    /// `engine`'s reply to `status`.
+    static func status(of engine: PlantEngine, _ context: ZMQContext) throws -> DaemonStatus {
+        let control = try ZMQSocket(context, type: .request)
+        defer { control.close() }
+        try control.setReceiveTimeout(milliseconds: 2000)
+        try control.connect(try #require(engine.endpoints["control"]))
+        try control.send(#"{"cmd":"status"}"#)
+        return try JSONDecoder().decode(DaemonStatus.self, from: Data(try #require(try control.receiveFrames())[0]))
+    }
+
     static func collect(_ socket: ZMQSocket, until count: Int, timeout: TimeInterval = 5) throws -> [Tick] {
         var ticks: [Tick] = []
         let deadline = Date().addingTimeInterval(timeout)
@@ -141,11 +164,8 @@ import ZeroMQ
             second.stop()
             _ = second.thread.join()
         }
-        let again = try ZMQSocket(context, type: .subscribe)
+        let again = try Self.consumer(of: second, context)
         defer { again.close() }
-        try again.subscribe("")
-        try again.connect(try #require(second.endpoints["publish"]))
-        Thread.sleep(forTimeInterval: 0.5)
         #expect(try feed.serveReplay(timeout: 5), "the restarted plant did not ask for a replay")
         Thread.sleep(forTimeInterval: 0.3)
         try feed.publish(100)
@@ -161,16 +181,46 @@ import ZeroMQ
         }
 
         // The plant says what it recovered and replayed.
-        let control = try ZMQSocket(context, type: .request)
-        defer { control.close() }
-        try control.setReceiveTimeout(milliseconds: 2000)
-        try control.connect(try #require(second.endpoints["control"]))
-        try control.send(#"{"cmd":"status"}"#)
-        let status = try JSONDecoder().decode(DaemonStatus.self, from: Data(try #require(try control.receiveFrames())[0]))
+        let status = try Self.status(of: second, context)
         #expect(status.counters["journal.recovered_records"] == 300)
         #expect(status.counters["feed1.replayed"] == 200)
         #expect(status.counters["feed1.lost"] == 0)
         #expect(status.counters["journal.records"] == 300)
+    }
+
+    @Test func aRestartedPlantTakesWhatItMissedInPartsWhenTheFeedCutsItsAnswers() throws {
+        let journal = FileManager.default.temporaryDirectory.appendingPathComponent("plant-journal-\(UUID())").path
+        defer { try? FileManager.default.removeItem(atPath: journal) }
+        let context = try ZMQContext()
+        let feed = try FakeFeed(context: context)
+        let first = try Self.engine(context, feed: feed, journal: journal)
+        try feed.publish(300)
+        try ReplayFromJournalTests.waitForStream(first, context, reaching: 300)
+        first.stop()
+        _ = first.thread.join()
+        // 200 the plant misses while it is down; the feed answers at most 64 ticks at a time, as feedd with
+        // `max_answer_ticks = 64`: 301-364, 365-428, 429-492 (each cut), then 493-500 (complete).
+        try feed.publish(200)
+        let second = try Self.engine(context, feed: feed, journal: journal)
+        defer {
+            second.stop()
+            _ = second.thread.join()
+        }
+        let consumer = try Self.consumer(of: second, context)
+        defer { consumer.close() }
+        var answers = 0
+        while try feed.serveReplay(timeout: 2, answerLimit: 64) { answers += 1 }
+        #expect(answers == 4)
+        try ReplayFromJournalTests.waitForStream(second, context, reaching: 500)
+        // Trades and the symbols' RECOVERING and OK statuses: everything that comes within 3 s.
+        let after = try Self.collect(consumer, until: .max, timeout: 3).filter { $0.type == .trade }
+        #expect(after.map(\.venueSequence) == Array(301...500))
+        #expect(after.map(\.streamSequence) == Array(301...500))
+
+        let status = try Self.status(of: second, context)
+        #expect(status.counters["feed1.replays"] == 1, "one catch-up, asked in four parts")
+        #expect(status.counters["feed1.replayed"] == 200)
+        #expect(status.counters["feed1.lost"] == 0)
     }
 
     @Test func aGapInTheLiveStreamIsFilledFromTheFeedsReplay() throws {

@@ -9,8 +9,11 @@ import ZeroMQ
 /// Symbol and stream replays that reach back before plantd's in-memory ring are read from its journal, across
 /// segments, joined to the ring without a gap or a duplicate, and still served after a restart.
 @Suite(.serialized) struct ReplayFromJournalTests {
-    static func engine(_ context: ZMQContext, feed: PlantRecoveryTests.FakeFeed, journal: String) throws -> PlantEngine {
+    static func engine(
+        _ context: ZMQContext, feed: PlantRecoveryTests.FakeFeed, journal: String, maxAnswerTicks: Int = 100_000
+    ) throws -> PlantEngine {
         var configuration = PlantConfiguration()
+        configuration.maxAnswerTicks = maxAnswerTicks
         configuration.feeds = [try feed.publisher.lastEndpoint]
         configuration.publishEndpoint = "tcp://127.0.0.1:*"
         configuration.controlEndpoint = "tcp://127.0.0.1:*"
