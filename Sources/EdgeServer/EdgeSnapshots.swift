@@ -301,6 +301,15 @@ struct EdgeSnapshotCache {
         }
     }
 
+    /// The symbol_seq of the latest update of `symbol` passed on, when the cache follows it without anything asked
+    /// of plantd (nil otherwise): how much a client resuming from a symbol_seq missed.
+    func settledThrough(_ symbol: String) -> UInt64? {
+        guard let entry = symbols[symbol], entry.through != 0, !entry.awaitingPlant, !entry.repairing,
+            !entry.refreshing
+        else { return nil }
+        return entry.through
+    }
+
     /// True when the cache has no value of `symbol` (none came from plantd nor live).
     func hasNoValues(_ symbol: String) -> Bool { symbols[symbol]?.values.isEmpty ?? true }
 

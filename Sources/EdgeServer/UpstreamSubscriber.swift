@@ -1,4 +1,5 @@
 import DaemonMetrics
+import DequeModule
 import Foundation
 import Histogram
 import Logging
@@ -41,7 +42,8 @@ struct AskedOfPlant {
     }
 
     var symbol: String
-    var askedAtNs: UInt64
+    /// When it was sent to plantd (0 while it waits to be sent).
+    var askedAtNs: UInt64 = 0
     var purpose: Purpose = .snapshot
 
     var isReplay: Bool {
@@ -50,9 +52,13 @@ struct AskedOfPlant {
     }
 }
 
-/// Repairs of edged's own stream asked of plantd at once: a plant restart makes every watched symbol due, and its
-/// answers must not wait behind thousands of requests past `snapshot_timeout`.
-private let repairsInFlightLimit = 64
+/// What edged asks of plantd's snapshot ROUTER at once (DESIGN section 12: work a peer can ask for is bounded). The
+/// rest wait in edged, in order: plantd serves a bounded number of requests a turn and refuses a peer more journal
+/// replays than `AnswerLimits` lets it have, and answers must not wait behind thousands past `snapshot_timeout`.
+let plantRequestsInFlightLimit = 32
+/// Replays of one client asked of plantd at once: its others wait in edged, and clients take turns, so that one
+/// client resuming hundreds of symbols (or churning its subscriptions) holds up nobody else's.
+let replaysPerClientLimit = 8
 
 /// The upstream thread's sockets and loop.
 private final class UpstreamLoop: SocketLoop {
@@ -64,6 +70,15 @@ private final class UpstreamLoop: SocketLoop {
     /// answers come back in that order.
     var snapshotSocket: ZMQSocket?
     var asked: [AskedOfPlant] = []
+    /// Snapshots and repairs (edged's own requests, at most one per symbol) not yet sent, past
+    /// `plantRequestsInFlightLimit` in `asked`: sent first as answers come in.
+    var waitingToAsk: Deque<(request: AskedOfPlant, message: ReplayRequest)> = []
+    /// Each client's replays not yet sent, in its order; the clients with one waiting and room for it
+    /// (`replaysPerClientLimit`) take turns in `clientsInTurn`.
+    var replaysWaiting: [ObjectIdentifier: Deque<(request: AskedOfPlant, message: ReplayRequest)>] = [:]
+    var replaysInFlight: [ObjectIdentifier: Int] = [:]
+    var clientsInTurn: Deque<ObjectIdentifier> = []
+    var clientsInTurnSet: Set<ObjectIdentifier> = []
     var answerTicks: [(Tick, ByteBuffer)] = []
     /// Ticks of the answer being read beyond what a replay may give (`resume_max_updates`): counted, not kept.
     var answerTicksBeyondLimit = 0
@@ -118,20 +133,82 @@ private final class UpstreamLoop: SocketLoop {
     func wantSnapshot(_ symbol: String, _ waiter: EdgeSnapshotCache.Waiter, allocator: ByteBufferAllocator) {
         let askPlant = snapshotSocket != nil
         if live.cache.want(symbol, by: waiter, askingPlant: askPlant) {
-            asked.append(AskedOfPlant(symbol: symbol, askedAtNs: MonotonicClock.nowNanoseconds()))
-            _ = try? snapshotSocket?.send(ReplayRequest.snapshot(prefix: Topic.allTypes(of: symbol)).encoded())
+            ask(AskedOfPlant(symbol: symbol), .snapshot(prefix: Topic.allTypes(of: symbol)))
         }
         answerWaiters(symbol, allocator: allocator)
+    }
+
+    /// Sends `message` to plantd now if fewer than `plantRequestsInFlightLimit` requests await their answers, or
+    /// keeps it until one is answered: edged's own requests in order, clients' replays by turns.
+    func ask(_ request: AskedOfPlant, _ message: ReplayRequest) {
+        if case let .resume(waiter, _) = request.purpose {
+            replaysWaiting[waiter.session, default: []].append((request, message))
+            giveTurn(waiter.session)
+        } else {
+            waitingToAsk.append((request, message))
+        }
+        sendWaitingRequests()
+    }
+
+    /// `client` takes its turn when it has a replay waiting and fewer than `replaysPerClientLimit` asked.
+    private func giveTurn(_ client: ObjectIdentifier) {
+        guard replaysWaiting[client]?.isEmpty == false, replaysInFlight[client, default: 0] < replaysPerClientLimit,
+            clientsInTurnSet.insert(client).inserted
+        else { return }
+        clientsInTurn.append(client)
+    }
+
+    func sendWaitingRequests() {
+        guard let dealer = snapshotSocket else { return }
+        while asked.count < plantRequestsInFlightLimit {
+            var next: (request: AskedOfPlant, message: ReplayRequest)
+            if let own = waitingToAsk.popFirst() {
+                next = own
+            } else if let client = clientsInTurn.popFirst() {
+                clientsInTurnSet.remove(client)
+                guard let replay = replaysWaiting[client]?.popFirst() else { continue }
+                if replaysWaiting[client]?.isEmpty == true { replaysWaiting[client] = nil }
+                // Nobody watches the symbol any more (the client left or unsubscribed while it waited): not asked.
+                guard subscriber.hub.isWatched(replay.request.symbol) else {
+                    giveTurn(client)
+                    continue
+                }
+                replaysInFlight[client, default: 0] += 1
+                giveTurn(client)
+                next = replay
+            } else {
+                return
+            }
+            next.request.askedAtNs = MonotonicClock.nowNanoseconds()
+            asked.append(next.request)
+            _ = try? dealer.send(next.message.encoded())
+        }
+    }
+
+    /// A client's replay is answered (or given up): it may ask another.
+    func replayAnswered(_ request: AskedOfPlant) {
+        guard case let .resume(waiter, _) = request.purpose, let count = replaysInFlight[waiter.session] else { return }
+        replaysInFlight[waiter.session] = count > 1 ? count - 1 : nil
+        giveTurn(waiter.session)
     }
 
     /// A client wants `symbol` from symbol_seq `from` on: plantd replays it (its answer goes to that client only).
     func wantResume(
         _ symbol: String, from: UInt64, _ waiter: EdgeSnapshotCache.Waiter, allocator: ByteBufferAllocator
     ) {
-        guard let dealer = snapshotSocket else { return wantSnapshot(symbol, waiter, allocator: allocator) }
-        asked.append(AskedOfPlant(
-            symbol: symbol, askedAtNs: MonotonicClock.nowNanoseconds(), purpose: .resume(waiter: waiter, from: from)))
-        _ = try? dealer.send(ReplayRequest.symbolReplay(symbol: symbol, fromSymbolSequence: from).encoded())
+        guard snapshotSocket != nil else { return wantSnapshot(symbol, waiter, allocator: allocator) }
+        // What edged's cache already tells: more missed than a replay may carry; or the client has a replay waiting
+        // for every symbol it may watch (its subscriptions churn faster than plantd answers). Either way a
+        // snapshot, without asking plantd to replay anything.
+        let missed = live.cache.settledThrough(symbol).map { $0 >= from ? $0 - from + 1 : 0 }
+        if missed.map({ $0 > UInt64(subscriber.configuration.resumeMaxUpdates) }) == true
+            || replaysWaiting[waiter.session]?.count ?? 0 >= subscriber.configuration.maxSymbolsPerClient
+        {
+            subscriber.hub.replaysSnapshotted.wrappingAdd(1, ordering: .relaxed)
+            return wantSnapshot(symbol, waiter, allocator: allocator)
+        }
+        ask(AskedOfPlant(symbol: symbol, purpose: .resume(waiter: waiter, from: from)),
+            .symbolReplay(symbol: symbol, fromSymbolSequence: from))
     }
 
     func answerWaiters(_ symbol: String, allocator: ByteBufferAllocator) {
@@ -150,6 +227,8 @@ private final class UpstreamLoop: SocketLoop {
             if frames[0] == Array(SnapshotEnd.topic.utf8) {
                 guard !asked.isEmpty else { continue }
                 let request = asked.removeFirst()
+                replayAnswered(request)
+                defer { sendWaitingRequests() }
                 let end = SnapshotEnd(decoding: frames[1])
                 switch request.purpose {
                 case let .resume(waiter, from):
@@ -214,8 +293,7 @@ private final class UpstreamLoop: SocketLoop {
                 "why": "\(end.map { $0.error.isEmpty ? "more than \(limit) missed" : $0.error } ?? "unreadable end")",
             ])
             live.cache.refresh(symbol)
-            asked.append(AskedOfPlant(symbol: symbol, askedAtNs: MonotonicClock.nowNanoseconds()))
-            _ = try? snapshotSocket?.send(ReplayRequest.snapshot(prefix: Topic.allTypes(of: symbol)).encoded())
+            ask(AskedOfPlant(symbol: symbol), .snapshot(prefix: Topic.allTypes(of: symbol)))
             return
         }
         let (updates, done, foundNothing) = live.cache.repaired(
@@ -229,19 +307,17 @@ private final class UpstreamLoop: SocketLoop {
         if done && !subscriber.hub.isWatched(symbol) { live.cache.forget(symbol) }
     }
 
-    /// Asks plantd for what edged's stream lost, a window of symbols at a time (`repairsInFlightLimit`).
+    /// Asks plantd for what edged's stream lost, as the window of requests in flight has room: a plant restart
+    /// makes every watched symbol due, and they wait here rather than all at once in plantd.
     func askRepairs() {
-        guard !live.cache.repairsDue.isEmpty, let dealer = snapshotSocket else { return }
-        var inFlight = asked.reduce(0) { $0 + ($1.isReplay ? 1 : 0) }
+        guard !live.cache.repairsDue.isEmpty, snapshotSocket != nil else { return }
         var taken = 0
         for symbol in live.cache.repairsDue {
-            guard inFlight < repairsInFlightLimit else { break }
+            guard asked.count + waitingToAsk.count < plantRequestsInFlightLimit else { break }
             taken += 1
             guard let from = live.cache.repairFrom(symbol) else { continue }
-            asked.append(AskedOfPlant(
-                symbol: symbol, askedAtNs: MonotonicClock.nowNanoseconds(), purpose: .repair(from: from)))
-            _ = try? dealer.send(ReplayRequest.symbolReplay(symbol: symbol, fromSymbolSequence: from).encoded())
-            inFlight += 1
+            ask(AskedOfPlant(symbol: symbol, purpose: .repair(from: from)),
+                .symbolReplay(symbol: symbol, fromSymbolSequence: from))
         }
         live.cache.repairsDue.removeFirst(taken)
     }
@@ -250,8 +326,7 @@ private final class UpstreamLoop: SocketLoop {
     func askRefreshes() {
         guard !live.cache.refreshesDue.isEmpty else { return }
         for symbol in live.cache.refreshesDue {
-            asked.append(AskedOfPlant(symbol: symbol, askedAtNs: MonotonicClock.nowNanoseconds()))
-            _ = try? snapshotSocket?.send(ReplayRequest.snapshot(prefix: Topic.allTypes(of: symbol)).encoded())
+            ask(AskedOfPlant(symbol: symbol), .snapshot(prefix: Topic.allTypes(of: symbol)))
         }
         live.cache.refreshesDue.removeAll()
     }
@@ -308,6 +383,7 @@ private final class UpstreamLoop: SocketLoop {
             metadata: ["snapshot": "\(endpoint)", "requests": "\(asked.count)"])
         let expired = asked
         asked.removeAll()
+        for request in expired { replayAnswered(request) }
         answerTicks.removeAll()
         answerTicksBeyondLimit = 0
         for request in expired {
@@ -332,6 +408,7 @@ private final class UpstreamLoop: SocketLoop {
         snapshotSocket?.close()
         snapshotSocket = try? Self.snapshotDealer(subscriber.context, endpoint, curve: subscriber.configuration.curve)
         if let index = snapshotPollIndex, let dealer = snapshotSocket { try? poller.replace(index, with: dealer) }
+        sendWaitingRequests()
     }
 
     func run(_ thread: SocketThread) {
@@ -369,7 +446,11 @@ private final class UpstreamLoop: SocketLoop {
                     case let .unsubscribe(symbol):
                         try? socket.unsubscribe(Topic.allTypes(of: symbol))
                         // Not forgotten while plantd's answer is awaited: it must still be matched to its request.
-                        if !asked.contains(where: { $0.symbol == symbol }) { live.cache.forget(symbol) }
+                        if !asked.contains(where: { $0.symbol == symbol })
+                            && !waitingToAsk.contains(where: { $0.request.symbol == symbol })
+                        {
+                            live.cache.forget(symbol)
+                        }
                     case let .snapshot(symbol, registry, session):
                         wantSnapshot(symbol, .init(registry: registry, session: session), allocator: allocator)
                     case let .resume(symbol, from, registry, session):

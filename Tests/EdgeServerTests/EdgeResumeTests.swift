@@ -405,6 +405,42 @@ import ZeroMQ
         await chain.stop()
     }
 
+    @Test func aResumeOfMoreThanAReplayCarriesIsASnapshotFromEdgedsCacheWithoutAskingPlantd() async throws {
+        let context = try ZMQContext()
+        let feed = try TradingFeed(context: context, symbols: ["AAPL", "MSFT"], ticksPerSecond: 2_000)
+        let chain = try await Chain(feed: feed.endpoint, resumeMaxUpdates: 50)
+        defer { feed.stop() }
+        let watcher = try TestWebSocketClient(port: chain.port)
+        try watcher.send(text: #"{"action":"subscribe","symbol":"AAPL"}"#)
+        _ = try watcher.receiveText()
+        _ = try Self.readSnapshot(watcher, symbol: "AAPL")
+        try await Task.sleep(for: .milliseconds(500))
+        func answersOfPlantd() throws -> UInt64 {
+            let control = try ZMQSocket(context, type: .request)
+            defer { control.close() }
+            try control.setReceiveTimeout(milliseconds: 2_000)
+            try control.connect(try #require(chain.plant.endpoints["control"]))
+            try control.send(#"{"cmd":"status"}"#)
+            let reply = try JSONDecoder().decode(
+                DaemonStatus.self, from: Data(try #require(try control.receiveFrames())[0]))
+            return try #require(reply.counters["snapshots_served"])
+        }
+        let before = try answersOfPlantd()
+        // AAPL is watched, so edged knows where it stands: from seq 1 is hundreds more than 50, a snapshot from the
+        // cache at once, however often a client asks.
+        let churner = try TestWebSocketClient(port: chain.port)
+        for _ in 0..<5 {
+            try churner.send(text: #"{"action":"subscribe","symbol":"AAPL","fromSeq":1}"#)
+            _ = try churner.receiveText()
+            let (since, firstLive) = try Self.readSnapshot(churner, symbol: "AAPL")
+            #expect(since > 50 && firstLive == since + 1)
+            try churner.send(text: #"{"action":"unsubscribe","symbol":"AAPL"}"#)
+        }
+        #expect(try answersOfPlantd() == before, "no replay or snapshot asked of plantd")
+        #expect(try chain.edgeCounter("replays_snapshotted") == 5)
+        await chain.stop()
+    }
+
     @Test func extremeMaxRatesAndFromSeqsNeitherTrapTheEdgeNorStopItServing() async throws {
         let context = try ZMQContext()
         let feed = try TradingFeed(context: context, symbols: ["AAPL", "MSFT"], ticksPerSecond: 1_000)
