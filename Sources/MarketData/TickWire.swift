@@ -43,6 +43,15 @@ public enum TickWire {
             throw error("truncated varint")
         }
 
+        /// A field's key: its number (1 to 2^29 - 1, as protobuf allows) and wire type. Number 0 is not protobuf's:
+        /// protobuf-c refuses such a message, so this reader does too (the fuzz target `tick` found it taking one).
+        @inline(__always)
+        mutating func key() throws(TickDecodeError) -> UInt64 {
+            let key = try varint()
+            guard key >> 3 != 0, key >> 3 <= 536_870_911 else { throw error("field number \(key >> 3)") }
+            return key
+        }
+
         mutating func fixed64() throws(TickDecodeError) -> UInt64 {
             guard bytes.count - offset >= 8 else { throw error("truncated fixed64") }
             defer { offset += 8 }
@@ -54,6 +63,14 @@ public enum TickWire {
             guard length <= UInt64(bytes.count - offset) else { throw error("length \(length) runs past the end") }
             defer { offset += Int(length) }
             return UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + Int(length))])
+        }
+
+        /// A string field's bytes. A zero byte is refused: a reader in C (protobuf-c's strings end at one) would see
+        /// another symbol or venue than this one (the fuzz target `tick` found "\0\0DP" read as "" there).
+        mutating func text() throws(TickDecodeError) -> UnsafeRawBufferPointer {
+            let bytes = try lengthDelimited()
+            guard !bytes.contains(0) else { throw error("a string field holds a zero byte") }
+            return bytes
         }
 
         /// Skips a field of `wireType` this reader does not know.
@@ -96,19 +113,24 @@ public enum TickWire {
         var reader = Reader(bytes: bytes)
         var typeValue: UInt64 = 0
         while !reader.atEnd {
-            let key = try reader.varint()
+            let key = try reader.key()
             let wireType = key & 7
-            guard let field = Field(rawValue: key >> 3), wireType == expectedWireType(key >> 3) else {
+            guard let field = Field(rawValue: key >> 3) else {
                 try reader.skip(wireType: wireType)
                 continue
             }
+            // A known field sent with another wire type: protobuf-c refuses the message, and so does this reader
+            // (the fuzz target `tick` found it skipping such a field where protobuf-c did not).
+            guard wireType == expectedWireType(key >> 3) else {
+                throw reader.error("field \(key >> 3) with wire type \(wireType)")
+            }
             switch field {
             case .symbol:
-                let symbol = try reader.lengthDelimited()
+                let symbol = try reader.text()
                 if let knownSymbol { tick.symbol = knownSymbol } else { tick.symbol = String(decoding: symbol, as: UTF8.self) }
             case .type: typeValue = try reader.varint()
             case .venue:
-                let venue = try reader.lengthDelimited()
+                let venue = try reader.text()
                 tick.venue = utf8(of: previousVenue, equals: venue)
                     ? previousVenue : String(decoding: venue, as: UTF8.self)
             case .exchangeTs: tick.exchangeTimestampNs = try reader.fixed64()
@@ -130,7 +152,7 @@ public enum TickWire {
             case .asks: tick.asks.append(try level(try reader.lengthDelimited()))
             case .state: tick.state = TradingState(rawValue: UInt8(truncatingIfNeeded: try reader.varint())) ?? .unspecified
             case .quality: tick.quality = DataQuality(rawValue: UInt8(truncatingIfNeeded: try reader.varint())) ?? .unspecified
-            case .reason: tick.reason = String(decoding: try reader.lengthDelimited(), as: UTF8.self)
+            case .reason: tick.reason = String(decoding: try reader.text(), as: UTF8.self)
             case .open: tick.open = Price(fixedPoint: zigzag(try reader.varint()))
             case .high: tick.high = Price(fixedPoint: zigzag(try reader.varint()))
             case .low: tick.low = Price(fixedPoint: zigzag(try reader.varint()))
@@ -147,7 +169,7 @@ public enum TickWire {
         tick.type = type
     }
 
-    /// The wire type each known field has in Proto/tick.proto (a field sent with another is skipped as unknown).
+    /// The wire type each known field has in Proto/tick.proto (a field sent with another is refused).
     /// As bit masks by field number, so that checking a key is two shifts instead of a branch per case.
     @inline(__always)
     static func expectedWireType(_ number: UInt64) -> UInt64 {
@@ -161,11 +183,12 @@ public enum TickWire {
         var reader = Reader(bytes: bytes)
         var level = BookLevel(price: .zero, size: 0)
         while !reader.atEnd {
-            let key = try reader.varint()
+            let key = try reader.key()
             switch (key >> 3, key & 7) {
             case (1, 0): level.price = Price(fixedPoint: zigzag(try reader.varint()))
             case (2, 0): level.size = try reader.varint()
             case (3, 0): level.orders = UInt32(truncatingIfNeeded: try reader.varint())
+            case (1...3, _): throw reader.error("book level field \(key >> 3) with wire type \(key & 7)")
             default: try reader.skip(wireType: key & 7)
             }
         }
@@ -207,7 +230,7 @@ public enum TickWire {
         var reader = Reader(bytes: payload)
         var value: UInt64 = 0
         while !reader.atEnd {
-            let key = try reader.varint()
+            let key = try reader.key()
             if key == field.rawValue << 3 {
                 value = try reader.varint()
             } else {
@@ -263,7 +286,7 @@ public enum TickWire {
         var copiedFrom = 0
         while !reader.atEnd {
             let fieldStart = reader.offset
-            let key = try reader.varint()
+            let key = try reader.key()
             try reader.skip(wireType: key & 7)
             switch key >> 3 {
             case Field.plantRx.rawValue, Field.plantTx.rawValue, Field.streamSeq.rawValue, Field.symbolSeq.rawValue,

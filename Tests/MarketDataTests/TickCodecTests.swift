@@ -103,6 +103,27 @@ import Testing
         // Valid protobuf, but no type: not a tick anyone can use.
         #expect(throws: TickDecodeError.self) { try TickDecoder.decode([0x0A, 0x04, 0x41, 0x41, 0x50, 0x4C]) }
     }
+
+    /// What the fuzz target `tick` found our reader taking where protobuf-c refuses it or reads it otherwise (a C
+    /// consumer would see another tick than plantd meant): each is refused now, and protobuf-c refuses or differs.
+    @Test(arguments: [
+        // Field number 0 (a key of 0x01: field 0, wire type 1), skipped as unknown before.
+        ("field number 0", [0x0A, 0x04, 0x41, 0x41, 0x50, 0x4C, 0x10, 0x02, 0x01, 1, 2, 3, 4, 5, 6, 7, 8] as [UInt8]),
+        // feed_rx_ns (field 5, fixed64) sent as a varint, skipped as unknown before.
+        ("known field, wrong wire type", [0x0A, 0x04, 0x41, 0x41, 0x50, 0x4C, 0x10, 0x02, 0x28, 0x2D]),
+        // A venue "\0\0DP": protobuf-c's strings end at the zero byte, so a C reader saw venue "".
+        ("zero byte in a string", [0x10, 0x04, 0x1A, 0x04, 0x00, 0x00, 0x44, 0x50]),
+    ])
+    func whatTheFuzzerFoundIsRefused(_ finding: (String, [UInt8])) throws {
+        let (what, bytes) = finding
+        #expect(throws: TickDecodeError.self, "\(what)") { try TickDecoder.decode(bytes) }
+        let reference = try? bytes.withUnsafeBytes { try TickDecoder.decodeWithProtobufC($0) }
+        if what == "zero byte in a string" {
+            #expect(reference?.venue == "", "protobuf-c reads the venue only up to its zero byte")
+        } else {
+            #expect(reference == nil, "\(what): protobuf-c refuses it too")
+        }
+    }
 }
 
 @Suite struct ReplayMessageCodec {
