@@ -24,6 +24,9 @@ public final class ConfigReader {
 
     /// Parses TOML text; `file` names it in errors.
     public static func parse(_ text: String, file: String) throws(ConfigError) -> ConfigReader {
+        if let (line, reason) = tableHeaderProblem(in: text) {
+            throw ConfigError(file: file, key: "", reason: "not valid TOML at line \(line): \(reason)")
+        }
         do {
             return ConfigReader(file: file, section: "", table: try TOMLTable(string: text))
         } catch let error as TOMLParseError {
@@ -34,6 +37,33 @@ public final class ConfigReader {
         } catch {
             throw ConfigError(file: file, key: "", reason: "not valid TOML: \(error)")
         }
+    }
+
+    /// A table header whose name starts with what no key may start with (`[*x]`, `[` alone): toml++, inside TOMLKit,
+    /// asserts there instead of reporting an error, and the assertion aborts the process (the fuzz target `config`
+    /// found it: `[*ournal]` killed plantd with SIGABRT where a config error must exit 2). Such a header is refused
+    /// here first. Lines inside a multi-line string are not headers.
+    static func tableHeaderProblem(in text: String) -> (line: Int, reason: String)? {
+        var insideMultiLineString = false
+        for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            // Each `"""` or `'''` opens or closes a multi-line string.
+            let delimiters = line.components(separatedBy: "\"\"\"").count - 1 + line.components(separatedBy: "\'\'\'").count - 1
+            let wasInside = insideMultiLineString
+            if delimiters % 2 == 1 { insideMultiLineString.toggle() }
+            guard !wasInside else { continue }
+            var rest = line.drop { $0 == " " || $0 == "\t" }
+            guard rest.first == "[" else { continue }
+            rest = rest.dropFirst()
+            if rest.first == "[" { rest = rest.dropFirst() }
+            rest = rest.drop { $0 == " " || $0 == "\t" }
+            guard let first = rest.first, first.isASCII,
+                first.isLetter || first.isNumber || first == "_" || first == "-" || first == "\"" || first == "\'"
+            else {
+                let seen = rest.first.map { "'\($0)'" } ?? "the end of the line"
+                return (index + 1, "a table name must start with a letter, digit, _, - or a quote; saw \(seen)")
+            }
+        }
+        return nil
     }
 
     init(file: String, section: String, table: TOMLTable) {

@@ -66,6 +66,18 @@ import Testing
         }
     }
 
+    /// toml++ asserts (SIGABRT, in release builds too) on a table name that cannot start a key; the fuzz target
+    /// `config` found `[*ournal]`. Each is a config error naming the line now, and a header inside a multi-line string
+    /// is still just text.
+    @Test(arguments: ["[*ournal]", "x = 1\n[ *a]", "[[ !venues]]", "[", "[\r\nx = 1"])
+    func aTableNameNoKeyCanStartWithIsAConfigErrorNotAnAbort(_ text: String) throws {
+        #expect(throws: ConfigError.self) { try ConfigReader.parse(text, file: "bad.toml") }
+        let line = text.hasPrefix("x = 1") ? 2 : 1
+        #expect(ConfigReader.tableHeaderProblem(in: text)?.line == line)
+        let quoted = try ConfigReader.parse("note = \"\"\"\n[*not a header]\n\"\"\"\n[plant]\nx = 1", file: "ok.toml")
+        #expect(quoted.has("note"))
+    }
+
     @Test func endpointsAndHostPortsAreChecked() throws {
         let reader = try ConfigReader.parse(
             """
