@@ -59,7 +59,7 @@ public struct JournalRecovery {
         var lastByTopic: [UInt64: Int] = [:]
         for (position, name) in names.enumerated() {
             let path = directory + "/" + name
-            guard let data = FileManager.default.contents(atPath: path) else {
+            guard let data = readWholeFile(path) else {
                 throw JournalError(description: "cannot read journal segment \(path)")
             }
             let result = data.withUnsafeBytes { bytes in scan(bytes, lastByTopic: &lastByTopic) }
@@ -164,8 +164,8 @@ public struct JournalRecovery {
         directory: String, names: [String], position: Int, offset: Int, reason: JournalRecord.Damage, size: Int
     ) throws {
         let path = directory + "/" + names[position]
-        if let data = FileManager.default.contents(atPath: path), offset < data.count {
-            _ = FileManager.default.createFile(atPath: path + ".damaged", contents: data.subdata(in: offset..<data.count))
+        if let data = readWholeFile(path), offset < data.count {
+            _ = FileManager.default.createFile(atPath: path + ".damaged", contents: Data(data[offset...]))
         }
         if offset <= JournalFormat.segmentHeaderLength {
             try? FileManager.default.moveItem(atPath: path, toPath: path + ".damaged-segment")
@@ -189,4 +189,31 @@ public struct SymbolCheckpoint: Equatable, Sendable {
     public static let every: UInt64 = 1024
     public var symbolSequence: UInt64
     public var streamSequence: UInt64
+}
+
+/// A whole file's bytes by read(2), nil when it cannot be opened or read. FoundationEssentials'
+/// `FileManager.contents(atPath:)` leaked a 4 KiB buffer for every empty file (found by the fuzz target `journal`);
+/// a journal holds an empty segment after every roll.
+func readWholeFile(_ path: String) -> [UInt8]? {
+    let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+    guard descriptor >= 0 else { return nil }
+    defer { close(descriptor) }
+    var status = stat()
+    guard fstat(descriptor, &status) == 0 else { return nil }
+    // One byte more than the file holds: the read that fills it finds the end without the array growing (a file
+    // that grows meanwhile is read on, 64 KiB more at a time).
+    var bytes = [UInt8](repeating: 0, count: max(Int(status.st_size), 0) + 1)
+    var filled = 0
+    while true {
+        if filled == bytes.count { bytes.append(contentsOf: repeatElement(0, count: 1 << 16)) }
+        let count = bytes.withUnsafeMutableBytes { buffer in
+            read(descriptor, buffer.baseAddress! + filled, buffer.count - filled)
+        }
+        if count < 0 && errno == EINTR { continue }
+        guard count >= 0 else { return nil }
+        if count == 0 { break }
+        filled += count
+    }
+    bytes.removeLast(bytes.count - filled)
+    return bytes
 }
