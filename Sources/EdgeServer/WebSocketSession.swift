@@ -4,33 +4,6 @@ import NIOCore
 import NIOWebSocket
 import Synchronization
 
-/// A client message (DESIGN section 8).
-struct ClientMessage: Decodable {
-    var action: String
-    var symbol: String?
-    var symbols: [String]?
-    var token: String?
-    var mode: String?
-    var maxRate: Double?
-    var fromSeq: ResumePoints?
-}
-
-/// `"fromSeq"` of a subscribe: the first symbol_seq the client wants (its last seen plus one), a number for a
-/// subscribe of one symbol or `{"AAPL":813,"MSFT":77}` for several.
-enum ResumePoints: Decodable {
-    case one(UInt64)
-    case bySymbol([String: UInt64])
-
-    init(from decoder: any Decoder) throws {
-        let container = try decoder.singleValueContainer()
-        if let number = try? container.decode(UInt64.self) {
-            self = .one(number)
-        } else {
-            self = .bySymbol(try container.decode([String: UInt64].self))
-        }
-    }
-}
-
 /// A symbol whose missed updates plantd is replaying to the client: the live updates that come meanwhile wait here
 /// (at most `SessionLimits.resumeMaxUpdates`) and go on after the replay where it ends.
 struct PendingResume {
@@ -318,9 +291,12 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
             hub.rateLimitedMessages.wrappingAdd(1, ordering: .relaxed)
             return sendError(.tooManyRequests, "at most \(limits.maxMessagesPerSecond) messages per second; this one was ignored")
         }
-        guard let message = try? JSONDecoder().decode(ClientMessage.self, from: Data(text.readableBytesView)) else {
+        let message: ClientMessage
+        do {
+            message = try ClientMessage.decode(text.readableBytesView)
+        } catch {
             hub.badClientMessages.wrappingAdd(1, ordering: .relaxed)
-            return sendError(.badMessage, "expected a JSON object with \"action\"")
+            return sendError(.badMessage, error.message)
         }
         if message.action == "auth" {
             guard auth != nil else { return sendText(#"{"type":"authenticated","subject":"","expires":0}"#) }
@@ -338,50 +314,17 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
         }
         switch message.action {
         case "subscribe", "unsubscribe":
-            let requested = (message.symbols ?? []) + (message.symbol.map { [$0] } ?? [])
-            guard !requested.isEmpty else {
+            let request: SubscriptionRequest
+            do {
+                request = try message.subscription()
+            } catch {
                 hub.badClientMessages.wrappingAdd(1, ordering: .relaxed)
-                return sendError(.badMessage, "\(message.action) needs \"symbol\" or \"symbols\"")
+                return sendError(.badMessage, error.message)
             }
-            for symbol in requested {
-                if let problem = SymbolRules.problem(with: symbol) {
-                    hub.badClientMessages.wrappingAdd(1, ordering: .relaxed)
-                    return sendError(.badMessage, "\"\(symbol)\": \(problem)")
-                }
-            }
+            let requested = request.symbols
             if message.action == "subscribe" {
-                let mode = message.mode.map { SubscriptionMode(rawValue: $0) } ?? .full
-                guard let mode else {
-                    hub.badClientMessages.wrappingAdd(1, ordering: .relaxed)
-                    return sendError(.badMessage, "mode \"\(message.mode ?? "")\": expected ltp, quote or full")
-                }
-                if let rate = message.maxRate, !RateHeld.allowedRates.contains(rate) {
-                    hub.badClientMessages.wrappingAdd(1, ordering: .relaxed)
-                    return sendError(.badMessage, "maxRate \(rate): expected updates per second from "
-                        + "\(RateHeld.allowedRates.lowerBound) to \(RateHeld.allowedRates.upperBound)")
-                }
-                let resumeFrom: [String: UInt64]
-                switch message.fromSeq {
-                case nil:
-                    resumeFrom = [:]
-                case let .one(from) where requested.count == 1:
-                    resumeFrom = [requested[0]: from]
-                case .one:
-                    hub.badClientMessages.wrappingAdd(1, ordering: .relaxed)
-                    return sendError(
-                        .badMessage, "fromSeq as a number is for one symbol; for several give {\"SYMBOL\":N,...}")
-                case let .bySymbol(points):
-                    resumeFrom = points
-                }
-                if let stray = resumeFrom.keys.sorted().first(where: { !requested.contains($0) }) {
-                    hub.badClientMessages.wrappingAdd(1, ordering: .relaxed)
-                    return sendError(.badMessage, "fromSeq names \"\(stray)\", which this subscribe does not")
-                }
-                if let zero = resumeFrom.first(where: { $0.value == 0 }) {
-                    hub.badClientMessages.wrappingAdd(1, ordering: .relaxed)
-                    return sendError(
-                        .badMessage, "fromSeq of \(zero.key): symbol_seq starts at 1 (send the last seen plus one)")
-                }
+                let mode = request.mode
+                let resumeFrom = request.resumeFrom
                 if let entitlement, let refused = requested.first(where: { !entitlement.allows($0) }) {
                     return sendError(.notEntitled, "\"\(refused)\": not among the symbols your token allows")
                 }
@@ -393,7 +336,7 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
                 // A symbol subscribed again takes the new mode.
                 for symbol in Set(requested) {
                     narrowModes[symbol] = mode == .full ? nil : mode
-                    rates[symbol] = message.maxRate.map { RateHeld(updatesPerSecond: $0) }
+                    rates[symbol] = request.maxRate.map { RateHeld(updatesPerSecond: $0) }
                 }
                 for symbol in Set(added) {
                     symbols.insert(symbol)

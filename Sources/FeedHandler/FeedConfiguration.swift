@@ -29,6 +29,9 @@ public struct FeedConfiguration: Sendable {
         /// What a datagram must show before it moves the stream: how far ahead it may start, how many consecutive
         /// packets prove another session or a longer jump (`max_sequence_jump`, `session_proof_packets`).
         var sessionGate = MoldSessionGate.Configuration()
+        /// Recent matches the normalizer remembers for broken trades (a power of two; not a key of the file: the
+        /// fuzz target asks for fewer than the day's 2^20).
+        var rememberedMatches = 1 << 20
         public var maxSequenceJump: UInt64 {
             get { sessionGate.maxSequenceJump }
             set { sessionGate.maxSequenceJump = newValue }

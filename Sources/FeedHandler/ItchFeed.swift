@@ -77,7 +77,8 @@ final class ItchFeed {
         -> ItchNormalizer
     {
         ItchNormalizer(venue: venue, sessionMidnightNs: sessionMidnightNanoseconds(timezone: timezone),
-            bookDepth: source.bookDepth, bookIntervalNs: source.bookInterval.nanoseconds, bookOrders: source.bookOrders)
+            bookDepth: source.bookDepth, bookIntervalNs: source.bookInterval.nanoseconds, bookOrders: source.bookOrders,
+            rememberedMatches: source.rememberedMatches)
     }
 
     // MARK: Downstream
@@ -105,7 +106,8 @@ final class ItchFeed {
 
     static let maximumBatchesPerTurn = 16
 
-    private func handlePacket(_ bytes: UnsafeRawBufferPointer, sink: TickSink) {
+    /// One datagram from the venue's port, whatever it holds (internal, not private: the fuzz target drives it).
+    func handlePacket(_ bytes: UnsafeRawBufferPointer, sink: TickSink) {
         let now = MonotonicClock.nowNanoseconds()
         let packet: MoldPacket
         do {

@@ -47,7 +47,9 @@ public struct ItchNormalizer {
         var matchNumber: UInt64 = 0
         var locate: UInt16 = 0
     }
-    public static let rememberedMatches = 1 << 20
+    /// How many recent matches are remembered: a power of two, 2^20 (16 MiB, taken at the day's first execution)
+    /// unless a test or the fuzzer asks for fewer (a table that size per input would be most of a fuzz run's time).
+    public let rememberedMatches: Int
     /// The market-wide circuit breaker levels of the day (V), quoted in the STATUS of a breach (W).
     public private(set) var circuitBreakerLevels: [Price] = []
 
@@ -69,8 +71,11 @@ public struct ItchNormalizer {
 
     public init(
         venue: String, sessionMidnightNs: UInt64, bookDepth: Int = 0, bookIntervalNs: UInt64 = 100_000_000,
-        bookOrders: Int = 16
+        bookOrders: Int = 16, rememberedMatches: Int = 1 << 20
     ) {
+        precondition(rememberedMatches > 0 && rememberedMatches & (rememberedMatches - 1) == 0,
+            "rememberedMatches must be a power of two")
+        self.rememberedMatches = rememberedMatches
         book = VenueBook(orders: bookOrders)
         self.venue = venue
         self.sessionMidnightNs = sessionMidnightNs
@@ -248,7 +253,7 @@ public struct ItchNormalizer {
             emitStatus(header, state: action == UInt8(ascii: "H") ? .halted : .trading, reason: "operational halt",
                 venueSequence: venueSequence, into: &ticks)
         case let .brokenTrade(header, matchNumber):
-            let slot = Int(truncatingIfNeeded: matchNumber) & (ItchNormalizer.rememberedMatches - 1)
+            let slot = Int(truncatingIfNeeded: matchNumber) & (rememberedMatches - 1)
             guard !recentMatches.isEmpty, recentMatches[slot].matchNumber == matchNumber, matchNumber != 0,
                 let symbol = symbol(of: recentMatches[slot].locate)
             else {
@@ -319,9 +324,9 @@ public struct ItchNormalizer {
 
     private mutating func rememberMatch(_ matchNumber: UInt64, locate: UInt16) {
         if recentMatches.isEmpty {
-            recentMatches = Array(repeating: RememberedMatch(), count: ItchNormalizer.rememberedMatches)
+            recentMatches = Array(repeating: RememberedMatch(), count: rememberedMatches)
         }
-        let slot = Int(truncatingIfNeeded: matchNumber) & (ItchNormalizer.rememberedMatches - 1)
+        let slot = Int(truncatingIfNeeded: matchNumber) & (rememberedMatches - 1)
         recentMatches[slot] = RememberedMatch(matchNumber: matchNumber, locate: locate)
     }
 

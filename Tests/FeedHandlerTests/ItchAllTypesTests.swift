@@ -130,7 +130,7 @@ import MarketData
         // Match 555 + 2^20 takes 555's place: breaking 555 afterwards must not name the later trade's symbol.
         let later = SpecBytes.be(1, 2) + SpecBytes.be(9, 2) + SpecBytes.be(1, 6)
         let execution = [UInt8(ascii: "E")] + later + SpecBytes.be(1001, 8) + SpecBytes.be(10, 4)
-            + SpecBytes.be(555 + UInt64(ItchNormalizer.rememberedMatches), 8)
+            + SpecBytes.be(555 + (1 << 20), 8)  // the default rememberedMatches
         let broken = EveryItchMessageType.header("B") + SpecBytes.be(555, 8)
         let (ticks, normalizer) = try run([SpecBytes.stockDirectory, SpecBytes.addOrder, SpecBytes.orderExecuted,
             execution, broken])
