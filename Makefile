@@ -6,7 +6,7 @@ RELEASE_BIN = .build/release
 DEBUG_BIN = .build/debug
 
 .PHONY: all build release run test examples autobahn bench bench-micro bench-chain bench-check bench-edge deps \
-	test-deps proto proto-check clean
+	test-deps proto proto-check clean fuzz
 
 all: build
 
@@ -33,7 +33,8 @@ run: release
 ## The reference consumers (examples/) join, heal a gap and ride through a plantd restart against the real chain.
 ## The demo page runs in headless Chromium (screenshots in .build/test-artifacts/); tickplant.js's own tests run in
 ## Node's test runner. Then the WebSocket conformance run (Autobahn) and the benchmarks' allocation check: the
-## per-message paths must not allocate.
+## per-message paths must not allocate. Last, every input the fuzzers keep (Fuzz/corpus: seeds and past findings)
+## runs once through its fuzz target, built with AddressSanitizer.
 test: test-deps proto-check examples
 	node --test web/test/
 	$(SWIFT) build -c release
@@ -42,6 +43,7 @@ test: test-deps proto-check examples
 		$(SWIFT) test --skip-build --no-parallel
 	scripts/autobahn $(RELEASE_BIN)/edged
 	$(MAKE) bench-check
+	scripts/fuzz --regress
 
 ## The reference raw consumers of docs/protocol.md: the C one (examples/consumer-c/consumer) built on the project's
 ## generated C, the Python one's protoc code generated into examples/consumer-python/generated/.
@@ -49,6 +51,13 @@ examples: deps
 	$(MAKE) -s -C examples/consumer-c
 	@mkdir -p examples/consumer-python/generated
 	protoc -I Proto --python_out=examples/consumer-python/generated Proto/tick.proto Proto/control.proto
+
+## Fuzzing (libFuzzer + AddressSanitizer, the package in Fuzz/): every target for FUZZ_SECONDS (60) from its seeds
+## in Fuzz/corpus, with progress; a table of executions and findings at the end (.build-fuzz/report.md). A finding's
+## input lands in .build-fuzz/findings/TARGET. docs/reliability.md has the targets and the recorded runs.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	scripts/fuzz --seconds $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 ## WebSocket conformance: the Autobahn testsuite (cases 1-7, 9.1) against edged's /echo, which only this run turns
 ## on; every case must be OK, NON-STRICT or INFORMATIONAL. The report: .build/autobahn/index.html.
