@@ -6,7 +6,7 @@
 #include <sys/socket.h>
 
 int tickplant_receive_batch(int descriptor, unsigned char *buffer, size_t slot_size, unsigned int capacity,
-                            size_t *lengths) {
+                            size_t *lengths, struct sockaddr_storage *sources) {
     struct mmsghdr messages[TICKPLANT_BATCH_MAX];
     struct iovec vectors[TICKPLANT_BATCH_MAX];
     if (capacity > TICKPLANT_BATCH_MAX) capacity = TICKPLANT_BATCH_MAX;
@@ -16,6 +16,10 @@ int tickplant_receive_batch(int descriptor, unsigned char *buffer, size_t slot_s
         vectors[i].iov_len = slot_size;
         messages[i].msg_hdr.msg_iov = &vectors[i];
         messages[i].msg_hdr.msg_iovlen = 1;
+        if (sources != NULL) {
+            messages[i].msg_hdr.msg_name = &sources[i];
+            messages[i].msg_hdr.msg_namelen = sizeof(struct sockaddr_storage);
+        }
     }
     int received;
     do {

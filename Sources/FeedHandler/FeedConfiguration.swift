@@ -29,6 +29,8 @@ public struct FeedConfiguration: Sendable {
         /// What a datagram must show before it moves the stream: how far ahead it may start, how many consecutive
         /// packets prove another session or a longer jump (`max_sequence_jump`, `session_proof_packets`).
         var sessionGate = MoldSessionGate.Configuration()
+        /// Who may send the venue's datagrams (`allowed_sources`); empty: anyone.
+        public var allowedSources = SourceFilter()
         /// Recent matches the normalizer remembers for broken trades (a power of two; not a key of the file: the
         /// fuzz target asks for fewer than the day's 2^20).
         var rememberedMatches = 1 << 20
@@ -158,6 +160,12 @@ public struct FeedConfiguration: Sendable {
                     itch.retransmission = server
                 }
                 itch.multicastInterface = try table.optionalString("multicast_interface")
+                let allowedSources = try table.strings("allowed_sources", default: [])
+                do throws(SourceFilterError) {
+                    itch.allowedSources = try SourceFilter(allowedSources)
+                } catch {
+                    throw table.error("allowed_sources", "\"\(error.entry)\": \(error.reason)")
+                }
                 itch.gapTimeout = try table.duration("gap_timeout", default: itch.gapTimeout)
                 itch.gapGiveUp = try table.duration("gap_giveup", default: itch.gapGiveUp)
                 itch.retransmissionRetry = try table.duration("retransmission_retry", default: itch.retransmissionRetry)

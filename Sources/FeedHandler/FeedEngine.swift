@@ -409,6 +409,7 @@ private final class FeedLoop: SocketLoop, TickSink {
             counters["\(feed.venue).messages"] = feed.normalizer.counters.messages
             counters["\(feed.venue).malformed"] = feed.malformed
             counters["\(feed.venue).unknown_types"] = feed.unknownTypes
+            counters["\(feed.venue).foreign_datagrams"] = feed.foreignDatagrams
             counters["\(feed.venue).unknown_orders"] = feed.normalizer.counters.unknownOrder
             counters["\(feed.venue).bad_symbols"] = feed.normalizer.counters.badSymbols
             counters["\(feed.venue).duplicates"] = stream.duplicates

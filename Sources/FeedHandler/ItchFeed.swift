@@ -38,6 +38,9 @@ final class ItchFeed {
     var gate: MoldSessionGate
     var malformed: UInt64 = 0
     var unknownTypes: UInt64 = 0
+    /// Datagrams from a sender `allowed_sources` does not list, dropped unread.
+    var foreignDatagrams: UInt64 = 0
+    private var foreignLog = LogRateLimiter(interval: .seconds(10))
     var sessionsEnded: UInt64 = 0
     private var earlierSessionsGivenUp: UInt64 = 0
     private var earlierSessionsLost: UInt64 = 0
@@ -92,6 +95,14 @@ final class ItchFeed {
             guard count > 0 else { return }
             receivedNs = WallClock.nowNanoseconds()
             for index in 0..<count {
+                guard source.allowedSources.admits(batch.source(index)) else {
+                    foreignDatagrams += 1
+                    if let heldBack = foreignLog.admit() {
+                        sink.logBadInput(venue, "datagram from \(SourceFilter.describe(batch.source(index))), which "
+                            + "allowed_sources does not list: dropped (\(heldBack) more since the last such line)")
+                    }
+                    continue
+                }
                 guard let datagram = batch.datagram(index) else {
                     // Longer than any MoldUDP64 packet on an Ethernet path: counted, and its messages recovered.
                     malformed += 1

@@ -146,7 +146,7 @@ public final class UDPReceiver {
     /// (0 when none is waiting or the call failed).
     public func receive(into batch: DatagramBatch) -> Int {
         let count = tickplant_receive_batch(descriptor.raw, batch.storage.baseAddress!.assumingMemoryBound(to: UInt8.self),
-            batch.slotSize, UInt32(batch.capacity), batch.lengths.baseAddress!)
+            batch.slotSize, UInt32(batch.capacity), batch.lengths.baseAddress!, batch.sources.baseAddress!)
         batch.count = max(0, Int(count))
         return batch.count
     }
@@ -169,6 +169,8 @@ public final class DatagramBatch {
     public let slotSize: Int
     fileprivate let storage: UnsafeMutableRawBufferPointer
     fileprivate let lengths: UnsafeMutableBufferPointer<Int>
+    /// Each datagram's sender, as the kernel gave it (a venue's `allowed_sources` is checked against it).
+    fileprivate let sources: UnsafeMutableBufferPointer<sockaddr_storage>
     /// Datagrams the last receive filled.
     public fileprivate(set) var count = 0
 
@@ -178,11 +180,19 @@ public final class DatagramBatch {
         self.slotSize = slotSize
         storage = .allocate(byteCount: self.capacity * slotSize, alignment: 16)
         lengths = .allocate(capacity: self.capacity)
+        sources = .allocate(capacity: self.capacity)
+        sources.initialize(repeating: sockaddr_storage())
     }
 
     deinit {
         storage.deallocate()
         lengths.deallocate()
+        sources.deallocate()
+    }
+
+    /// The sender of datagram `index` of the last receive (valid until the next receive).
+    public func source(_ index: Int) -> UnsafePointer<sockaddr_storage> {
+        UnsafePointer(sources.baseAddress! + index)
     }
 
     /// Datagram `index` of the last receive, or nil when it was longer than a slot and the kernel cut it.
@@ -198,10 +208,15 @@ public final class UDPSender {
     public let descriptor: FileDescriptor
     public let destination: SocketAddress
 
-    public init(destination: SocketAddress) throws(SocketError) {
+    /// `source`: the local address to send from (tests play a sender a venue's `allowed_sources` does not list from
+    /// 127.0.0.2); nil: whatever the kernel picks.
+    public init(destination: SocketAddress, source: SocketAddress? = nil) throws(SocketError) {
         let fd = socket(destination.family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw SocketError.last("socket") }
         descriptor = FileDescriptor(fd)
+        if let source {
+            guard source.withSockaddr({ bind(fd, $0, $1) }) == 0 else { throw SocketError.last("bind udp \(source)") }
+        }
         self.destination = destination
         var size: Int32 = 4 << 20
         setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))

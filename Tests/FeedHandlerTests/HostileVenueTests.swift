@@ -81,6 +81,42 @@ import ZeroMQ
         #expect(status.counters["XNAS.stream_moves_proven"] == 0)
     }
 
+    @Test func aDatagramFromASenderAllowedSourcesDoesNotListIsDroppedUnreadAndCounted() throws {
+        let venue = try ItchVenue { $0.allowedSources = try! SourceFilter(["127.0.0.1", "10.9.0.0/16"]) }
+        defer { venue.stop() }
+        let udpPort = try #require(venue.engine.endpoints["udp:XNAS"].flatMap { ConfigReader.parseHostPort($0)?.port })
+        // Another host on the path (127.0.0.2: any 127/8 address is this machine's loopback) sends a packet that
+        // would otherwise be the stream's start: another session, a directory naming a symbol, a trade.
+        let stranger = try UDPSender(destination: try SocketAddress(host: "127.0.0.1", port: udpPort),
+            source: try SocketAddress(host: "127.0.0.2", port: 0))
+        stranger.send(SpecBytes.moldPacket(session: "EVIL", sequence: 1, messages: [SpecBytes.stockDirectory,
+            Self.trade(666)]))
+        Thread.sleep(forTimeInterval: 0.2)
+        venue.sender.send(SpecBytes.moldPacket(session: "S1", sequence: 1,
+            messages: [SpecBytes.stockDirectory, Self.trade(1), Self.trade(2)]))
+        #expect(try venue.tradeMatches(count: 2) == [1, 2], "the stranger's trade never reached the stream")
+        let status = try venue.status()
+        #expect(status.counters["XNAS.foreign_datagrams"] == 1)
+        #expect(status.counters["XNAS.malformed"] == 0)
+    }
+
+    @Test(arguments: [
+        ("10.1.1.5", "10.1.1.5", true), ("10.1.1.5", "10.1.1.6", false), ("10.1.1.0/24", "10.1.1.200", true),
+        ("10.1.1.0/24", "10.1.2.1", false), ("10.1.0.0/15", "10.0.255.1", true), ("10.1.0.0/15", "10.2.0.1", false),
+        ("::1", "::1", true), ("2001:db8::/32", "2001:db8:1::9", true), ("2001:db8::/32", "2001:db9::1", false),
+        ("10.1.1.5", "::ffff:10.1.1.5", false), ("0.0.0.0/0", "192.0.2.1", true),
+    ])
+    func allowedSourcesMatchAddressesAndPrefixes(_ entry: String, _ sender: String, _ admitted: Bool) throws {
+        let filter = try SourceFilter([entry])
+        var address = try SocketAddress(host: sender, port: 7001)
+        #expect(withUnsafePointer(to: &address.storage) { filter.admits($0) } == admitted, "\(entry) \(sender)")
+    }
+
+    @Test(arguments: ["10.1.1", "10.1.1.0/33", "::1/129", "host.example", "10.0.0.1/8/1", "10.0.0.1/-1"])
+    func anAllowedSourceThatIsNoAddressIsRefusedWithTheEntry(_ entry: String) {
+        #expect(throws: SourceFilterError.self) { try SourceFilter(["127.0.0.1", entry]) }
+    }
+
     @Test func oneDatagramOfAnotherSessionDoesNotResetTheBook() throws {
         let venue = try ItchVenue()
         defer { venue.stop() }
