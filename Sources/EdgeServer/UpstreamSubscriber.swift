@@ -53,8 +53,9 @@ struct AskedOfPlant {
 }
 
 /// What edged asks of plantd's snapshot ROUTER at once (DESIGN section 12: work a peer can ask for is bounded). The
-/// rest wait in edged, in order: plantd serves a bounded number of requests a turn and refuses a peer more journal
-/// replays than `AnswerLimits` lets it have, and answers must not wait behind thousands past `snapshot_timeout`.
+/// rest wait in edged: plantd serves a bounded number of requests a turn and answers one peer's in order (a replay
+/// read from its journal holds up the ones after it), and answers must not wait behind thousands past
+/// `snapshot_timeout`.
 let plantRequestsInFlightLimit = 32
 /// Replays of one client asked of plantd at once: its others wait in edged, and clients take turns, so that one
 /// client resuming hundreds of symbols (or churning its subscriptions) holds up nobody else's.
