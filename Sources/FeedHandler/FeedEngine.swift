@@ -336,24 +336,19 @@ private final class FeedLoop: SocketLoop, TickSink {
             let end: SnapshotEnd
             switch ReplayRequest(decoding: frames[frames.count - 1]) {
             case let .streamReplay(from, maxCount):
-                let limit = maxCount == 0 ? answerLimit : min(maxCount, answerLimit)
-                let result = ring.forEach(from: from, maxCount: limit) { _, topic, tick in
+                let bound = StreamReplayBound(maxCount: maxCount, answerLimit: answerLimit)
+                let result = ring.forEach(from: from, maxCount: bound.limit) { _, topic, tick in
                     _ = try? replay.send(identity, more: true, dontWait: true)
                     _ = try? replay.send(topic, more: true, dontWait: true)
                     _ = try? replay.send(tick, dontWait: true)
                 }
                 sentThisTurn += result.count
-                let next = max(from, ring.firstSequence) + result.count
-                let cut = (maxCount == 0 || maxCount > answerLimit) && result.count == limit && next <= ring.lastSequence
-                var error = ""
-                if !result.complete {
-                    error = "ticks before stream_seq \(ring.firstSequence) are no longer kept"
-                } else if cut {
-                    error = "an answer carries at most \(limit) ticks ([feed] max_answer_ticks): ask again from "
-                        + "stream_seq \(next)"
-                }
+                let cutError = bound.cutError(given: result.count, next: max(from, ring.firstSequence) + result.count,
+                    newest: ring.lastSequence, setting: "[feed] max_answer_ticks")
+                let error = result.complete
+                    ? cutError ?? "" : "ticks before stream_seq \(ring.firstSequence) are no longer kept"
                 end = SnapshotEnd(streamSequence: streamSequence, tickCount: result.count,
-                    complete: result.complete && !cut, error: error)
+                    complete: result.complete && cutError == nil, error: error)
                 replaysServed += 1
             case .snapshot, .symbolReplay:
                 end = SnapshotEnd(streamSequence: streamSequence, tickCount: 0, complete: false,

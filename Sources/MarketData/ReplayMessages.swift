@@ -128,3 +128,26 @@ public struct SnapshotEnd: Equatable, Sendable {
         plantSession = decoded.pointee.plant_session
     }
 }
+
+/// How much of a stream replay one answer carries (DESIGN section 12), as plantd and feedd both bound it: what was
+/// asked (`max_count`; 0: everything), and never more than the answerer's `max_answer_ticks`.
+public struct StreamReplayBound: Sendable, Equatable {
+    /// The most ticks the answer carries.
+    public let limit: UInt64
+    /// The asker wanted more than `limit` (everything, or a larger count): an answer that stops at the limit with
+    /// more after it is not the whole of what was asked.
+    public let cutsTheAsk: Bool
+
+    public init(maxCount: UInt64, answerLimit: UInt64) {
+        limit = maxCount == 0 ? answerLimit : min(maxCount, answerLimit)
+        cutsTheAsk = maxCount == 0 || maxCount > answerLimit
+    }
+
+    /// The end's error for an answer that gave `given` ticks and would go on at stream_seq `next`, while the answerer
+    /// holds ticks up to `newest`: nil when the answer is the whole of what was asked. `setting` names the limit
+    /// (`[plant] max_answer_ticks`).
+    public func cutError(given: UInt64, next: UInt64, newest: UInt64, setting: String) -> String? {
+        guard cutsTheAsk, given == limit, next <= newest else { return nil }
+        return "an answer carries at most \(limit) ticks (\(setting)): ask again from stream_seq \(next)"
+    }
+}

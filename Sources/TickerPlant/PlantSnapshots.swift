@@ -151,8 +151,7 @@ extension PlantLoop {
         case let .streamReplay(from, maxCount):
             // "All" (0) and anything past the limit are cut at it; the asker goes on from where the answer
             // ended, as its end says.
-            let limit = maxCount == 0 ? answerLimit : min(maxCount, answerLimit)
-            let cut = maxCount == 0 || maxCount > answerLimit
+            let bound = StreamReplayBound(maxCount: maxCount, answerLimit: answerLimit)
             if from > 0 && from <= streamSequence && (ring.firstSequence == 0 || from < ring.firstSequence),
                 let directory = configuration.journal.directory
             {
@@ -161,17 +160,19 @@ extension PlantLoop {
                     break
                 }
                 journalReplays.append(JournalReplay(identity: identity,
-                    kind: .stream(maxCount: limit, cut: cut), from: from,
+                    kind: .stream(bound), from: from,
                     cursor: JournalCursor(directory: directory, from: from)))
                 requestsWaitingOn[identity] = []
                 return 0
             }
-            let result = ring.forEach(from: from, maxCount: limit) { _, topic, tick in reply(topic, tick) }
+            let result = ring.forEach(from: from, maxCount: bound.limit) { _, topic, tick in reply(topic, tick) }
             complete = result.complete
-            let next = max(from, ring.firstSequence) + result.count
-            if complete && cut && result.count == limit && next <= ring.lastSequence {
+            if complete, let cutError = bound.cutError(given: result.count,
+                next: max(from, ring.firstSequence) + result.count, newest: ring.lastSequence,
+                setting: JournalReplay.answerLimitSetting)
+            {
                 complete = false
-                error = JournalReplay.cutReason(limit: limit, next: next)
+                error = cutError
             }
         case nil:
             complete = false
@@ -278,8 +279,8 @@ extension PlantLoop {
                 let from = resumeFrom ?? replay.cursor.lastStreamSequence + 1
                 let joined = ringStart == 0 || from >= ringStart || from > ring.lastSequence
                 switch replay.kind {
-                case let .stream(maxCount, _):
-                    _ = ring.forEach(from: from, maxCount: maxCount - replay.count) { sequence, topic, tick in
+                case let .stream(bound):
+                    _ = ring.forEach(from: from, maxCount: bound.limit - replay.count) { sequence, topic, tick in
                         replay.give(streamSequence: sequence, symbolSequence: nil, topic: topic, payload: tick) {
                             replyTick(to: replay.identity, topic: $0, payload: $1)
                         }
@@ -313,8 +314,7 @@ extension PlantLoop {
 /// A symbol or stream replay being read from the journal.
 final class JournalReplay {
     enum Kind {
-        /// `cut`: the asker wanted more than an answer carries (`[plant] max_answer_ticks`); `maxCount` is that limit.
-        case stream(maxCount: UInt64, cut: Bool)
+        case stream(StreamReplayBound)
         /// `id`: the symbol's index in the plant's per-symbol arrays.
         case symbol(prefix: [UInt8], id: Int)
     }
@@ -340,15 +340,12 @@ final class JournalReplay {
     /// Why a stream replay cut at the answer limit is not the whole of what was asked (nil: it is, or it was not
     /// cut): more was published after its last tick than the limit let it carry.
     func cutError(streamHead: UInt64) -> String? {
-        guard case let .stream(limit, cut) = kind, cut, count == limit, lastStreamSequenceGiven < streamHead else {
-            return nil
-        }
-        return Self.cutReason(limit: limit, next: lastStreamSequenceGiven + 1)
+        guard case let .stream(bound) = kind else { return nil }
+        return bound.cutError(given: count, next: lastStreamSequenceGiven + 1, newest: streamHead,
+            setting: Self.answerLimitSetting)
     }
 
-    static func cutReason(limit: UInt64, next: UInt64) -> String {
-        "an answer carries at most \(limit) ticks ([plant] max_answer_ticks): ask again from stream_seq \(next)"
-    }
+    static let answerLimitSetting = "[plant] max_answer_ticks"
 
     func incompleteReason(joined: Bool) -> String {
         if !joined { return "the journal and the ring do not join up (the ring moved on while the journal was read)" }
@@ -358,10 +355,10 @@ final class JournalReplay {
     /// Gives a journal record to `send` when the replay wants it; false once a stream replay has its count.
     func take(_ record: JournalRecord, send: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) -> Void) -> Bool {
         switch kind {
-        case let .stream(maxCount, _):
+        case let .stream(bound):
             give(streamSequence: record.streamSequence, symbolSequence: nil, topic: record.topic,
                 payload: record.payload, send: send)
-            return count < maxCount
+            return count < bound.limit
         case let .symbol(prefix, _):
             guard record.topic.starts(with: prefix), record.symbolSequence >= from else { return true }
             give(streamSequence: record.streamSequence, symbolSequence: record.symbolSequence, topic: record.topic,
