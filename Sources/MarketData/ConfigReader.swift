@@ -15,7 +15,7 @@ public final class ConfigReader {
 
     /// Parses `file`. A missing file or a TOML syntax error is a `ConfigError`.
     public static func load(file: String) throws(ConfigError) -> ConfigReader {
-        guard let data = FileManager.default.contents(atPath: file) else {
+        guard let data = readWholeFile(file) else {
             let reason = FileManager.default.fileExists(atPath: file) ? "cannot be read" : "no such file"
             throw ConfigError(file: file, key: "", reason: reason)
         }
@@ -319,3 +319,4 @@ public final class ConfigReader {
         for child in children { try child.finish() }
     }
 }
+

@@ -65,7 +65,7 @@ public struct JournalRecovery {
             let result = data.withUnsafeBytes { bytes in scan(bytes, lastByTopic: &lastByTopic) }
             if let (offset, reason) = result {
                 try repair(directory: directory, names: names, position: position, offset: offset, reason: reason,
-                    size: data.count)
+                    segment: data)
                 break
             }
         }
@@ -161,10 +161,11 @@ public struct JournalRecovery {
     /// there, and later segments are set aside (their records came after the damage and would contradict what the
     /// plant publishes next).
     private mutating func repair(
-        directory: String, names: [String], position: Int, offset: Int, reason: JournalRecord.Damage, size: Int
+        directory: String, names: [String], position: Int, offset: Int, reason: JournalRecord.Damage,
+        segment data: [UInt8]
     ) throws {
         let path = directory + "/" + names[position]
-        if let data = readWholeFile(path), offset < data.count {
+        if offset < data.count {
             _ = FileManager.default.createFile(atPath: path + ".damaged", contents: Data(data[offset...]))
         }
         if offset <= JournalFormat.segmentHeaderLength {
@@ -178,7 +179,7 @@ public struct JournalRecovery {
             setAside.append(later)
         }
         segments = Array(names[...position])
-        damage = Damage(segment: names[position], offset: offset, reason: reason, bytesCut: size - offset,
+        damage = Damage(segment: names[position], offset: offset, reason: reason, bytesCut: data.count - offset,
             segmentsSetAside: setAside)
     }
 }
@@ -189,31 +190,4 @@ public struct SymbolCheckpoint: Equatable, Sendable {
     public static let every: UInt64 = 1024
     public var symbolSequence: UInt64
     public var streamSequence: UInt64
-}
-
-/// A whole file's bytes by read(2), nil when it cannot be opened or read. FoundationEssentials'
-/// `FileManager.contents(atPath:)` leaked a 4 KiB buffer for every empty file (found by the fuzz target `journal`);
-/// a journal holds an empty segment after every roll.
-func readWholeFile(_ path: String) -> [UInt8]? {
-    let descriptor = open(path, O_RDONLY | O_CLOEXEC)
-    guard descriptor >= 0 else { return nil }
-    defer { close(descriptor) }
-    var status = stat()
-    guard fstat(descriptor, &status) == 0 else { return nil }
-    // One byte more than the file holds: the read that fills it finds the end without the array growing (a file
-    // that grows meanwhile is read on, 64 KiB more at a time).
-    var bytes = [UInt8](repeating: 0, count: max(Int(status.st_size), 0) + 1)
-    var filled = 0
-    while true {
-        if filled == bytes.count { bytes.append(contentsOf: repeatElement(0, count: 1 << 16)) }
-        let count = bytes.withUnsafeMutableBytes { buffer in
-            read(descriptor, buffer.baseAddress! + filled, buffer.count - filled)
-        }
-        if count < 0 && errno == EINTR { continue }
-        guard count >= 0 else { return nil }
-        if count == 0 { break }
-        filled += count
-    }
-    bytes.removeLast(bytes.count - filled)
-    return bytes
 }
