@@ -54,12 +54,7 @@ public struct SourceFilter: Sendable, Equatable {
     public func admits(_ source: UnsafePointer<sockaddr_storage>) -> Bool {
         guard !prefixes.isEmpty else { return true }
         let family = Int32(source.pointee.ss_family)
-        return UnsafeRawPointer(source).withMemoryRebound(to: UInt8.self, capacity: MemoryLayout<sockaddr_storage>.size) {
-            raw in
-            // Where the address's bytes sit in sockaddr_in / sockaddr_in6.
-            let offset = family == AF_INET ? MemoryLayout<sockaddr_in>.offset(of: \sockaddr_in.sin_addr)!
-                : MemoryLayout<sockaddr_in6>.offset(of: \sockaddr_in6.sin6_addr)!
-            let address = UnsafeBufferPointer(start: raw + offset, count: family == AF_INET ? 4 : 16)
+        return Self.withAddressBytes(of: source) { address in
             for prefix in prefixes where prefix.family == family && Self.matches(address, prefix) { return true }
             return false
         }
@@ -74,17 +69,23 @@ public struct SourceFilter: Sendable, Equatable {
         return address[whole] & mask == prefix.bytes[whole] & mask
     }
 
+    /// Calls `body` with the address's bytes in `source` (4 of sockaddr_in, or 16 of sockaddr_in6).
+    static func withAddressBytes<Result>(
+        of source: UnsafePointer<sockaddr_storage>, _ body: (UnsafeBufferPointer<UInt8>) -> Result
+    ) -> Result {
+        let isV4 = Int32(source.pointee.ss_family) == AF_INET
+        let offset = isV4 ? MemoryLayout<sockaddr_in>.offset(of: \sockaddr_in.sin_addr)!
+            : MemoryLayout<sockaddr_in6>.offset(of: \sockaddr_in6.sin6_addr)!
+        return UnsafeRawPointer(source).withMemoryRebound(to: UInt8.self, capacity: MemoryLayout<sockaddr_storage>.size) {
+            body(UnsafeBufferPointer(start: $0 + offset, count: isV4 ? 4 : 16))
+        }
+    }
+
     /// `source`'s address as text, for a log line.
     public static func describe(_ source: UnsafePointer<sockaddr_storage>) -> String {
         var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
         let family = Int32(source.pointee.ss_family)
-        let written: UnsafePointer<CChar>? = UnsafeRawPointer(source).withMemoryRebound(
-            to: UInt8.self, capacity: MemoryLayout<sockaddr_storage>.size
-        ) { raw in
-            let offset = family == AF_INET ? MemoryLayout<sockaddr_in>.offset(of: \sockaddr_in.sin_addr)!
-                : MemoryLayout<sockaddr_in6>.offset(of: \sockaddr_in6.sin6_addr)!
-            return inet_ntop(family, raw + offset, &text, socklen_t(text.count))
-        }
+        let written = withAddressBytes(of: source) { inet_ntop(family, $0.baseAddress, &text, socklen_t(text.count)) }
         guard written != nil else { return "an address of family \(family)" }
         return String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
