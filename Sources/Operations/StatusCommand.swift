@@ -82,7 +82,7 @@ struct StatusRow: Codable {
                 text = text.replacingOccurrences(of: word, with: " " + code + word.dropFirst().dropLast()
                     + TerminalColour.reset + " ")
             }
-            for bad in ["STALE", "GAP", "RECOVERING"] {
+            for bad in ["JOURNAL", "STALE", "GAP", "RECOVERING"] {
                 text = text.replacingOccurrences(of: "  \(bad) ", with: "  " + TerminalColour.yellow + bad
                     + TerminalColour.reset + " ")
             }
@@ -91,9 +91,11 @@ struct StatusRow: Codable {
     }
 
     /// plantd's worst symbol quality and how many symbols have it (`STALE 3`), `OK` when every symbol is; nil for
-    /// a daemon that does not keep qualities.
+    /// a daemon that does not keep qualities. A journal whose latest write or fsync failed comes first
+    /// (`JOURNAL FAILING`): what is published may not survive a restart.
     static func worstQuality(_ status: DaemonStatus) -> String? {
         guard status.counters["symbols.ok"] != nil else { return nil }
+        if status.counters["journal.failing"] == 1 { return "JOURNAL FAILING" }
         for quality in ["gap", "recovering", "stale"] {
             if let count = status.counters["symbols.\(quality)"], count > 0 { return "\(quality.uppercased()) \(count)" }
         }

@@ -46,8 +46,12 @@ public struct JournalRecovery {
     /// The number the next segment takes.
     public private(set) var nextSegmentIndex = 1
 
-    /// Reads every segment of `directory` in order; repairs damage as `Damage` says. A missing directory is an
-    /// empty journal.
+    /// Bytes read from a segment at a time: recovery holds this much of the journal (and one largest record) in
+    /// memory, whatever the segments' size.
+    static let readChunkBytes = 4 << 20
+
+    /// Reads every segment of `directory` in order, a chunk at a time; repairs damage as `Damage` says. A missing
+    /// directory is an empty journal.
     public init(directory: String, ringCapacity: Int) throws {
         ring = TickRing(capacity: ringCapacity, linked: true)
         let names = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [])
@@ -57,39 +61,81 @@ public struct JournalRecovery {
             nextSegmentIndex = index + 1
         }
         var lastByTopic: [UInt64: Int] = [:]
+        // A record cut at a chunk's end moves to the front, and the next read completes it: room for one whole.
+        var buffer = [UInt8](repeating: 0,
+            count: Self.readChunkBytes + JournalFormat.recordHeaderLength + JournalFormat.maximumBodyLength)
         for (position, name) in names.enumerated() {
             let path = directory + "/" + name
-            guard let data = readWholeFile(path) else {
-                throw JournalError(description: "cannot read journal segment \(path)")
+            let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+            guard descriptor >= 0 else {
+                throw JournalError(description: "cannot read journal segment \(path): \(String(cString: strerror(errno)))")
             }
-            let result = data.withUnsafeBytes { bytes in scan(bytes, lastByTopic: &lastByTopic) }
-            if let (offset, reason) = result {
-                try repair(directory: directory, names: names, position: position, offset: offset, reason: reason,
-                    segment: data)
-                break
+            defer { Glibc.close(descriptor) }
+            guard let stop = try scan(descriptor, path: path, buffer: &buffer, lastByTopic: &lastByTopic) else {
+                continue
             }
+            try repair(directory: directory, names: names, position: position, offset: stop.offset,
+                reason: stop.reason, descriptor: descriptor)
+            break
         }
     }
 
-    /// Scans one segment; returns where and why it stopped early, nil when it read to the end.
-    private mutating func scan(_ bytes: UnsafeRawBufferPointer, lastByTopic: inout [UInt64: Int])
-        -> (Int, JournalRecord.Damage)?
-    {
-        guard bytes.count >= JournalFormat.segmentHeaderLength else { return (0, .truncated) }
-        guard bytes.starts(with: JournalFormat.magic),
-            bytes.loadUnaligned(fromByteOffset: 4, as: UInt32.self).littleEndian == JournalFormat.version
-        else { return (0, .malformedBody) }
-        var offset = JournalFormat.segmentHeaderLength
-        while offset < bytes.count {
-            switch JournalRecord.read(bytes, at: offset) {
-            case let .failure(reason):
-                return (offset, reason)
-            case let .success((record, next)):
-                take(record, lastByTopic: &lastByTopic)
-                offset = next
+    /// Scans one segment from its descriptor; returns where and why it stopped early, nil when it read to the end.
+    private mutating func scan(
+        _ descriptor: Int32, path: String, buffer: inout [UInt8], lastByTopic: inout [UInt64: Int]
+    ) throws -> (offset: Int, reason: JournalRecord.Damage)? {
+        var filled = 0
+        // The segment's offset of buffer[0].
+        var bufferStart = 0
+        var atEnd = false
+        var checkedHeader = false
+        while true {
+            while filled < buffer.count && !atEnd {
+                let count = buffer.withUnsafeMutableBytes { read(descriptor, $0.baseAddress! + filled, $0.count - filled) }
+                if count < 0 && errno == EINTR { continue }
+                guard count >= 0 else {
+                    throw JournalError(description: "cannot read journal segment \(path): \(String(cString: strerror(errno)))")
+                }
+                if count == 0 { atEnd = true } else { filled += count }
             }
+            var consumed = 0
+            var stop: (offset: Int, reason: JournalRecord.Damage)?
+            buffer.withUnsafeBytes { all in
+                let bytes = UnsafeRawBufferPointer(rebasing: all[..<filled])
+                if !checkedHeader {
+                    guard bytes.count >= JournalFormat.segmentHeaderLength else {
+                        stop = (0, .truncated)
+                        return
+                    }
+                    guard bytes.starts(with: JournalFormat.magic),
+                        bytes.loadUnaligned(fromByteOffset: 4, as: UInt32.self).littleEndian == JournalFormat.version
+                    else {
+                        stop = (0, .malformedBody)
+                        return
+                    }
+                    consumed = JournalFormat.segmentHeaderLength
+                    checkedHeader = true
+                }
+                while consumed < bytes.count {
+                    switch JournalRecord.read(bytes, at: consumed) {
+                    case .failure(.truncated) where !atEnd:
+                        return
+                    case let .failure(reason):
+                        stop = (bufferStart + consumed, reason)
+                        return
+                    case let .success((record, next)):
+                        take(record, lastByTopic: &lastByTopic)
+                        consumed = next
+                    }
+                }
+            }
+            if let stop { return stop }
+            if atEnd { return nil }
+            let left = filled - consumed
+            buffer.withUnsafeMutableBytes { $0.baseAddress!.copyMemory(from: $0.baseAddress! + consumed, byteCount: left) }
+            bufferStart += consumed
+            filled = left
         }
-        return nil
     }
 
     private mutating func take(_ record: JournalRecord, lastByTopic: inout [UInt64: Int]) {
@@ -162,12 +208,11 @@ public struct JournalRecovery {
     /// plant publishes next).
     private mutating func repair(
         directory: String, names: [String], position: Int, offset: Int, reason: JournalRecord.Damage,
-        segment data: [UInt8]
+        descriptor: Int32
     ) throws {
         let path = directory + "/" + names[position]
-        if offset < data.count {
-            _ = FileManager.default.createFile(atPath: path + ".damaged", contents: Data(data[offset...]))
-        }
+        let size = Int(lseek(descriptor, 0, SEEK_END))
+        if offset < size { Self.copy(descriptor, from: offset, to: path + ".damaged") }
         if offset <= JournalFormat.segmentHeaderLength {
             try? FileManager.default.moveItem(atPath: path, toPath: path + ".damaged-segment")
         } else if truncate(path, off_t(offset)) != 0 {
@@ -179,8 +224,26 @@ public struct JournalRecovery {
             setAside.append(later)
         }
         segments = Array(names[...position])
-        damage = Damage(segment: names[position], offset: offset, reason: reason, bytesCut: data.count - offset,
+        damage = Damage(segment: names[position], offset: offset, reason: reason, bytesCut: max(size - offset, 0),
             segmentsSetAside: setAside)
+    }
+
+    /// Copies a file's bytes from `offset` to its end into a new file `destination` (kept for a person to look at;
+    /// best effort: recovery goes on without it).
+    private static func copy(_ descriptor: Int32, from offset: Int, to destination: String) {
+        let output = open(destination, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o640)
+        guard output >= 0 else { return }
+        defer { Glibc.close(output) }
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        var position = offset
+        while true {
+            let count = chunk.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress, $0.count, off_t(position)) }
+            if count < 0 && errno == EINTR { continue }
+            guard count > 0 else { return }
+            let written = chunk.withUnsafeBytes { write(output, $0.baseAddress, count) }
+            guard written == count else { return }
+            position += count
+        }
     }
 }
 

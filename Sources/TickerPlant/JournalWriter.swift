@@ -15,6 +15,9 @@ public struct JournalConfiguration: Sendable, Equatable {
     public var fsyncInterval: Duration? = .milliseconds(10)
     /// Segments also roll at midnight of the session date in this zone, so a day's ticks live in their own files.
     public var timezone = "America/New_York"
+    /// Segments of the newest this many session dates are kept (the one being written always): older ones are
+    /// removed as a new segment begins. 0 keeps every segment.
+    public var keepDays = 0
 
     public init() {}
 }
@@ -24,54 +27,83 @@ public struct JournalError: Error, CustomStringConvertible {
 }
 
 /// Appends record batches to the current segment on the publishing thread (one write per batch, into the page
-/// cache), and forces them to the disk every `fsyncInterval` on a thread of its own, so the publishing thread never
-/// waits for the disk.
+/// cache); a thread of its own forces them to the disk every `fsyncInterval`, closes finished segments and removes
+/// the ones past `keepDays`, so the publishing thread never waits for the disk.
+///
+/// Under faults: a write that fails (a full disk) or is cut short is taken back to the last whole record before
+/// anything else is appended, so the segment never holds a torn record with records after it (which recovery would
+/// call damage and cut); the batch is counted in `write_errors` and not journaled. An fsync that fails is counted in
+/// `fsync_errors`; either sets `journal.failing` until the next success, which `mktctl status` shows.
 public final class JournalWriter: Sendable {
     public let configuration: JournalConfiguration
     public let directory: String
 
-    /// The descriptor of the open segment, shared with the fsync thread; -1 once closed.
-    private let descriptor = Mutex<Int32>(-1)
-    private struct State {
+    /// The publishing thread's side: the open segment and what was written.
+    private struct Writing {
+        var descriptor: Int32 = -1
         var segmentPath = ""
+        /// The segment's length up to its last whole record: where a failed write is taken back to.
         var segmentBytes = 0
+        /// A failed write could not be taken back: nothing is appended until it is.
+        var mustTrim = false
         var nextMidnightNs: UInt64 = 0
         var nextIndex = 1
         var bytesWritten: UInt64 = 0
         var recordsWritten: UInt64 = 0
         var segmentsOpened: UInt64 = 0
         var writeErrors: UInt64 = 0
+        var lastWriteFailed = false
         var lastError = ""
     }
 
-    private let state = Mutex(State())
-    private let fsyncs = Atomic<UInt64>(0)
-    private let stopping = Atomic<Bool>(false)
-    private let fsyncThreadDone = Atomic<Bool>(true)
+    /// What the publishing thread hands the sync thread; held only to swap values, never across a system call.
+    private struct Handover {
+        /// The segment being written: forced to disk each interval. Only the sync thread closes descriptors once it
+        /// runs, so this one stays open while it is fsynced even if the publisher rolls meanwhile.
+        var current: Int32 = -1
+        /// Finished segments: fsynced (with fsync on) and closed.
+        var finished: [Int32] = []
+        /// A segment was created since the last pass: the directory entry is forced to disk too.
+        var directoryChanged = false
+        /// A segment was created since the last pass: old ones past `keepDays` may go.
+        var mayPrune = false
+        var stopping = false
+    }
+
+    /// The sync thread's side.
+    private struct Syncing {
+        var fsyncs: UInt64 = 0
+        var fsyncErrors: UInt64 = 0
+        var lastFailed = false
+        var lastError = ""
+        var segmentsRemoved: UInt64 = 0
+        var running = false
+        /// fsync errors not yet handed to the plant's log (`takeNewSyncErrors`).
+        var unreported: [String] = []
+    }
+
+    private let writing = Mutex(Writing())
+    private let handover = Mutex(Handover())
+    private let syncing = Mutex(Syncing())
+    /// Wakes the sync thread early (close) and tells `close` it has stopped.
+    private let signal = NSCondition()
 
     /// Opens a new segment in `directory` after the ones already there (`nextIndex` from recovery).
     public init(configuration: JournalConfiguration, directory: String, nextIndex: Int) throws {
         self.configuration = configuration
         self.directory = directory
         do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
+                attributes: [.posixPermissions: 0o750])
         } catch {
             throw JournalError(description: "cannot create journal directory \(directory): \(error.localizedDescription)")
         }
-        state.withLock { $0.nextIndex = nextIndex }
+        writing.withLock { $0.nextIndex = nextIndex }
         try openSegment()
-        if let interval = configuration.fsyncInterval {
-            fsyncThreadDone.store(false, ordering: .relaxed)
-            let thread = Thread { [self] in
-                while !stopping.load(ordering: .relaxed) {
-                    usleep(UInt32(clamping: interval.nanoseconds / 1_000))
-                    synchronize()
-                }
-                fsyncThreadDone.store(true, ordering: .releasing)
-            }
-            thread.name = "journal-fsync"
-            thread.start()
-        }
+        syncing.withLock { $0.running = true }
+        let thread = Thread { [self] in runSyncThread() }
+        thread.name = "journal-sync"
+        thread.start()
     }
 
     deinit { close() }
@@ -81,66 +113,184 @@ public final class JournalWriter: Sendable {
         date + "-" + String(repeating: "0", count: max(0, 6 - String(index).count)) + String(index) + ".tpj"
     }
 
-    public var currentSegment: String { state.withLock { $0.segmentPath } }
+    public var currentSegment: String { writing.withLock { $0.segmentPath } }
 
     /// Appends records laid out by `OutboundBatch`: written whole before they are published. False when they could
-    /// not be (a full disk): counted, and `lastError` says why.
+    /// not be (a full disk): counted, the segment left ending at its last whole record, and `lastError` says why.
     @discardableResult
     public func append(_ batch: OutboundBatch) -> Bool {
         guard !batch.isEmpty else { return true }
-        let now = WallClock.nowNanoseconds()
-        let mustRoll = state.withLock { $0.segmentBytes >= configuration.segmentBytes || now >= $0.nextMidnightNs }
-        if mustRoll {
-            do { try openSegment() } catch { noteError("\(error)") }
-        }
-        let fd = descriptor.withLock { $0 }
         assert(batch.checksummed, "a journal reads the checksums")
-        let written = batch.withBytes { bytes in Self.writeAll(fd, bytes) }
-        state.withLock {
-            if written {
-                $0.segmentBytes += batch.byteCount
-                $0.bytesWritten += UInt64(batch.byteCount)
-                $0.recordsWritten += UInt64(batch.count)
+        // A failed write not yet taken back is taken back first: nothing follows a torn record, in this segment or
+        // (by a roll) in the next.
+        let whole = writing.withLock { state in
+            guard state.mustTrim else { return true }
+            guard ftruncate(state.descriptor, off_t(state.segmentBytes)) == 0 else {
+                state.writeErrors += 1
+                state.lastWriteFailed = true
+                state.lastError = "cannot take \(state.segmentPath) back to its last whole record: "
+                    + String(cString: strerror(errno))
+                return false
             }
+            state.mustTrim = false
+            return true
         }
-        if !written { noteError("write to \(currentSegment) failed: \(String(cString: strerror(errno)))") }
-        return written
+        guard whole else { return false }
+        let now = WallClock.nowNanoseconds()
+        let mustRoll = writing.withLock { $0.segmentBytes >= configuration.segmentBytes || now >= $0.nextMidnightNs }
+        if mustRoll {
+            // A segment that cannot be begun (a full disk) leaves the current one in use: tried again next time.
+            do { try openSegment() } catch { noteWriteError("\(error)") }
+        }
+        return writing.withLock { state in
+            let (written, error) = batch.withBytes { bytes in Self.writeAll(state.descriptor, bytes) }
+            if written == batch.byteCount {
+                state.segmentBytes += written
+                state.bytesWritten += UInt64(written)
+                state.recordsWritten += UInt64(batch.count)
+                state.lastWriteFailed = false
+                return true
+            }
+            // Part of the batch may be in the file: cut it off, so the next batch follows a whole record.
+            if written > 0 && ftruncate(state.descriptor, off_t(state.segmentBytes)) != 0 { state.mustTrim = true }
+            state.writeErrors += 1
+            state.lastWriteFailed = true
+            state.lastError = "write to \(state.segmentPath) failed after \(written) of \(batch.byteCount) bytes: "
+                + String(cString: strerror(error))
+            return false
+        }
     }
 
-    /// Forces what was written to the disk.
-    public func synchronize() {
-        descriptor.withLock { fd in
-            guard fd >= 0 else { return }
-            if fsync(fd) == 0 { fsyncs.wrappingAdd(1, ordering: .relaxed) }
-        }
-    }
-
+    /// Stops the sync thread, then forces the segment to disk and closes it.
     public func close() {
-        stopping.store(true, ordering: .relaxed)
-        while !fsyncThreadDone.load(ordering: .acquiring) { usleep(1_000) }
-        descriptor.withLock { fd in
-            guard fd >= 0 else { return }
-            fsync(fd)
-            Glibc.close(fd)
-            fd = -1
+        handover.withLock { $0.stopping = true }
+        signal.lock()
+        signal.broadcast()
+        while syncing.withLock({ $0.running }) { signal.wait() }
+        signal.unlock()
+        let (current, finished) = handover.withLock { state in
+            defer {
+                state.current = -1
+                state.finished = []
+            }
+            return (state.current, state.finished)
         }
+        for descriptor in finished + [current] where descriptor >= 0 {
+            if configuration.fsyncInterval != nil { forceToDisk(descriptor, what: "a journal segment") }
+            Glibc.close(descriptor)
+        }
+        writing.withLock { $0.descriptor = -1 }
     }
 
     public var counters: [String: UInt64] {
-        state.withLock { state in
-            ["journal.bytes": state.bytesWritten, "journal.records": state.recordsWritten,
-                "journal.segments_opened": state.segmentsOpened, "journal.write_errors": state.writeErrors,
-                "journal.fsyncs": fsyncs.load(ordering: .relaxed)]
+        let (failedWrite, written) = writing.withLock { state in
+            (state.lastWriteFailed, ["journal.bytes": state.bytesWritten, "journal.records": state.recordsWritten,
+                "journal.segments_opened": state.segmentsOpened, "journal.write_errors": state.writeErrors])
+        }
+        return syncing.withLock { state in
+            written.merging(["journal.fsyncs": state.fsyncs, "journal.fsync_errors": state.fsyncErrors,
+                "journal.segments_removed": state.segmentsRemoved,
+                "journal.failing": failedWrite || state.lastFailed ? 1 : 0]) { $1 }
         }
     }
 
-    public var lastError: String { state.withLock { $0.lastError } }
+    /// Why the latest write failed.
+    public var lastError: String { writing.withLock { $0.lastError } }
 
-    private func noteError(_ message: String) {
-        state.withLock {
+    /// fsync failures since the last call, for the plant to log (the sync thread has no logger).
+    public func takeNewSyncErrors() -> [String] {
+        syncing.withLock { state in
+            defer { state.unreported = [] }
+            return state.unreported
+        }
+    }
+
+    /// fsync, counted; a failure kept for the log. Internal so that a test can hand it a descriptor fsync refuses.
+    func forceToDisk(_ descriptor: Int32, what: String) {
+        let failure: String? = fsync(descriptor) == 0 ? nil : "fsync of \(what) failed: \(String(cString: strerror(errno)))"
+        syncing.withLock { state in
+            if let failure {
+                state.fsyncErrors += 1
+                state.lastFailed = true
+                state.lastError = failure
+                if state.unreported.count < 16 { state.unreported.append(failure) }
+            } else {
+                state.fsyncs += 1
+                state.lastFailed = false
+            }
+        }
+    }
+
+    private func noteWriteError(_ message: String) {
+        writing.withLock {
             $0.writeErrors += 1
+            $0.lastWriteFailed = true
             $0.lastError = message
         }
+    }
+
+    private func runSyncThread() {
+        // Without fsync the thread still closes finished segments and keeps the retention, a few times a second.
+        let interval = configuration.fsyncInterval ?? .milliseconds(200)
+        let intervalSeconds = Double(interval.nanoseconds) / 1e9
+        while true {
+            signal.lock()
+            let stopping = handover.withLock { $0.stopping }
+            if !stopping { _ = signal.wait(until: Date(timeIntervalSinceNow: intervalSeconds)) }
+            signal.unlock()
+            let work = handover.withLock { state in
+                defer {
+                    state.finished = []
+                    state.directoryChanged = false
+                    state.mayPrune = false
+                }
+                return state
+            }
+            let forcing = configuration.fsyncInterval != nil
+            for descriptor in work.finished {
+                if forcing { forceToDisk(descriptor, what: "a finished journal segment") }
+                Glibc.close(descriptor)
+            }
+            if forcing && work.directoryChanged { synchronizeDirectory() }
+            if forcing && work.current >= 0 && !work.stopping { forceToDisk(work.current, what: "the journal segment") }
+            if work.mayPrune { removeSegmentsPastRetention() }
+            if work.stopping { break }
+        }
+        signal.lock()
+        syncing.withLock { $0.running = false }
+        signal.broadcast()
+        signal.unlock()
+    }
+
+    /// A new segment's name is on disk only once its directory is synchronized.
+    private func synchronizeDirectory() {
+        let descriptor = Glibc.open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard descriptor >= 0 else {
+            syncing.withLock { state in
+                state.fsyncErrors += 1
+                state.lastFailed = true
+                state.lastError = "cannot open the journal directory \(directory): \(String(cString: strerror(errno)))"
+                if state.unreported.count < 16 { state.unreported.append(state.lastError) }
+            }
+            return
+        }
+        forceToDisk(descriptor, what: "the journal directory \(directory)")
+        Glibc.close(descriptor)
+    }
+
+    /// Removes the segments of all but the newest `keepDays` session dates; never the one being written.
+    private func removeSegmentsPastRetention() {
+        guard configuration.keepDays > 0 else { return }
+        let current = String(currentSegment.split(separator: "/").last ?? "")
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [])
+            .filter { $0.hasSuffix(".tpj") }
+        let dates = Set(names.map { $0.prefix { $0 != "-" } }).sorted()
+        let kept = Set(dates.suffix(configuration.keepDays))
+        var removed: UInt64 = 0
+        for name in names where name != current && !kept.contains(name.prefix { $0 != "-" }) {
+            if unlink(directory + "/" + name) == 0 { removed += 1 }
+        }
+        syncing.withLock { $0.segmentsRemoved += removed }
     }
 
     private func openSegment() throws {
@@ -153,46 +303,59 @@ public final class JournalWriter: Sendable {
         calendar.timeZone = TimeZone(identifier: configuration.timezone) ?? TimeZone(secondsFromGMT: 0)!
         let day = calendar.dateComponents([.year, .month, .day], from: now)
         let date = String(format: "%04d%02d%02d", day.year ?? 0, day.month ?? 0, day.day ?? 0)
-        let index = state.withLock { state in
+        let index = writing.withLock { state in
             defer { state.nextIndex += 1 }
             return state.nextIndex
         }
         let path = directory + "/" + Self.segmentName(date: date, index: index)
-        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0o644)
+        // Readable by the plant's group (operators replaying it), no one else: ticks may be licensed data.
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0o640)
         guard fd >= 0 else {
             throw JournalError(description: "cannot create journal segment \(path): \(String(cString: strerror(errno)))")
         }
         let header = JournalFormat.segmentHeader()
-        guard header.withUnsafeBytes({ Self.writeAll(fd, $0) }) else {
+        let (written, error) = header.withUnsafeBytes { Self.writeAll(fd, $0) }
+        guard written == header.count else {
+            // A segment without its whole header would read as damage: it goes.
             Glibc.close(fd)
-            throw JournalError(description: "cannot write journal segment \(path): \(String(cString: strerror(errno)))")
+            unlink(path)
+            throw JournalError(description: "cannot write journal segment \(path): \(String(cString: strerror(error)))")
         }
-        descriptor.withLock { old in
-            if old >= 0 {
-                fsync(old)
-                Glibc.close(old)
+        let old = writing.withLock { state in
+            defer {
+                state.descriptor = fd
+                state.segmentPath = path
+                state.segmentBytes = header.count
+                state.mustTrim = false
+                state.nextMidnightNs = nextMidnight
+                state.segmentsOpened += 1
             }
-            old = fd
+            return state.descriptor
         }
-        state.withLock {
-            $0.segmentPath = path
-            $0.segmentBytes = header.count
-            $0.nextMidnightNs = nextMidnight
-            $0.segmentsOpened += 1
+        handover.withLock { state in
+            if old >= 0 { state.finished.append(old) }
+            state.current = fd
+            state.directoryChanged = true
+            state.mayPrune = true
         }
+        signal.lock()
+        signal.broadcast()
+        signal.unlock()
     }
 
-    private static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Bool {
-        guard fd >= 0 else { return false }
+    /// Writes all of `bytes`, or as much as the file took: the count written and, when short, the errno.
+    private static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> (Int, Int32) {
+        guard fd >= 0 else { return (0, EBADF) }
         var offset = 0
         while offset < bytes.count {
             let written = write(fd, bytes.baseAddress! + offset, bytes.count - offset)
             if written < 0 {
                 if errno == EINTR { continue }
-                return false
+                return (offset, errno)
             }
+            if written == 0 { return (offset, ENOSPC) }
             offset += written
         }
-        return true
+        return (offset, 0)
     }
 }

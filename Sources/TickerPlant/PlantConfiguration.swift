@@ -170,6 +170,7 @@ public struct PlantConfiguration: Sendable {
         if TimeZone(identifier: journal.timezone) == nil {
             throw table.error("timezone", "expected an IANA time zone such as \"America/New_York\", got \"\(journal.timezone)\"")
         }
+        journal.keepDays = try table.int("keep_days", default: journal.keepDays, in: 0...36_500)
         return journal
     }
 

@@ -220,6 +220,7 @@ final class PlantLoop: SocketLoop {
             if now >= nextHeartbeat {
                 flushOutbound()
                 publishHeartbeat()
+                logJournalSyncErrors()
                 nextHeartbeat = now + configuration.heartbeatInterval.nanoseconds
             }
             // The poll wakes for the next heartbeat or the next conflated BOOK due, whichever is first, and does not
@@ -472,6 +473,17 @@ final class PlantLoop: SocketLoop {
             type: rejected.type.description, venue: rejected.venue, price: rejected.price.description,
             size: rejected.size, streamSequence: tick.streamSequence))
         rejections[tick.symbol] = kept
+    }
+
+    /// The journal's fsync failures since the last heartbeat, logged at the journal's rate limit: the records were
+    /// published, but a crash of the machine may lose them.
+    func logJournalSyncErrors() {
+        guard let journal else { return }
+        for failure in journal.takeNewSyncErrors() {
+            guard let heldBack = journalErrorLog.admit() else { continue }
+            logger.error("journal not forced to disk", metadata: ["error": "\(failure)",
+                "similar_messages_not_logged": "\(heldBack)"])
+        }
     }
 
     func publishHeartbeat() {

@@ -69,6 +69,9 @@ import TickerPlant
         #expect(StatusRow.worstQuality(status) == "STALE 7")
         status.counters["symbols.stale"] = 0
         #expect(StatusRow.worstQuality(status) == "OK")
+        status.counters["journal.failing"] = 1
+        #expect(StatusRow.worstQuality(status) == "JOURNAL FAILING", "a failing journal comes before any symbol")
+        status.counters["journal.failing"] = 0
         status.counters["symbols.stale"] = 7
         let feed = DaemonStatus(daemon: "feedd", name: "f", pid: 2, uptimeSeconds: 5, messagesIn: 1, messagesOut: 1,
             rateIn: 0, rateOut: 0, drops: 0)
