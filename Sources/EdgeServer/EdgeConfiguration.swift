@@ -167,6 +167,11 @@ public struct EdgeConfiguration: Sendable {
     static func loadTLS(_ table: ConfigReader, readingFiles: Bool = true) throws(ConfigError) -> TLSContext? {
         let certificate = try table.optionalString("certificate")
         let key = try table.optionalString("key")
+        let versionName = try table.string("min_version", default: TLSMinimumVersion.tls12.rawValue)
+        guard let minimumVersion = TLSMinimumVersion(rawValue: versionName) else {
+            throw table.error("min_version", "expected \"1.2\" (TLS 1.2 with ECDHE and AEAD ciphers, and 1.3) or "
+                + "\"1.3\", got \"\(versionName)\"")
+        }
         switch (certificate, key) {
         case (nil, nil):
             return nil
@@ -178,7 +183,7 @@ public struct EdgeConfiguration: Sendable {
             guard readingFiles else { return nil }
             if let problem = SecretFiles.problem(withPermissionsOf: key) { throw table.error("key", problem) }
             do {
-                return try TLSContext(certificate: certificate, key: key)
+                return try TLSContext(certificate: certificate, key: key, minimumVersion: minimumVersion)
             } catch {
                 throw table.error(error.key, error.description)
             }

@@ -10,41 +10,79 @@ public struct TLSError: Error, CustomStringConvertible {
     public var description: String
 }
 
-/// The server's certificate chain and private key (`[tls]` in etc/edged.toml), loaded once: every connection's TLS
-/// session is made from it.
-///
-/// `@unchecked Sendable`: the SSL_CTX is configured in `init` and never changed afterwards; OpenSSL allows sessions to
-/// be made from one context on several threads at once (it locks its reference count and session cache itself).
-public final class TLSContext: @unchecked Sendable {
-    let context: OpaquePointer
-    public let certificatePath: String
+/// The lowest TLS version edged accepts (`[tls] min_version`).
+public enum TLSMinimumVersion: String, Sendable, CaseIterable {
+    /// TLS 1.2 with ECDHE and an AEAD cipher only, and TLS 1.3.
+    case tls12 = "1.2"
+    /// TLS 1.3 only.
+    case tls13 = "1.3"
+}
 
-    public init(certificate: String, key: String) throws(TLSError) {
-        guard let context = SSL_CTX_new(TLS_server_method()) else {
+/// The server's certificate chain and private key (`[tls]` in etc/edged.toml): every connection's TLS session is made
+/// from the one loaded last. `reload` reads the same files again (a renewed certificate): connections made before
+/// keep the one they began with.
+///
+/// `@unchecked Sendable`: the SSL_CTX in `current` is configured before it is stored and never changed afterwards;
+/// OpenSSL allows sessions to be made from one context on several threads at once (it locks its reference count and
+/// session cache itself), and the Mutex guards only which context is current.
+public final class TLSContext: @unchecked Sendable {
+    public let certificatePath: String
+    public let keyPath: String
+    public let minimumVersion: TLSMinimumVersion
+    private let current: Mutex<LoadedContext>
+
+    /// One SSL_CTX and the reference to it this box owns; a session made from it holds a reference of its own, so
+    /// a context replaced by `reload` lives on while a connection uses it.
+    private final class LoadedContext: @unchecked Sendable {
+        let pointer: OpaquePointer
+        init(_ pointer: OpaquePointer) { self.pointer = pointer }
+        deinit { SSL_CTX_free(pointer) }
+    }
+
+    public init(certificate: String, key: String, minimumVersion: TLSMinimumVersion = .tls12) throws(TLSError) {
+        certificatePath = certificate
+        keyPath = key
+        self.minimumVersion = minimumVersion
+        current = Mutex(try Self.load(certificate: certificate, key: key, minimumVersion: minimumVersion))
+    }
+
+    /// Reads the certificate and key files again and uses them for connections from now on; on an error the
+    /// context in use stays.
+    public func reload() throws(TLSError) {
+        if let problem = SecretFiles.problem(withPermissionsOf: keyPath) { throw TLSError(key: "key", description: problem) }
+        let loaded = try Self.load(certificate: certificatePath, key: keyPath, minimumVersion: minimumVersion)
+        current.withLock { $0 = loaded }
+    }
+
+    /// A new session (SSL object) from the current context; nil when OpenSSL cannot make one.
+    func makeSession() -> OpaquePointer? { current.withLock { SSL_new($0.pointer) } }
+
+    private static func load(
+        certificate: String, key: String, minimumVersion: TLSMinimumVersion
+    ) throws(TLSError) -> LoadedContext {
+        guard let pointer = SSL_CTX_new(TLS_server_method()) else {
             throw TLSError(key: "certificate", description: "OpenSSL could not make a context: \(OpenSSLErrors.take())")
         }
-        self.context = context
-        certificatePath = certificate
-        guard SSL_CTX_use_certificate_chain_file(context, certificate) == 1 else {
+        let context = LoadedContext(pointer)
+        guard SSL_CTX_use_certificate_chain_file(pointer, certificate) == 1 else {
             throw TLSError(
                 key: "certificate",
                 description: "cannot use \(certificate) as a PEM certificate chain: \(OpenSSLErrors.take())")
         }
-        guard SSL_CTX_use_PrivateKey_file(context, key, SSL_FILETYPE_PEM) == 1 else {
+        guard SSL_CTX_use_PrivateKey_file(pointer, key, SSL_FILETYPE_PEM) == 1 else {
             throw TLSError(
                 key: "key",
                 description: "cannot use \(key) as the PEM private key of \(certificate): \(OpenSSLErrors.take())")
         }
-        guard SSL_CTX_check_private_key(context) == 1 else {
+        guard SSL_CTX_check_private_key(pointer) == 1 else {
             throw TLSError(key: "key", description: "\(key) is not the key of the certificate in \(certificate)")
         }
-        guard tickplant_ssl_ctx_configure_server(context) == 1 else {
+        guard tickplant_ssl_ctx_configure_server(pointer, minimumVersion == .tls13 ? 1 : 0) == 1 else {
             throw TLSError(
                 key: "certificate", description: "OpenSSL refused the server settings: \(OpenSSLErrors.take())")
         }
+        return context
     }
-
-    deinit { SSL_CTX_free(context) }
 }
 
 /// OpenSSL's error queue of the calling thread.
@@ -80,7 +118,7 @@ final class TLSSession {
     }
 
     init?(_ context: TLSContext) {
-        guard let ssl = SSL_new(context.context) else { return nil }
+        guard let ssl = context.makeSession() else { return nil }
         guard let fromNetwork = BIO_new(BIO_s_mem()), let toNetwork = BIO_new(BIO_s_mem()) else {
             SSL_free(ssl)
             return nil

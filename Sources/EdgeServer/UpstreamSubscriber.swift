@@ -562,10 +562,23 @@ private final class UpstreamLoop: SocketLoop {
                         case "subs":
                             return EdgeSubscriptionsReply(symbols: hub.watched)
                         case "reload":
-                            // Its listeners, limits, tokens' secret and files are taken at start; a restart drains
-                            // clients to another edge (docs/operations.md).
-                            return ReloadReply(file: "", error: "edged reads its configuration only at start: "
-                                + "drain and restart it to apply changes")
+                            // The certificate and key are read again (a renewed certificate). Listeners, limits, the
+                            // tokens' secret and files are taken at start; a restart drains clients to another edge
+                            // (docs/operations.md).
+                            guard let tls = configuration.tls else {
+                                return ReloadReply(file: "", error: "edged reads its configuration only at start "
+                                    + "(a reload renews only its [tls] certificate): drain and restart it to apply changes")
+                            }
+                            do throws(TLSError) {
+                                try tls.reload()
+                                logger.info("TLS certificate reloaded", metadata: ["certificate": "\(tls.certificatePath)"])
+                                return ReloadReply(file: tls.certificatePath, applied: ["[tls] certificate", "[tls] key"])
+                            } catch {
+                                logger.error("TLS certificate not reloaded; the one in use stays",
+                                    metadata: ["key": "[tls] \(error.key)", "why": "\(error.description)"])
+                                return ReloadReply(file: tls.certificatePath,
+                                    error: "[tls] \(error.key): \(error.description); the certificate in use stays")
+                            }
                         default:
                             return nil
                         }
