@@ -89,6 +89,9 @@ public struct EdgeConfiguration: Sendable {
         let snapshot = try edge.string("snapshot", default: "tcp://127.0.0.1:7202")
         configuration.snapshotEndpoint = snapshot.isEmpty ? nil : try edge.endpoint("snapshot", default: snapshot)
         configuration.controlEndpoint = try edge.endpoint("control", default: configuration.controlEndpoint)
+        try edge.requireGuardedBind("control", endpoint: configuration.controlEndpoint,
+            insecure: try edge.bool("insecure", default: false),
+            remedy: "bind 127.0.0.1, or an ipc:// path (only the operators' group may connect)")
         configuration.eventLoops = try edge.int("event_loops", default: 1, in: 1...64)
         configuration.echo = try edge.bool("echo", default: false)
         configuration.allowedOrigins = try edge.strings("allowed_origins", default: [], problem: OriginPolicy.problem)

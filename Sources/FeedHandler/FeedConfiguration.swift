@@ -123,6 +123,16 @@ public struct FeedConfiguration: Sendable {
         configuration.publishEndpoint = try feed.endpoint("publish", default: configuration.publishEndpoint)
         configuration.replayEndpoint = try feed.endpoint("replay", default: configuration.replayEndpoint)
         configuration.controlEndpoint = try feed.endpoint("control", default: configuration.controlEndpoint)
+        // feedd's stream and replay ROUTER speak no CURVE yet: beyond this host, only where the file says the
+        // network is trusted.
+        let insecure = try feed.bool("insecure", default: false)
+        for key in ["publish", "replay"] {
+            try feed.requireGuardedBind(key, endpoint: key == "publish" ? configuration.publishEndpoint
+                : configuration.replayEndpoint, insecure: insecure,
+                remedy: "bind 127.0.0.1 (feedd's links have no CURVE yet)")
+        }
+        try feed.requireGuardedBind("control", endpoint: configuration.controlEndpoint, insecure: insecure,
+            remedy: "bind 127.0.0.1, or an ipc:// path (only the operators' group may connect)")
         if try feed.string("metrics", default: "127.0.0.1:9101").isEmpty {
             configuration.metricsListen = nil
         } else {

@@ -97,6 +97,7 @@ private final class FeedLoop: SocketLoop, TickSink {
         // Past the high-water mark a subscriber loses its own messages (it sees a stream_seq gap and replays):
         // ZMQ_XPUB_NODROP would instead refuse the message to every subscriber while any one is full.
         try publisher.setSendHighWaterMark(configuration.sendHighWaterMark)
+        try publisher.setMaximumMessageSize(maximumPeerMessageBytes)
         try publisher.bind(configuration.publishEndpoint)
         boundEndpoints["publish"] = try publisher.lastEndpoint
         control = try ControlResponder(context: context, endpoint: configuration.controlEndpoint)
@@ -105,6 +106,7 @@ private final class FeedLoop: SocketLoop, TickSink {
         // An answer is sent whole in one turn: the high-water mark holds the largest one (three messages a tick, and
         // its end) and no more, so a peer that asks and never reads holds at most that much of feedd's memory.
         try replay.setSendHighWaterMark(Int32(clamping: 3 * configuration.maxAnswerTicks + 3))
+        try replay.setMaximumMessageSize(maximumPeerMessageBytes)
         try replay.bind(configuration.replayEndpoint)
         boundEndpoints["replay"] = try replay.lastEndpoint
         ring = TickRing(capacity: configuration.replayTicks)

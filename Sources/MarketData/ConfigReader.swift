@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import TOMLKit
 
 /// Reads one TOML table of a config file with errors that name the file and key. Every key a daemon reads goes
@@ -228,6 +229,36 @@ public final class ConfigReader {
             return text.count > scheme.count ? nil : "expected an address after \(scheme)"
         }
         return "expected an endpoint such as \"tcp://127.0.0.1:7201\""
+    }
+
+    /// Whether an endpoint bound here can be reached only from this host: TCP on a loopback address (127.0.0.0/8,
+    /// ::1, `localhost`, the interface `lo`), ipc:// and inproc://. `tcp://*:7201`, `tcp://0.0.0.0:7201`, another
+    /// address or interface, and multicast (epgm://, pgm://) can be reached from other hosts.
+    public static func isHostLocal(_ endpoint: String) -> Bool {
+        if endpoint.hasPrefix("ipc://") || endpoint.hasPrefix("inproc://") { return true }
+        guard endpoint.hasPrefix("tcp://") else { return false }
+        let address = endpoint.dropFirst("tcp://".count)
+        // The port may be `*` (any free one) or a number; the host is what comes before the last colon.
+        guard let colon = address.lastIndex(of: ":") else { return false }
+        var host = String(address[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        if host == "localhost" || host == "lo" { return true }
+        var ipv4 = in_addr()
+        if inet_pton(AF_INET, host, &ipv4) == 1 { return UInt32(bigEndian: ipv4.s_addr) >> 24 == 127 }
+        var ipv6 = in6_addr()
+        guard inet_pton(AF_INET6, host, &ipv6) == 1 else { return false }
+        return withUnsafeBytes(of: &ipv6) { $0.elementsEqual([UInt8](repeating: 0, count: 15) + [1]) }
+    }
+
+    /// Refuses an endpoint to be bound that other hosts can reach while nothing guards it (DESIGN section 4: nothing
+    /// binds beyond loopback without CURVE unless a file says so): fine when `guardedByCurve`, or when this table
+    /// says `insecure = true` (a network only trusted hosts reach). `remedy` says what else to do.
+    public func requireGuardedBind(
+        _ key: String, endpoint: String, guardedByCurve: Bool = false, insecure: Bool, remedy: String
+    ) throws(ConfigError) {
+        guard !guardedByCurve, !insecure, !Self.isHostLocal(endpoint) else { return }
+        throw error(key, "\(endpoint) can be reached from other hosts and nothing guards it: \(remedy); or, on a "
+            + "network only trusted hosts reach, set \(path("insecure")) = true")
     }
 
     /// A host and port such as `127.0.0.1:7001`, `[::1]:7001` or `239.1.1.1:7001`.

@@ -1,5 +1,10 @@
 import CTickProto
 
+/// The largest message a peer may send to a bound stream or request socket (ZMQ_MAXMSGSIZE, DESIGN section 12): a
+/// subscription, or a snapshot or replay request, is a prefix or symbol and a few numbers. A peer that sends more is
+/// disconnected by libzmq before the message is taken into memory.
+public let maximumPeerMessageBytes: Int64 = 4 << 10
+
 /// The requests of the snapshot/replay ROUTER sockets (Proto/control.proto), encoded with protobuf-c.
 public enum ReplayRequest: Equatable, Sendable {
     /// The last value of every symbol under a prefix (plantd).

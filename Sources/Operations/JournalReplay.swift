@@ -135,6 +135,7 @@ public struct ReplayCommand: ParsableCommand {
         let socket = try ZMQSocket(context, type: .publish)
         try socket.setSendHighWaterMark(0)
         try socket.setLinger(milliseconds: 5_000)
+        try socket.setMaximumMessageSize(maximumPeerMessageBytes)
         do {
             try socket.bind(publish)
         } catch {

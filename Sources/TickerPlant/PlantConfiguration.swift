@@ -84,6 +84,13 @@ public struct PlantConfiguration: Sendable {
         configuration.journal = try loadJournal(try root.table("journal"))
         configuration.aggregation = try loadAggregation(try root.table("aggregation"))
         configuration.curve = try loadCurve(try root.table("curve"), readingFiles: readingFiles)
+        let insecure = try plant.bool("insecure", default: false)
+        for (key, endpoint) in [("publish", configuration.publishEndpoint), ("snapshot", configuration.snapshotEndpoint)] {
+            try plant.requireGuardedBind(key, endpoint: endpoint, guardedByCurve: configuration.curve != nil,
+                insecure: insecure, remedy: "bind 127.0.0.1, or turn on [curve] so that only known keys connect")
+        }
+        try plant.requireGuardedBind("control", endpoint: configuration.controlEndpoint, insecure: insecure,
+            remedy: "bind 127.0.0.1, or an ipc:// path (only the operators' group may connect)")
         try root.finish()
         return configuration
     }

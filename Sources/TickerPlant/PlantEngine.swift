@@ -171,6 +171,7 @@ final class PlantLoop: SocketLoop {
         if let curveSecret { try publisher.setCurveServer(secretKey: curveSecret) }
         try publisher.setSendHighWaterMark(configuration.sendHighWaterMark)
         try publisher.setVerboseSubscriptions(true)
+        try publisher.setMaximumMessageSize(maximumPeerMessageBytes)
         // No ZMQ_XPUB_NODROP: with it one subscriber that stopped reading made every send fail, and the stream
         // stopped for every consumer, edged included. Without it, a subscriber past the high-water mark loses its
         // own messages (libzmq counts them nowhere) and heals the gap by replay as any consumer does.
@@ -184,6 +185,7 @@ final class PlantLoop: SocketLoop {
         // its end), and no more, so a peer that asks and never reads holds at most that much of plantd's memory:
         // past it, what is sent to that peer is dropped (its answers come incomplete), not queued.
         try snapshots.setSendHighWaterMark(Int32(clamping: 3 * configuration.maxAnswerTicks + 3))
+        try snapshots.setMaximumMessageSize(maximumPeerMessageBytes)
         try snapshots.bind(configuration.snapshotEndpoint)
         boundEndpoints["snapshot"] = try snapshots.lastEndpoint
         ring = TickRing(capacity: configuration.replayTicks, linked: true)

@@ -1,3 +1,5 @@
+import Glibc
+
 /// Serves a daemon's control endpoint: a ROUTER socket that takes one JSON request per message from REQ or DEALER
 /// peers and sends one JSON reply (DESIGN section 7). It lives on the daemon's socket thread; `handle` turns request
 /// bytes into reply bytes.
@@ -5,11 +7,21 @@ public final class ControlResponder {
     public let socket: ZMQSocket
     private let message = ZMQMessage()
 
+    /// The largest control request taken: every request is a short JSON object.
+    public static let maximumRequestBytes: Int64 = 64 << 10
+
+    /// Binds `endpoint`. An ipc:// socket file is made readable and writable by its owner and group only: a peer
+    /// must be able to write it to connect, so the group is the operators (DESIGN section 4).
     public init(context: ZMQContext, endpoint: String) throws(ZMQError) {
         socket = try ZMQSocket(context, type: .router)
         try socket.setSendHighWaterMark(1000)
         try socket.setReceiveHighWaterMark(1000)
+        try socket.setMaximumMessageSize(Self.maximumRequestBytes)
         try socket.bind(endpoint)
+        if endpoint.hasPrefix("ipc://") && !endpoint.hasPrefix("ipc://@") {
+            let path = String(endpoint.dropFirst("ipc://".count))
+            if chmod(path, 0o660) != 0 { throw ZMQError(code: errno, operation: "chmod 0660 \(path)") }
+        }
     }
 
     /// Answers every request waiting now. A malformed envelope is dropped (the peer's REQ will time out).

@@ -116,6 +116,15 @@ public final class ZMQSocket {
         try setOption(ZMQ_RCVHWM, messages, name: "ZMQ_RCVHWM")
     }
 
+    /// The largest message a peer may send (ZMQ_MAXMSGSIZE): a peer that sends a larger one is disconnected before
+    /// the message is taken into memory. Set on every bound socket (DESIGN section 12); libzmq's default is no limit.
+    public func setMaximumMessageSize(_ bytes: Int64) throws(ZMQError) {
+        var value = bytes
+        if zmq_setsockopt(try raw, ZMQ_MAXMSGSIZE, &value, MemoryLayout<Int64>.size) != 0 {
+            throw ZMQError.last("setsockopt ZMQ_MAXMSGSIZE")
+        }
+    }
+
     /// Milliseconds a closed socket keeps trying to deliver queued messages.
     public func setLinger(milliseconds: Int32) throws(ZMQError) {
         try setOption(ZMQ_LINGER, milliseconds, name: "ZMQ_LINGER")

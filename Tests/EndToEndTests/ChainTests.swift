@@ -170,6 +170,11 @@ import ZeroMQ
         ("plantd", "[plant]\nfeeds = [\"tcp://127.0.0.1:7101\"]\nheartbeat_intervall = \"1s\"\n", "[plant] heartbeat_intervall"),
         ("edged", "[edge]\nlisten = \"127.0.0.1\"\n", "[edge] listen"),
         ("edged", "[limits]\nsymbols_per_client = 0\n", "[limits] symbols_per_client"),
+        // Beyond loopback without CURVE, and the file does not say insecure = true.
+        ("feedd", "[feed]\npublish = \"tcp://0.0.0.0:7101\"\n[[venues]]\nvenue = \"XNAS\"\nprotocol = \"itch-moldudp64\"\nlisten = \"127.0.0.1:7001\"\n",
+            "[feed] publish"),
+        ("plantd", "[plant]\nfeeds = [\"tcp://127.0.0.1:7101\"]\ncontrol = \"tcp://*:7209\"\n", "[plant] control"),
+        ("edged", "[edge]\ncontrol = \"tcp://0.0.0.0:7309\"\n", "[edge] control"),
     ])
     func aBadConfigExitsWithStatus2NamingFileAndKey(daemon: String, toml: String, key: String) throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tickplant-bad-\(UUID().uuidString)")

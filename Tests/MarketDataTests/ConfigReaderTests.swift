@@ -93,4 +93,16 @@ import Testing
         #expect(try reader.hostPort("v6").host == "::1")
         #expect(throws: ConfigError.self) { try reader.hostPort("noport") }
     }
+
+    @Test(arguments: [
+        ("tcp://127.0.0.1:7201", true), ("tcp://127.0.0.2:*", true), ("tcp://localhost:7201", true),
+        ("tcp://lo:7201", true), ("tcp://[::1]:7201", true), ("tcp://[0:0:0:0:0:0:0:1]:7201", true),
+        ("ipc:///run/tickplant/plantd.control", true), ("inproc://control", true),
+        ("tcp://*:7201", false), ("tcp://0.0.0.0:7201", false), ("tcp://10.1.2.3:7201", false),
+        ("tcp://128.0.0.1:7201", false), ("tcp://[::]:7201", false), ("tcp://eth0:7201", false),
+        ("epgm://eth0;239.1.1.1:5555", false),
+    ])
+    func aBoundEndpointIsHostLocalOnlyOnLoopbackIpcOrInproc(endpoint: String, local: Bool) {
+        #expect(ConfigReader.isHostLocal(endpoint) == local)
+    }
 }
