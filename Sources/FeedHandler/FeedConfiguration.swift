@@ -1,5 +1,6 @@
 import Foundation
 import MarketData
+import ZeroMQ
 
 /// feedd's configuration (etc/feedd.toml), validated once at start.
 public struct FeedConfiguration: Sendable {
@@ -111,11 +112,19 @@ public struct FeedConfiguration: Sendable {
     public var reconnectInitial: Duration = .milliseconds(100)
     public var reconnectMaximum: Duration = .seconds(5)
     public var venues: [VenueConfiguration] = []
+    /// nil: the stream and the replay ROUTER are plain (fine on one host; between hosts, use CURVE).
+    public var curve: CurveServerConfiguration?
 
     public init() {}
 
     /// Reads and validates `file`; every problem names file, key and reason.
     public static func load(file: String) throws(ConfigError) -> FeedConfiguration {
+        try load(file: file, readingFiles: true)
+    }
+
+    /// `readingFiles` false: the key files `[curve]` names are not read (check-config by someone who may not read
+    /// feedd's secret key).
+    public static func load(file: String, readingFiles: Bool) throws(ConfigError) -> FeedConfiguration {
         let root = try ConfigReader.load(file: file)
         var configuration = FeedConfiguration()
         let feed = try root.table("feed")
@@ -123,13 +132,14 @@ public struct FeedConfiguration: Sendable {
         configuration.publishEndpoint = try feed.endpoint("publish", default: configuration.publishEndpoint)
         configuration.replayEndpoint = try feed.endpoint("replay", default: configuration.replayEndpoint)
         configuration.controlEndpoint = try feed.endpoint("control", default: configuration.controlEndpoint)
-        // feedd's stream and replay ROUTER speak no CURVE yet: beyond this host, only where the file says the
-        // network is trusted.
+        configuration.curve = try root.table("curve").curveServerKeys(readingFiles: readingFiles,
+            secretProblem: CurveKeyPair.problem(withSecretKey:), keyProblem: CurveKeyPair.problem(withKey:))
+            .map { CurveServerConfiguration(secretKey: $0.secretKey, clientKeys: $0.clientKeys) }
         let insecure = try feed.bool("insecure", default: false)
         for key in ["publish", "replay"] {
             try feed.requireGuardedBind(key, endpoint: key == "publish" ? configuration.publishEndpoint
-                : configuration.replayEndpoint, insecure: insecure,
-                remedy: "bind 127.0.0.1 (feedd's links have no CURVE yet)")
+                : configuration.replayEndpoint, guardedByCurve: configuration.curve != nil, insecure: insecure,
+                remedy: "bind 127.0.0.1, or turn on [curve] so that only known keys connect")
         }
         try feed.requireGuardedBind("control", endpoint: configuration.controlEndpoint, insecure: insecure,
             remedy: "bind 127.0.0.1, or an ipc:// path (only the operators' group may connect)")

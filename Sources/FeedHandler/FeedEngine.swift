@@ -37,6 +37,10 @@ private final class FeedLoop: SocketLoop, TickSink {
     let publisher: ZMQSocket
     let control: ControlResponder
     let replay: ZMQSocket
+    /// With `[curve]`: lets listed client keys (plantd's, mktctl's) in, refuses and counts the others.
+    let zap: ZAPHandler?
+    var zapIndex: Int?
+    var curveRefusedLog = LogRateLimiter(interval: .seconds(10))
     // `publish` changes the ring and the latency buckets for every tick, and the runtime checked
     // each access for an overlapping one (as ItchFeed's per-message state). Not checked: only this loop's thread
     // touches them, and publishing calls nothing that reaches back into the loop.
@@ -93,7 +97,13 @@ private final class FeedLoop: SocketLoop, TickSink {
     init(engine: FeedEngine, context: ZMQContext) throws {
         configuration = engine.configuration
         logger = engine.logger
+        zap = try configuration.curve.map { curve in
+            try ZAPHandler(context: context, allowedPublicKeys: curve.clientKeys)
+        }
+        // The secret key was checked when the configuration was loaded.
+        let curveSecret = configuration.curve.flatMap { CurveKeyPair.binary($0.secretKey) }
         publisher = try ZMQSocket(context, type: .publish)
+        if let curveSecret { try publisher.setCurveServer(secretKey: curveSecret) }
         // Past the high-water mark a subscriber loses its own messages (it sees a stream_seq gap and replays):
         // ZMQ_XPUB_NODROP would instead refuse the message to every subscriber while any one is full.
         try publisher.setSendHighWaterMark(configuration.sendHighWaterMark)
@@ -103,6 +113,7 @@ private final class FeedLoop: SocketLoop, TickSink {
         control = try ControlResponder(context: context, endpoint: configuration.controlEndpoint)
         boundEndpoints["control"] = try control.socket.lastEndpoint
         replay = try ZMQSocket(context, type: .router)
+        if let curveSecret { try replay.setCurveServer(secretKey: curveSecret) }
         // An answer is sent whole in one turn: the high-water mark holds the largest one (three messages a tick, and
         // its end) and no more, so a peer that asks and never reads holds at most that much of feedd's memory.
         try replay.setSendHighWaterMark(Int32(clamping: 3 * configuration.maxAnswerTicks + 3))
@@ -112,6 +123,7 @@ private final class FeedLoop: SocketLoop, TickSink {
         ring = TickRing(capacity: configuration.replayTicks)
         wakeupIndex = poller.add(descriptor: engine.thread.wakeup.descriptor)
         controlIndex = try poller.add(control.socket)
+        if let zap { zapIndex = try poller.add(zap.socket) }
         replayIndex = try poller.add(replay)
         for venue in configuration.venues {
             switch venue.source {
@@ -175,12 +187,19 @@ private final class FeedLoop: SocketLoop, TickSink {
                 try? control.serveWaiting { body in ControlCodec.respond(to: body, answer: answer) }
             }
             if poller.isReadable(replayIndex) { serveReplays() }
+            if let zap, let zapIndex, poller.isReadable(zapIndex), zap.serveWaiting() > 0,
+                let heldBack = curveRefusedLog.admit()
+            {
+                logger.warning("a client with an unknown CURVE key was refused", metadata: [
+                    "key": "\(zap.lastRefusedKey)", "refused": "\(zap.refused)", "not_logged": "\(heldBack)"])
+            }
             rateIn.sample(total: messagesIn)
             rateOut.sample(total: published)
         }
         publisher.close()
         control.socket.close()
         replay.close()
+        zap?.close()
         logger.info("feedd stopped", metadata: ["published": "\(published)", "dropped": "\(dropped)"])
     }
 
@@ -397,6 +416,10 @@ private final class FeedLoop: SocketLoop, TickSink {
     func status() -> DaemonStatus {
         var counters: [String: UInt64] = ["stream_seq": streamSequence, "replays_served": replaysServed,
             "replay_first_stream_seq": ring.firstSequence]
+        if let zap {
+            counters["curve_clients_accepted"] = zap.accepted
+            counters["curve_clients_refused"] = zap.refused
+        }
         var gapsOpen: UInt64 = 0
         var gapsHealed: UInt64 = 0
         var gapsGivenUp: UInt64 = 0

@@ -294,6 +294,27 @@ public final class ConfigReader {
     }
 
     /// The keys held in the files that the list `key` names (none when absent).
+    /// `[curve]` of a daemon that serves CURVE: `secret_key_file` (its own secret key) and `client_key_files` (the
+    /// public keys it lets in), read and checked by `secretProblem` and `keyProblem`; nil when neither is set, both
+    /// required when one is. Without `readingFiles` (check-config by someone who may not read the secret) the keys
+    /// are "" and nothing is read.
+    public func curveServerKeys(
+        readingFiles: Bool, secretProblem: (String) -> String?, keyProblem: (String) -> String?
+    ) throws(ConfigError) -> (secretKey: String, clientKeys: [String])? {
+        guard has("secret_key_file") || has("client_key_files") else { return nil }
+        guard readingFiles else {
+            _ = try string("secret_key_file")
+            _ = try strings("client_key_files", default: [])
+            return ("", [])
+        }
+        let secret = try secretKeyFile("secret_key_file", problem: secretProblem)
+        let clients = try keyFiles("client_key_files", problem: keyProblem)
+        guard !clients.isEmpty else {
+            throw error("client_key_files", "expected the public key files of the clients let in, got none")
+        }
+        return (secret, clients)
+    }
+
     public func keyFiles(_ key: String, problem: (String) -> String?) throws(ConfigError) -> [String] {
         var keys: [String] = []
         for path in try strings(key, default: []) { keys.append(try readKey(key, path: path, problem: problem)) }

@@ -13,6 +13,8 @@ public struct ChainEndpoints: Sendable {
     public var plantSnapshot: String?
     /// plantd's stream and snapshot ROUTER want CURVE clients (`[curve]` in plantd.toml).
     public var plantUsesCurve = false
+    /// feedd's stream and replay ROUTER want CURVE clients (`[curve]` in feedd.toml).
+    public var feedUsesCurve = false
     public var edgeControl: String?
 
     /// The control endpoint of `daemon` (feedd, plantd or edged), nil when its etc/ file is not there.
@@ -37,7 +39,8 @@ public struct ChainEndpoints: Sendable {
         var endpoints = ChainEndpoints()
         let fileExists = { (name: String) in FileManager.default.fileExists(atPath: "\(directory)/\(name)") }
         if fileExists("feedd.toml") {
-            let feed = try FeedConfiguration.load(file: "\(directory)/feedd.toml")
+            let feed = try FeedConfiguration.load(file: "\(directory)/feedd.toml", readingFiles: false)
+            endpoints.feedUsesCurve = feed.curve != nil
             endpoints.feedControl = connectable(feed.controlEndpoint)
             endpoints.feedPublish = connectable(feed.publishEndpoint)
         }

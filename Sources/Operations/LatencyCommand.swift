@@ -156,7 +156,7 @@ public struct LatencyCommand: AsyncParsableCommand {
 
     public func run() async throws {
         let context = try ZMQContext()
-        let curveKeys = try curve.keys(neededBy: from == "plantd" ? try options.loadEndpoints() : nil)
+        let curveKeys = try curve.keys(from: from, options: options)
         let (socket, endpoint) = try TickSource.subscribe(from: from, options: options, prefixes: prefixes, raw: false,
             context: context, curve: curveKeys)
         // edged measures plantd -> edged itself (for the symbols its clients watch): asked at the start of a window

@@ -61,23 +61,25 @@ public struct ChainOptions: ParsableArguments {
     }
 }
 
-/// The CURVE keys mktctl uses as a client of a plantd with `[curve]` (tail, latency).
+/// The CURVE keys mktctl uses as a client of a plantd or feedd with `[curve]` (tail, latency).
 public struct CurveClientOptions: ParsableArguments {
-    @Option(name: .long, help: "plantd's CURVE public key file (its .key), for a plantd with [curve].")
+    @Option(name: .long, help: "The server's CURVE public key file (plantd's or feedd's .key), for one with [curve].")
     public var curveServerKey: String?
 
-    @Option(name: .long, help: "This client's CURVE secret key file (a .key_secret whose public key plantd lists).")
+    @Option(name: .long, help: "This client's CURVE secret key file (a .key_secret whose public key the server lists).")
     public var curveSecretKey: String?
 
     public init() {}
 
-    /// The keys from the two files, nil when neither is given; plantd's own stream without them when its etc/ file
-    /// says it wants CURVE is refused here, not left to wait for ticks that never come.
-    func keys(neededBy endpoints: ChainEndpoints?) throws -> CurveClientKeys? {
+    /// The keys from the two files, nil when neither is given; plantd's or feedd's own stream (`from`) without
+    /// them when its etc/ file says it wants CURVE is refused here, not left to wait for ticks that never come.
+    func keys(from: String, options: ChainOptions) throws -> CurveClientKeys? {
         switch (curveServerKey, curveSecretKey) {
         case (nil, nil):
-            if endpoints?.plantUsesCurve == true {
-                throw ValidationError("plantd.toml has [curve]: give --curve-server-key and --curve-secret-key")
+            guard from == "plantd" || from == "feedd" else { return nil }
+            let endpoints = try options.loadEndpoints()
+            if from == "plantd" ? endpoints.plantUsesCurve : endpoints.feedUsesCurve {
+                throw ValidationError("\(from).toml has [curve]: give --curve-server-key and --curve-secret-key")
             }
             return nil
         case let (server?, secret?):

@@ -60,7 +60,7 @@ public struct TailCommand: AsyncParsableCommand {
         let quarantined = !quarantine ? [] : prefixes.isEmpty ? [Topic.quarantinePrefix]
             : quarantinedSymbols.sorted().map { Topic.quarantinePrefix + $0 }
         let topics = TickSource.topics(prefixes, raw: raw)
-        let curveKeys = try curve.keys(neededBy: from == "plantd" ? try options.loadEndpoints() : nil)
+        let curveKeys = try curve.keys(from: from, options: options)
         if !noJoin && (from == "plantd" || snapshot != nil) {
             if topics.allSatisfy(PlantJoin.joinable) {
                 let snapshotEndpoint: String

@@ -2,18 +2,6 @@ import Foundation
 import MarketData
 import ZeroMQ
 
-/// CURVE on plantd's stream and snapshot ROUTER (`[curve]`): its secret key and the public keys of the clients it
-/// lets in, Z85 as `mktctl keygen` writes them.
-public struct CurveServerConfiguration: Sendable, Equatable {
-    public var secretKey: String
-    public var clientKeys: [String]
-
-    public init(secretKey: String, clientKeys: [String]) {
-        self.secretKey = secretKey
-        self.clientKeys = clientKeys
-    }
-}
-
 /// plantd's configuration (etc/plantd.toml), validated once at start.
 public struct PlantConfiguration: Sendable {
     public var name = "plantd"
@@ -43,6 +31,8 @@ public struct PlantConfiguration: Sendable {
     public var filters = FilterConfiguration()
     /// nil: the stream and the snapshot ROUTER are plain (fine on one host; between hosts, use CURVE).
     public var curve: CurveServerConfiguration?
+    /// Each feedd's CURVE public key, in the order of `feeds` (`[curve] feed_key_files`); empty: feeds are plain.
+    public var feedServerKeys: [String] = []
 
     public init() {}
 
@@ -83,7 +73,10 @@ public struct PlantConfiguration: Sendable {
         configuration.filters = try loadFilters(try root.table("filters"))
         configuration.journal = try loadJournal(try root.table("journal"))
         configuration.aggregation = try loadAggregation(try root.table("aggregation"))
-        configuration.curve = try loadCurve(try root.table("curve"), readingFiles: readingFiles)
+        let curve = try root.table("curve")
+        configuration.curve = try loadCurve(curve, readingFiles: readingFiles)
+        configuration.feedServerKeys = try loadFeedKeys(curve, feeds: configuration.feeds.count,
+            curveOn: configuration.curve != nil, readingFiles: readingFiles)
         let insecure = try plant.bool("insecure", default: false)
         for (key, endpoint) in [("publish", configuration.publishEndpoint), ("snapshot", configuration.snapshotEndpoint)] {
             try plant.requireGuardedBind(key, endpoint: endpoint, guardedByCurve: configuration.curve != nil,
@@ -117,22 +110,31 @@ public struct PlantConfiguration: Sendable {
         compare("[journal]") { $0.journal }
         compare("[aggregation]") { $0.aggregation }
         compare("[curve]") { $0.curve }
+        compare("[curve] feed_key_files") { $0.feedServerKeys }
         return keys
     }
 
     static func loadCurve(_ table: ConfigReader, readingFiles: Bool) throws(ConfigError) -> CurveServerConfiguration? {
-        guard table.has("secret_key_file") || table.has("client_key_files") else { return nil }
-        guard readingFiles else {
-            _ = try table.string("secret_key_file")
-            _ = try table.strings("client_key_files", default: [])
-            return CurveServerConfiguration(secretKey: "", clientKeys: [])
+        try table.curveServerKeys(readingFiles: readingFiles, secretProblem: CurveKeyPair.problem(withSecretKey:),
+            keyProblem: CurveKeyPair.problem(withKey:)).map { CurveServerConfiguration(secretKey: $0.secretKey, clientKeys: $0.clientKeys) }
+    }
+
+    /// `[curve] feed_key_files`: each feedd's public key, in the order of `[plant] feeds`; plantd connects to them
+    /// as a CURVE client with its own key pair (`secret_key_file`).
+    static func loadFeedKeys(
+        _ table: ConfigReader, feeds: Int, curveOn: Bool, readingFiles: Bool
+    ) throws(ConfigError) -> [String] {
+        guard table.has("feed_key_files") else { return [] }
+        guard curveOn else {
+            throw table.error("feed_key_files", "expected beside secret_key_file and client_key_files: plantd "
+                + "speaks CURVE to its feeds with its own key pair")
         }
-        let secret = try table.secretKeyFile("secret_key_file", problem: CurveKeyPair.problem(withSecretKey:))
-        let clients = try table.keyFiles("client_key_files", problem: CurveKeyPair.problem(withKey:))
-        guard !clients.isEmpty else {
-            throw table.error("client_key_files", "expected the public key files of the clients let in, got none")
+        let keys = readingFiles ? try table.keyFiles("feed_key_files", problem: CurveKeyPair.problem(withKey:))
+            : try table.strings("feed_key_files", default: [])
+        guard keys.count == feeds else {
+            throw table.error("feed_key_files", "expected one key file per feed in [plant] feeds (\(feeds)), got \(keys.count)")
         }
-        return CurveServerConfiguration(secretKey: secret, clientKeys: clients)
+        return keys
     }
 
     static func loadFilters(_ table: ConfigReader) throws(ConfigError) -> FilterConfiguration {

@@ -196,8 +196,13 @@ final class PlantLoop: SocketLoop {
         if let zap { zapIndex = try poller.add(zap.socket) }
         for (index, endpoint) in configuration.feeds.enumerated() {
             let replay = index < configuration.replays.count ? configuration.replays[index] : nil
+            // plantd is the feed's CURVE client with its own key pair (checked when the configuration was loaded).
+            let feedKeys = configuration.feedServerKeys
+            let curve = index < feedKeys.count
+                ? configuration.curve.flatMap { CurveClientKeys(serverKey: feedKeys[index], secretKey: $0.secretKey) }
+                : nil
             let feed = try Upstream(endpoint: endpoint, replayEndpoint: replay, context: context, poller: poller,
-                receiveHighWaterMark: configuration.receiveHighWaterMark)
+                receiveHighWaterMark: configuration.receiveHighWaterMark, curve: curve)
             feed.number = index
             feeds.append(feed)
         }

@@ -37,13 +37,14 @@ final class Upstream {
     static let gapsKept = 200
 
     init(endpoint: String, replayEndpoint: String?, context: ZMQContext, poller: ZMQPoller,
-        receiveHighWaterMark: Int32) throws
+        receiveHighWaterMark: Int32, curve: CurveClientKeys? = nil) throws
     {
         self.endpoint = endpoint
         self.replayEndpoint = replayEndpoint
         feedID = JournalFormat.feedID(endpoint)
         socket = try ZMQSocket(context, type: .subscribe)
         try socket.setReceiveHighWaterMark(receiveHighWaterMark)
+        if let curve { try socket.setCurveClient(curve) }
         try socket.subscribe("")
         try socket.connect(endpoint)
         pollIndex = try poller.add(socket)
@@ -51,6 +52,7 @@ final class Upstream {
             let dealer = try ZMQSocket(context, type: .dealer)
             // A replay arrives as one burst; a small high-water mark would make the ROUTER drop part of it.
             try dealer.setReceiveHighWaterMark(0)
+            if let curve { try dealer.setCurveClient(curve) }
             try dealer.connect(replayEndpoint)
             replaySocket = dealer
             replayPollIndex = try poller.add(dealer)

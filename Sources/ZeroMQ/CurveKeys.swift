@@ -56,6 +56,18 @@ extension CurveKeyPair {
     }
 }
 
+/// CURVE on a daemon's bound sockets (`[curve]` of plantd and feedd): its secret key and the public keys of the
+/// clients it lets in, Z85 as `mktctl keygen` writes them.
+public struct CurveServerConfiguration: Sendable, Equatable {
+    public var secretKey: String
+    public var clientKeys: [String]
+
+    public init(secretKey: String, clientKeys: [String]) {
+        self.secretKey = secretKey
+        self.clientKeys = clientKeys
+    }
+}
+
 /// The CURVE keys of a client socket: the server's public key and the client's own pair, all Z85.
 public struct CurveClientKeys: Sendable, Equatable {
     public var serverKey: String

@@ -42,6 +42,16 @@ import ZeroMQ
         #expect(Self.refusal("control = \"ipc:///run/tickplant/plantd.control\"\n") == nil)
     }
 
+    /// `[curve] feed_key_files`: plantd's own pair makes it the feeds' CURVE client, one key per feed.
+    @Test func feedKeysNeedPlantdsOwnPairAndOneKeyPerFeed() throws {
+        let alone = try #require(Self.refusal("[curve]\nfeed_key_files = [\"feedd.key\"]\n"))
+        #expect(alone.contains("[curve] feed_key_files: expected beside secret_key_file"), "\(alone)")
+        let curve = "[curve]\nsecret_key_file = \"plantd.key_secret\"\nclient_key_files = [\"edged.key\"]\n"
+        let two = try #require(Self.refusal(curve + "feed_key_files = [\"a.key\", \"b.key\"]\n"))
+        #expect(two.contains("expected one key file per feed in [plant] feeds (1), got 2"), "\(two)")
+        #expect(try Self.load(curve + "feed_key_files = [\"feedd.key\"]\n").feedServerKeys.count == 1)
+    }
+
     /// A plantd with its control endpoint at `control` and nothing fed.
     static func plant(control: String, _ context: ZMQContext) throws -> PlantEngine {
         var configuration = PlantConfiguration()
