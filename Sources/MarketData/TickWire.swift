@@ -155,8 +155,8 @@ public enum TickWire {
             case .askSize: tick.askSize = try reader.varint()
             case .bids: tick.bids.append(try level(try reader.lengthDelimited()))
             case .asks: tick.asks.append(try level(try reader.lengthDelimited()))
-            case .state: tick.state = TradingState(rawValue: UInt8(truncatingIfNeeded: try reader.varint())) ?? .unspecified
-            case .quality: tick.quality = DataQuality(rawValue: UInt8(truncatingIfNeeded: try reader.varint())) ?? .unspecified
+            case .state: tick.state = enumValue(try reader.varint()).flatMap { TradingState(rawValue: $0) } ?? .unspecified
+            case .quality: tick.quality = enumValue(try reader.varint()).flatMap { DataQuality(rawValue: $0) } ?? .unspecified
             case .reason: tick.reason = String(decoding: try reader.text(), as: UTF8.self)
             case .open: tick.open = Price(fixedPoint: zigzag(try reader.varint()))
             case .high: tick.high = Price(fixedPoint: zigzag(try reader.varint()))
@@ -168,10 +168,19 @@ public enum TickWire {
             case .plantSession: tick.plantSession = try reader.fixed64()
             }
         }
-        guard typeValue != 0, typeValue <= UInt64(UInt8.max), let type = TickType(rawValue: UInt8(typeValue)) else {
+        guard typeValue != 0, let value = enumValue(typeValue), let type = TickType(rawValue: value) else {
             throw TickDecodeError(byteCount: bytes.count, reason: "unknown tick type \(typeValue)")
         }
         tick.type = type
+    }
+
+    /// An enum field's value as protobuf reads it: an int32, so a longer varint keeps its low 32 bits (as protobuf-c
+    /// does); nil for a value no case can have. Truncating to 8 bits instead read quality 257 as OK (1), where
+    /// protobuf-c reads an unknown quality (found by the fuzz target `tick`): a stale symbol shown as good.
+    @inline(__always)
+    static func enumValue(_ varint: UInt64) -> UInt8? {
+        let value = UInt32(truncatingIfNeeded: varint)
+        return value <= UInt32(UInt8.max) ? UInt8(value) : nil
     }
 
     /// The wire type each known field has in Proto/tick.proto (a field sent with another is refused).

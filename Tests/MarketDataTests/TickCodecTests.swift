@@ -124,6 +124,23 @@ import Testing
             #expect(reference == nil, "\(what): protobuf-c refuses it too")
         }
     }
+
+    /// Enum fields are int32 on the wire: a quality or state no case has reads as unspecified, never as another
+    /// case by its low 8 bits (quality 257 read as OK before: a stale symbol shown as good; found by the fuzz
+    /// target `tick`), and a varint longer than 32 bits keeps its low 32, as protobuf-c reads it.
+    @Test(arguments: [
+        // type STATUS, quality 257
+        ([0x10, 0x04, 0xB0, 0x01, 0x81, 0x02] as [UInt8], DataQuality.unspecified, TradingState.unspecified),
+        // type STATUS, state 258, quality 2^32 + 1
+        ([0x10, 0x04, 0xA8, 0x01, 0x82, 0x02, 0xB0, 0x01, 0x81, 0x80, 0x80, 0x80, 0x10], .ok, .unspecified),
+    ])
+    func anEnumValueNoCaseHasIsUnspecifiedAndBothReadersAgree(bytes: [UInt8], quality: DataQuality,
+        state: TradingState) throws
+    {
+        let ours = try TickDecoder.decode(bytes)
+        #expect(ours.quality == quality && ours.state == state)
+        #expect(ours == (try bytes.withUnsafeBytes { try TickDecoder.decodeWithProtobufC($0) }))
+    }
 }
 
 @Suite struct ReplayMessageCodec {
