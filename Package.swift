@@ -141,7 +141,7 @@ let package = Package(
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
         .testTarget(name: "MarketDataTests", dependencies: ["MarketData"]),
         .testTarget(name: "FeedHandlerTests", dependencies: ["FeedHandler", "MarketData", "ZeroMQ"]),
-        .testTarget(name: "TickerPlantTests", dependencies: ["TickerPlant", "MarketData", "ZeroMQ"]),
+        .testTarget(name: "TickerPlantTests", dependencies: ["TickerPlant", "MarketData", "ZeroMQ", "TestSupport"]),
         .testTarget(
             name: "EdgeServerTests",
             dependencies: ["EdgeServer", "MarketData", "TickerPlant", "ZeroMQ", "TestSupport"]),

@@ -3,6 +3,7 @@ import Testing
 
 import EdgeServer
 import MarketData
+import TestSupport
 import ZeroMQ
 
 /// wss: edged with a certificate and key, spoken to by a real TLS client (Python's ssl and websockets, verifying the
@@ -38,25 +39,10 @@ import ZeroMQ
 
         func remove() { try? FileManager.default.removeItem(at: directory) }
 
-        static func run(
-            _ executable: String, _ arguments: [String], timeout: TimeInterval = 30
-        ) throws
+        static func run(_ executable: String, _ arguments: [String], timeout: TimeInterval = 30) throws
             -> (status: Int32, output: String)
         {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: executable)
-            process.arguments = arguments
-            let pipe = Pipe()
-            process.standardOutput = pipe
-            process.standardError = pipe
-            try process.run()
-            // Read while it runs, so that a full pipe never stalls it.
-            let output = pipe.fileHandleForReading.readDataToEndOfFile()
-            let deadline = Date().addingTimeInterval(timeout)
-            while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
-            if process.isRunning { process.terminate() }
-            process.waitUntilExit()
-            return (process.terminationStatus, String(decoding: output, as: UTF8.self))
+            try ChildProcess.run(executable, arguments, timeout: timeout)
         }
     }
 

@@ -4,6 +4,7 @@ import Logging
 import Testing
 
 import MarketData
+import TestSupport
 @testable import TickerPlant
 import ZeroMQ
 
@@ -83,7 +84,7 @@ import ZeroMQ
         #expect(status.st_mode & 0o777 == 0o660)
         #expect(try PlantRecoveryTests.status(of: engine, context).daemon == "plantd")
         guard getuid() == 0 else { return }
-        let refused = try Self.run("/usr/sbin/runuser", ["-u", "nobody", "--", "/usr/bin/python3", "-c",
+        let refused = try ChildProcess.run("/usr/sbin/runuser", ["-u", "nobody", "--", "/usr/bin/python3", "-c",
             "import socket; socket.socket(socket.AF_UNIX).connect('\(path)')"])
         #expect(refused.status != 0 && refused.output.contains("PermissionError"), "\(refused.output)")
     }
@@ -115,18 +116,5 @@ import ZeroMQ
         #expect(try ask(control, hugeRequest, dealer: false) == nil)
         #expect(try ask(control, Array(#"{"cmd":"status"}"#.utf8), dealer: false) != nil)
         #expect(try ask(snapshot, ReplayRequest.snapshot(prefix: "AAPL|").encoded(), dealer: true) != nil)
-    }
-
-    static func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: output, as: UTF8.self))
     }
 }
