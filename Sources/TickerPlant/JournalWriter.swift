@@ -123,21 +123,21 @@ public final class JournalWriter: Sendable {
         assert(batch.checksummed, "a journal reads the checksums")
         // A failed write not yet taken back is taken back first: nothing follows a torn record, in this segment or
         // (by a roll) in the next.
-        let whole = writing.withLock { state in
-            guard state.mustTrim else { return true }
-            guard ftruncate(state.descriptor, off_t(state.segmentBytes)) == 0 else {
-                state.writeErrors += 1
-                state.lastWriteFailed = true
-                state.lastError = "cannot take \(state.segmentPath) back to its last whole record: "
-                    + String(cString: strerror(errno))
-                return false
+        let now = WallClock.nowNanoseconds()
+        let (whole, mustRoll) = writing.withLock { state in
+            if state.mustTrim {
+                guard ftruncate(state.descriptor, off_t(state.segmentBytes)) == 0 else {
+                    state.writeErrors += 1
+                    state.lastWriteFailed = true
+                    state.lastError = "cannot take \(state.segmentPath) back to its last whole record: "
+                        + String(cString: strerror(errno))
+                    return (false, false)
+                }
+                state.mustTrim = false
             }
-            state.mustTrim = false
-            return true
+            return (true, state.segmentBytes >= configuration.segmentBytes || now >= state.nextMidnightNs)
         }
         guard whole else { return false }
-        let now = WallClock.nowNanoseconds()
-        let mustRoll = writing.withLock { $0.segmentBytes >= configuration.segmentBytes || now >= $0.nextMidnightNs }
         if mustRoll {
             // A segment that cannot be begun (a full disk) leaves the current one in use: tried again next time.
             do { try openSegment() } catch { noteWriteError("\(error)") }
