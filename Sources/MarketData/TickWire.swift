@@ -45,11 +45,22 @@ public enum TickWire {
             throw error("truncated varint")
         }
 
+        /// A key's or a length's varint: protobuf-c reads those in at most 5 bytes and refuses the message when one
+        /// runs longer, even when its value is small (`80 80 80 80 80 00` is a 0), so this reader does too (the fuzz
+        /// target `tick` found it taking a 6-byte length).
+        @inline(__always)
+        mutating func shortVarint() throws(TickDecodeError) -> UInt64 {
+            let start = offset
+            let value = try varint()
+            guard offset - start <= 5 else { throw error("a key or length in \(offset - start) bytes (at most 5)") }
+            return value
+        }
+
         /// A field's key: its number (1 to 2^29 - 1, as protobuf allows) and wire type. Number 0 is not protobuf's:
         /// protobuf-c refuses such a message, so this reader does too (the fuzz target `tick` found it taking one).
         @inline(__always)
         mutating func key() throws(TickDecodeError) -> UInt64 {
-            let key = try varint()
+            let key = try shortVarint()
             guard key >> 3 != 0, key >> 3 <= 536_870_911 else { throw error("field number \(key >> 3)") }
             return key
         }
@@ -61,7 +72,7 @@ public enum TickWire {
         }
 
         mutating func lengthDelimited() throws(TickDecodeError) -> UnsafeRawBufferPointer {
-            let length = try varint()
+            let length = try shortVarint()
             guard length <= UInt64(bytes.count - offset) else { throw error("length \(length) runs past the end") }
             defer { offset += Int(length) }
             return UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + Int(length))])

@@ -113,6 +113,10 @@ import Testing
         ("known field, wrong wire type", [0x0A, 0x04, 0x41, 0x41, 0x50, 0x4C, 0x10, 0x02, 0x28, 0x2D]),
         // A venue "\0\0DP": protobuf-c's strings end at the zero byte, so a C reader saw venue "".
         ("zero byte in a string", [0x10, 0x04, 0x1A, 0x04, 0x00, 0x00, 0x44, 0x50]),
+        // An ask level (field 20) whose length, 0, is written in 6 bytes: protobuf-c reads at most 5.
+        ("6-byte length", [0x10, 0x04, 0xA2, 0x01, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00]),
+        // The key of type (field 2, varint) written in 6 bytes.
+        ("6-byte key", [0x90, 0x80, 0x80, 0x80, 0x80, 0x00, 0x04]),
     ])
     func whatTheFuzzerFoundIsRefused(_ finding: (String, [UInt8])) throws {
         let (what, bytes) = finding
