@@ -65,6 +65,8 @@ public final class EdgeHub: Sendable {
     let slowClientsClosed = Atomic<UInt64>(0)
     /// Clients closed (1008) for sending nothing, not even a pong, for `idle_timeout`.
     let idleClientsClosed = Atomic<UInt64>(0)
+    /// Clients closed (1008) for sending a second's allowance of messages over their rate in a row.
+    let floodingClientsClosed = Atomic<UInt64>(0)
     /// Updates dropped or conflated in slow clients' queues.
     let droppedUpdates = Atomic<UInt64>(0)
     /// Updates a client's socket did not take whole when sent straight to it: the rest went through NIO's buffer.

@@ -529,6 +529,7 @@ private final class UpstreamLoop: SocketLoop {
                                     "rate_limited_messages": hub.rateLimitedMessages.load(ordering: .relaxed),
                                     "slow_clients_closed": hub.slowClientsClosed.load(ordering: .relaxed),
                                     "idle_clients_closed": hub.idleClientsClosed.load(ordering: .relaxed),
+                                    "flooding_clients_closed": hub.floodingClientsClosed.load(ordering: .relaxed),
                                     "socket_full_writes": hub.socketFullWrites.load(ordering: .relaxed),
                                     "replays_served": hub.replaysServed.load(ordering: .relaxed),
                                     "replays_snapshotted": hub.replaysSnapshotted.load(ordering: .relaxed),

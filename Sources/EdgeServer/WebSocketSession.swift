@@ -101,6 +101,11 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
     private var maxSymbols: Int { limits.maxSymbols }
     /// A token bucket for the client's messages: `maxMessagesPerSecond` a second, as many at once.
     private var messageAllowance: Double
+    /// In `channelRead`: answers written now are flushed at `channelReadComplete`.
+    private var readingMessages = false
+    /// Messages refused for the rate since the last one admitted.
+    private var refusedInARow = 0
+    private var answersUnflushed = false
     private var allowanceAtNs: UInt64 = MonotonicClock.nowNanoseconds()
     private var context: ChannelHandlerContext?
     private var symbols: Set<String> = []
@@ -265,11 +270,15 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        readingMessages = true
+        defer { readingMessages = false }
         lastHeardNs = MonotonicClock.nowNanoseconds()
         switch unwrapInboundIn(data) {
         case let .text(message):
             handle(message)
         case .binary:
+            hub.clientMessages.wrappingAdd(1, ordering: .relaxed)
+            guard admitOrRefuse() else { return }
             hub.badClientMessages.wrappingAdd(1, ordering: .relaxed)
             sendError(.badMessage, "binary frames are not part of the protocol; send JSON text")
         case .heard:
@@ -285,12 +294,19 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
+    /// The answers to what one read from the socket carried go out in one flush: a client sending many messages
+    /// at once (a flood of bad ones, each answered 400 or 429) costs edged one write, not one per answer.
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if answersUnflushed {
+            answersUnflushed = false
+            context.flush()
+        }
+        context.fireChannelReadComplete()
+    }
+
     private func handle(_ text: ByteBuffer) {
         hub.clientMessages.wrappingAdd(1, ordering: .relaxed)
-        guard admitMessage() else {
-            hub.rateLimitedMessages.wrappingAdd(1, ordering: .relaxed)
-            return sendError(.tooManyRequests, "at most \(limits.maxMessagesPerSecond) messages per second; this one was ignored")
-        }
+        guard admitOrRefuse() else { return }
         let message: ClientMessage
         do {
             message = try ClientMessage.decode(text.readableBytesView)
@@ -372,6 +388,26 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     /// Takes one message from the client's allowance, refilled at `maxMessagesPerSecond`; false when it is spent.
+    /// Whether a message (text or binary) is within the client's rate; if not, it gets 429, and a client that has
+    /// sent a whole second's allowance more in a row without one admitted is flooding: it is closed (1008) instead
+    /// of being answered message by message (each answer costs edged more than the message cost the client).
+    private func admitOrRefuse() -> Bool {
+        if admitMessage() {
+            refusedInARow = 0
+            return true
+        }
+        hub.rateLimitedMessages.wrappingAdd(1, ordering: .relaxed)
+        refusedInARow += 1
+        guard refusedInARow < limits.maxMessagesPerSecond else {
+            hub.floodingClientsClosed.wrappingAdd(1, ordering: .relaxed)
+            sendError(.tooManyRequests, "\(refusedInARow) messages over the rate in a row; closing")
+            close(code: .policyViolation)
+            return false
+        }
+        sendError(.tooManyRequests, "at most \(limits.maxMessagesPerSecond) messages per second; this one was ignored")
+        return false
+    }
+
     private func admitMessage() -> Bool {
         let now = MonotonicClock.nowNanoseconds()
         let rate = Double(limits.maxMessagesPerSecond)
@@ -690,7 +726,10 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
     private func writeFrame(_ frame: WebSocketFrame, flush: Bool = false) {
         guard let context else { return }
         spillBatch()
-        if flush {
+        if flush && readingMessages {
+            context.write(wrapOutboundOut(frame), promise: nil)
+            answersUnflushed = true
+        } else if flush {
             context.writeAndFlush(wrapOutboundOut(frame), promise: nil)
         } else {
             context.write(wrapOutboundOut(frame), promise: nil)

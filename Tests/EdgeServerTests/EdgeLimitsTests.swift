@@ -47,6 +47,31 @@ import ZeroMQ
         await fixture.stop()
     }
 
+    /// A client that sends a whole second's allowance over its rate in a row, binary frames included, is flooding:
+    /// its last message gets 429 and the connection close 1008, instead of edged answering it message by message.
+    @Test func aSecondsAllowanceOverTheRateInARowGetsAClose1008() async throws {
+        let fixture = try await EdgeServerOverRealSockets.Fixture { $0.maxMessagesPerSecond = 5 }
+        let client = try TestWebSocketClient(port: fixture.port)
+        for _ in 0..<5 { try client.send(text: #"{"action":"ping"}"#) }
+        for _ in 0..<5 { try client.send(opcode: 0x2, [1, 2, 3]) }
+        var answers: [String] = []
+        for _ in 0..<20 {
+            let frame = try client.receiveFrame()
+            if frame.opcode == 0x8 {
+                answers.append("close \(Int(frame.payload[0]) << 8 | Int(frame.payload[1]))")
+                break
+            }
+            let reply = try JSONSerialization.jsonObject(with: Data(frame.payload)) as? [String: Any] ?? [:]
+            if reply["type"] as? String == "heartbeat" { continue }
+            answers.append((reply["type"] as? String == "pong") ? "pong" : "\(reply["code"] as? Int ?? 0)")
+        }
+        #expect(answers == Array(repeating: "pong", count: 5) + Array(repeating: "429", count: 5) + ["close 1008"])
+        let status = try EdgeStatusProbe.status(fixture)
+        #expect(status.counters["flooding_clients_closed"] == 1)
+        #expect(status.counters["rate_limited_messages"] == 5)
+        await fixture.stop()
+    }
+
     @Test func aConnectionThatNeverAsksAnythingIsClosedAfterTheHandshakeTimeout() async throws {
         let fixture = try await EdgeServerOverRealSockets.Fixture { $0.handshakeTimeout = .milliseconds(300) }
         let fd = try LoopbackHTTP.connect(port: fixture.port)
