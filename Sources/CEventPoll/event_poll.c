@@ -2,6 +2,9 @@
 
 #include <errno.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 int tickplant_poll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
 
@@ -20,4 +23,8 @@ int tickplant_poll_wait(int poll, uint64_t *tokens, uint32_t *events, int capaci
         events[i] = ready[i].events;
     }
     return count;
+}
+
+int tickplant_thread_set_nice(int nice) {
+    return setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), nice);
 }

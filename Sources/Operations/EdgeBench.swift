@@ -218,3 +218,37 @@ public struct LatencySummary: Codable, Sendable {
         maxUs = Double(sorted.last ?? 0) / 1_000
     }
 }
+
+/// Updates of a stand-in plantd's symbols in bursts of one per symbol (as a market moves), the bursts evenly spaced
+/// at `perSecond` updates a second, at most `maxUpdates` in all; each update's send time goes to `times`.
+struct BurstPublisher {
+    let plant: StandInPlant
+    let symbols: Int
+    let maxUpdates: Int
+    let times: PublishTimes?
+    private let intervalNs: Double
+    private(set) var sent = 0
+
+    init(plant: StandInPlant, symbols: Int, perSecond: Int, maxUpdates: Int, times: PublishTimes?) {
+        self.plant = plant
+        self.symbols = symbols
+        self.maxUpdates = maxUpdates
+        self.times = times
+        intervalNs = Double(symbols) * 1e9 / Double(perSecond)
+    }
+
+    /// Bursts until `done` says so (asked before each, with the updates sent so far) or `maxUpdates` are out.
+    mutating func publish(until done: (_ sent: Int) -> Bool) {
+        let start = MonotonicClock.nowNanoseconds()
+        var bursts = 0
+        while !done(sent) && sent < maxUpdates {
+            let due = start + UInt64(Double(bursts) * intervalNs)
+            while MonotonicClock.nowNanoseconds() < due { usleep(200) }
+            for _ in 0..<symbols {
+                plant.publish(symbol: sent % symbols, seq: sent / symbols + 1, times: times)
+                sent += 1
+            }
+            bursts += 1
+        }
+    }
+}

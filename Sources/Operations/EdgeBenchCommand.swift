@@ -45,8 +45,27 @@ public struct EdgeBenchCommand: ParsableCommand {
 
     @Option(
         name: .long,
-        help: "Updates per second in the slow-clients run, in bursts of one per symbol (each goes to every client).")
+        help: ArgumentHelp(
+            "Updates per second in the slow-clients and hostile runs, in bursts of one per symbol (each goes to "
+                + "every client)."))
     public var slowRate = 250
+
+    @Flag(
+        name: .long,
+        help: ArgumentHelp(
+            "Instead of the fan-out runs: the clients read 50 symbols while about 200 others break every rule a "
+                + "client can break, and more connect from one address and leave handshakes unfinished."))
+    public var hostile = false
+
+    @Option(name: .long, help: "In the hostile run: connections from one address (edged admits 100 of them).")
+    public var fromOneAddress = 2_000
+
+    @Option(
+        name: .long, parsing: .upToNextOption,
+        help: ArgumentHelp(
+            "In the hostile run: only these rule-breakers (default: all).",
+            valueName: HostileClients.Behaviour.allCases.map(\.rawValue).joined(separator: "|")))
+    public var only: [HostileClients.Behaviour] = []
 
     @Flag(
         name: .long,
@@ -99,6 +118,17 @@ public struct EdgeBenchCommand: ParsableCommand {
         }
         var results = Results()
         let context = try ZMQContext()
+        if hostile {
+            guard slowRate > 0, fromOneAddress >= Self.hostileLimits.perAddress else {
+                throw ValidationError(
+                    "--slow-rate: above 0; --from-one-address: at least \(Self.hostileLimits.perAddress)")
+            }
+            let run = try hostileClients(binary, context)
+            BenchOutput.clearProgress()
+            if json { try BenchOutput.printJSON(run) } else { print(run.table) }
+            if !run.passed { throw ExitCode(1) }
+            return
+        }
         if slowPercent > 0 {
             guard slowPercent < 100, slowRate > 0 else {
                 throw ValidationError("--slow-percent: 1 to 99; --slow-rate: above 0")
@@ -361,21 +391,14 @@ public struct EdgeBenchCommand: ParsableCommand {
         try connect(fast, label: "slow clients: fast ones")
         try connect(slow, label: "slow clients: slow ones") { plant.waitForSubscriptions(50, timeout: 5) }
 
+        var publisher = BurstPublisher(plant: plant, symbols: 50, perSecond: slowRate, maxUpdates: maxUpdates, times: times)
         var sent = 0
-        // A burst of one update per symbol (as a market moves), evenly spaced bursts.
-        let interval = 50e9 / Double(slowRate)
         func publish(until done: () -> Bool) {
-            let start = MonotonicClock.nowNanoseconds()
-            var bursts = 0
-            while !done() && sent < maxUpdates {
-                let due = start + UInt64(Double(bursts) * interval)
-                while MonotonicClock.nowNanoseconds() < due { usleep(200) }
-                for _ in 0..<50 {
-                    plant.publish(symbol: sent % 50, seq: sent / 50 + 1, times: times)
-                    sent += 1
-                }
-                bursts += 1
+            publisher.publish { published in
+                sent = published
+                return done()
             }
+            sent = publisher.sent
         }
         let phaseEnd = MonotonicClock.nowNanoseconds() + UInt64(seconds * 1e9)
         BenchOutput.progress("slow clients: everyone reads for \(seconds) s")
@@ -427,7 +450,7 @@ public struct EdgeBenchCommand: ParsableCommand {
 
     /// Waits (showing progress) until every client of `load` has subscribed, at most `timeout` seconds, then until
     /// `upstreamReady` says the server can reach them (edged subscribed upstream).
-    private func connect(
+    func connect(
         _ load: WebSocketLoad, label: String, timeout: Double = 60, upstreamReady: () -> Bool = { true }
     ) throws {
         guard

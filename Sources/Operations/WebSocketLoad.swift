@@ -272,34 +272,57 @@ public final class WebSocketLoad: @unchecked Sendable {
 
     /// Starts a non-blocking connect; false when it failed at once.
     private func connect(_ index: Int) -> Bool {
+        var source: String?
+        if let sources = options.sources, !sources.isEmpty { source = sources[index % sources.count] }
+        switch Self.startConnect(port: options.port, from: source, receiveBuffer: options.receiveBuffer) {
+        case let .failure(why):
+            return fail(index, why.message)
+        case let .success(fd):
+            connections[index].fd = fd
+            connections[index].phase = .connecting
+            watch(index, events: UInt32(TICKPLANT_POLL_OUT), modify: false)
+            return true
+        }
+    }
+
+    struct ConnectFailure: Error {
+        let message: String
+    }
+
+    /// A non-blocking TCP socket (TCP_NODELAY) connecting to 127.0.0.1:`port` from `source` (the kernel's choice
+    /// when nil), with a kernel receive buffer of `receiveBuffer` bytes when given: its descriptor once the connect
+    /// is under way, or why not.
+    static func startConnect(port: Int, from source: String?, receiveBuffer: Int32?) -> Result<Int32, ConnectFailure> {
         let fd = socket(
             AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { return fail(index, "socket: errno \(errno)") }
-        connections[index].fd = fd
+        guard fd >= 0 else { return .failure(ConnectFailure(message: "socket: errno \(errno)")) }
+        func failure(_ why: String) -> Result<Int32, ConnectFailure> {
+            let message = "\(why): errno \(errno)"
+            Glibc.close(fd)
+            return .failure(ConnectFailure(message: message))
+        }
         var one: Int32 = 1
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-        if var size = options.receiveBuffer {
+        if var size = receiveBuffer {
             setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
         }
-        if let sources = options.sources, !sources.isEmpty {
-            var source = Self.address(sources[index % sources.count], port: 0)
-            let bound = withUnsafePointer(to: &source) {
+        if let source {
+            var address = Self.address(source, port: 0)
+            let bound = withUnsafePointer(to: &address) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                     bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
                 }
             }
-            guard bound == 0 else { return fail(index, "bind to \(sources[index % sources.count]): errno \(errno)") }
+            guard bound == 0 else { return failure("bind to \(source)") }
         }
-        var target = Self.address("127.0.0.1", port: options.port)
+        var target = Self.address("127.0.0.1", port: port)
         let result = withUnsafePointer(to: &target) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                 Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
             }
         }
-        guard result == 0 || errno == EINPROGRESS else { return fail(index, "connect: errno \(errno)") }
-        connections[index].phase = .connecting
-        watch(index, events: UInt32(TICKPLANT_POLL_OUT), modify: false)
-        return true
+        guard result == 0 || errno == EINPROGRESS else { return failure("connect") }
+        return .success(fd)
     }
 
     static func address(_ host: String, port: Int) -> sockaddr_in {
@@ -439,22 +462,9 @@ public final class WebSocketLoad: @unchecked Sendable {
         var consumed = 0
         var pongs: [[UInt8]] = []
         buffer.withUnsafeBufferPointer { bytes in
-            while bytes.count - consumed >= 2 {
-                let opcode = bytes[consumed] & 0x0F
-                var length = Int(bytes[consumed + 1] & 0x7F)
-                var header = 2
-                if length == 126 {
-                    guard bytes.count - consumed >= 4 else { break }
-                    length = Int(bytes[consumed + 2]) << 8 | Int(bytes[consumed + 3])
-                    header = 4
-                } else if length == 127 {
-                    guard bytes.count - consumed >= 10 else { break }
-                    length = (2..<10).reduce(0) { $0 << 8 | Int(bytes[consumed + $1]) }
-                    header = 10
-                }
-                guard bytes.count - consumed >= header + length else { break }
-                let payload = UnsafeBufferPointer(rebasing: bytes[(consumed + header)..<(consumed + header + length)])
-                consumed += header + length
+            while let (opcode, range) = Self.serverFrame(in: bytes, at: consumed) {
+                let payload = UnsafeBufferPointer(rebasing: bytes[range])
+                consumed = range.upperBound
                 switch opcode {
                 case 0x1 where options.protocolSpoken == .tickplant: takeMessage(index, payload, nowNs: nowNs)
                 case 0x0, 0x1, 0x2: connections[index].stream.append(contentsOf: payload)
@@ -471,6 +481,25 @@ public final class WebSocketLoad: @unchecked Sendable {
         if options.protocolSpoken == .nats { takeNATS(index, nowNs: nowNs) }
         for payload in pongs { _ = send(index, Self.maskedText(String(decoding: payload, as: UTF8.self), opcode: 0xA)) }
         if connections[index].summary.closeCode != nil { close(index) }
+    }
+
+    /// The server frame (unmasked) at `start` of `bytes`: its opcode and where its payload lies, the next frame
+    /// starting where the payload ends; nil until all of it has come.
+    static func serverFrame(in bytes: UnsafeBufferPointer<UInt8>, at start: Int) -> (UInt8, Range<Int>)? {
+        guard bytes.count - start >= 2 else { return nil }
+        var length = Int(bytes[start + 1] & 0x7F)
+        var header = 2
+        if length == 126 {
+            guard bytes.count - start >= 4 else { return nil }
+            length = Int(bytes[start + 2]) << 8 | Int(bytes[start + 3])
+            header = 4
+        } else if length == 127 {
+            guard bytes.count - start >= 10 else { return nil }
+            length = (2..<10).reduce(0) { $0 << 8 | Int(bytes[start + $1]) }
+            header = 10
+        }
+        guard length >= 0, length <= bytes.count - start - header else { return nil }
+        return (bytes[start] & 0x0F, (start + header)..<(start + header + length))
     }
 
     /// NATS's protocol: `MSG subject sid bytes\r\n` and the payload (the update's JSON), `PING` (answered), `PONG`

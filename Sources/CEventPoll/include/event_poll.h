@@ -23,4 +23,9 @@ int tickplant_poll_watch(int poll, int descriptor, uint32_t events, uint64_t tok
 /// 0 on time-out (or an interrupted wait), -1 with errno set.
 int tickplant_poll_wait(int poll, uint64_t *tokens, uint32_t *events, int capacity, int timeout_ms);
 
+/// Sets the calling thread's nice value (Linux keeps one per thread; Glibc's Swift module has no gettid): the
+/// load clients that play rule-breakers run at 19, so that their own CPU does not count against the server they
+/// are measured beside. 0, or -1 with errno set.
+int tickplant_thread_set_nice(int nice);
+
 #endif
