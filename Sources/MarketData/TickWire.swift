@@ -30,9 +30,13 @@ public enum TickWire {
             return try longVarint()
         }
 
-        mutating func longVarint() throws(TickDecodeError) -> UInt64 {
+        /// A varint of more than one byte. `maxBytes` 5 for keys and lengths: protobuf-c reads those in at most 5
+        /// bytes and refuses the message when one runs longer, even when its value is small (`80 80 80 80 80 00` is
+        /// a 0), so this reader does too (the fuzz target `tick` found it taking a 6-byte length).
+        mutating func longVarint(maxBytes: Int = 10) throws(TickDecodeError) -> UInt64 {
             var value: UInt64 = 0
             var shift: UInt64 = 0
+            let start = offset
             while offset < bytes.count {
                 let byte = bytes[offset]
                 offset += 1
@@ -40,20 +44,19 @@ public enum TickWire {
                 value |= UInt64(byte & 0x7F) << shift
                 if byte & 0x80 == 0 { return value }
                 shift += 7
-                if shift > 63 { throw error("varint longer than 10 bytes") }
+                if offset - start == maxBytes { throw error("varint longer than \(maxBytes) bytes") }
             }
             throw error("truncated varint")
         }
 
-        /// A key's or a length's varint: protobuf-c reads those in at most 5 bytes and refuses the message when one
-        /// runs longer, even when its value is small (`80 80 80 80 80 00` is a 0), so this reader does too (the fuzz
-        /// target `tick` found it taking a 6-byte length).
+        /// A key's or a length's varint: at most 5 bytes (`longVarint`), the common one byte read without the loop.
         @inline(__always)
         mutating func shortVarint() throws(TickDecodeError) -> UInt64 {
-            let start = offset
-            let value = try varint()
-            guard offset - start <= 5 else { throw error("a key or length in \(offset - start) bytes (at most 5)") }
-            return value
+            if offset < bytes.count, bytes[offset] < 0x80 {
+                defer { offset += 1 }
+                return UInt64(bytes[offset])
+            }
+            return try longVarint(maxBytes: 5)
         }
 
         /// A field's key: its number (1 to 2^29 - 1, as protobuf allows) and wire type. Number 0 is not protobuf's:
