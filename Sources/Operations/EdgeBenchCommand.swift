@@ -57,6 +57,13 @@ public struct EdgeBenchCommand: ParsableCommand {
                 + "client can break, and more connect from one address and leave handshakes unfinished."))
     public var hostile = false
 
+    @Flag(
+        name: .long,
+        help: ArgumentHelp(
+            "In the hostile run: each rule-breaker connects again a second after edged ends its connection, for a "
+                + "run that lasts (make soak); their endings' kinds are checked, not their numbers."))
+    public var returning = false
+
     @Option(name: .long, help: "In the hostile run: connections from one address (edged admits 100 of them).")
     public var fromOneAddress = 2_000
 

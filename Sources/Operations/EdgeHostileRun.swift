@@ -38,12 +38,29 @@ extension EdgeBenchCommand {
         public var endings: [String: HostileClients.Ending]
         /// edged's own counts of what it refused.
         public var edgedCounters: [String: UInt64]
+        /// Rule-breakers came back after each ending (`--returning`): the endings count connections, and only
+        /// their kinds are checked, not their numbers.
+        public var returning = false
+        /// edged's RSS at the end of each second beside the rule-breakers, in MB.
+        public var edgedRSSMBBySecond: [Double] = []
+
+        /// The mean RSS of the last tenth of the seconds beside the rule-breakers against that of the tenth after
+        /// the first (the warm-up): flat when it grew by at most 5% and 2 MB.
+        public var rssFlat: Bool {
+            let count = edgedRSSMBBySecond.count
+            guard count >= 20 else { return true }
+            let tenth = count / 10
+            let early = edgedRSSMBBySecond[tenth..<(2 * tenth)].reduce(0, +) / Double(tenth)
+            let late = edgedRSSMBBySecond[(count - tenth)...].reduce(0, +) / Double(tenth)
+            return late <= early * 1.05 + 2
+        }
 
         public var p99Ratio: Double { fastBesideHostile.p99Us / max(fastQuiet.p99Us, 1) }
 
         /// Each behaviour's ending as docs/security.md states it; empty when all hold.
         public var unexpected: [String] {
             var problems: [String] = []
+            if returning { return kindsUnexpected }
             func ending(_ behaviour: HostileClients.Behaviour) -> HostileClients.Ending {
                 endings[behaviour.rawValue] ?? .init()
             }
@@ -91,9 +108,39 @@ extension EdgeBenchCommand {
             return problems
         }
 
+        /// With rule-breakers that come back: every ending of a kind docs/security.md gives that rule-breaker.
+        var kindsUnexpected: [String] {
+            let closes: [HostileClients.Behaviour: Set<String>] = [
+                .invalidUTF8: ["1007"], .giantFrame: ["1009"], .idleFromOneAddress: ["1008"],
+                .neverReads: ["1008", "4008"], .oneByteASecond: ["1008", "4008"], .pingFlood: ["1008", "4008"],
+                .binaryFlood: ["1008", "4008"], .badJSONFlood: ["1008", "4008"],
+            ]
+            // The unfinished handshakes come back too and keep `pending_handshakes` full: any connection may then be
+            // answered 503 at accept.
+            let statuses: [HostileClients.Behaviour: Set<String>] = [.idleFromOneAddress: ["429", "503"]]
+            return HostileClients.Behaviour.allCases.compactMap { behaviour in
+                guard let ending = endings[behaviour.rawValue] else { return nil }
+                let strayCloses = Set(ending.closeCodes.keys).subtracting(closes[behaviour] ?? [])
+                let strayStatuses = Set(ending.httpStatuses.keys).subtracting(statuses[behaviour] ?? ["503"])
+                guard !strayCloses.isEmpty || !strayStatuses.isEmpty || ending.failed > 0 else { return nil }
+                return "\(behaviour.rawValue): closes \(strayCloses.sorted()), HTTP \(strayStatuses.sorted()) and "
+                    + "\(ending.failed) failed connections are not its answers (\(ending.summary))"
+            }
+        }
+
         public var passed: Bool {
             edgedAlive && fastComplete == clients && edgedRSSPeakBytes - edgedRSSBeforeBytes < memoryBoundBytes
-                && unexpected.isEmpty
+                && unexpected.isEmpty && rssFlat
+        }
+
+        /// Every value when there are at most 30, else the range of each tenth of them ("12-18 | 11-14 | ...").
+        static func compact(_ values: [Double]) -> String {
+            guard values.count > 30 else { return values.map { String(format: "%.0f", $0) }.joined(separator: " ") }
+            let tenth = values.count / 10
+            return (0..<10).map { part in
+                let slice = values[(part * tenth)..<(part == 9 ? values.count : (part + 1) * tenth)]
+                return String(format: "%.0f-%.0f", slice.min()!, slice.max()!)
+            }.joined(separator: " | ")
         }
 
         var table: String {
@@ -107,7 +154,9 @@ extension EdgeBenchCommand {
                     fastQuiet.p50Us, fastQuiet.p99Us, fastArrival.p50Us, fastArrival.p99Us, fastBesideHostile.p50Us,
                     fastBesideHostile.p99Us, p99Ratio),
                 "their p99 each second beside them (ms): "
-                    + fastBesideP99UsBySecond.map { String(format: "%.0f", $0 / 1_000) }.joined(separator: " "),
+                    + Self.compact(fastBesideP99UsBySecond.map { $0 / 1_000 }),
+                "edged's RSS each second beside them (MB): " + Self.compact(edgedRSSMBBySecond)
+                    + (rssFlat ? "" : " (NOT FLAT after the warm-up)"),
                 String(
                     format: "edged %@; RSS %.1f MB before, %.1f MB at most beside them (bound: +%.0f MB)",
                     edgedAlive ? "up" : "DOWN", Double(edgedRSSBeforeBytes) / 1e6, Double(edgedRSSPeakBytes) / 1e6,
@@ -195,12 +244,11 @@ extension EdgeBenchCommand {
         let rssBefore = edge.residentBytes()
         rssPeak = rssBefore
 
-        let hostile = HostileClients(
-            port: edge.port, symbols: symbols,
-            counts: .standard(
-                pendingHandshakes: limits.pendingHandshakes, overPending: Self.hostileOverPending,
-                perAddress: limits.perAddress, overAddress: fromOneAddress - limits.perAddress
-            ).only(only.isEmpty ? HostileClients.Behaviour.allCases : only))
+        let counts = HostileClients.Counts.standard(
+            pendingHandshakes: limits.pendingHandshakes, overPending: Self.hostileOverPending,
+            perAddress: limits.perAddress, overAddress: fromOneAddress - limits.perAddress
+        ).only(only.isEmpty ? HostileClients.Behaviour.allCases : only)
+        let hostile = HostileClients(port: edge.port, symbols: symbols, counts: counts, returning: returning)
         defer { hostile.stop() }
         // The unfinished handshakes last, once nothing else is being set up: then exactly those over
         // `pending_handshakes` are refused.
@@ -218,6 +266,7 @@ extension EdgeBenchCommand {
         // The well-behaved clients' latencies a second at a time, to see when the rule-breakers cost them.
         var besideSamples: [UInt32] = []
         var bySecond: [Double] = []
+        var rssBySecond: [Double] = []
         let besideEnd = MonotonicClock.nowNanoseconds() + UInt64(seconds * 1e9)
         var secondEnd = MonotonicClock.nowNanoseconds() + 1_000_000_000
         publish("beside the rule-breakers") {
@@ -226,6 +275,7 @@ extension EdgeBenchCommand {
                 secondEnd += 1_000_000_000
                 let samples = fast.takeLatencies()
                 bySecond.append(LatencySummary(samples).p99Us)
+                rssBySecond.append(Double(edge.residentBytes()) / 1e6)
                 besideSamples += samples
             }
             return now >= besideEnd
@@ -246,7 +296,15 @@ extension EdgeBenchCommand {
         let sent = publisher.sent
         let perSymbol = sent / 50
         let endings = hostile.endings()
-        let admitted = endings.values.reduce(0) { $0 + $1.upgraded }
+        // The rule-breakers that can be upgraded at once: every group but the unfinished handshakes, the one from one
+        // address as far as `connections_per_address` lets it.
+        let admitted = counts.perBehaviour.reduce(0) { sum, group in
+            switch group.key {
+            case .unfinishedHandshake: sum
+            case .idleFromOneAddress: sum + min(group.value, limits.perAddress)
+            default: sum + group.value
+            }
+        }
         return HostileRun(
             clients: clients, updatesPerSecond: slowRate, updates: sent,
             fastComplete: fast.summaries().filter {
@@ -256,7 +314,7 @@ extension EdgeBenchCommand {
             edgedRSSPeakBytes: rssPeak, memoryBoundBytes: admitted * (4 * limits.queueHardBytes + 131_072),
             pendingHandshakes: limits.pendingHandshakes, perAddress: limits.perAddress,
             endings: Dictionary(uniqueKeysWithValues: endings.map { ($0.key.rawValue, $0.value) }),
-            edgedCounters: counters)
+            edgedCounters: counters, returning: returning, edgedRSSMBBySecond: rssBySecond)
     }
 }
 

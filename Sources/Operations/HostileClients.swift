@@ -123,6 +123,8 @@ public final class HostileClients: @unchecked Sendable {
         var errorCodes: [Int] = []
         var ended = false
         var failed = false
+        /// When a returning rule-breaker connects again (0: not ended).
+        var returnAtNs: UInt64 = 0
     }
 
     private enum Request {
@@ -136,6 +138,10 @@ public final class HostileClients: @unchecked Sendable {
     private let symbols: [String]
     private var connections: [Connection] = []
     private var reckoning = false
+    /// Rule-breakers come back a second after edged ends their connection (until the reckoning), for a run that
+    /// lasts; `endings` then counts connections, those that ended and came back included.
+    private let returning: Bool
+    private var returnedEndings: [Behaviour: Ending] = [:]
     private let epoll: Int32
     private let requests = Mutex<[Request]>([])
     private let answers = Mutex<[Behaviour: Ending]>([:])
@@ -144,9 +150,10 @@ public final class HostileClients: @unchecked Sendable {
 
     /// Makes the clients (none connects until `start`), on a thread of their own. The subscribing behaviours watch
     /// every one of `symbols`.
-    public init(port: Int, symbols: [String], counts: Counts) {
+    public init(port: Int, symbols: [String], counts: Counts, returning: Bool = false) {
         self.port = port
         self.symbols = symbols
+        self.returning = returning
         for (groupIndex, behaviour) in Behaviour.allCases.enumerated() {
             for index in 0..<(counts.perBehaviour[behaviour] ?? 0) {
                 // Unfinished handshakes come from 50 per address, each other group from one of its own.
@@ -213,6 +220,7 @@ public final class HostileClients: @unchecked Sendable {
                 handle(Int(tokens[slot]), events: events[slot], nowNs: nowNs, scratch: &scratch)
             }
             if !reckoning { act(nowNs: nowNs) } else { for index in connections.indices { flush(index) } }
+            if returning && !reckoning { bringBack(nowNs: nowNs, into: &queue) }
             for request in requests.withLock({ pending -> [Request] in
                 defer { pending.removeAll() }; return pending
             }) {
@@ -250,27 +258,41 @@ public final class HostileClients: @unchecked Sendable {
     }
 
     private func summarize() -> [Behaviour: Ending] {
-        var endings: [Behaviour: Ending] = [:]
-        for connection in connections {
-            var ending = endings[connection.behaviour] ?? Ending()
-            ending.clients += 1
-            if connection.failed {
-                ending.failed += 1
-            } else if let status = connection.httpStatus, status != 101 {
-                ending.httpStatuses[String(status), default: 0] += 1
-            } else if let code = connection.closeCode {
-                ending.closeCodes[String(code), default: 0] += 1
-            } else if connection.ended {
-                ending.endedWithoutAnswer += 1
-            } else {
-                ending.stillOpen += 1
-            }
-            if connection.httpStatus == 101 { ending.upgraded += 1 }
-            for code in Set(connection.errorCodes) { ending.clientsToldError[String(code), default: 0] += 1 }
-            for code in connection.errorCodes { ending.errors[String(code), default: 0] += 1 }
-            endings[connection.behaviour] = ending
-        }
+        var endings = returnedEndings
+        for connection in connections { Self.tally(connection, into: &endings) }
         return endings
+    }
+
+    private static func tally(_ connection: Connection, into endings: inout [Behaviour: Ending]) {
+        var ending = endings[connection.behaviour] ?? Ending()
+        ending.clients += 1
+        if connection.failed {
+            ending.failed += 1
+        } else if let status = connection.httpStatus, status != 101 {
+            ending.httpStatuses[String(status), default: 0] += 1
+        } else if let code = connection.closeCode {
+            ending.closeCodes[String(code), default: 0] += 1
+        } else if connection.ended {
+            ending.endedWithoutAnswer += 1
+        } else {
+            ending.stillOpen += 1
+        }
+        if connection.httpStatus == 101 { ending.upgraded += 1 }
+        for code in Set(connection.errorCodes) { ending.clientsToldError[String(code), default: 0] += 1 }
+        for code in connection.errorCodes { ending.errors[String(code), default: 0] += 1 }
+        endings[connection.behaviour] = ending
+    }
+
+    /// Rule-breakers whose connection edged ended a second ago connect again, their ending counted.
+    private func bringBack(nowNs: UInt64, into queue: inout [Int]) {
+        for index in connections.indices
+        where connections[index].phase == .closed && connections[index].returnAtNs != 0
+            && nowNs >= connections[index].returnAtNs
+        {
+            Self.tally(connections[index], into: &returnedEndings)
+            connections[index] = Connection(behaviour: connections[index].behaviour, source: connections[index].source)
+            queue.append(index)
+        }
     }
 
     private func watch(_ index: Int, events: UInt32, modify: Bool) {
@@ -302,6 +324,7 @@ public final class HostileClients: @unchecked Sendable {
             connections[index].fd = -1
         }
         connections[index].phase = .closed
+        if returning { connections[index].returnAtNs = MonotonicClock.nowNanoseconds() + 1_000_000_000 }
     }
 
     /// Queues `bytes` behind what is still waiting and sends what the socket takes now; true when nothing waits.
