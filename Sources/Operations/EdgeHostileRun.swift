@@ -5,9 +5,9 @@ import ZeroMQ
 
 /// `mktctl bench edge --hostile`: well-behaved clients read 50 symbols while about 200 clients break every rule a
 /// client can break (`HostileClients`), and more connect from one address and leave handshakes unfinished, past the
-/// limits. What must hold: edged stays up, the well-behaved clients get every update in order and their p99 stays
-/// within twice the quiet one, edged's memory grows by less than its limits allow, and each rule-breaker gets the
-/// answer docs/security.md says it gets.
+/// limits. What must hold: edged stays up, the well-behaved clients get every update in order and their p99 while
+/// the rule-breakers stay is within twice the quiet one (their arrival is measured apart), edged's memory grows by
+/// less than its limits allow, and each rule-breaker gets the answer docs/security.md says it gets.
 extension EdgeBenchCommand {
     /// edged's limits in this run: small, so that every limit is reached within seconds.
     static let hostileLimits = (pendingHandshakes: 200, perAddress: 100, queueHardBytes: 65_536)
@@ -25,7 +25,7 @@ extension EdgeBenchCommand {
         public var fastArrival: LatencySummary
         /// The `seconds` after that.
         public var fastBesideHostile: LatencySummary
-        /// Their p99 in each second beside the rule-breakers, from their arrival on.
+        /// Their p99 in each second of `fastBesideHostile`.
         public var fastBesideP99UsBySecond: [Double]
         public var edgedAlive: Bool
         public var edgedRSSBeforeBytes: Int
