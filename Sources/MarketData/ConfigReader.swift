@@ -293,7 +293,6 @@ public final class ConfigReader {
         return try readKey(key, path: path, problem: problem)
     }
 
-    /// The keys held in the files that the list `key` names (none when absent).
     /// `[curve]` of a daemon that serves CURVE: `secret_key_file` (its own secret key) and `client_key_files` (the
     /// public keys it lets in), read and checked by `secretProblem` and `keyProblem`; nil when neither is set, both
     /// required when one is. Without `readingFiles` (check-config by someone who may not read the secret) the keys
@@ -315,6 +314,7 @@ public final class ConfigReader {
         return (secret, clients)
     }
 
+    /// The keys held in the files that the list `key` names (none when absent).
     public func keyFiles(_ key: String, problem: (String) -> String?) throws(ConfigError) -> [String] {
         var keys: [String] = []
         for path in try strings(key, default: []) { keys.append(try readKey(key, path: path, problem: problem)) }

@@ -201,17 +201,26 @@ public final class HostileClients: @unchecked Sendable {
         var tokens = [UInt64](repeating: 0, count: 512)
         var events = [UInt32](repeating: 0, count: 512)
         var scratch = [UInt8](repeating: 0, count: 65_536)
+        // Clients to connect, in order: taken from `queueHead` on (a front removal per connect would cost the whole
+        // queue each time: 19 000 from one address in `make soak`).
         var queue: [Int] = []
+        var queueHead = 0
         var running = true
         var lastCount = UInt64(0)
         while running {
-            if !queue.isEmpty {
+            if queueHead < queue.count {
                 var connecting = connections.indices.filter {
                     (connections[$0].phase == .connecting || connections[$0].phase == .upgrading)
                         && connections[$0].behaviour != .unfinishedHandshake
                 }.count
-                while !queue.isEmpty && connecting < 50 {
-                    if connect(queue.removeFirst()) { connecting += 1 }
+                while queueHead < queue.count && connecting < 50 {
+                    if connect(queue[queueHead]) { connecting += 1 }
+                    queueHead += 1
+                }
+                // The part taken is dropped once it is half the queue: each client moved at most once per halving.
+                if queueHead * 2 >= queue.count {
+                    queue.removeFirst(queueHead)
+                    queueHead = 0
                 }
             }
             let ready = tickplant_poll_wait(epoll, &tokens, &events, Int32(tokens.count), 5)
@@ -242,10 +251,10 @@ public final class HostileClients: @unchecked Sendable {
                     running = false
                 }
             }
-            if nowNs - lastCount > 50_000_000 || !queue.isEmpty {
+            if nowNs - lastCount > 50_000_000 || queueHead < queue.count {
                 lastCount = nowNs
                 let settingUp =
-                    queue.count
+                    (queue.count - queueHead)
                     + connections.filter {
                         ($0.phase == .connecting || $0.phase == .upgrading) && $0.behaviour != .unfinishedHandshake
                     }.count

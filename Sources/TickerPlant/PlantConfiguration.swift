@@ -116,7 +116,8 @@ public struct PlantConfiguration: Sendable {
 
     static func loadCurve(_ table: ConfigReader, readingFiles: Bool) throws(ConfigError) -> CurveServerConfiguration? {
         try table.curveServerKeys(readingFiles: readingFiles, secretProblem: CurveKeyPair.problem(withSecretKey:),
-            keyProblem: CurveKeyPair.problem(withKey:)).map { CurveServerConfiguration(secretKey: $0.secretKey, clientKeys: $0.clientKeys) }
+            keyProblem: CurveKeyPair.problem(withKey:))
+            .map { CurveServerConfiguration(secretKey: $0.secretKey, clientKeys: $0.clientKeys) }
     }
 
     /// `[curve] feed_key_files`: each feedd's public key, in the order of `[plant] feeds`; plantd connects to them
