@@ -118,6 +118,9 @@ public struct JournalBenchCommand: ParsableCommand {
     @Option(name: .long, help: "fsync interval such as 10ms, or off.")
     public var fsync = "10ms"
 
+    @Option(name: .long, help: "Segment size in bytes ([journal] segment_bytes).")
+    public var segmentBytes = 256 << 20
+
     @Option(name: .long, help: "Directory for the journal (a new one under it; removed afterwards).")
     public var directory = FileManager.default.temporaryDirectory.path
 
@@ -127,7 +130,9 @@ public struct JournalBenchCommand: ParsableCommand {
     public init() {}
 
     public func run() throws {
-        guard ticks > 0, batch > 0 else { throw ValidationError("--ticks and --batch: expected positive numbers") }
+        guard ticks > 0, batch > 0, segmentBytes > 0 else {
+            throw ValidationError("--ticks, --batch and --segment-bytes: expected positive numbers")
+        }
         var interval: Duration?
         if fsync != "off" {
             guard let parsed = ConfigReader.parseDuration(fsync), parsed > .zero else {
@@ -137,8 +142,8 @@ public struct JournalBenchCommand: ParsableCommand {
         }
         let journal = directory + "/tickplant-journal-bench-\(getpid())"
         defer { try? FileManager.default.removeItem(atPath: journal) }
-        let result = try JournalBench.run(ticks: ticks, batch: batch, fsync: interval, directory: journal,
-            progress: BenchOutput.progress)
+        let result = try JournalBench.run(ticks: ticks, batch: batch, fsync: interval, segmentBytes: segmentBytes,
+            directory: journal, progress: BenchOutput.progress)
         BenchOutput.clearProgress()
         if json {
             try BenchOutput.printJSON(result)
@@ -150,8 +155,12 @@ public struct JournalBenchCommand: ParsableCommand {
                 Double(result.bytes) / Double(result.ticks))],
             ["append rate", String(format: "%.2f M ticks/s (%.2f s)", result.ticksPerSecond / 1e6, result.appendSeconds)],
             ["fsyncs", "\(result.fsyncs) (\(fsync))"],
-            ["recovery", String(format: "%.2f s for %llu records (%.2f M/s)", result.recoverySeconds,
-                result.recoveredRecords, Double(result.recoveredRecords) / result.recoverySeconds / 1e6)],
+            ["recovery, every segment", String(format: "%.2f s for %llu records in %d segments (%.2f M/s)",
+                result.recoverySeconds, result.recoveredRecords, result.segments,
+                Double(result.recoveredRecords) / result.recoverySeconds / 1e6)],
+            ["recovery from checkpoint", String(format: "%.2f s, %llu records read in %d segment(s) (x%.2f)",
+                result.checkpointRecoverySeconds, result.checkpointRecordsRead, result.checkpointSegmentsRead,
+                result.checkpointRecoverySeconds / result.recoverySeconds)],
         ]))
     }
 }

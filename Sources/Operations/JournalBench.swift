@@ -10,20 +10,29 @@ public struct JournalBench {
         public var bytes: UInt64
         public var appendSeconds: Double
         public var fsyncs: UInt64
+        /// Recovery reading every segment (as before checkpoints).
         public var recoverySeconds: Double
         public var recoveredRecords: UInt64
+        public var segments: Int
+        /// Recovery from the newest checkpoint (as plantd starts): the records and segments it read.
+        public var checkpointRecoverySeconds: Double
+        public var checkpointRecordsRead: UInt64
+        public var checkpointSegmentsRead: Int
         public var ticksPerSecond: Double { appendSeconds > 0 ? Double(ticks) / appendSeconds : 0 }
     }
 
     /// Writes `ticks` trades (500 symbols, as plantd lays them out, in batches of `batch` like its turns) into a new
-    /// journal in `directory`, then recovers it as a restarting plantd would.
-    public static func run(ticks: Int, batch: Int, fsync: Duration?, directory: String,
+    /// journal in `directory` with segments of `segmentBytes` and checkpoints, then recovers it twice: reading every
+    /// segment, and from the newest checkpoint as a restarting plantd does.
+    public static func run(ticks: Int, batch: Int, fsync: Duration?, segmentBytes: Int, directory: String,
         progress: (String) -> Void) throws -> Result
     {
         var configuration = JournalConfiguration()
         configuration.directory = directory
         configuration.fsyncInterval = fsync
-        let writer = try JournalWriter(configuration: configuration, directory: directory, nextIndex: 1)
+        configuration.segmentBytes = segmentBytes
+        let writer = try JournalWriter(configuration: configuration, directory: directory, nextIndex: 1,
+            checkpointsFrom: JournalState())
         let encoder = TickEncoder()
         let symbols = (0..<500).map { "S\($0)" }
         let topics = symbols.map { Array(Topic.make(symbol: $0, type: .trade).utf8) }
@@ -62,12 +71,22 @@ public struct JournalBench {
         let appendSeconds = Double(MonotonicClock.nowNanoseconds() - start) / 1e9
         writer.close()
         let counters = writer.counters
-        progress("journal: reading \(ticks) ticks back")
+        progress("journal: reading \(ticks) ticks back, every segment")
         let recoveryStart = MonotonicClock.nowNanoseconds()
-        let recovery = try JournalRecovery(directory: directory, ringCapacity: 1_000_000)
+        let recovery = try JournalRecovery(directory: directory, ringCapacity: 1_000_000, usingCheckpoints: false)
         let recoverySeconds = Double(MonotonicClock.nowNanoseconds() - recoveryStart) / 1e9
+        progress("journal: reading \(ticks) ticks back, from the newest checkpoint")
+        let checkpointStart = MonotonicClock.nowNanoseconds()
+        let fromCheckpoint = try JournalRecovery(directory: directory, ringCapacity: 1_000_000)
+        let checkpointSeconds = Double(MonotonicClock.nowNanoseconds() - checkpointStart) / 1e9
+        guard fromCheckpoint.state == recovery.state else {
+            throw BenchError("recovery from the checkpoint \(fromCheckpoint.checkpoint ?? "(none)") differs from "
+                + "reading every segment")
+        }
         return Result(ticks: ticks, bytes: counters["journal.bytes"] ?? 0, appendSeconds: appendSeconds,
             fsyncs: counters["journal.fsyncs"] ?? 0, recoverySeconds: recoverySeconds,
-            recoveredRecords: recovery.records)
+            recoveredRecords: recovery.records, segments: recovery.segments.count,
+            checkpointRecoverySeconds: checkpointSeconds, checkpointRecordsRead: fromCheckpoint.recordsRead,
+            checkpointSegmentsRead: fromCheckpoint.segmentsRead.count)
     }
 }

@@ -87,9 +87,15 @@ public final class JournalWriter: Sendable {
     private let syncing = Mutex(Syncing())
     /// Wakes the sync thread early (close) and tells `close` it has stopped.
     private let signal = NSCondition()
+    /// Writes a checkpoint at each segment's start (set once in `init`, after the first segment is open).
+    private let checkpointer = Mutex<JournalCheckpointer?>(nil)
 
-    /// Opens a new segment in `directory` after the ones already there (`nextIndex` from recovery).
-    public init(configuration: JournalConfiguration, directory: String, nextIndex: Int) throws {
+    /// Opens a new segment in `directory` after the ones already there (`nextIndex` from recovery). With
+    /// `checkpointsFrom` (the state the journal ends in, recovery's), a checkpoint is written at the start of this
+    /// segment and of each one after it, so that a restart reads only the newest segments.
+    public init(configuration: JournalConfiguration, directory: String, nextIndex: Int,
+        checkpointsFrom initial: JournalState? = nil) throws
+    {
         self.configuration = configuration
         self.directory = directory
         do {
@@ -100,6 +106,12 @@ public final class JournalWriter: Sendable {
         }
         writing.withLock { $0.nextIndex = nextIndex }
         try openSegment()
+        if let initial {
+            let first = String(currentSegment.split(separator: "/").last ?? "")
+            let made = JournalCheckpointer(directory: directory, forcing: configuration.fsyncInterval != nil,
+                initial: initial, firstSegment: first)
+            checkpointer.withLock { $0 = made }
+        }
         syncing.withLock { $0.running = true }
         let thread = Thread { [self] in runSyncThread() }
         thread.name = "journal-sync"
@@ -163,6 +175,7 @@ public final class JournalWriter: Sendable {
 
     /// Stops the sync thread, then forces the segment to disk and closes it.
     public func close() {
+        checkpointer.withLock { $0 }?.stop()
         handover.withLock { $0.stopping = true }
         signal.lock()
         signal.broadcast()
@@ -187,11 +200,13 @@ public final class JournalWriter: Sendable {
             (state.lastWriteFailed, ["journal.bytes": state.bytesWritten, "journal.records": state.recordsWritten,
                 "journal.segments_opened": state.segmentsOpened, "journal.write_errors": state.writeErrors])
         }
-        return syncing.withLock { state in
+        let all = syncing.withLock { state in
             written.merging(["journal.fsyncs": state.fsyncs, "journal.fsync_errors": state.fsyncErrors,
                 "journal.segments_removed": state.segmentsRemoved,
                 "journal.failing": failedWrite || state.lastFailed ? 1 : 0]) { $1 }
         }
+        guard let checkpoints = checkpointer.withLock({ $0 })?.counters else { return all }
+        return all.merging(checkpoints) { $1 }
     }
 
     /// Why the latest write failed.
@@ -204,6 +219,9 @@ public final class JournalWriter: Sendable {
             return state.unreported
         }
     }
+
+    /// Checkpoints not made since the last call, and why, for the plant to log.
+    public func takeNewCheckpointErrors() -> [String] { checkpointer.withLock { $0 }?.takeNewErrors() ?? [] }
 
     /// fsync, counted; a failure kept for the log. Internal so that a test can hand it a descriptor fsync refuses.
     func forceToDisk(_ descriptor: Int32, what: String) {
@@ -321,7 +339,7 @@ public final class JournalWriter: Sendable {
             unlink(path)
             throw JournalError(description: "cannot write journal segment \(path): \(String(cString: strerror(error)))")
         }
-        let old = writing.withLock { state in
+        let (old, oldPath) = writing.withLock { state in
             defer {
                 state.descriptor = fd
                 state.segmentPath = path
@@ -330,7 +348,7 @@ public final class JournalWriter: Sendable {
                 state.nextMidnightNs = nextMidnight
                 state.segmentsOpened += 1
             }
-            return state.descriptor
+            return (state.descriptor, state.segmentPath)
         }
         handover.withLock { state in
             if old >= 0 { state.finished.append(old) }
@@ -341,6 +359,10 @@ public final class JournalWriter: Sendable {
         signal.lock()
         signal.broadcast()
         signal.unlock()
+        if old >= 0, let checkpoints = checkpointer.withLock({ $0 }) {
+            checkpoints.segmentFinished(String(oldPath.split(separator: "/").last ?? ""),
+                next: String(path.split(separator: "/").last ?? ""))
+        }
     }
 
     /// Writes all of `bytes`, or as much as the file took: the count written and, when short, the errno.

@@ -209,7 +209,7 @@ final class PlantLoop: SocketLoop {
         if let directory = configuration.journal.directory {
             let recovery = try JournalRecovery(directory: directory, ringCapacity: configuration.replayTicks)
             journal = try JournalWriter(configuration: configuration.journal, directory: directory,
-                nextIndex: recovery.nextSegmentIndex)
+                nextIndex: recovery.nextSegmentIndex, checkpointsFrom: recovery.state)
             restore(from: recovery)
         } else {
             journal = nil
@@ -482,7 +482,7 @@ final class PlantLoop: SocketLoop {
         rejections[tick.symbol] = kept
     }
 
-    /// The journal's fsync failures since the last heartbeat, logged at the journal's rate limit: the records were
+    /// The journal's fsync and checkpoint failures since the last heartbeat, logged at the journal's rate limit: the records were
     /// published, but a crash of the machine may lose them.
     func logJournalSyncErrors() {
         guard let journal else { return }
@@ -490,6 +490,11 @@ final class PlantLoop: SocketLoop {
             guard let heldBack = journalErrorLog.admit() else { continue }
             logger.error("journal not forced to disk", metadata: ["error": "\(failure)",
                 "similar_messages_not_logged": "\(heldBack)"])
+        }
+        for failure in journal.takeNewCheckpointErrors() {
+            guard let heldBack = journalErrorLog.admit() else { continue }
+            logger.warning("journal checkpoint not made: a restart reads from an older one", metadata: [
+                "error": "\(failure)", "similar_messages_not_logged": "\(heldBack)"])
         }
     }
 

@@ -391,11 +391,18 @@ extension PlantLoop {
         for (symbol, newest) in recovery.newestStreamSequenceOf { newestStreamSequenceOf[symbolID(symbol)] = newest }
         for feed in feeds { feed.resumeAfter = recovery.feedCursors[feed.feedID] ?? 0 }
         recoveryCounters = ["journal.recovered_records": recovery.records,
-            "journal.recovered_segments": UInt64(recovery.segments.count),
+            "journal.recovered_records_read": recovery.recordsRead,
+            "journal.recovered_segments": UInt64(recovery.segmentsRead.count),
+            "journal.recovered_from_checkpoint": recovery.checkpoint == nil ? 0 : 1,
             "journal.damaged": recovery.damage == nil ? 0 : 1]
-        var metadata: Logger.Metadata = ["records": "\(recovery.records)", "segments": "\(recovery.segments.count)",
+        var metadata: Logger.Metadata = ["records": "\(recovery.records)", "records_read": "\(recovery.recordsRead)",
+            "segments_read": "\(recovery.segmentsRead.count)", "segments_kept": "\(recovery.segments.count)",
+            "checkpoint": "\(recovery.checkpoint ?? "none")",
             "stream_seq": "\(streamSequence)", "symbols": "\(symbolNames.count)",
             "ms": "\((MonotonicClock.nowNanoseconds() - started) / 1_000_000)"]
+        for refused in recovery.checkpointsRefused {
+            logger.warning("journal checkpoint passed over: recovery reads further back", metadata: ["why": "\(refused)"])
+        }
         if let damage = recovery.damage {
             metadata["damage"] = "\(damage)"
             if damage.isTornTail {

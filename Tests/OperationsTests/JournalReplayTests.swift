@@ -10,8 +10,10 @@ import ZeroMQ
     @Test func aJournalPlaysBackInOrderWholeOrByPrefix() throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("replay-\(UUID())").path
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let written = try JournalBench.run(ticks: 2_000, batch: 64, fsync: nil, directory: directory) { _ in }
+        let written = try JournalBench.run(ticks: 2_000, batch: 64, fsync: nil, segmentBytes: 50_000,
+            directory: directory) { _ in }
         #expect(written.recoveredRecords == 2_000)
+        #expect(written.segments > 2 && written.checkpointRecordsRead < 2_000, "segments and checkpoints beside them")
 
         let context = try ZMQContext()
         for (prefix, expected) in [("", 2_000), ("S1|", 4)] {

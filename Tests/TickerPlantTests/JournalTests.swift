@@ -12,15 +12,18 @@ import MarketData
     }
 
     /// Writes `count` ticks over `symbols` symbols from two feeds in batches of 10; returns the writer (closed).
+    /// `checkpoints`: a checkpoint at each segment's start, from `checkpointsFrom` (empty: a new journal).
     @discardableResult
     static func write(_ count: Int, symbols: Int = 5, to directory: String, segmentBytes: Int = 1 << 20,
-        startingAt first: UInt64 = 1, nextIndex: Int = 1) throws -> JournalWriter
+        startingAt first: UInt64 = 1, nextIndex: Int = 1, checkpoints: Bool = false,
+        checkpointsFrom initial: JournalState = JournalState()) throws -> JournalWriter
     {
         var configuration = JournalConfiguration()
         configuration.directory = directory
         configuration.segmentBytes = segmentBytes
         configuration.fsyncInterval = .milliseconds(5)
-        let writer = try JournalWriter(configuration: configuration, directory: directory, nextIndex: nextIndex)
+        let writer = try JournalWriter(configuration: configuration, directory: directory, nextIndex: nextIndex,
+            checkpointsFrom: checkpoints ? initial : nil)
         let encoder = TickEncoder()
         var batch = OutboundBatch()
         for index in 0..<count {

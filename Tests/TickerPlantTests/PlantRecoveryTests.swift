@@ -93,7 +93,9 @@ import ZeroMQ
         }
     }
 
-    static func engine(_ context: ZMQContext, feed: FakeFeed, journal: String) throws -> PlantEngine {
+    static func engine(_ context: ZMQContext, feed: FakeFeed, journal: String, segmentBytes: Int? = nil) throws
+        -> PlantEngine
+    {
         var configuration = PlantConfiguration()
         configuration.feeds = [try feed.publisher.lastEndpoint]
         configuration.replays = [try feed.replay.lastEndpoint]
@@ -101,6 +103,7 @@ import ZeroMQ
         configuration.controlEndpoint = "tcp://127.0.0.1:*"
         configuration.snapshotEndpoint = "tcp://127.0.0.1:*"
         configuration.journal.directory = journal
+        if let segmentBytes { configuration.journal.segmentBytes = segmentBytes }
         let engine = PlantEngine(configuration: configuration, context: context, logger: Logger(label: "test"))
         try engine.start()
         return engine
@@ -183,6 +186,9 @@ import ZeroMQ
         // The plant says what it recovered and replayed.
         let status = try Self.status(of: second, context)
         #expect(status.counters["journal.recovered_records"] == 300)
+        // The first life wrote its segment's checkpoint as it began: the second started from it.
+        #expect(status.counters["journal.recovered_from_checkpoint"] == 1)
+        #expect(status.counters["journal.recovered_segments"] == 1)
         #expect(status.counters["feed1.replayed"] == 200)
         #expect(status.counters["feed1.lost"] == 0)
         #expect(status.counters["journal.records"] == 300)

@@ -35,7 +35,7 @@ enum Seeds {
                 #"{"symbol":"MSFT","lastPrice":"410.1","timestamp":"2025-12-01T10:00:00.123456789Z"}"#]
                 .map { Array($0.utf8) }),
             ("tick", ticks()), ("client-message", clientMessages()), ("control", control()),
-            ("journal", [journalSegment()]), ("config", configs()),
+            ("journal", [journalSegment()]), ("checkpoint", [checkpoint()]), ("config", configs()),
         ]
     }
 
@@ -127,6 +127,18 @@ enum Seeds {
         writer.close()
         let names = JournalCursor.segmentNames(directory)
         return names.first.flatMap { FileManager.default.contents(atPath: directory + "/" + $0) }.map(Array.init) ?? []
+    }
+
+    /// The checkpoint of the seed segment's state: two symbols' last values, a feed, a symbol checkpoint each.
+    static func checkpoint() -> [UInt8] {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tickfuzz-seed-\(getpid())").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let segment = journalSegment()
+        try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        guard FileManager.default.createFile(atPath: directory + "/20261207-000001.tpj", contents: Data(segment)),
+            let recovery = try? JournalRecovery(directory: directory, ringCapacity: 64)
+        else { return [] }
+        return JournalCheckpoint.encode(recovery.state)
     }
 
     /// The daemons' files of etc/ (found from the working directory, the repository's root or Fuzz/), each after

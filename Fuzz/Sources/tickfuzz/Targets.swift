@@ -29,6 +29,8 @@ struct FuzzTarget: Sendable {
             run: WireTargets.controlRequest),
         FuzzTarget(name: "journal", about: "a journal segment read at plantd's start and by a replay's cursor",
             run: FileTargets.journal),
+        FuzzTarget(name: "checkpoint", about: "a journal checkpoint read at plantd's start (and written again: the same state)",
+            run: FileTargets.checkpoint),
         FuzzTarget(name: "config", about: "a daemon's TOML file (the first byte picks feedd, plantd or edged)",
             run: FileTargets.config),
     ]
@@ -164,6 +166,14 @@ enum FileTargets {
         var progress = JournalCursor.Progress.more
         while progress == .more { progress = cursor.read(maxBytes: 1 << 16) { _ in true } }
         _ = try? JournalRecovery(directory: scratch, ringCapacity: 64)
+    }
+
+    /// A checkpoint's bytes as recovery decodes them (its checksum not checked, so the fields are reached); what
+    /// decodes must encode to bytes that decode to the same state.
+    static func checkpoint(_ input: UnsafeRawBufferPointer) {
+        guard let state = try? JournalCheckpoint.decode(input, verifyingChecksum: false) else { return }
+        let again = JournalCheckpoint.encode(state).withUnsafeBytes { try? JournalCheckpoint.decode($0) }
+        guard again == state else { fatalError("a decoded checkpoint does not survive encoding") }
     }
 
     /// The input after its first byte as feedd's, plantd's or edged's file (by that byte), key files not opened.
