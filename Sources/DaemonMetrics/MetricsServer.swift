@@ -14,10 +14,15 @@ public struct MetricsResponder: Sendable {
     let metrics = StatusMetrics()
     let context: ZMQContext
     let controlEndpoint: @Sendable () -> String?
+    /// The daemon's own keys, for a control endpoint with `[curve] operator_key_files`.
+    let controlCurve: CurveClientKeys?
 
-    public init(context: ZMQContext, controlEndpoint: @escaping @Sendable () -> String?) {
+    public init(context: ZMQContext, controlEndpoint: @escaping @Sendable () -> String?,
+        controlCurve: CurveClientKeys? = nil)
+    {
         self.context = context
         self.controlEndpoint = controlEndpoint
+        self.controlCurve = controlCurve
     }
 
     /// Writes the response to `channel` (a whole HTTP response, then the connection is closed).
@@ -25,7 +30,7 @@ public struct MetricsResponder: Sendable {
         let responder = self
         DispatchQueue.global().async {
             let status = responder.controlEndpoint().flatMap {
-                ControlClient.status(context: responder.context, endpoint: $0)
+                ControlClient.status(context: responder.context, endpoint: $0, curve: responder.controlCurve)
             }
             let body = status.map { responder.metrics.exposition(of: $0) }
                 ?? Array("the daemon did not answer its control endpoint\n".utf8)
@@ -54,8 +59,10 @@ public final class MetricsServer: Sendable {
     private let channel = Mutex<(any Channel)?>(nil)
     private let responder: MetricsResponder
 
-    public init(context: ZMQContext, controlEndpoint: @escaping @Sendable () -> String?) {
-        responder = MetricsResponder(context: context, controlEndpoint: controlEndpoint)
+    public init(context: ZMQContext, controlEndpoint: @escaping @Sendable () -> String?,
+        controlCurve: CurveClientKeys? = nil)
+    {
+        responder = MetricsResponder(context: context, controlEndpoint: controlEndpoint, controlCurve: controlCurve)
     }
 
     /// The port listened on (the kernel's choice for port 0).

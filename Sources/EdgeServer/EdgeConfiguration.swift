@@ -66,6 +66,9 @@ public struct EdgeConfiguration: Sendable {
     /// CURVE to plantd (`[curve]`: plantd's public key, edged's own secret key); nil: plain, for a plant that has
     /// no `[curve]`.
     public var curve: CurveClientKeys?
+    /// CURVE on the control endpoint (`[curve] operator_key_files`, with edged's own `secret_key_file`): only the
+    /// operators' keys connect; nil: plain.
+    public var controlCurve: ControlCurve?
 
     public init() {}
 
@@ -89,9 +92,7 @@ public struct EdgeConfiguration: Sendable {
         let snapshot = try edge.string("snapshot", default: "tcp://127.0.0.1:7202")
         configuration.snapshotEndpoint = snapshot.isEmpty ? nil : try edge.endpoint("snapshot", default: snapshot)
         configuration.controlEndpoint = try edge.endpoint("control", default: configuration.controlEndpoint)
-        try edge.requireGuardedBind("control", endpoint: configuration.controlEndpoint,
-            insecure: try edge.bool("insecure", default: false),
-            remedy: "bind 127.0.0.1, or an ipc:// path (only the operators' group may connect)")
+        let insecure = try edge.bool("insecure", default: false)
         configuration.eventLoops = try edge.int("event_loops", default: 1, in: 1...64)
         configuration.echo = try edge.bool("echo", default: false)
         configuration.allowedOrigins = try edge.strings("allowed_origins", default: [], problem: OriginPolicy.problem)
@@ -142,7 +143,15 @@ public struct EdgeConfiguration: Sendable {
         }
         configuration.auth = try loadAuth(try root.table("auth"), readingFiles: readingFiles)
         configuration.tls = try loadTLS(try root.table("tls"), readingFiles: readingFiles)
-        configuration.curve = try loadCurve(try root.table("curve"), readingFiles: readingFiles)
+        let curve = try root.table("curve")
+        configuration.curve = try loadCurve(curve, readingFiles: readingFiles)
+        configuration.controlCurve = CurveKeyPair.controlCurve(try curve.controlCurveKeys(readingFiles: readingFiles,
+            secretProblem: CurveKeyPair.problem(withSecretKey:), keyProblem: CurveKeyPair.problem(withKey:),
+            publicKeyOf: CurveKeyPair.publicKey(ofSecret:)))
+        try edge.requireGuardedBind("control", endpoint: configuration.controlEndpoint,
+            guardedByCurve: configuration.controlCurve != nil, insecure: insecure,
+            remedy: "bind 127.0.0.1, or an ipc:// path (only the operators' group may connect), or list the "
+                + "operators' keys in [curve] operator_key_files")
         try root.finish()
         return configuration
     }
@@ -152,6 +161,8 @@ public struct EdgeConfiguration: Sendable {
         case (false, false):
             return nil
         case (false, true):
+            // edged's own key serves its control endpoint alone (`operator_key_files`); plantd is plain.
+            guard !table.has("operator_key_files") else { return nil }
             throw table.error("server_key_file", "expected beside secret_key_file: plantd's public key (its .key file)")
         case (true, false):
             throw table.error("secret_key_file", "expected beside server_key_file: edged's own secret key")

@@ -66,6 +66,9 @@ private final class UpstreamLoop: SocketLoop {
     let subscriber: UpstreamSubscriber
     let socket: ZMQSocket
     let control: ControlResponder
+    /// Checks the control endpoint's CURVE handshakes against the operators' keys (`[curve] operator_key_files`).
+    let zap: ZAPHandler?
+    var curveRefusedLog = LogRateLimiter(interval: .seconds(10))
     let boundEndpoints: [String: String]
     /// The DEALER to plantd's snapshot ROUTER (nil without one), and what was asked of it, oldest first: its
     /// answers come back in that order.
@@ -117,7 +120,10 @@ private final class UpstreamLoop: SocketLoop {
                 subscriber.context, endpoint, curve: subscriber.configuration.curve)
         }
         live.cache.canRepair = snapshotSocket != nil
-        control = try ControlResponder(context: subscriber.context, endpoint: subscriber.configuration.controlEndpoint)
+        zap = try ZAPHandler.forDaemon(context: subscriber.context, clientKeys: nil,
+            control: subscriber.configuration.controlCurve)
+        control = try ControlResponder(context: subscriber.context, endpoint: subscriber.configuration.controlEndpoint,
+            curve: subscriber.configuration.controlCurve)
         boundEndpoints = ["control": try control.socket.lastEndpoint]
     }
 
@@ -422,6 +428,7 @@ private final class UpstreamLoop: SocketLoop {
             return
         }
         if let dealer = snapshotSocket { snapshotPollIndex = try? poller.add(dealer) }
+        let zapIndex = zap.flatMap { try? poller.add($0.socket) }
         let topicMessage = ZMQMessage()
         let payloadMessage = ZMQMessage()
         var json: [UInt8] = []
@@ -502,6 +509,12 @@ private final class UpstreamLoop: SocketLoop {
                 hub.dispatch(batch)
                 batch.removeAll(keepingCapacity: true)
             }
+            if let zap, let zapIndex, poller.isReadable(zapIndex), zap.serveWaiting() > 0,
+                let heldBack = curveRefusedLog.admit()
+            {
+                logger.warning("a client with an unknown CURVE key was refused",
+                    metadata: zap.lastRefusal.mapValues { .string($0) }.merging(["not_logged": "\(heldBack)"]) { $1 })
+            }
             if poller.isReadable(controlIndex) {
                 rateIn.sample(total: received &- live.heartbeats)
                 try? control.serveWaiting { body in
@@ -549,7 +562,7 @@ private final class UpstreamLoop: SocketLoop {
                                     "queued_bytes": UInt64(depths.reduce(0) { $0 + $1.bytes }),
                                     "deepest_client_queue": UInt64(depths.map(\.deepest).max() ?? 0),
                                     "most_unread_client_bytes": UInt64(depths.map(\.mostUnread).max() ?? 0),
-                                ], latency: [plantToEdgeBuckets, hub.clientLatency.withLock { $0.total }])
+                                ].merging(zap?.counters ?? [:]) { $1 }, latency: [plantToEdgeBuckets, hub.clientLatency.withLock { $0.total }])
                         case "latency":
                             let figures = HopFigures(
                                 hop: "plantd -> edged", histogram: plantToEdge, clockSkewed: plantToEdgeSkewed)
@@ -590,6 +603,7 @@ private final class UpstreamLoop: SocketLoop {
         socket.close()
         snapshotSocket?.close()
         control.socket.close()
+        zap?.close()
     }
 }
 

@@ -114,6 +114,8 @@ public struct FeedConfiguration: Sendable {
     public var venues: [VenueConfiguration] = []
     /// nil: the stream and the replay ROUTER are plain (fine on one host; between hosts, use CURVE).
     public var curve: CurveServerConfiguration?
+    /// CURVE on the control endpoint (`[curve] operator_key_files`): only the operators' keys connect; nil: plain.
+    public var controlCurve: ControlCurve?
 
     public init() {}
 
@@ -132,17 +134,23 @@ public struct FeedConfiguration: Sendable {
         configuration.publishEndpoint = try feed.endpoint("publish", default: configuration.publishEndpoint)
         configuration.replayEndpoint = try feed.endpoint("replay", default: configuration.replayEndpoint)
         configuration.controlEndpoint = try feed.endpoint("control", default: configuration.controlEndpoint)
-        configuration.curve = try root.table("curve").curveServerKeys(readingFiles: readingFiles,
+        let curve = try root.table("curve")
+        configuration.curve = try curve.curveServerKeys(readingFiles: readingFiles,
             secretProblem: CurveKeyPair.problem(withSecretKey:), keyProblem: CurveKeyPair.problem(withKey:))
             .map { CurveServerConfiguration(secretKey: $0.secretKey, clientKeys: $0.clientKeys) }
+        configuration.controlCurve = CurveKeyPair.controlCurve(try curve.controlCurveKeys(readingFiles: readingFiles,
+            secretProblem: CurveKeyPair.problem(withSecretKey:), keyProblem: CurveKeyPair.problem(withKey:),
+            publicKeyOf: CurveKeyPair.publicKey(ofSecret:)))
         let insecure = try feed.bool("insecure", default: false)
         for key in ["publish", "replay"] {
             try feed.requireGuardedBind(key, endpoint: key == "publish" ? configuration.publishEndpoint
                 : configuration.replayEndpoint, guardedByCurve: configuration.curve != nil, insecure: insecure,
                 remedy: "bind 127.0.0.1, or turn on [curve] so that only known keys connect")
         }
-        try feed.requireGuardedBind("control", endpoint: configuration.controlEndpoint, insecure: insecure,
-            remedy: "bind 127.0.0.1, or an ipc:// path (only the operators' group may connect)")
+        try feed.requireGuardedBind("control", endpoint: configuration.controlEndpoint,
+            guardedByCurve: configuration.controlCurve != nil, insecure: insecure,
+            remedy: "bind 127.0.0.1, or an ipc:// path (only the operators' group may connect), or list the "
+                + "operators' keys in [curve] operator_key_files")
         if try feed.string("metrics", default: "127.0.0.1:9101").isEmpty {
             configuration.metricsListen = nil
         } else {

@@ -97,9 +97,8 @@ private final class FeedLoop: SocketLoop, TickSink {
     init(engine: FeedEngine, context: ZMQContext) throws {
         configuration = engine.configuration
         logger = engine.logger
-        zap = try configuration.curve.map { curve in
-            try ZAPHandler(context: context, allowedPublicKeys: curve.clientKeys)
-        }
+        zap = try ZAPHandler.forDaemon(context: context, clientKeys: configuration.curve?.clientKeys,
+            control: configuration.controlCurve)
         // The secret key was checked when the configuration was loaded.
         let curveSecret = configuration.curve.flatMap { CurveKeyPair.binary($0.secretKey) }
         publisher = try ZMQSocket(context, type: .publish)
@@ -110,7 +109,8 @@ private final class FeedLoop: SocketLoop, TickSink {
         try publisher.setMaximumMessageSize(maximumPeerMessageBytes)
         try publisher.bind(configuration.publishEndpoint)
         boundEndpoints["publish"] = try publisher.lastEndpoint
-        control = try ControlResponder(context: context, endpoint: configuration.controlEndpoint)
+        control = try ControlResponder(context: context, endpoint: configuration.controlEndpoint,
+            curve: configuration.controlCurve)
         boundEndpoints["control"] = try control.socket.lastEndpoint
         replay = try ZMQSocket(context, type: .router)
         if let curveSecret { try replay.setCurveServer(secretKey: curveSecret) }
@@ -190,8 +190,8 @@ private final class FeedLoop: SocketLoop, TickSink {
             if let zap, let zapIndex, poller.isReadable(zapIndex), zap.serveWaiting() > 0,
                 let heldBack = curveRefusedLog.admit()
             {
-                logger.warning("a client with an unknown CURVE key was refused", metadata: [
-                    "key": "\(zap.lastRefusedKey)", "refused": "\(zap.refused)", "not_logged": "\(heldBack)"])
+                logger.warning("a client with an unknown CURVE key was refused",
+                    metadata: zap.lastRefusal.mapValues { .string($0) }.merging(["not_logged": "\(heldBack)"]) { $1 })
             }
             rateIn.sample(total: messagesIn)
             rateOut.sample(total: published)
@@ -416,10 +416,7 @@ private final class FeedLoop: SocketLoop, TickSink {
     func status() -> DaemonStatus {
         var counters: [String: UInt64] = ["stream_seq": streamSequence, "replays_served": replaysServed,
             "replay_first_stream_seq": ring.firstSequence]
-        if let zap {
-            counters["curve_clients_accepted"] = zap.accepted
-            counters["curve_clients_refused"] = zap.refused
-        }
+        if let zap { counters.merge(zap.counters) { $1 } }
         var gapsOpen: UInt64 = 0
         var gapsHealed: UInt64 = 0
         var gapsGivenUp: UInt64 = 0

@@ -300,7 +300,8 @@ public final class ConfigReader {
     public func curveServerKeys(
         readingFiles: Bool, secretProblem: (String) -> String?, keyProblem: (String) -> String?
     ) throws(ConfigError) -> (secretKey: String, clientKeys: [String])? {
-        guard has("secret_key_file") || has("client_key_files") else { return nil }
+        // A secret key with operators' keys alone is CURVE on the control endpoint only (`controlCurveKeys`).
+        guard has("client_key_files") || (has("secret_key_file") && !has("operator_key_files")) else { return nil }
         guard readingFiles else {
             _ = try string("secret_key_file")
             _ = try strings("client_key_files", default: [])
@@ -312,6 +313,45 @@ public final class ConfigReader {
             throw error("client_key_files", "expected the public key files of the clients let in, got none")
         }
         return (secret, clients)
+    }
+
+    /// `[curve] operator_key_files`: CURVE on the daemon's control endpoint, open only to these operators' public keys
+    /// (and the daemon's own), with the daemon's `secret_key_file`. The public key must sit beside the secret as
+    /// `mktctl keygen --out` writes them (`NAME.key` for `NAME.key_secret`): mktctl reads it to know the endpoint.
+    /// nil when absent; without `readingFiles` the keys are "" and nothing is read.
+    public func controlCurveKeys(
+        readingFiles: Bool, secretProblem: (String) -> String?, keyProblem: (String) -> String?,
+        publicKeyOf: (String) -> String?
+    ) throws(ConfigError) -> (secretKey: String, operatorKeys: [String], publicKeyFile: String)? {
+        guard has("operator_key_files") else { return nil }
+        guard has("secret_key_file") else {
+            throw error("operator_key_files", "expected beside secret_key_file: the control endpoint's CURVE uses "
+                + "the daemon's own key")
+        }
+        let secretPath = try string("secret_key_file")
+        guard secretPath.hasSuffix(".key_secret") else {
+            throw error("secret_key_file", "with operator_key_files, expected a NAME.key_secret file with its public "
+                + "NAME.key beside it (as mktctl keygen --out writes them; mktctl reads the public one), got "
+                + "\"\(secretPath)\"")
+        }
+        let publicKeyFile = String(secretPath.dropLast("_secret".count))
+        guard readingFiles else {
+            _ = try strings("operator_key_files", default: [])
+            return ("", [], publicKeyFile)
+        }
+        let secret = try secretKeyFile("secret_key_file", problem: secretProblem)
+        let operators = try keyFiles("operator_key_files", problem: keyProblem)
+        guard !operators.isEmpty else {
+            throw error("operator_key_files", "expected the public key files of the operators let in, got none")
+        }
+        let beside = (try? String(contentsOfFile: publicKeyFile, encoding: .utf8))?
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        guard let beside, beside == publicKeyOf(secret) else {
+            throw error("secret_key_file", beside == nil
+                ? "with operator_key_files, expected its public key beside it in \"\(publicKeyFile)\" (mktctl reads it)"
+                : "\"\(publicKeyFile)\" does not hold the public key of \"\(secretPath)\"")
+        }
+        return (secret, operators, publicKeyFile)
     }
 
     /// The keys held in the files that the list `key` names (none when absent).

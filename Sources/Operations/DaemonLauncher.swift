@@ -38,6 +38,9 @@ public struct EngineService: Service {
     let controlEndpoint: @Sendable () -> String?
     /// Where to serve `/metrics` once the engine has started (nil: nowhere; edged serves it on its own port).
     var metricsListen: (host: String, port: Int)?
+    /// The daemon's own keys for its control endpoint, when `[curve] operator_key_files` puts CURVE on it: what
+    /// `/metrics` and SIGHUP ask it with.
+    var controlCurve: CurveClientKeys?
     var logger: Logger?
 
     public init(start: @escaping @Sendable () async throws -> Void, stop: @escaping @Sendable () async -> Void,
@@ -61,7 +64,7 @@ public struct EngineService: Service {
         try await start()
         var metrics: MetricsServer?
         if let listen = metricsListen, let context = try? ZMQContext() {
-            let server = MetricsServer(context: context, controlEndpoint: controlEndpoint)
+            let server = MetricsServer(context: context, controlEndpoint: controlEndpoint, controlCurve: controlCurve)
             do {
                 try await server.start(host: listen.host, port: listen.port)
                 logger?.info("metrics served",
@@ -77,11 +80,11 @@ public struct EngineService: Service {
         }
         // SIGHUP: the daemon reads its configuration again, on its own thread, through the same `reload` request
         // its control endpoint answers (`systemctl reload`, or a script).
-        let reloads = Task { [controlEndpoint, logger] in
+        let reloads = Task { [controlEndpoint, controlCurve, logger] in
             for await _ in await UnixSignalsSequence(trapping: .sighup) {
                 guard let endpoint = controlEndpoint(), let context = try? ZMQContext() else { continue }
                 let reply = ControlClient.ask(ControlRequest(cmd: "reload"), as: ReloadReply.self, context: context,
-                    endpoint: endpoint, timeoutMilliseconds: 5_000)
+                    endpoint: endpoint, timeoutMilliseconds: 5_000, curve: controlCurve)
                 if let error = reply?.error {
                     logger?.error("SIGHUP: configuration not reloaded", metadata: ["why": "\(error)"])
                 } else if reply == nil {
@@ -103,6 +106,7 @@ public enum DaemonLauncher {
         daemon: String, options: DaemonOptions,
         load: (String) throws(ConfigError) -> Configuration,
         metrics: (Configuration) -> (host: String, port: Int)? = { _ in nil },
+        controlCurve: (Configuration) -> CurveClientKeys? = { _ in nil },
         makeService: (Configuration, ZMQContext, Logger) -> EngineService
     ) async throws {
         let level = Logger.Level(rawValue: options.logLevel) ?? .info
@@ -128,6 +132,7 @@ public enum DaemonLauncher {
         let context = try ZMQContext()
         var service = makeService(configuration, context, logger)
         service.metricsListen = metrics(configuration)
+        service.controlCurve = controlCurve(configuration)
         service.logger = logger
         let group = ServiceGroup(
             configuration: .init(

@@ -16,6 +16,9 @@ public struct ChainEndpoints: Sendable {
     /// feedd's stream and replay ROUTER want CURVE clients (`[curve]` in feedd.toml).
     public var feedUsesCurve = false
     public var edgeControl: String?
+    /// Per daemon whose control endpoint has CURVE (`[curve] operator_key_files`), its public key file: the server
+    /// key mktctl's control requests use.
+    public var controlKeyFiles: [String: String] = [:]
 
     /// The control endpoint of `daemon` (feedd, plantd or edged), nil when its etc/ file is not there.
     public func control(of daemon: String) -> String? {
@@ -42,12 +45,14 @@ public struct ChainEndpoints: Sendable {
             let feed = try FeedConfiguration.load(file: "\(directory)/feedd.toml", readingFiles: false)
             endpoints.feedUsesCurve = feed.curve != nil
             endpoints.feedControl = connectable(feed.controlEndpoint)
+            endpoints.controlKeyFiles["feedd"] = feed.controlCurve?.publicKeyFile
             endpoints.feedPublish = connectable(feed.publishEndpoint)
         }
         if fileExists("plantd.toml") {
             let plant = try PlantConfiguration.load(file: "\(directory)/plantd.toml", readingFiles: false)
             endpoints.plantUsesCurve = plant.curve != nil
             endpoints.plantControl = connectable(plant.controlEndpoint)
+            endpoints.controlKeyFiles["plantd"] = plant.controlCurve?.publicKeyFile
             endpoints.plantPublish = connectable(plant.publishEndpoint)
             endpoints.plantSnapshot = connectable(plant.snapshotEndpoint)
         }
@@ -56,6 +61,7 @@ public struct ChainEndpoints: Sendable {
             // working directory.
             let edge = try EdgeConfiguration.load(file: "\(directory)/edged.toml", readingFiles: false)
             endpoints.edgeControl = connectable(edge.controlEndpoint)
+            endpoints.controlKeyFiles["edged"] = edge.controlCurve?.publicKeyFile
         }
         return endpoints
     }

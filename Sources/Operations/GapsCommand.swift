@@ -46,11 +46,13 @@ public struct GapsCommand: AsyncParsableCommand {
         }
         let context = try ZMQContext()
         let gaps = ControlRequest(cmd: "gaps")
+        let feedCurve = try options.controlCurve(of: "feedd", endpoints)
+        let plantCurve = try options.controlCurve(of: "plantd", endpoints)
         let feed = feedTarget.flatMap {
-            ControlClient.ask(gaps, as: FeedGapsReply.self, context: context, endpoint: $0)
+            ControlClient.ask(gaps, as: FeedGapsReply.self, context: context, endpoint: $0, curve: feedCurve)
         }
         let plantGaps = plantTarget.flatMap {
-            ControlClient.ask(gaps, as: PlantGapsReply.self, context: context, endpoint: $0)
+            ControlClient.ask(gaps, as: PlantGapsReply.self, context: context, endpoint: $0, curve: plantCurve)
         }
         var unanswered = false
         for (name, target, answered) in [("feedd", feedTarget, feed != nil), ("plantd", plantTarget, plantGaps != nil)]

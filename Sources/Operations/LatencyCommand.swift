@@ -162,11 +162,12 @@ public struct LatencyCommand: AsyncParsableCommand {
         // edged measures plantd -> edged itself (for the symbols its clients watch): asked at the start of a window
         // (which starts its own) and at the end.
         let edge = from == "plantd" ? (try? ChainEndpoints.load(etc: options.etc))?.edgeControl : nil
-        _ = edge.flatMap { Self.edgeHops(context: context, endpoint: $0) }
+        let edgeCurve = edge == nil ? nil : try options.controlCurve(of: "edged")
+        _ = edge.flatMap { Self.edgeHops(context: context, endpoint: $0, curve: edgeCurve) }
         repeat {
             let latencies = try measure(socket)
             var report = Self.report(latencies, source: "\(from) (\(endpoint))", seconds: seconds)
-            let edgeHops = edge.flatMap { Self.edgeHops(context: context, endpoint: $0) } ?? []
+            let edgeHops = edge.flatMap { Self.edgeHops(context: context, endpoint: $0, curve: edgeCurve) } ?? []
             // plantd -> edged and edged -> client (half a WebSocket ping's round trip), where edged measured them.
             if let plantOut = report.hops.firstIndex(where: { $0.hop == "plantd -> mktctl" }) {
                 report.hops.insert(contentsOf: edgeHops.filter { $0.count > 0 }, at: plantOut)
@@ -215,9 +216,9 @@ public struct LatencyCommand: AsyncParsableCommand {
     }
 
     /// edged's own hops since the last time it was asked (nil when it does not answer).
-    static func edgeHops(context: ZMQContext, endpoint: String) -> [HopFigures]? {
+    static func edgeHops(context: ZMQContext, endpoint: String, curve: CurveClientKeys?) -> [HopFigures]? {
         ControlClient.ask(ControlRequest(cmd: "latency"), as: LatencyReply.self, context: context, endpoint: endpoint,
-            timeoutMilliseconds: 500)?.hops
+            timeoutMilliseconds: 500, curve: curve)?.hops
     }
 
     static func report(_ latencies: HopLatencies, source: String, seconds: Double) -> Report {

@@ -26,7 +26,30 @@ public struct ChainOptions: ParsableArguments {
     @Flag(name: .long, help: "Machine-readable output: one JSON object per line.")
     public var json = false
 
+    @Option(name: .long, help: """
+        Your CURVE secret key file (a .key_secret whose public key the daemons list in [curve] operator_key_files),         for control endpoints with CURVE; default: $TICKPLANT_OPERATOR_KEY.
+        """)
+    public var operatorKey: String?
+
     public init() {}
+
+    /// The keys for `daemon`'s control endpoint: nil when its etc/ file puts no CURVE on it. The daemon's public key
+    /// is the one beside its secret (`[curve] secret_key_file`); the operator's secret is `--operator-key`.
+    func controlCurve(of daemon: String, _ endpoints: ChainEndpoints) throws -> CurveClientKeys? {
+        guard let serverKeyFile = endpoints.controlKeyFiles[daemon] else { return nil }
+        guard let secretFile = operatorKey ?? ProcessInfo.processInfo.environment["TICKPLANT_OPERATOR_KEY"] else {
+            throw ValidationError("\(daemon).toml puts CURVE on its control endpoint ([curve] operator_key_files): "
+                + "give --operator-key FILE (your .key_secret) or set TICKPLANT_OPERATOR_KEY")
+        }
+        return try CurveClientOptions.keys(serverKeyFile: serverKeyFile, secretKeyFile: secretFile)
+    }
+
+    /// `controlCurve(of:)` with the endpoints of `--etc`; nil when there is no etc/ file for `daemon`, or it cannot
+    /// be read (a command given `--endpoint` asks anyway: `reload` is how an operator hears what is wrong with it).
+    func controlCurve(of daemon: String) throws -> CurveClientKeys? {
+        guard let endpoints = try? ChainEndpoints.load(etc: etc) else { return nil }
+        return try controlCurve(of: daemon, endpoints)
+    }
 
     /// `override` (a command's `--endpoint`), else `daemon`'s control endpoint from its etc/ file.
     func controlEndpoint(of daemon: String, override: String?) throws -> String {
@@ -83,18 +106,23 @@ public struct CurveClientOptions: ParsableArguments {
             }
             return nil
         case let (server?, secret?):
-            func read(_ path: String) throws -> String {
-                guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-                    throw ValidationError("cannot read \(path)")
-                }
-                return text.trimmingCharacters(in: .whitespacesAndNewlines)
-            }
-            guard let keys = CurveClientKeys(serverKey: try read(server), secretKey: try read(secret)) else {
-                throw ValidationError("\(server) or \(secret) is not a CURVE key (40 characters of Z85)")
-            }
-            return keys
+            return try Self.keys(serverKeyFile: server, secretKeyFile: secret)
         default:
             throw ValidationError("--curve-server-key and --curve-secret-key go together")
         }
+    }
+
+    /// A client's keys from a server's public key file and the client's secret key file.
+    static func keys(serverKeyFile: String, secretKeyFile: String) throws -> CurveClientKeys {
+        func read(_ path: String) throws -> String {
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                throw ValidationError("cannot read \(path)")
+            }
+            return text.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        guard let keys = CurveClientKeys(serverKey: try read(serverKeyFile), secretKey: try read(secretKeyFile)) else {
+            throw ValidationError("\(serverKeyFile) or \(secretKeyFile) is not a CURVE key (40 characters of Z85)")
+        }
+        return keys
     }
 }

@@ -32,7 +32,7 @@ public struct ReloadCommand: AsyncParsableCommand {
         let target = try options.controlEndpoint(of: daemon, override: endpoint)
         let context = try ZMQContext()
         guard let reply = ControlClient.ask(ControlRequest(cmd: "reload"), as: ReloadReply.self, context: context,
-            endpoint: target, timeoutMilliseconds: 5_000)
+            endpoint: target, timeoutMilliseconds: 5_000, curve: try options.controlCurve(of: daemon))
         else {
             FileHandle.standardError.write(Data("mktctl reload: \(daemon) at \(target) did not answer\n".utf8))
             throw ExitCode(1)

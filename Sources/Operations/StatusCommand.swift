@@ -22,8 +22,9 @@ public struct StatusCommand: AsyncParsableCommand {
 
     public func run() async throws {
         var targets: [(daemon: String, endpoint: String)] = []
+        var endpoints = ChainEndpoints()
         if endpoint.isEmpty {
-            let endpoints = try options.loadEndpoints()
+            endpoints = try options.loadEndpoints()
             if let control = endpoints.feedControl { targets.append(("feedd", control)) }
             if let control = endpoints.plantControl { targets.append(("plantd", control)) }
             if let control = endpoints.edgeControl { targets.append(("edged", control)) }
@@ -37,7 +38,7 @@ public struct StatusCommand: AsyncParsableCommand {
         var rows: [StatusRow] = []
         for target in targets {
             if let status = ControlClient.status(context: context, endpoint: target.endpoint,
-                timeoutMilliseconds: Int32(timeout))
+                timeoutMilliseconds: Int32(timeout), curve: try options.controlCurve(of: target.daemon, endpoints))
             {
                 rows.append(StatusRow(daemon: status.daemon, endpoint: target.endpoint, up: true, status: status))
             } else {

@@ -58,11 +58,15 @@ public struct SubsCommand: AsyncParsableCommand {
             throw ValidationError("no plantd.toml or edged.toml in \(options.etc)/ (use --etc)")
         }
         let context = try ZMQContext()
+        let curves = [
+            "edged": try options.controlCurve(of: "edged", endpoints),
+            "plantd": try options.controlCurve(of: "plantd", endpoints),
+        ]
         var down: [String] = []
         func ask<Reply: Decodable>(_ daemon: String, _ endpoint: String?, as type: Reply.Type) -> Reply? {
             guard let endpoint else { return nil }
             let reply = ControlClient.ask(ControlRequest(cmd: "subs"), as: Reply.self, context: context,
-                endpoint: endpoint, timeoutMilliseconds: Int32(timeout))
+                endpoint: endpoint, timeoutMilliseconds: Int32(timeout), curve: curves[daemon] ?? nil)
             if reply == nil { down.append(daemon) }
             return reply
         }

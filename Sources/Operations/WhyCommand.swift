@@ -28,7 +28,7 @@ public struct WhyCommand: AsyncParsableCommand {
         let target = try options.controlEndpoint(of: "plantd", override: endpoint)
         let context = try ZMQContext()
         guard let why = ControlClient.ask(ControlRequest(cmd: "why", symbol: symbol), as: WhyReply.self,
-            context: context, endpoint: target)
+            context: context, endpoint: target, curve: try options.controlCurve(of: "plantd"))
         else {
             FileHandle.standardError.write(Data("mktctl why: plantd at \(target) did not answer\n".utf8))
             throw ExitCode(1)

@@ -31,6 +31,8 @@ public struct PlantConfiguration: Sendable {
     public var filters = FilterConfiguration()
     /// nil: the stream and the snapshot ROUTER are plain (fine on one host; between hosts, use CURVE).
     public var curve: CurveServerConfiguration?
+    /// CURVE on the control endpoint (`[curve] operator_key_files`): only the operators' keys connect; nil: plain.
+    public var controlCurve: ControlCurve?
     /// Each feedd's CURVE public key, in the order of `feeds` (`[curve] feed_key_files`); empty: feeds are plain.
     public var feedServerKeys: [String] = []
 
@@ -77,13 +79,18 @@ public struct PlantConfiguration: Sendable {
         configuration.curve = try loadCurve(curve, readingFiles: readingFiles)
         configuration.feedServerKeys = try loadFeedKeys(curve, feeds: configuration.feeds.count,
             curveOn: configuration.curve != nil, readingFiles: readingFiles)
+        configuration.controlCurve = CurveKeyPair.controlCurve(try curve.controlCurveKeys(readingFiles: readingFiles,
+            secretProblem: CurveKeyPair.problem(withSecretKey:), keyProblem: CurveKeyPair.problem(withKey:),
+            publicKeyOf: CurveKeyPair.publicKey(ofSecret:)))
         let insecure = try plant.bool("insecure", default: false)
         for (key, endpoint) in [("publish", configuration.publishEndpoint), ("snapshot", configuration.snapshotEndpoint)] {
             try plant.requireGuardedBind(key, endpoint: endpoint, guardedByCurve: configuration.curve != nil,
                 insecure: insecure, remedy: "bind 127.0.0.1, or turn on [curve] so that only known keys connect")
         }
-        try plant.requireGuardedBind("control", endpoint: configuration.controlEndpoint, insecure: insecure,
-            remedy: "bind 127.0.0.1, or an ipc:// path (only the operators' group may connect)")
+        try plant.requireGuardedBind("control", endpoint: configuration.controlEndpoint,
+            guardedByCurve: configuration.controlCurve != nil, insecure: insecure,
+            remedy: "bind 127.0.0.1, or an ipc:// path (only the operators' group may connect), or list the "
+                + "operators' keys in [curve] operator_key_files")
         try root.finish()
         return configuration
     }
@@ -111,6 +118,7 @@ public struct PlantConfiguration: Sendable {
         compare("[aggregation]") { $0.aggregation }
         compare("[curve]") { $0.curve }
         compare("[curve] feed_key_files") { $0.feedServerKeys }
+        compare("[curve] operator_key_files") { $0.controlCurve }
         return keys
     }
 

@@ -162,9 +162,8 @@ final class PlantLoop: SocketLoop {
         books = BookConflation(intervalNs: engine.configuration.aggregation.bookIntervalNs)
         outcomes.reserveCapacity(8)
         outbound = OutboundBatch(checksummed: engine.configuration.journal.directory != nil)
-        zap = try configuration.curve.map { curve in
-            try ZAPHandler(context: context, allowedPublicKeys: curve.clientKeys)
-        }
+        zap = try ZAPHandler.forDaemon(context: context, clientKeys: configuration.curve?.clientKeys,
+            control: configuration.controlCurve)
         // The secret key was checked when the configuration was loaded.
         let curveSecret = configuration.curve.flatMap { CurveKeyPair.binary($0.secretKey) }
         publisher = try ZMQSocket(context, type: .extendedPublish)
@@ -177,7 +176,8 @@ final class PlantLoop: SocketLoop {
         // own messages (libzmq counts them nowhere) and heals the gap by replay as any consumer does.
         try publisher.bind(configuration.publishEndpoint)
         boundEndpoints["publish"] = try publisher.lastEndpoint
-        control = try ControlResponder(context: context, endpoint: configuration.controlEndpoint)
+        control = try ControlResponder(context: context, endpoint: configuration.controlEndpoint,
+            curve: configuration.controlCurve)
         boundEndpoints["control"] = try control.socket.lastEndpoint
         snapshots = try ZMQSocket(context, type: .router)
         if let curveSecret { try snapshots.setCurveServer(secretKey: curveSecret) }
@@ -255,8 +255,8 @@ final class PlantLoop: SocketLoop {
             if let zap, let zapIndex, poller.isReadable(zapIndex), zap.serveWaiting() > 0,
                 let heldBack = curveRefusedLog.admit()
             {
-                logger.warning("a client with an unknown CURVE key was refused", metadata: [
-                    "key": "\(zap.lastRefusedKey)", "refused": "\(zap.refused)", "not_logged": "\(heldBack)"])
+                logger.warning("a client with an unknown CURVE key was refused",
+                    metadata: zap.lastRefusal.mapValues { .string($0) }.merging(["not_logged": "\(heldBack)"]) { $1 })
             }
             advanceJournalReplays()
             currentFeedID = 0
@@ -577,10 +577,7 @@ final class PlantLoop: SocketLoop {
             ]
             counters["quarantined"] = quarantined
             counters["books_conflated"] = books.conflated
-            if let zap {
-                counters["curve_clients_accepted"] = zap.accepted
-                counters["curve_clients_refused"] = zap.refused
-            }
+            if let zap { counters.merge(zap.counters) { $1 } }
             // How many symbols stand at each quality now: `mktctl status` shows the worst.
             for quality in [DataQuality.ok, .stale, .gap, .recovering] {
                 counters["symbols.\(quality.description.lowercased())"] = 0

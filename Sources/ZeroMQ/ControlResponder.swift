@@ -11,12 +11,20 @@ public final class ControlResponder {
     public static let maximumRequestBytes: Int64 = 64 << 10
 
     /// Binds `endpoint`. An ipc:// socket file is made readable and writable by its owner and group only: a peer
-    /// must be able to write it to connect, so the group is the operators (DESIGN section 4).
-    public init(context: ZMQContext, endpoint: String) throws(ZMQError) {
+    /// must be able to write it to connect, so the group is the operators (DESIGN section 4). With `curve`, the
+    /// endpoint is a CURVE server whose handshakes the context's `ZAPHandler` checks against the operators' keys.
+    public init(context: ZMQContext, endpoint: String, curve: ControlCurve? = nil) throws(ZMQError) {
         socket = try ZMQSocket(context, type: .router)
         try socket.setSendHighWaterMark(1000)
         try socket.setReceiveHighWaterMark(1000)
         try socket.setMaximumMessageSize(Self.maximumRequestBytes)
+        if let curve {
+            guard let secret = CurveKeyPair.binary(curve.secretKey) else {
+                throw ZMQError(code: EINVAL, operation: "CURVE on the control endpoint (its secret key is not Z85)")
+            }
+            try socket.setCurveServer(secretKey: secret)
+            try socket.setAuthenticationDomain(ControlCurve.domain)
+        }
         try socket.bind(endpoint)
         if endpoint.hasPrefix("ipc://") && !endpoint.hasPrefix("ipc://@") {
             let path = String(endpoint.dropFirst("ipc://".count))

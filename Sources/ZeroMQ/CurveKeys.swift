@@ -30,6 +30,13 @@ public struct CurveKeyPair: Sendable, Equatable {
 }
 
 extension CurveKeyPair {
+    /// `[curve] operator_key_files` of a daemon's table, as `ControlCurve`.
+    public static func controlCurve(
+        _ keys: (secretKey: String, operatorKeys: [String], publicKeyFile: String)?
+    ) -> ControlCurve? {
+        keys.map { ControlCurve(secretKey: $0.secretKey, operatorKeys: $0.operatorKeys, publicKeyFile: $0.publicKeyFile) }
+    }
+
     /// A Z85 key as libzmq's 32 bytes, nil when the text is not 40 characters of Z85.
     public static func binary(_ z85: String) -> [UInt8]? {
         guard z85.utf8.count == 40 else { return nil }
@@ -66,6 +73,35 @@ public struct CurveServerConfiguration: Sendable, Equatable {
         self.secretKey = secretKey
         self.clientKeys = clientKeys
     }
+}
+
+/// CURVE on a daemon's control endpoint (`[curve] operator_key_files`): the daemon's secret key, and the public keys
+/// of the operators let in. The daemon's own key is let in too, for what asks its control endpoint from inside it
+/// (`/metrics`, SIGHUP).
+public struct ControlCurve: Sendable, Equatable {
+    /// The ZAP domain of control endpoints: their peers are checked against the operators' keys alone.
+    public static let domain = "control"
+
+    public var secretKey: String
+    public var operatorKeys: [String]
+    /// The daemon's public key file (beside its secret, as `mktctl keygen --out` writes them): what mktctl reads to
+    /// know the endpoint it talks to.
+    public var publicKeyFile: String
+
+    public init(secretKey: String, operatorKeys: [String], publicKeyFile: String) {
+        self.secretKey = secretKey
+        self.operatorKeys = operatorKeys
+        self.publicKeyFile = publicKeyFile
+    }
+
+    /// The client keys the daemon uses to ask its own control endpoint; nil when the secret is not a key (a
+    /// configuration loaded without reading its files).
+    public var ownClientKeys: CurveClientKeys? {
+        CurveKeyPair.publicKey(ofSecret: secretKey).flatMap { CurveClientKeys(serverKey: $0, secretKey: secretKey) }
+    }
+
+    /// Every key let in: the operators' and the daemon's own.
+    public var allowedKeys: [String] { operatorKeys + [CurveKeyPair.publicKey(ofSecret: secretKey)].compactMap { $0 } }
 }
 
 /// The CURVE keys of a client socket: the server's public key and the client's own pair, all Z85.

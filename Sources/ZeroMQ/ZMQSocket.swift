@@ -156,6 +156,12 @@ public final class ZMQSocket {
         try setOption(ZMQ_CURVE_SECRETKEY, bytes: secretKey, name: "ZMQ_CURVE_SECRETKEY")
     }
 
+    /// The ZAP domain a server socket's handshakes are asked under (ZMQ_ZAP_DOMAIN): how one handler tells a
+    /// control endpoint's peers from a stream's. Set before `bind`.
+    public func setAuthenticationDomain(_ domain: String) throws(ZMQError) {
+        try setOption(ZMQ_ZAP_DOMAIN, bytes: Array(domain.utf8), name: "ZMQ_ZAP_DOMAIN")
+    }
+
     /// CURVE client role: the server's public key and this client's key pair (32 bytes each).
     public func setCurveClient(serverKey: [UInt8], publicKey: [UInt8], secretKey: [UInt8]) throws(ZMQError) {
         try setOption(ZMQ_CURVE_SERVERKEY, bytes: serverKey, name: "ZMQ_CURVE_SERVERKEY")

@@ -10,7 +10,8 @@ struct Edged: AsyncParsableCommand {
 
     func run() async throws {
         try await DaemonLauncher.run(
-            daemon: "edged", options: options, load: EdgeConfiguration.load, metrics: { $0.metricsListen }
+            daemon: "edged", options: options, load: EdgeConfiguration.load, metrics: { $0.metricsListen },
+            controlCurve: { $0.controlCurve?.ownClientKeys }
         ) { configuration, context, logger in
             let server = EdgeServer(configuration: configuration, context: context, logger: logger)
             return EngineService(start: { try await server.start() }, stop: { await server.stop() },

@@ -9,7 +9,8 @@ struct Feedd: AsyncParsableCommand {
     @OptionGroup var options: DaemonOptions
 
     func run() async throws {
-        try await DaemonLauncher.run(daemon: "feedd", options: options, load: FeedConfiguration.load, metrics: { $0.metricsListen }) {
+        try await DaemonLauncher.run(daemon: "feedd", options: options, load: FeedConfiguration.load, metrics: { $0.metricsListen },
+            controlCurve: { $0.controlCurve?.ownClientKeys }) {
             configuration, context, logger in
             let engine = FeedEngine(configuration: configuration, context: context, logger: logger)
             return EngineService(start: engine.start, thread: engine.thread)

@@ -9,7 +9,8 @@ struct Plantd: AsyncParsableCommand {
     @OptionGroup var options: DaemonOptions
 
     func run() async throws {
-        try await DaemonLauncher.run(daemon: "plantd", options: options, load: PlantConfiguration.load, metrics: { $0.metricsListen }) {
+        try await DaemonLauncher.run(daemon: "plantd", options: options, load: PlantConfiguration.load, metrics: { $0.metricsListen },
+            controlCurve: { $0.controlCurve?.ownClientKeys }) {
             configuration, context, logger in
             let engine = PlantEngine(configuration: configuration, context: context, logger: logger,
                 configurationFile: options.config)

@@ -30,6 +30,8 @@ final class Chain {
     let etc: URL
     private(set) var processes: [String: Process] = [:]
     let ports: [String: Int]
+    /// The keys to ask each daemon's control endpoint with, for a test that puts CURVE on them.
+    var controlKeys: [String: CurveClientKeys] = [:]
 
     init() throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("tickplant-e2e-\(UUID().uuidString)")
@@ -223,7 +225,7 @@ final class Chain {
     func waitUntilAnswering(_ daemon: String, endpoint: String, timeout: TimeInterval = 20) throws {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
-            if status(endpoint) != nil { return }
+            if status(endpoint, curve: controlKeys[daemon]) != nil { return }
             guard processes[daemon]?.isRunning == true else { throw ChainError("\(daemon) exited: \(log(daemon))") }
             Thread.sleep(forTimeInterval: 0.1)
         }
@@ -233,9 +235,10 @@ final class Chain {
     private let context = try! ZMQContext()
 
     /// A daemon's `status` reply, nil when it does not answer.
-    func status(_ endpoint: String) -> DaemonStatus? {
+    func status(_ endpoint: String, curve: CurveClientKeys? = nil) -> DaemonStatus? {
         ControlClient.request(context: context, endpoint: endpoint, request: ControlRequest(cmd: "status"),
-            timeoutMilliseconds: 500).flatMap { try? JSONDecoder().decode(DaemonStatus.self, from: Data($0)) }
+            timeoutMilliseconds: 500, curve: curve)
+            .flatMap { try? JSONDecoder().decode(DaemonStatus.self, from: Data($0)) }
     }
 
     /// Runs a program to completion and returns its exit status and output.

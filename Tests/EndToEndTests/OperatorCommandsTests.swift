@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import Testing
 import TestSupport
+import ZeroMQ
 
 /// mktctl's `check-config`, `keygen` and `subs` as an operator runs them: the real executable, real files, a running
 /// chain.
@@ -82,6 +83,63 @@ import TestSupport
         #expect(written.output.contains(publicKey) && !written.output.contains(secret), "the secret was printed")
         let refused = try Chain.run(Self.mktctl, ["keygen", "--out", out])
         #expect(refused.status != 0 && refused.output.contains("exists"), "\(refused.output)")
+    }
+
+    /// `[curve] operator_key_files` on all three daemons: mktctl with an operator's key reaches each control
+    /// endpoint; without one it says what to give; with a key not listed, or without CURVE, nobody answers and the
+    /// daemon counts the refusal. Each daemon's `/metrics` still answers (it asks with the daemon's own key).
+    @Test func operatorKeysGuardEveryControlEndpointAndMktctlAndMetricsStillReachThem() throws {
+        let chain = try Chain()
+        defer { chain.stop() }
+        let keys = chain.directory.appendingPathComponent("keys").path
+        try FileManager.default.createDirectory(atPath: keys, withIntermediateDirectories: true)
+        var publicKeys: [String: String] = [:]
+        var secretKeys: [String: String] = [:]
+        for name in ["feedd", "plantd", "edged", "alice", "mallory"] {
+            let made = try Chain.run(Self.mktctl, ["keygen", "--json", "--out", "\(keys)/\(name)"])
+            #expect(made.status == 0, "\(made.output)")
+            publicKeys[name] = try String(contentsOfFile: "\(keys)/\(name).key", encoding: .utf8)
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            secretKeys[name] = try String(contentsOfFile: "\(keys)/\(name).key_secret", encoding: .utf8)
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        for daemon in ["feedd", "plantd", "edged"] {
+            let file = chain.etc.appendingPathComponent("\(daemon).toml")
+            let text = try String(contentsOf: file, encoding: .utf8) + """
+
+                [curve]
+                secret_key_file = "\(keys)/\(daemon).key_secret"
+                operator_key_files = ["\(keys)/alice.key"]
+
+                """
+            try text.write(to: file, atomically: true, encoding: .utf8)
+            chain.controlKeys[daemon] = CurveClientKeys(serverKey: publicKeys[daemon]!, secretKey: secretKeys["alice"]!)
+        }
+        try chain.startDaemons()
+        let etc = chain.etc.path
+
+        let alice = try Chain.run(Self.mktctl, ["status", "--etc", etc, "--json", "--operator-key", "\(keys)/alice.key_secret"])
+        #expect(alice.status == 0, "\(alice.output)")
+        #expect(alice.output.split(separator: "\n").filter { $0.contains("\"up\":true") }.count == 3, "\(alice.output)")
+        let reload = try Chain.run(Self.mktctl, ["reload", "plantd", "--etc", etc, "--operator-key", "\(keys)/alice.key_secret"])
+        #expect(reload.status == 0, "\(reload.output)")
+
+        let nobody = try Chain.run(Self.mktctl, ["status", "--etc", etc])
+        #expect(nobody.status != 0 && nobody.output.contains("give --operator-key FILE"), "\(nobody.output)")
+        let mallory = try Chain.run(Self.mktctl, ["status", "--etc", etc, "--json", "--timeout", "500",
+            "--operator-key", "\(keys)/mallory.key_secret"])
+        #expect(mallory.status == 1, "\(mallory.output)")
+        #expect(!mallory.output.contains("\"up\":true"), "\(mallory.output)")
+        #expect(chain.status(chain.endpoint("plant_ctl")) == nil, "plantd answered a client without CURVE")
+
+        for (daemon, control, metrics) in [("feedd", "feed_ctl", "feed_metrics"), ("plantd", "plant_ctl", "plant_metrics"),
+            ("edged", "edge_ctl", "edge_metrics")]
+        {
+            let status = try #require(chain.status(chain.endpoint(control), curve: chain.controlKeys[daemon]))
+            #expect((status.counters["control_clients_refused"] ?? 0) >= 1, "\(daemon): \(status.counters)")
+            let response = try LoopbackHTTP.request(port: chain.ports[metrics]!, path: "/metrics")
+            #expect(response.hasPrefix("HTTP/1.1 200"), "\(daemon): \(response.prefix(200))")
+        }
     }
 
     @Test func subsShowsEachSymbolsClientsPlantSubscriptionsAndRate() throws {

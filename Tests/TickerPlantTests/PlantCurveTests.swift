@@ -106,4 +106,85 @@ import ZeroMQ
             _ = try load("secret_key_file = \"\(secretPath)\"\nclient_key_files = [\"\(clientPath)\"]")
         } throws: { "\($0)".contains("[curve] client_key_files") && "\($0)".contains("expected a CURVE key") }
     }
+
+    /// `[curve] operator_key_files`: the control endpoint answers the operators' keys and the plant's own (what its
+    /// `/metrics` and SIGHUP ask with), and no one else: not a stranger's key (refused and counted), not a client
+    /// without CURVE. The streams stay as `[curve]` says (here plain).
+    @Test func theControlEndpointAnswersOnlyTheOperatorsKeysAndThePlantsOwn() throws {
+        let server = try CurveKeyPair.generate()
+        let operatorPair = try CurveKeyPair.generate()
+        let stranger = try CurveKeyPair.generate()
+        let control = ControlCurve(secretKey: server.secretKey, operatorKeys: [operatorPair.publicKey],
+            publicKeyFile: "unused.key")
+        let plant = try PlantUnderTest { $0.controlCurve = control }
+        func status(_ keys: CurveClientKeys?) throws -> DaemonStatus? {
+            let request = try ZMQSocket(plant.context, type: .request)
+            defer { request.close() }
+            try request.setLinger(milliseconds: 0)
+            if let keys { try request.setCurveClient(keys) }
+            try request.setReceiveTimeout(milliseconds: 1_500)
+            try request.connect(try plant.endpoint("control"))
+            try request.send(#"{"cmd":"status"}"#)
+            guard let frames = try request.receiveFrames() else { return nil }
+            return try JSONDecoder().decode(DaemonStatus.self, from: Data(frames[0]))
+        }
+        #expect(try status(CurveClientKeys(serverKey: server.publicKey, secretKey: operatorPair.secretKey)) != nil)
+        #expect(try status(control.ownClientKeys) != nil, "the plant's own key: /metrics and SIGHUP")
+        #expect(try status(CurveClientKeys(serverKey: server.publicKey, secretKey: stranger.secretKey)) == nil)
+        #expect(try status(nil) == nil, "a client without CURVE was answered")
+        let counters = try #require(try status(control.ownClientKeys)).counters
+        // libzmq may try the refused handshake again before the socket closes: at least once, and every refusal
+        // was at the control endpoint.
+        #expect((counters["control_clients_refused"] ?? 0) >= 1, "\(counters)")
+        #expect(counters["curve_clients_refused"] == counters["control_clients_refused"], "\(counters)")
+
+        // The stream is plain: a SUB without CURVE still gets ticks.
+        let consumer = try plant.consumer(["AAPL|"])
+        defer { consumer.close() }
+        try plant.send(Tick.trade(symbol: "AAPL", venue: "XNAS", price: Price(fixedPoint: 100_000_000), size: 100))
+        #expect(try plant.collect(consumer) { $0.count == 1 }.count == 1)
+    }
+
+    /// `operator_key_files` needs the plant's own secret, named `NAME.key_secret` with its public `NAME.key` beside
+    /// it (what mktctl reads); with it, a control endpoint beyond loopback needs no `insecure`.
+    @Test func operatorKeysNeedTheSecretWithItsPublicKeyBesideItAndGuardAControlBeyondLoopback() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tickplant-control-\(UUID())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let server = try CurveKeyPair.generate()
+        let operatorPair = try CurveKeyPair.generate()
+        let secretPath = directory.appendingPathComponent("plantd.key_secret").path
+        let publicPath = directory.appendingPathComponent("plantd.key").path
+        let operatorPath = directory.appendingPathComponent("alice.key").path
+        try SecretFiles.create(secretPath, contents: server.secretKey + "\n")
+        try (operatorPair.publicKey + "\n").write(toFile: operatorPath, atomically: true, encoding: .utf8)
+        func load(control: String = "tcp://127.0.0.1:7209", _ curve: String) throws -> PlantConfiguration {
+            let file = directory.appendingPathComponent("plantd.toml").path
+            try "[plant]\nfeeds = [\"tcp://127.0.0.1:7101\"]\ncontrol = \"\(control)\"\n[curve]\n\(curve)\n"
+                .write(toFile: file, atomically: true, encoding: .utf8)
+            return try PlantConfiguration.load(file: file)
+        }
+        let operators = "operator_key_files = [\"\(operatorPath)\"]"
+        func refusal(control: String = "tcp://127.0.0.1:7209", _ curve: String) -> String? {
+            do {
+                _ = try load(control: control, curve)
+                return nil
+            } catch { return "\(error)" }
+        }
+        #expect(refusal(operators)?.contains("[curve] operator_key_files: expected beside secret_key_file") == true)
+        #expect(refusal("secret_key_file = \"\(secretPath)\"\n\(operators)")?
+            .contains("expected its public key beside it in \"\(publicPath)\"") == true)
+        try (operatorPair.publicKey + "\n").write(toFile: publicPath, atomically: true, encoding: .utf8)
+        #expect(refusal("secret_key_file = \"\(secretPath)\"\n\(operators)")?
+            .contains("\"\(publicPath)\" does not hold the public key of") == true)
+        try (server.publicKey + "\n").write(toFile: publicPath, atomically: true, encoding: .utf8)
+
+        let loaded = try load(control: "tcp://*:7209", "secret_key_file = \"\(secretPath)\"\n\(operators)")
+        #expect(loaded.controlCurve == ControlCurve(secretKey: server.secretKey, operatorKeys: [operatorPair.publicKey],
+            publicKeyFile: publicPath))
+        #expect(loaded.curve == nil, "the streams stay plain without client_key_files")
+        #expect(refusal(control: "tcp://*:7209", "")?.contains("[plant] control: tcp://*:7209 can be reached") == true)
+        #expect(refusal("secret_key_file = \"\(directory.path)/plantd.secret\"\n\(operators)")?
+            .contains("expected a NAME.key_secret file") == true)
+    }
 }
