@@ -28,8 +28,8 @@ enum BenchOutput {
 public struct BenchCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Measure parts of the chain on this machine.",
-        subcommands: [ChainBenchCommand.self, FeedBenchCommand.self, PlantBenchCommand.self, JournalBenchCommand.self,
-            EdgeBenchCommand.self, EdgeClientsCommand.self])
+        subcommands: [ChainBenchCommand.self, FeedBenchCommand.self, PlantBenchCommand.self,
+            PlantHostileBenchCommand.self, JournalBenchCommand.self, EdgeBenchCommand.self, EdgeClientsCommand.self])
 
     public init() {}
 }

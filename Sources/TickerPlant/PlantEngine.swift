@@ -53,6 +53,11 @@ final class PlantLoop: SocketLoop {
     var snapshotsServed: UInt64 = 0
     /// Snapshots and replays refused for what they would cost (`AnswerLimits`, `[plant] max_answer_ticks`).
     var answersRefused: UInt64 = 0
+    /// Answers cut because the peer's queue filled, and requests of peers whose queue was full refused unanswered.
+    var answersCut: UInt64 = 0
+    var answersToUnreadPeers: UInt64 = 0
+    /// Snapshot peers whose queue was found full, and when: they get no more work until they read.
+    var unreadPeers: [[UInt8]: UInt64] = [:]
     /// Requests of peers whose answer is being read from the journal, in the order asked (`AnswerLimits`), and
     /// those dropped because a peer had too many waiting.
     var requestsWaitingOn: [[UInt8]: [[UInt8]]] = [:]
@@ -181,10 +186,12 @@ final class PlantLoop: SocketLoop {
         boundEndpoints["control"] = try control.socket.lastEndpoint
         snapshots = try ZMQSocket(context, type: .router)
         if let curveSecret { try snapshots.setCurveServer(secretKey: curveSecret) }
-        // An answer is sent whole in one turn: the high-water mark holds the largest one (three messages a tick, and
-        // its end), and no more, so a peer that asks and never reads holds at most that much of plantd's memory:
-        // past it, what is sent to that peer is dropped (its answers come incomplete), not queued.
-        try snapshots.setSendHighWaterMark(Int32(clamping: 3 * configuration.maxAnswerTicks + 3))
+        // An answer is sent whole in one turn: the high-water mark holds the largest one (a message a tick, and its
+        // end), and no more, so a peer that asks and never reads holds at most that much of plantd's memory. Past
+        // it, ZMQ_ROUTER_MANDATORY makes the send say so: the answer is cut (`answers_cut`), and the peer gets no
+        // more work until it reads (`answers_to_unread_peers`). libzmq counts a message of several frames once.
+        try snapshots.setSendHighWaterMark(Int32(clamping: configuration.maxAnswerTicks + 1))
+        try snapshots.setRouterMandatory(true)
         try snapshots.setMaximumMessageSize(maximumPeerMessageBytes)
         try snapshots.bind(configuration.snapshotEndpoint)
         boundEndpoints["snapshot"] = try snapshots.lastEndpoint
@@ -587,6 +594,8 @@ final class PlantLoop: SocketLoop {
             }
             counters["snapshots_served"] = snapshotsServed
             counters["answers_refused"] = answersRefused
+            counters["answers_cut"] = answersCut
+            counters["answers_to_unread_peers"] = answersToUnreadPeers
             counters["journal_replays_in_flight"] = UInt64(journalReplays.count)
             counters["requests_dropped"] = requestsDropped
             counters["replay_first_stream_seq"] = ring.firstSequence

@@ -7,12 +7,18 @@ enum AnswerLimits {
     /// Requests read per turn: a flood waits in libzmq's queue (its receive high-water mark, per peer), not in the
     /// live stream's way.
     static let requestsPerTurn = 32
+    /// Answer ticks sent per turn, after which the requests left wait for the next turn (an answer is still sent
+    /// whole, however large): what bounds the live stream's wait behind answers (about a millisecond's work).
+    static let ticksPerTurn: UInt64 = 2_048
     /// Replays read from the journal at once, by all peers: each holds a cursor and its buffer (about 2 MiB). A
     /// peer has at most one, since its answers go out one after another.
     static let journalReplaysInAll = 32
     /// Requests of a peer kept while its answer is read from the journal: past it, dropped and counted (a peer
     /// that asks more without waiting for its answers cannot make plantd hold them without end).
     static let waitingRequestsPerPeer = 1_024
+    /// Peers remembered as not reading (their queue full): past it the marks are forgotten (each then costs one
+    /// more answer's work before it is marked again).
+    static let unreadPeersKept = 4_096
 }
 
 extension PlantLoop {
@@ -23,14 +29,14 @@ extension PlantLoop {
     /// atomic with respect to the stream: it holds exactly the ticks up to the stream_seq its end names.
     ///
     /// What a peer can make plantd do is bounded (DESIGN section 12, `AnswerLimits`): at most `requestsPerTurn`
-    /// requests, or `[plant] max_answer_ticks` ticks, per turn (the rest wait in libzmq's queue, bounded by its
+    /// requests, or `ticksPerTurn` ticks (one answer whole), per turn (the rest wait in libzmq's queue, bounded by its
     /// receive high-water mark per peer); no answer carries more than `max_answer_ticks`; journal replays in flight
     /// are bounded per peer and in all.
     func serveSnapshots() {
         flushOutbound()
         var sentThisTurn: UInt64 = 0
         var requestsThisTurn = 0
-        while requestsThisTurn < AnswerLimits.requestsPerTurn, sentThisTurn < UInt64(configuration.maxAnswerTicks),
+        while requestsThisTurn < AnswerLimits.requestsPerTurn, sentThisTurn < AnswerLimits.ticksPerTurn,
             let frames = try? snapshots.receiveFrames(dontWait: true)
         {
             guard frames.count >= 2 else { continue }
@@ -57,14 +63,28 @@ extension PlantLoop {
     /// Answers one request of `identity` now, or starts its answer from the journal (the peer's later requests then
     /// wait for it in `requestsWaitingOn`). Returns the ticks sent now.
     func answer(_ body: [UInt8], to identity: [UInt8]) -> UInt64 {
+        // A peer that has not read what it was sent gets no more work: its request is refused at the cost of one
+        // send, which goes only once it has room again (and then it is served as before).
+        if unreadPeers[identity] != nil {
+            answersToUnreadPeers += 1
+            if sendEnd(to: identity, count: 0, complete: false, error: "the answers sent before are still unread "
+                + "(the queue for this peer is full): read them, then ask again")
+            {
+                unreadPeers[identity] = nil
+            }
+            return 0
+        }
         let answerLimit = UInt64(configuration.maxAnswerTicks)
         var count: UInt64 = 0
         var complete = true
         var error = ""
+        var cut = false
         func reply(_ topic: UnsafeRawBufferPointer, _ payload: UnsafeRawBufferPointer) {
-            _ = try? snapshots.send(identity, more: true, dontWait: true)
-            _ = try? snapshots.send(topic, more: true, dontWait: true)
-            _ = try? snapshots.send(payload, dontWait: true)
+            guard !cut else { return }
+            guard replyTick(to: identity, topic: topic, payload: payload) else {
+                cut = true
+                return
+            }
             count += 1
         }
         func reply(_ topic: [UInt8], _ payload: UnsafeRawBufferPointer) {
@@ -178,9 +198,16 @@ extension PlantLoop {
             complete = false
             error = "not a request this plantd knows (a ControlRequest of Proto/control.proto)"
         }
+        if cut {
+            answersCut += 1
+            complete = false
+            error = Self.cutReason
+        }
         sendEnd(to: identity, count: count, complete: complete, error: error)
         return count
     }
+
+    static let cutReason = "cut: the queue for this peer filled (it reads too slowly); ask again from the last tick read"
 
     /// `identity`'s answer from the journal has ended: its requests that waited are answered in order, until one
     /// is read from the journal again.
@@ -225,19 +252,31 @@ extension PlantLoop {
             + "\(AnswerLimits.journalReplaysInAll) at once): ask again later"
     }
 
-    func sendEnd(to identity: [UInt8], count: UInt64, complete: Bool, error: String) {
+    /// Sends an answer's end; false when the peer's queue is full or the peer is gone.
+    @discardableResult
+    func sendEnd(to identity: [UInt8], count: UInt64, complete: Bool, error: String) -> Bool {
         let end = SnapshotEnd(streamSequence: streamSequence, tickCount: count, complete: complete, error: error,
             plantSession: session)
-        _ = try? snapshots.send(identity, more: true, dontWait: true)
-        _ = try? snapshots.send(SnapshotEnd.topic, more: true, dontWait: true)
-        _ = try? snapshots.send(end.encoded(), dontWait: true)
         snapshotsServed += 1
+        return Array(SnapshotEnd.topic.utf8).withUnsafeBytes { topic in
+            end.encoded().withUnsafeBytes { replyTick(to: identity, topic: topic, payload: $0) }
+        }
     }
 
-    func replyTick(to identity: [UInt8], topic: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer) {
-        _ = try? snapshots.send(identity, more: true, dontWait: true)
+    /// Sends one [identity, topic, payload] message to a snapshot peer. False when the peer's queue is full (it has
+    /// not read what it was sent: ZMQ_ROUTER_MANDATORY says so at the identity frame, before anything of the
+    /// message is queued) or the peer is gone; the peer is then remembered as not reading.
+    @discardableResult
+    func replyTick(to identity: [UInt8], topic: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer) -> Bool {
+        guard (try? snapshots.send(identity, more: true, dontWait: true)) == true else {
+            if unreadPeers.count >= AnswerLimits.unreadPeersKept { unreadPeers.removeAll() }
+            unreadPeers[identity] = MonotonicClock.nowNanoseconds()
+            return false
+        }
+        // The rest of a message whose first frame was taken is always taken.
         _ = try? snapshots.send(topic, more: true, dontWait: true)
         _ = try? snapshots.send(payload, dontWait: true)
+        return true
     }
 
     // MARK: Replays from the journal
@@ -260,6 +299,13 @@ extension PlantLoop {
                     return false
                 }
                 return replay.take(record) { replyTick(to: replay.identity, topic: $0, payload: $1) }
+            }
+            // A peer that stopped reading: its replay ends here, cut, instead of reading the journal for nobody.
+            if unreadPeers[replay.identity] != nil {
+                answersCut += 1
+                sendEnd(to: replay.identity, count: replay.count, complete: false, error: Self.cutReason)
+                finished.append(index)
+                continue
             }
             switch progress {
             case .more:

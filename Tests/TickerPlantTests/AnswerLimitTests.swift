@@ -161,4 +161,52 @@ import ZeroMQ
         #expect(try plant.counter("answers_refused") == 8)
         #expect(try plant.counter("journal_replays_in_flight") == 0)
     }
+
+    /// A peer that asks and never reads fills its queue (libzmq's, at one whole answer, and the TCP buffers before
+    /// it): from then its answers are cut and its requests refused at the cost of one send each, while another peer
+    /// is answered whole. Once it has read everything, it is answered again.
+    @Test func aPeerThatStopsReadingGetsNoMoreWorkAndIsServedAgainOnceItReads() throws {
+        let plant = try FedPlant(maxAnswerTicks: 1_000)
+        let hog = try ZMQSocket(plant.context, type: .dealer)
+        defer { hog.close() }
+        try hog.setReceiveHighWaterMark(1)
+        try hog.setSendHighWaterMark(0)
+        try hog.connect(try #require(plant.engine.endpoints["snapshot"]))
+        Thread.sleep(forTimeInterval: 0.2)
+        // Each answer is a thousand ticks (about 130 KB) read from the journal: far more than the buffers hold.
+        let request = ReplayRequest.streamReplay(fromStreamSequence: 1, maxCount: 0).encoded()
+        var unread: UInt64 = 0
+        let deadline = Date().addingTimeInterval(20)
+        while unread == 0 && Date() < deadline {
+            for _ in 0..<50 { _ = try hog.send(request) }
+            Thread.sleep(forTimeInterval: 0.2)
+            unread = try plant.counter("answers_to_unread_peers") ?? 0
+        }
+        #expect(unread > 0, "the peer that does not read was never found out")
+        #expect((try plant.counter("answers_cut") ?? 0) >= 1)
+        // Another peer is answered whole meanwhile.
+        let other = try plant.ask(.streamReplay(fromStreamSequence: 3_201, maxCount: 0))
+        #expect(other.ticks.map(\.streamSequence) == Array(3_201...3_300) && other.end?.complete == true)
+
+        // The hog reads everything it was sent (until nothing comes for a second), then asks again: the first
+        // request may still be told its answers were unread (that refusal is what finds room again); by the
+        // second it is answered whole.
+        try hog.setReceiveTimeout(milliseconds: 1_000)
+        while try hog.receiveFrames() != nil {}
+        var answered: SnapshotEnd?
+        for _ in 0..<2 where answered?.complete != true {
+            _ = try hog.send(ReplayRequest.streamReplay(fromStreamSequence: 3_201, maxCount: 0).encoded())
+            var ticks = 0
+            while let frames = try hog.receiveFrames() {
+                guard frames[0] == Array(SnapshotEnd.topic.utf8) else {
+                    ticks += 1
+                    continue
+                }
+                answered = SnapshotEnd(decoding: frames[1])
+                #expect(answered?.tickCount == UInt64(ticks))
+                break
+            }
+        }
+        #expect(answered?.complete == true && answered?.tickCount == 100, "\(String(describing: answered))")
+    }
 }
