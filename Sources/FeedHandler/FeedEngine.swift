@@ -114,9 +114,11 @@ private final class FeedLoop: SocketLoop, TickSink {
         boundEndpoints["control"] = try control.socket.lastEndpoint
         replay = try ZMQSocket(context, type: .router)
         if let curveSecret { try replay.setCurveServer(secretKey: curveSecret) }
-        // An answer is sent whole in one turn: the high-water mark holds the largest one (three messages a tick, and
-        // its end) and no more, so a peer that asks and never reads holds at most that much of feedd's memory.
-        try replay.setSendHighWaterMark(Int32(clamping: 3 * configuration.maxAnswerTicks + 3))
+        // An answer is sent whole in one turn: the high-water mark holds two of the largest (a message a tick, and
+        // its end: libzmq counts a message of several frames once), because libzmq tells the sender what its peer
+        // has read only every half mark, so that one whole answer always fits once the peer has read the ones
+        // before; a peer that asks and never reads holds at most that much of feedd's memory.
+        try replay.setSendHighWaterMark(Int32(clamping: 2 * (configuration.maxAnswerTicks + 1)))
         try replay.setMaximumMessageSize(maximumPeerMessageBytes)
         try replay.bind(configuration.replayEndpoint)
         boundEndpoints["replay"] = try replay.lastEndpoint

@@ -146,15 +146,15 @@ public struct PlantHostileRun {
         peers.stop()
         let (ticks, missed, repeated) = consumer.sequenceFigures()
 
-        // What the limits let them hold: each stalled subscriber a full send queue, each DEALER one answer queued
+        // What the limits let them hold: each stalled subscriber a full send queue, each DEALER two answers queued
         // in libzmq (the snapshot ROUTER's high-water mark) and one read from the journal at a time (32 in all).
         let count = { (behaviour: Behaviour) in behaviours.contains(behaviour) ? peersPerBehaviour : 0 }
         let subscriberBytes = count(.stalledSubscriber) * sendHighWaterMark * Self.bytesPerQueuedTick
         let dealers = count(.snapshotHoarder) + count(.streamReplayer) + count(.symbolReplaySprayer)
-        let answerBytes = dealers * (maxAnswerTicks + 1) * Self.bytesPerQueuedTick
+        let answerBytes = dealers * 2 * (maxAnswerTicks + 1) * Self.bytesPerQueuedTick
         let journalBytes = 32 * (2 << 20)
         let bound = "\(count(.stalledSubscriber)) stalled x send_hwm \(sendHighWaterMark) x \(Self.bytesPerQueuedTick) B"
-            + " + \(dealers) DEALERs x (max_answer_ticks \(maxAnswerTicks) + 1) x \(Self.bytesPerQueuedTick) B"
+            + " + \(dealers) DEALERs x 2 x (max_answer_ticks \(maxAnswerTicks) + 1) x \(Self.bytesPerQueuedTick) B"
             + " + 32 journal replays x 2 MiB"
         return Result(
             peers: Dictionary(uniqueKeysWithValues: behaviours.map { ($0.rawValue, peersPerBehaviour) }),

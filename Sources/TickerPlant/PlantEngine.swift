@@ -186,11 +186,13 @@ final class PlantLoop: SocketLoop {
         boundEndpoints["control"] = try control.socket.lastEndpoint
         snapshots = try ZMQSocket(context, type: .router)
         if let curveSecret { try snapshots.setCurveServer(secretKey: curveSecret) }
-        // An answer is sent whole in one turn: the high-water mark holds the largest one (a message a tick, and its
-        // end), and no more, so a peer that asks and never reads holds at most that much of plantd's memory. Past
-        // it, ZMQ_ROUTER_MANDATORY makes the send say so: the answer is cut (`answers_cut`), and the peer gets no
-        // more work until it reads (`answers_to_unread_peers`). libzmq counts a message of several frames once.
-        try snapshots.setSendHighWaterMark(Int32(clamping: configuration.maxAnswerTicks + 1))
+        // An answer is sent whole in one turn: the high-water mark holds two of the largest (a message a tick, and its
+        // end: libzmq counts a message of several frames once), because libzmq tells the sender what its peer has
+        // read only every half mark, so that one whole answer always fits once the peer has read the ones before.
+        // A peer that asks and never reads holds at most that much of plantd's memory: past it,
+        // ZMQ_ROUTER_MANDATORY makes the send say so, the answer is cut (`answers_cut`), and the peer gets no more
+        // work until it reads (`answers_to_unread_peers`).
+        try snapshots.setSendHighWaterMark(Int32(clamping: 2 * (configuration.maxAnswerTicks + 1)))
         try snapshots.setRouterMandatory(true)
         try snapshots.setMaximumMessageSize(maximumPeerMessageBytes)
         try snapshots.bind(configuration.snapshotEndpoint)
@@ -279,7 +281,7 @@ final class PlantLoop: SocketLoop {
             rateOut.sample(total: published)
         }
         flushOutbound()
-        for index in journalReplays.indices { journalReplays[index].cursor.close() }
+        for index in journalReplays.indices { journalReplays[index].cursor?.close() }
         journal?.close()
         publisher.close()
         control.socket.close()
@@ -596,7 +598,7 @@ final class PlantLoop: SocketLoop {
             counters["answers_refused"] = answersRefused
             counters["answers_cut"] = answersCut
             counters["answers_to_unread_peers"] = answersToUnreadPeers
-            counters["journal_replays_in_flight"] = UInt64(journalReplays.count)
+            counters["journal_replays_in_flight"] = UInt64(journalReplaysReading)
             counters["requests_dropped"] = requestsDropped
             counters["replay_first_stream_seq"] = ring.firstSequence
             counters.merge(journal?.counters ?? [:]) { $1 }

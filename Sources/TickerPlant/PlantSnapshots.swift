@@ -185,6 +185,16 @@ extension PlantLoop {
                 requestsWaitingOn[identity] = []
                 return 0
             }
+            // More than a turn's worth from the ring goes out in slices, as a journal replay does, so that the live
+            // stream never waits behind a whole answer (100 000 ticks held the loop 20-50 ms).
+            let start = max(from, ring.firstSequence)
+            if from > 0, ring.lastSequence >= start, min(ring.lastSequence - start + 1, bound.limit) > AnswerLimits.ticksPerTurn {
+                let replay = JournalReplay(identity: identity, kind: .stream(bound), from: from, cursor: nil)
+                replay.ringNext = start
+                journalReplays.append(replay)
+                requestsWaitingOn[identity] = []
+                return 0
+            }
             let result = ring.forEach(from: from, maxCount: bound.limit) { _, topic, tick in reply(topic, tick) }
             complete = result.complete
             if complete, let cutError = bound.cutError(given: result.count,
@@ -247,10 +257,14 @@ extension PlantLoop {
     /// Why one more replay from the journal is not started (nil: it is): each holds a cursor and its buffer (about
     /// 2 MiB) until it ends.
     func journalReplayRefusal() -> String? {
-        guard journalReplays.count >= AnswerLimits.journalReplaysInAll else { return nil }
-        return "busy: \(journalReplays.count) replays are being read from the journal (at most "
+        let reading = journalReplaysReading
+        guard reading >= AnswerLimits.journalReplaysInAll else { return nil }
+        return "busy: \(reading) replays are being read from the journal (at most "
             + "\(AnswerLimits.journalReplaysInAll) at once): ask again later"
     }
+
+    /// Replays reading the journal now (the others are sending from the ring).
+    var journalReplaysReading: Int { journalReplays.reduce(0) { $0 + ($1.cursor == nil ? 0 : 1) } }
 
     /// Sends an answer's end; false when the peer's queue is full or the peer is gone.
     @discardableResult
@@ -281,29 +295,39 @@ extension PlantLoop {
 
     // MARK: Replays from the journal
 
-    /// Takes each replay that reaches back before the ring a slice further: up to `journalSliceBytes` of journal
-    /// per turn in all, so that the live stream keeps flowing while an old replay is read from disk. Where the ring
-    /// takes over (its oldest tick, or the end of what the journal holds), the rest comes from the ring in the same
-    /// turn and the replay ends.
+    /// Takes each replay a slice further, so that the live stream keeps flowing while a long answer goes out: up to
+    /// `journalSliceBytes` of journal per turn in all while it reads the journal, then (a stream replay) up to
+    /// `AnswerLimits.ticksPerTurn` ticks a turn in all from the ring, from where the journal ended or the ring lapped
+    /// it, until the answer has its count or has reached the newest tick. A symbol replay takes the rest of its
+    /// ticks from the ring at once (one symbol's, walked by their links).
     func advanceJournalReplays() {
         guard !journalReplays.isEmpty else { return }
         flushOutbound()
         let budget = max(Self.journalSliceBytes / journalReplays.count, 1 << 16)
+        let ringBudget = max(AnswerLimits.ticksPerTurn / UInt64(journalReplays.count), 256)
         var finished: [Int] = []
         for (index, replay) in journalReplays.enumerated() {
+            if endedAsCut(replay) {
+                finished.append(index)
+                continue
+            }
+            if replay.ringNext != nil {
+                if advanceFromRing(replay, budget: ringBudget) { finished.append(index) }
+                continue
+            }
+            // The cursor is read in place (a struct held by the replay).
+            guard replay.cursor != nil else { continue }
             let ringStart = ring.firstSequence
             var resumeFrom: UInt64?
-            let progress = replay.cursor.read(maxBytes: budget) { record in
+            let progress = replay.cursor!.read(maxBytes: budget) { record in
                 if ringStart > 0 && record.streamSequence >= ringStart {
                     resumeFrom = record.streamSequence
                     return false
                 }
                 return replay.take(record) { replyTick(to: replay.identity, topic: $0, payload: $1) }
             }
-            // A peer that stopped reading: its replay ends here, cut, instead of reading the journal for nobody.
-            if unreadPeers[replay.identity] != nil {
-                answersCut += 1
-                sendEnd(to: replay.identity, count: replay.count, complete: false, error: Self.cutReason)
+            // A send of this slice found the peer's queue full: what followed was not delivered.
+            if endedAsCut(replay) {
                 finished.append(index)
                 continue
             }
@@ -322,15 +346,17 @@ extension PlantLoop {
                     error: complete ? cutError ?? "" : replay.incompleteReason(joined: true))
             case .caughtUp, .stopped:
                 // The ring goes on from the first tick the journal did not give.
-                let from = resumeFrom ?? replay.cursor.lastStreamSequence + 1
+                let from = resumeFrom ?? replay.cursor!.lastStreamSequence + 1
                 let joined = ringStart == 0 || from >= ringStart || from > ring.lastSequence
                 switch replay.kind {
-                case let .stream(bound):
-                    _ = ring.forEach(from: from, maxCount: bound.limit - replay.count) { sequence, topic, tick in
-                        replay.give(streamSequence: sequence, symbolSequence: nil, topic: topic, payload: tick) {
-                            replyTick(to: replay.identity, topic: $0, payload: $1)
-                        }
-                    }
+                case .stream where joined:
+                    // From the ring in slices, from the next turn on; the journal's cursor and buffer go now.
+                    replay.cursor!.close()
+                    replay.cursor = nil
+                    replay.ringNext = from
+                    continue
+                case .stream:
+                    break
                 case let .symbol(prefix, id):
                     // The symbol's own ticks, by their links from its newest, not every tick the ring keeps.
                     let chain = ring.chain(from: newestStreamSequenceOf[id], fromTag: replay.from)
@@ -341,6 +367,10 @@ extension PlantLoop {
                             payload: tick) { replyTick(to: replay.identity, topic: $0, payload: $1) }
                     }
                 }
+                if endedAsCut(replay) {
+                    finished.append(index)
+                    continue
+                }
                 let complete = joined && (replay.firstGiven.map { $0 == replay.from } ?? true)
                 let cutError = replay.cutError(streamHead: ring.lastSequence)
                 sendEnd(to: replay.identity, count: replay.count, complete: complete && cutError == nil,
@@ -350,14 +380,54 @@ extension PlantLoop {
         }
         var peersDone: [[UInt8]] = []
         for index in finished.reversed() {
-            journalReplays[index].cursor.close()
+            journalReplays[index].cursor?.close()
             peersDone.append(journalReplays.remove(at: index).identity)
         }
         for identity in peersDone.reversed() { answerWaitingRequests(of: identity) }
     }
+
+    /// Ends `replay` as cut when its peer's queue was found full (it stopped reading): true when it did. Its journal
+    /// is then not read, nor its ring walked, for nobody.
+    func endedAsCut(_ replay: JournalReplay) -> Bool {
+        guard unreadPeers[replay.identity] != nil else { return false }
+        answersCut += 1
+        sendEnd(to: replay.identity, count: replay.count, complete: false, error: Self.cutReason)
+        return true
+    }
+
+    /// Sends a stream replay's next slice from the ring (at most `budget` ticks); true once it has ended. Ticks the
+    /// ring has dropped meanwhile (it lapped the replay) are read from the journal again, or, without one, the
+    /// answer ends incomplete saying where to ask again.
+    func advanceFromRing(_ replay: JournalReplay, budget: UInt64) -> Bool {
+        guard case let .stream(bound) = replay.kind, let next = replay.ringNext else { return true }
+        if ring.firstSequence > 0 && next < ring.firstSequence {
+            if let directory = configuration.journal.directory, journalReplayRefusal() == nil {
+                replay.ringNext = nil
+                replay.cursor = JournalCursor(directory: directory, from: next)
+                return false
+            }
+            sendEnd(to: replay.identity, count: replay.count, complete: false,
+                error: "the ring moved past stream_seq \(next) while the answer was sent: ask again from \(next)")
+            return true
+        }
+        let given = ring.forEach(from: next, maxCount: min(budget, bound.limit - replay.count)) { sequence, topic, tick in
+            replay.give(streamSequence: sequence, symbolSequence: nil, topic: topic, payload: tick) {
+                replyTick(to: replay.identity, topic: $0, payload: $1)
+            }
+        }.count
+        replay.ringNext = next + given
+        if endedAsCut(replay) { return true }
+        guard replay.count >= bound.limit || next + given > ring.lastSequence else { return false }
+        let complete = replay.firstGiven.map { $0 == replay.from } ?? true
+        let cutError = replay.cutError(streamHead: ring.lastSequence)
+        sendEnd(to: replay.identity, count: replay.count, complete: complete && cutError == nil,
+            error: complete ? cutError ?? ""
+                : "the plant holds ticks from stream_seq \(replay.firstGiven ?? 0) on, not from \(replay.from)")
+        return true
+    }
 }
 
-/// A symbol or stream replay being read from the journal.
+/// A symbol or stream replay sent over several turns: read from the journal, then (a stream replay) from the ring.
 final class JournalReplay {
     enum Kind {
         case stream(StreamReplayBound)
@@ -369,14 +439,17 @@ final class JournalReplay {
     let kind: Kind
     /// The stream_seq (stream replays) or symbol_seq (symbol replays) the answer must begin with.
     let from: UInt64
-    var cursor: JournalCursor
+    /// Reading the journal: nil once it sends from the ring (`ringNext`), or when it never needed the journal.
+    var cursor: JournalCursor?
+    /// Sending from the ring (a stream replay): the stream_seq of the next tick to give.
+    var ringNext: UInt64?
     var count: UInt64 = 0
     /// The stream_seq or symbol_seq of the first tick given: the answer is complete only if it is `from`.
     var firstGiven: UInt64?
     /// The stream_seq of the last tick given (0: none yet).
     var lastStreamSequenceGiven: UInt64 = 0
 
-    init(identity: [UInt8], kind: Kind, from: UInt64, cursor: JournalCursor) {
+    init(identity: [UInt8], kind: Kind, from: UInt64, cursor: JournalCursor?) {
         self.identity = identity
         self.kind = kind
         self.from = from

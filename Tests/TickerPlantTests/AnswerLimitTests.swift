@@ -162,7 +162,7 @@ import ZeroMQ
         #expect(try plant.counter("journal_replays_in_flight") == 0)
     }
 
-    /// A peer that asks and never reads fills its queue (libzmq's, at one whole answer, and the TCP buffers before
+    /// A peer that asks and never reads fills its queue (libzmq's, at two whole answers, and the TCP buffers before
     /// it): from then its answers are cut and its requests refused at the cost of one send each, while another peer
     /// is answered whole. Once it has read everything, it is answered again.
     @Test func aPeerThatStopsReadingGetsNoMoreWorkAndIsServedAgainOnceItReads() throws {
@@ -208,5 +208,47 @@ import ZeroMQ
             }
         }
         #expect(answered?.complete == true && answered?.tickCount == 100, "\(String(describing: answered))")
+    }
+
+    /// A stream replay of more than a turn's worth of ticks (`AnswerLimits.ticksPerTurn`) from the ring goes out over
+    /// several turns, as journal replays do: whole, in order, complete, running on to the newest tick when the
+    /// stream moves meanwhile; a count is kept exactly.
+    @Test func aStreamReplayOfManyTicksFromTheRingComesWholeAndInOrderOverSeveralTurns() throws {
+        let journal = FileManager.default.temporaryDirectory.appendingPathComponent("slices-\(UUID())").path
+        defer { try? FileManager.default.removeItem(atPath: journal) }
+        let context = try ZMQContext()
+        let feed = try PlantRecoveryTests.FakeFeed(context: context)
+        let engine = try ReplayFromJournalTests.engine(context, feed: feed, journal: journal, replayTicks: 50_000)
+        defer {
+            engine.stop()
+            _ = engine.thread.join()
+        }
+        Thread.sleep(forTimeInterval: 0.4)
+        try feed.publish(10_000)
+        try ReplayFromJournalTests.waitForStream(engine, context, reaching: 10_000)
+
+        let dealer = try ZMQSocket(context, type: .dealer)
+        defer { dealer.close() }
+        try dealer.setReceiveTimeout(milliseconds: 10_000)
+        try dealer.connect(try #require(engine.endpoints["snapshot"]))
+        _ = try dealer.send(ReplayRequest.streamReplay(fromStreamSequence: 1, maxCount: 0).encoded())
+        try feed.publish(2_000)
+        var sequences: [UInt64] = []
+        var end: SnapshotEnd?
+        while end == nil {
+            let frames = try #require(try dealer.receiveFrames(), "no answer within 10 s")
+            if frames[0] == Array(SnapshotEnd.topic.utf8) {
+                end = SnapshotEnd(decoding: frames[1])
+            } else {
+                sequences.append(try TickDecoder.decode(frames[1]).streamSequence)
+            }
+        }
+        #expect(sequences.count >= 10_000 && sequences == Array(1...UInt64(sequences.count)))
+        #expect(end?.complete == true && end?.error == "" && end?.tickCount == UInt64(sequences.count))
+        #expect((end?.streamSequence ?? 0) >= UInt64(sequences.count))
+
+        let window = try ReplayFromJournalTests.ask(.streamReplay(fromStreamSequence: 5_001, maxCount: 3_000), of: engine, context)
+        #expect(window.ticks.map(\.streamSequence) == Array(5_001...8_000))
+        #expect(window.end?.complete == true && window.end?.tickCount == 3_000)
     }
 }

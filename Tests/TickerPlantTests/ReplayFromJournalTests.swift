@@ -10,7 +10,8 @@ import ZeroMQ
 /// segments, joined to the ring without a gap or a duplicate, and still served after a restart.
 @Suite(.serialized) struct ReplayFromJournalTests {
     static func engine(
-        _ context: ZMQContext, feed: PlantRecoveryTests.FakeFeed, journal: String, maxAnswerTicks: Int = 100_000
+        _ context: ZMQContext, feed: PlantRecoveryTests.FakeFeed, journal: String, maxAnswerTicks: Int = 100_000,
+        replayTicks: Int = 100
     ) throws -> PlantEngine {
         var configuration = PlantConfiguration()
         configuration.maxAnswerTicks = maxAnswerTicks
@@ -18,7 +19,7 @@ import ZeroMQ
         configuration.publishEndpoint = "tcp://127.0.0.1:*"
         configuration.controlEndpoint = "tcp://127.0.0.1:*"
         configuration.snapshotEndpoint = "tcp://127.0.0.1:*"
-        configuration.replayTicks = 100  // the ring holds the last 100: anything older comes from the journal
+        configuration.replayTicks = replayTicks  // 100: anything older than the last 100 comes from the journal
         configuration.journal.directory = journal
         configuration.journal.segmentBytes = 65_536  // several segments
         configuration.aggregation.nbbo = false
