@@ -188,7 +188,9 @@ extension PlantLoop {
             // More than a turn's worth from the ring goes out in slices, as a journal replay does, so that the live
             // stream never waits behind a whole answer (100 000 ticks held the loop 20-50 ms).
             let start = max(from, ring.firstSequence)
-            if from > 0, ring.lastSequence >= start, min(ring.lastSequence - start + 1, bound.limit) > AnswerLimits.ticksPerTurn {
+            if from > 0, ring.lastSequence >= start,
+                min(ring.lastSequence - start + 1, bound.limit) > AnswerLimits.ticksPerTurn
+            {
                 let replay = JournalReplay(identity: identity, kind: .stream(bound), from: from, cursor: nil)
                 replay.ringNext = start
                 journalReplays.append(replay)
@@ -410,7 +412,8 @@ extension PlantLoop {
                 error: "the ring moved past stream_seq \(next) while the answer was sent: ask again from \(next)")
             return true
         }
-        let given = ring.forEach(from: next, maxCount: min(budget, bound.limit - replay.count)) { sequence, topic, tick in
+        let slice = min(budget, bound.limit - replay.count)
+        let given = ring.forEach(from: next, maxCount: slice) { sequence, topic, tick in
             replay.give(streamSequence: sequence, symbolSequence: nil, topic: topic, payload: tick) {
                 replyTick(to: replay.identity, topic: $0, payload: $1)
             }
