@@ -162,17 +162,7 @@ public enum JournalCheckpoint {
         guard descriptor >= 0 else {
             throw JournalError(description: "cannot create \(temporary): \(String(cString: strerror(errno)))")
         }
-        var offset = 0
-        var failure: Int32 = 0
-        while offset < bytes.count {
-            let written = bytes.withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress! + offset, $0.count - offset) }
-            if written < 0 && errno == EINTR { continue }
-            guard written > 0 else {
-                failure = written == 0 ? ENOSPC : errno
-                break
-            }
-            offset += written
-        }
+        var (_, failure) = bytes.withUnsafeBytes { JournalWriter.writeAll(descriptor, $0) }
         if failure == 0 && forcing && fsync(descriptor) != 0 { failure = errno }
         Glibc.close(descriptor)
         guard failure == 0 else {
@@ -214,8 +204,8 @@ public enum JournalCheckpoint {
     }
 }
 
-/// Writes the journal's checkpoints on a thread of its own, so the publishing thread never waits for them. Given the
-/// state at the start of the first segment (recovery's), it writes that segment's checkpoint at once; each time the
+/// Writes the journal's checkpoints on a thread of its own, so the publishing thread never waits for them. Begun with
+/// the state at the start of the first segment (recovery's), it writes that segment's checkpoint at once; each time the
 /// writer finishes a segment, it reads that segment's checkpoint back, applies the finished segment's records, and
 /// writes the next segment's. The two newest checkpoints are kept (the older one for when the newer cannot be
 /// read). A checkpoint that cannot be made is counted and reported; recovery then starts from an older one, or from
@@ -229,7 +219,8 @@ final class JournalCheckpointer: Sendable {
     private struct Queue: Sendable {
         var jobs: [Job] = []
         var stopping = false
-        var running = true
+        /// The thread runs from `begin` until `stop`.
+        var running = false
     }
 
     private struct Figures: Sendable {
@@ -245,10 +236,17 @@ final class JournalCheckpointer: Sendable {
     private let figures = Mutex(Figures())
     private let signal = NSCondition()
 
-    init(directory: String, forcing: Bool, initial: JournalState, firstSegment: String) {
+    init(directory: String, forcing: Bool) {
         self.directory = directory
         self.forcing = forcing
-        queue.withLock { $0.jobs.append(.write(initial, segment: firstSegment)) }
+    }
+
+    /// Starts the thread with the checkpoint of `segment`, the first one written, from `state`.
+    func begin(from state: JournalState, segment: String) {
+        queue.withLock { queue in
+            queue.jobs.append(.write(state, segment: segment))
+            queue.running = true
+        }
         let thread = Thread { [self] in run() }
         thread.name = "journal-checkpoint"
         thread.start()

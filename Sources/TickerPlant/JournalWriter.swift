@@ -87,8 +87,8 @@ public final class JournalWriter: Sendable {
     private let syncing = Mutex(Syncing())
     /// Wakes the sync thread early (close) and tells `close` it has stopped.
     private let signal = NSCondition()
-    /// Writes a checkpoint at each segment's start (set once in `init`, after the first segment is open).
-    private let checkpointer = Mutex<JournalCheckpointer?>(nil)
+    /// Writes a checkpoint at each segment's start (begun in `init` once the first segment is open).
+    private let checkpointer: JournalCheckpointer?
 
     /// Opens a new segment in `directory` after the ones already there (`nextIndex` from recovery). With
     /// `checkpointsFrom` (the state the journal ends in, recovery's), a checkpoint is written at the start of this
@@ -105,12 +105,11 @@ public final class JournalWriter: Sendable {
             throw JournalError(description: "cannot create journal directory \(directory): \(error.localizedDescription)")
         }
         writing.withLock { $0.nextIndex = nextIndex }
+        checkpointer = initial == nil ? nil
+            : JournalCheckpointer(directory: directory, forcing: configuration.fsyncInterval != nil)
         try openSegment()
         if let initial {
-            let first = String(currentSegment.split(separator: "/").last ?? "")
-            let made = JournalCheckpointer(directory: directory, forcing: configuration.fsyncInterval != nil,
-                initial: initial, firstSegment: first)
-            checkpointer.withLock { $0 = made }
+            checkpointer?.begin(from: initial, segment: String(currentSegment.split(separator: "/").last ?? ""))
         }
         syncing.withLock { $0.running = true }
         let thread = Thread { [self] in runSyncThread() }
@@ -175,7 +174,7 @@ public final class JournalWriter: Sendable {
 
     /// Stops the sync thread, then forces the segment to disk and closes it.
     public func close() {
-        checkpointer.withLock { $0 }?.stop()
+        checkpointer?.stop()
         handover.withLock { $0.stopping = true }
         signal.lock()
         signal.broadcast()
@@ -205,7 +204,7 @@ public final class JournalWriter: Sendable {
                 "journal.segments_removed": state.segmentsRemoved,
                 "journal.failing": failedWrite || state.lastFailed ? 1 : 0]) { $1 }
         }
-        guard let checkpoints = checkpointer.withLock({ $0 })?.counters else { return all }
+        guard let checkpoints = checkpointer?.counters else { return all }
         return all.merging(checkpoints) { $1 }
     }
 
@@ -221,7 +220,7 @@ public final class JournalWriter: Sendable {
     }
 
     /// Checkpoints not made since the last call, and why, for the plant to log.
-    public func takeNewCheckpointErrors() -> [String] { checkpointer.withLock { $0 }?.takeNewErrors() ?? [] }
+    public func takeNewCheckpointErrors() -> [String] { checkpointer?.takeNewErrors() ?? [] }
 
     /// fsync, counted; a failure kept for the log. Internal so that a test can hand it a descriptor fsync refuses.
     func forceToDisk(_ descriptor: Int32, what: String) {
@@ -359,14 +358,14 @@ public final class JournalWriter: Sendable {
         signal.lock()
         signal.broadcast()
         signal.unlock()
-        if old >= 0, let checkpoints = checkpointer.withLock({ $0 }) {
-            checkpoints.segmentFinished(String(oldPath.split(separator: "/").last ?? ""),
+        if old >= 0, let checkpointer {
+            checkpointer.segmentFinished(String(oldPath.split(separator: "/").last ?? ""),
                 next: String(path.split(separator: "/").last ?? ""))
         }
     }
 
     /// Writes all of `bytes`, or as much as the file took: the count written and, when short, the errno.
-    private static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> (Int, Int32) {
+    static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> (Int, Int32) {
         guard fd >= 0 else { return (0, EBADF) }
         var offset = 0
         while offset < bytes.count {
