@@ -145,7 +145,7 @@ public struct EdgeConfiguration: Sendable {
         configuration.tls = try loadTLS(try root.table("tls"), readingFiles: readingFiles)
         let curve = try root.table("curve")
         configuration.curve = try loadCurve(curve, readingFiles: readingFiles)
-        configuration.controlCurve = CurveKeyPair.controlCurve(try curve.controlCurveKeys(readingFiles: readingFiles,
+        configuration.controlCurve = ControlCurve(try curve.controlCurveKeys(readingFiles: readingFiles,
             secretProblem: CurveKeyPair.problem(withSecretKey:), keyProblem: CurveKeyPair.problem(withKey:),
             publicKeyOf: CurveKeyPair.publicKey(ofSecret:)))
         try edge.requireGuardedBind("control", endpoint: configuration.controlEndpoint,

@@ -138,7 +138,7 @@ public struct FeedConfiguration: Sendable {
         configuration.curve = try curve.curveServerKeys(readingFiles: readingFiles,
             secretProblem: CurveKeyPair.problem(withSecretKey:), keyProblem: CurveKeyPair.problem(withKey:))
             .map { CurveServerConfiguration(secretKey: $0.secretKey, clientKeys: $0.clientKeys) }
-        configuration.controlCurve = CurveKeyPair.controlCurve(try curve.controlCurveKeys(readingFiles: readingFiles,
+        configuration.controlCurve = ControlCurve(try curve.controlCurveKeys(readingFiles: readingFiles,
             secretProblem: CurveKeyPair.problem(withSecretKey:), keyProblem: CurveKeyPair.problem(withKey:),
             publicKeyOf: CurveKeyPair.publicKey(ofSecret:)))
         let insecure = try feed.bool("insecure", default: false)

@@ -1,3 +1,4 @@
+import DaemonMetrics
 import Foundation
 import Glibc
 import MarketData
@@ -142,7 +143,8 @@ public struct PlantHostileRun {
         usleep(300_000)
         settledSamples += consumer.takeLatencies()
         let alive = plant.process.isRunning
-        let counters = Self.status(context: context, control: control)?.counters ?? [:]
+        let counters = ControlClient.status(context: context, endpoint: control, timeoutMilliseconds: 3_000)?.counters
+            ?? [:]
         peers.stop()
         let (ticks, missed, repeated) = consumer.sequenceFigures()
 
@@ -164,17 +166,6 @@ public struct PlantHostileRun {
             besideP99UsBySecond: besideBySecond, plantdAlive: alive, consumerTicks: ticks, consumerMissed: missed,
             consumerRepeated: repeated, rssBeforeBytes: rssBefore, rssPeakBytes: rssPeak, rssMBBySecond: rssBySecond,
             boundBytes: subscriberBytes + answerBytes + journalBytes, bound: bound, plantdCounters: counters)
-    }
-
-    static func status(context: ZMQContext, control: String) -> DaemonStatus? {
-        guard let socket = try? ZMQSocket(context, type: .request) else { return nil }
-        defer { socket.close() }
-        try? socket.setLinger(milliseconds: 0)
-        try? socket.setReceiveTimeout(milliseconds: 3_000)
-        guard (try? socket.connect(control)) != nil, (try? socket.send(#"{"cmd":"status"}"#)) != nil,
-            let reply = try? socket.receiveFrames()?.first
-        else { return nil }
-        return try? JSONDecoder().decode(DaemonStatus.self, from: Data(reply))
     }
 }
 

@@ -79,7 +79,7 @@ public struct PlantConfiguration: Sendable {
         configuration.curve = try loadCurve(curve, readingFiles: readingFiles)
         configuration.feedServerKeys = try loadFeedKeys(curve, feeds: configuration.feeds.count,
             curveOn: configuration.curve != nil, readingFiles: readingFiles)
-        configuration.controlCurve = CurveKeyPair.controlCurve(try curve.controlCurveKeys(readingFiles: readingFiles,
+        configuration.controlCurve = ControlCurve(try curve.controlCurveKeys(readingFiles: readingFiles,
             secretProblem: CurveKeyPair.problem(withSecretKey:), keyProblem: CurveKeyPair.problem(withKey:),
             publicKeyOf: CurveKeyPair.publicKey(ofSecret:)))
         let insecure = try plant.bool("insecure", default: false)

@@ -30,12 +30,6 @@ public struct CurveKeyPair: Sendable, Equatable {
 }
 
 extension CurveKeyPair {
-    /// `[curve] operator_key_files` of a daemon's table, as `ControlCurve`.
-    public static func controlCurve(
-        _ keys: (secretKey: String, operatorKeys: [String], publicKeyFile: String)?
-    ) -> ControlCurve? {
-        keys.map { ControlCurve(secretKey: $0.secretKey, operatorKeys: $0.operatorKeys, publicKeyFile: $0.publicKeyFile) }
-    }
 
     /// A Z85 key as libzmq's 32 bytes, nil when the text is not 40 characters of Z85.
     public static func binary(_ z85: String) -> [UInt8]? {
@@ -92,6 +86,12 @@ public struct ControlCurve: Sendable, Equatable {
         self.secretKey = secretKey
         self.operatorKeys = operatorKeys
         self.publicKeyFile = publicKeyFile
+    }
+
+    /// From what a daemon's `[curve]` table says (`ConfigReader.controlCurveKeys`); nil when it says nothing.
+    public init?(_ keys: (secretKey: String, operatorKeys: [String], publicKeyFile: String)?) {
+        guard let keys else { return nil }
+        self.init(secretKey: keys.secretKey, operatorKeys: keys.operatorKeys, publicKeyFile: keys.publicKeyFile)
     }
 
     /// The client keys the daemon uses to ask its own control endpoint; nil when the secret is not a key (a
