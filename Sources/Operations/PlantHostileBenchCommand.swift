@@ -22,10 +22,13 @@ public struct PlantHostileBenchCommand: ParsableCommand {
     public var seconds = 15.0
 
     @Option(name: .long, help: "plantd's [plant] send_hwm for the run.")
-    public var sendHwm = 1_000_000
+    public var sendHwm = 100_000
 
     @Option(name: .long, help: "plantd's [plant] max_answer_ticks for the run.")
     public var maxAnswerTicks = 100_000
+
+    @Option(name: .long, help: "plantd's [plant] answer_ticks_per_second for the run.")
+    public var answerRate = 100_000
 
     @Option(name: .long, help: "The plantd executable (default: the one beside mktctl).")
     public var plantd: String?
@@ -36,8 +39,11 @@ public struct PlantHostileBenchCommand: ParsableCommand {
     public init() {}
 
     public func run() throws {
-        guard peers >= 0, rate > 0, seconds > 0, sendHwm > 0, maxAnswerTicks > 0 else {
-            throw ValidationError("--peers, --rate, --seconds, --send-hwm and --max-answer-ticks: expected positive numbers")
+        guard peers >= 0, rate > 0, seconds > 0, sendHwm > 0, maxAnswerTicks > 0,
+            answerRate >= 1_000
+        else {
+            throw ValidationError("--peers, --rate, --seconds, --send-hwm and --max-answer-ticks: expected positive "
+                + "numbers; --answer-rate: at least 1000")
         }
         var behaviours: [PlantHostileRun.Behaviour] = []
         for name in only {
@@ -59,6 +65,7 @@ public struct PlantHostileBenchCommand: ParsableCommand {
         run.seconds = seconds
         run.sendHighWaterMark = sendHwm
         run.maxAnswerTicks = maxAnswerTicks
+        run.answerTicksPerSecond = answerRate
         let result = try run.run(plantd: binary, progress: BenchOutput.progress)
         BenchOutput.clearProgress()
         if json { return try BenchOutput.printJSON(result) }
@@ -68,6 +75,8 @@ public struct PlantHostileBenchCommand: ParsableCommand {
         print(TextTable.render(header: ["what", "figure"], rows: [
             ["hostile peers", result.peers.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")],
             ["market", "\(result.ticksPerSecond) ticks/s over \(result.symbols) symbols"],
+            ["plantd", "send_hwm \(result.sendHighWaterMark), max_answer_ticks \(result.maxAnswerTicks), "
+                + "answer_ticks_per_second \(result.answerTicksPerSecond)"],
             ["consumer p50 / p99 / max, quiet", latency(result.quiet)],
             ["consumer p50 / p99 / max, beside", latency(result.beside) + String(format: " (p99 x%.2f)", result.p99Ratio)],
             ["  their first \(PlantHostileRun().arrivalSeconds) s", latency(result.arrival)],
@@ -81,7 +90,7 @@ public struct PlantHostileBenchCommand: ParsableCommand {
             ["plantd RSS by second, MB", result.rssMBBySecond.map { String(format: "%.0f", $0) }.joined(separator: " ")],
             ["bound", result.bound],
             ["plantd counted", result.plantdCounters.filter {
-                ["answers_refused", "answers_cut", "answers_to_unread_peers", "requests_dropped", "subscriptions"].contains($0.key)
+                ["answers_refused", "answers_cut", "snapshots_served", "answers_to_unread_peers", "requests_dropped", "subscriptions"].contains($0.key)
             }.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")],
         ]))
         guard result.plantdAlive, result.consumerMissed == 0, result.consumerRepeated == 0 else { throw ExitCode(1) }

@@ -29,6 +29,7 @@ public struct PlantHostileRun {
         public var symbols: Int
         public var sendHighWaterMark: Int
         public var maxAnswerTicks: Int
+        public var answerTicksPerSecond: Int
         public var quiet: LatencySummary
         public var beside: LatencySummary
         /// The peers' first seconds (their first answers go out whole before their queues fill), and after.
@@ -58,8 +59,9 @@ public struct PlantHostileRun {
     public var symbols = 500
     public var seconds = 15.0
     /// plantd's `[plant] send_hwm` (its default unless given) and `max_answer_ticks`.
-    public var sendHighWaterMark = 1_000_000
+    public var sendHighWaterMark = 100_000
     public var maxAnswerTicks = 100_000
+    public var answerTicksPerSecond = 100_000
     /// Seconds of the hostile window counted as the peers' arrival.
     public var arrivalSeconds = 2
 
@@ -89,6 +91,7 @@ public struct PlantHostileRun {
             metrics = ""
             send_hwm = \(sendHighWaterMark)
             max_answer_ticks = \(maxAnswerTicks)
+            answer_ticks_per_second = \(answerTicksPerSecond)
             heartbeat_interval = "500ms"
 
             [journal]
@@ -161,7 +164,7 @@ public struct PlantHostileRun {
         return Result(
             peers: Dictionary(uniqueKeysWithValues: behaviours.map { ($0.rawValue, peersPerBehaviour) }),
             ticksPerSecond: ticksPerSecond, symbols: symbols, sendHighWaterMark: sendHighWaterMark,
-            maxAnswerTicks: maxAnswerTicks, quiet: quiet, beside: LatencySummary(arrivalSamples + settledSamples),
+            maxAnswerTicks: maxAnswerTicks, answerTicksPerSecond: answerTicksPerSecond, quiet: quiet, beside: LatencySummary(arrivalSamples + settledSamples),
             arrival: LatencySummary(arrivalSamples), settled: LatencySummary(settledSamples),
             besideP99UsBySecond: besideBySecond, plantdAlive: alive, consumerTicks: ticks, consumerMissed: missed,
             consumerRepeated: repeated, rssBeforeBytes: rssBefore, rssPeakBytes: rssPeak, rssMBBySecond: rssBySecond,
@@ -208,20 +211,22 @@ final class RatePublisher {
     let feed: StandInFeed
     let perSecond: Int
     private(set) var sent = 0
-    private var startNs: UInt64 = 0
 
     init(feed: StandInFeed, perSecond: Int) {
         self.feed = feed
         self.perSecond = perSecond
     }
 
-    /// Publishes until `done` says so (asked every millisecond's worth of ticks, with the count sent so far).
+    /// Publishes until `done` says so (asked every millisecond's worth of ticks, with the count sent so far). The
+    /// pace starts afresh at each call: the pause between windows is not made up for by a burst (which the first
+    /// second of the next window would have measured as plantd's delay).
     func publish(until done: (_ sent: Int) -> Bool) {
-        if startNs == 0 { startNs = MonotonicClock.nowNanoseconds() }
+        let startNs = MonotonicClock.nowNanoseconds()
+        let sentBefore = sent
         let symbols = feed.symbolCount
         let perMillisecond = max(1, perSecond / 1_000)
         while !done(sent) {
-            let due = startNs + UInt64(Double(sent) * 1e9 / Double(perSecond))
+            let due = startNs + UInt64(Double(sent - sentBefore) * 1e9 / Double(perSecond))
             while MonotonicClock.nowNanoseconds() < due { usleep(100) }
             for _ in 0..<perMillisecond {
                 feed.publish(symbol: sent % symbols)

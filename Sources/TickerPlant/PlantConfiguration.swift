@@ -17,7 +17,9 @@ public struct PlantConfiguration: Sendable {
     public var controlEndpoint = "tcp://127.0.0.1:7209"
     /// Where `/metrics` (Prometheus) and `/healthz` are served over HTTP; nil (`metrics = ""`): nowhere.
     public var metricsListen: (host: String, port: Int)? = ("127.0.0.1", 9201)
-    public var sendHighWaterMark: Int32 = 1_000_000
+    /// Messages queued per subscriber (100 000: about 35 MB for one that stopped reading, and some seconds of a
+    /// full market's burst room for one that pauses).
+    public var sendHighWaterMark: Int32 = 100_000
     public var receiveHighWaterMark: Int32 = 1_000_000
     public var heartbeatInterval: Duration = .seconds(1)
     /// Published ticks kept in memory for symbol and stream replays.
@@ -28,6 +30,9 @@ public struct PlantConfiguration: Sendable {
     /// Most ticks one snapshot or replay answer carries (DESIGN section 12: what a peer can ask for is bounded): a
     /// symbol replay or snapshot that would need more is refused with a reason, a stream replay is cut there.
     public var maxAnswerTicks = 100_000
+    /// Answer ticks sent (and journal records read for answers) per second, for all snapshot and replay peers
+    /// together: what answers can take from the live stream's loop, however many peers ask (`AnswerBudget`).
+    public var answerTicksPerSecond = 100_000
     public var filters = FilterConfiguration()
     /// nil: the stream and the snapshot ROUTER are plain (fine on one host; between hosts, use CURVE).
     public var curve: CurveServerConfiguration?
@@ -65,13 +70,16 @@ public struct PlantConfiguration: Sendable {
         } else {
             configuration.metricsListen = try plant.hostPort("metrics", default: "127.0.0.1:9201")
         }
-        configuration.sendHighWaterMark = Int32(try plant.int("send_hwm", default: 1_000_000, in: 1...100_000_000))
+        configuration.sendHighWaterMark = Int32(try plant.int("send_hwm",
+            default: Int(configuration.sendHighWaterMark), in: 1...100_000_000))
         configuration.receiveHighWaterMark = Int32(try plant.int("receive_hwm", default: 1_000_000, in: 1...100_000_000))
         configuration.heartbeatInterval = try plant.duration("heartbeat_interval", default: .seconds(1))
         configuration.replayTicks = try plant.int("replay_ticks", default: 1_000_000, in: 1...100_000_000)
         configuration.maxSymbols = try plant.int("max_symbols", default: configuration.maxSymbols, in: 1...10_000_000)
         configuration.maxAnswerTicks = try plant.int("max_answer_ticks", default: configuration.maxAnswerTicks,
             in: 1...10_000_000)
+        configuration.answerTicksPerSecond = try plant.int("answer_ticks_per_second",
+            default: configuration.answerTicksPerSecond, in: 1_000...100_000_000)
         configuration.filters = try loadFilters(try root.table("filters"))
         configuration.journal = try loadJournal(try root.table("journal"))
         configuration.aggregation = try loadAggregation(try root.table("aggregation"))
@@ -114,6 +122,7 @@ public struct PlantConfiguration: Sendable {
         compare("[plant] replay_ticks") { $0.replayTicks }
         compare("[plant] max_symbols") { $0.maxSymbols }
         compare("[plant] max_answer_ticks") { $0.maxAnswerTicks }
+        compare("[plant] answer_ticks_per_second") { $0.answerTicksPerSecond }
         compare("[journal]") { $0.journal }
         compare("[aggregation]") { $0.aggregation }
         compare("[curve]") { $0.curve }

@@ -63,12 +63,20 @@ final class PlantLoop: SocketLoop {
     var requestsWaitingOn: [[UInt8]: [[UInt8]]] = [:]
     var requestsDropped: UInt64 = 0
     var answerRefusalLog = LogRateLimiter(interval: .seconds(10))
+    /// The answer work of all peers together per second (`[plant] answer_ticks_per_second`).
+    var answerBudget: AnswerBudget
     /// The latest published ticks as they went out, tagged with their symbol_seq: symbol and stream replays.
     var ring: TickRing
     /// Replays reaching back before the ring, read from the journal a slice per turn.
     var journalReplays: [JournalReplay] = []
-    /// About a millisecond of reading and sending per turn: the live stream waits no longer than that for a replay.
-    static let journalSliceBytes = 1 << 20
+    /// Large snapshots and symbol replays, taken whole when asked and sent a slice per turn, and their bytes.
+    var heldAnswers: [HeldAnswer] = []
+    var heldAnswerBytes = 0
+    /// Where each answer is built (its storage kept from one to the next).
+    var answerScratch = AnswerMessages()
+    /// About a tenth of a millisecond of reading and sending per turn: the live stream waits no longer than that for
+    /// a replay.
+    static let journalSliceBytes = 1 << 17
     /// Where in the stream each symbol's symbol_seq 1, 1025, 2049 ... went out (with a journal): a symbol replay
     /// from the journal starts reading at the checkpoint before the symbol_seq it is asked for.
     var symbolCheckpoints: [[SymbolCheckpoint]] = []
@@ -198,6 +206,8 @@ final class PlantLoop: SocketLoop {
         try snapshots.bind(configuration.snapshotEndpoint)
         boundEndpoints["snapshot"] = try snapshots.lastEndpoint
         ring = TickRing(capacity: configuration.replayTicks, linked: true)
+        answerBudget = AnswerBudget(ticksPerSecond: configuration.answerTicksPerSecond,
+            nowNs: MonotonicClock.nowNanoseconds())
         wakeupIndex = poller.add(descriptor: engine.thread.wakeup.descriptor)
         publisherIndex = try poller.add(publisher)
         controlIndex = try poller.add(control.socket)
@@ -243,13 +253,21 @@ final class PlantLoop: SocketLoop {
             // wait at all while a replay is being read from the journal.
             let untilHeartbeat = nextHeartbeat - min(now, nextHeartbeat)
             let untilBook = books.nextDueInNs(nowNs: now) ?? untilHeartbeat
-            let wait = journalReplays.isEmpty ? Int(min(untilHeartbeat, untilBook) / 1_000_000) + 1 : 0
+            // Answers wait while the answer budget is spent: the snapshot ROUTER is not watched (its requests wait
+            // in libzmq's queue) and the poll wakes when there is budget again.
+            answerBudget.refill(nowNs: now)
+            let untilAnswers = answerBudget.nanosecondsUntilAvailable
+            poller.setWatching(snapshotIndex, untilAnswers == 0)
+            let wait = (journalReplays.isEmpty && heldAnswers.isEmpty) || untilAnswers > 0
+                ? Int(min(untilHeartbeat, untilBook, untilAnswers > 0 ? untilAnswers : .max) / 1_000_000) + 1 : 0
             do {
                 try poller.poll(timeoutMilliseconds: wait)
             } catch {
                 if !error.isContextTerminated { logger.error("poll failed: \(error)") }
                 break
             }
+            // The budget as of now: what the poll's wait earned is spent from the full burst, never on top of it.
+            answerBudget.refill(nowNs: MonotonicClock.nowNanoseconds())
             if poller.isReadable(wakeupIndex) { thread.wakeup.drain() }
             for feed in feeds {
                 if poller.isReadable(feed.pollIndex) { drain(feed) }
@@ -260,13 +278,16 @@ final class PlantLoop: SocketLoop {
             if poller.isReadable(controlIndex) {
                 try? control.serveWaiting { body in ControlCodec.respond(to: body, answer: answer) }
             }
-            if poller.isReadable(snapshotIndex) { serveSnapshots() }
+            // Also when the ROUTER was not watched (the budget was spent before the poll) and there is budget now:
+            // requests are read first, so a held answer does not keep the others waiting until it ends.
+            if poller.isReadable(snapshotIndex) || (untilAnswers > 0 && !answerBudget.isSpent) { serveSnapshots() }
             if let zap, let zapIndex, poller.isReadable(zapIndex), zap.serveWaiting() > 0,
                 let heldBack = curveRefusedLog.admit()
             {
                 logger.warning("a client with an unknown CURVE key was refused",
                     metadata: zap.lastRefusal.mapValues { .string($0) }.merging(["not_logged": "\(heldBack)"]) { $1 })
             }
+            advanceHeldAnswers()
             advanceJournalReplays()
             currentFeedID = 0
             currentFeedSequence = 0
@@ -599,6 +620,8 @@ final class PlantLoop: SocketLoop {
             counters["answers_cut"] = answersCut
             counters["answers_to_unread_peers"] = answersToUnreadPeers
             counters["journal_replays_in_flight"] = UInt64(journalReplaysReading)
+            counters["answers_held"] = UInt64(heldAnswers.count)
+            counters["answers_held_bytes"] = UInt64(heldAnswerBytes)
             counters["requests_dropped"] = requestsDropped
             counters["replay_first_stream_seq"] = ring.firstSequence
             counters.merge(journal?.counters ?? [:]) { $1 }

@@ -1,26 +1,6 @@
 import MarketData
 import ZeroMQ
 
-/// What one peer of the snapshot ROUTER can make plantd do at once, beside `[plant] max_answer_ticks` (DESIGN
-/// section 12: work a peer can ask for is bounded per peer and in all).
-enum AnswerLimits {
-    /// Requests read per turn: a flood waits in libzmq's queue (its receive high-water mark, per peer), not in the
-    /// live stream's way.
-    static let requestsPerTurn = 32
-    /// Answer ticks sent per turn, after which the requests left wait for the next turn (an answer is still sent
-    /// whole, however large): what bounds the live stream's wait behind answers (about a millisecond's work).
-    static let ticksPerTurn: UInt64 = 2_048
-    /// Replays read from the journal at once, by all peers: each holds a cursor and its buffer (about 2 MiB). A
-    /// peer has at most one, since its answers go out one after another.
-    static let journalReplaysInAll = 32
-    /// Requests of a peer kept while its answer is read from the journal: past it, dropped and counted (a peer
-    /// that asks more without waiting for its answers cannot make plantd hold them without end).
-    static let waitingRequestsPerPeer = 1_024
-    /// Peers remembered as not reading (their queue full): past it the marks are forgotten (each then costs one
-    /// more answer's work before it is marked again).
-    static let unreadPeersKept = 4_096
-}
-
 extension PlantLoop {
     // MARK: Snapshot and replay
 
@@ -37,7 +17,7 @@ extension PlantLoop {
         var sentThisTurn: UInt64 = 0
         var requestsThisTurn = 0
         while requestsThisTurn < AnswerLimits.requestsPerTurn, sentThisTurn < AnswerLimits.ticksPerTurn,
-            let frames = try? snapshots.receiveFrames(dontWait: true)
+            !answerBudget.isSpent, let frames = try? snapshots.receiveFrames(dontWait: true)
         {
             guard frames.count >= 2 else { continue }
             requestsThisTurn += 1
@@ -60,13 +40,16 @@ extension PlantLoop {
         }
     }
 
-    /// Answers one request of `identity` now, or starts its answer from the journal (the peer's later requests then
-    /// wait for it in `requestsWaitingOn`). Returns the ticks sent now.
+    /// Answers one request of `identity` now, or holds it to be sent over the next turns, or starts its answer from
+    /// the journal (the peer's later requests then wait for it in `requestsWaitingOn`). Spends the answer budget on
+    /// what it sent, and returns the ticks it took (sent or held): one turn takes at most one large answer.
+    @discardableResult
     func answer(_ body: [UInt8], to identity: [UInt8]) -> UInt64 {
         // A peer that has not read what it was sent gets no more work: its request is refused at the cost of one
         // send, which goes only once it has room again (and then it is served as before).
         if unreadPeers[identity] != nil {
             answersToUnreadPeers += 1
+            answerBudget.spend(1)
             if sendEnd(to: identity, count: 0, complete: false, error: "the answers sent before are still unread "
                 + "(the queue for this peer is full): read them, then ask again")
             {
@@ -75,17 +58,13 @@ extension PlantLoop {
             return 0
         }
         let answerLimit = UInt64(configuration.maxAnswerTicks)
-        var count: UInt64 = 0
         var complete = true
         var error = ""
-        var cut = false
+        // The answer is taken whole first (it is exactly the state as of now), then sent at once when small, or
+        // held and sent a slice a turn when large.
+        answerScratch.removeAll()
         func reply(_ topic: UnsafeRawBufferPointer, _ payload: UnsafeRawBufferPointer) {
-            guard !cut else { return }
-            guard replyTick(to: identity, topic: topic, payload: payload) else {
-                cut = true
-                return
-            }
-            count += 1
+            answerScratch.append(topic: topic, payload: payload)
         }
         func reply(_ topic: [UInt8], _ payload: UnsafeRawBufferPointer) {
             topic.withUnsafeBytes { reply($0, payload) }
@@ -189,7 +168,7 @@ extension PlantLoop {
             // stream never waits behind a whole answer (100 000 ticks held the loop 20-50 ms).
             let start = max(from, ring.firstSequence)
             if from > 0, ring.lastSequence >= start,
-                min(ring.lastSequence - start + 1, bound.limit) > AnswerLimits.ticksPerTurn
+                min(ring.lastSequence - start + 1, bound.limit) > AnswerLimits.ticksSentAtOnce
             {
                 let replay = JournalReplay(identity: identity, kind: .stream(bound), from: from, cursor: nil)
                 replay.ringNext = start
@@ -210,12 +189,36 @@ extension PlantLoop {
             complete = false
             error = "not a request this plantd knows (a ControlRequest of Proto/control.proto)"
         }
+        if answerScratch.count > AnswerLimits.ticksSentAtOnce {
+            guard heldAnswerBytes + answerScratch.bytes.count <= AnswerLimits.heldAnswerBytesInAll else {
+                refuse("busy: \(heldAnswerBytes) bytes of answers are being sent (at most "
+                    + "\(AnswerLimits.heldAnswerBytesInAll) at once): ask again later")
+                sendEnd(to: identity, count: 0, complete: false, error: error)
+                answerBudget.spend(1)
+                return 0
+            }
+            let held = HeldAnswer(identity: identity, messages: answerScratch, streamSequence: streamSequence,
+                complete: complete, error: error)
+            answerScratch = AnswerMessages()
+            heldAnswerBytes += held.heldBytes
+            heldAnswers.append(held)
+            requestsWaitingOn[identity] = []
+            answerBudget.spend(1)
+            return held.messages.count
+        }
+        var cut = false
+        let taken = answerScratch.take(upTo: .max) { topic, payload in
+            cut = !replyTick(to: identity, topic: topic, payload: payload)
+            return !cut
+        }
+        let count = cut ? taken - 1 : taken
         if cut {
             answersCut += 1
             complete = false
             error = Self.cutReason
         }
         sendEnd(to: identity, count: count, complete: complete, error: error)
+        answerBudget.spend(count + 1)
         return count
     }
 
@@ -226,7 +229,7 @@ extension PlantLoop {
     func answerWaitingRequests(of identity: [UInt8]) {
         guard var waiting = requestsWaitingOn.removeValue(forKey: identity) else { return }
         while !waiting.isEmpty {
-            _ = answer(waiting.removeFirst(), to: identity)
+            answer(waiting.removeFirst(), to: identity)
             if requestsWaitingOn[identity] != nil {
                 requestsWaitingOn[identity] = waiting
                 return
@@ -270,8 +273,10 @@ extension PlantLoop {
 
     /// Sends an answer's end; false when the peer's queue is full or the peer is gone.
     @discardableResult
-    func sendEnd(to identity: [UInt8], count: UInt64, complete: Bool, error: String) -> Bool {
-        let end = SnapshotEnd(streamSequence: streamSequence, tickCount: count, complete: complete, error: error,
+    func sendEnd(
+        to identity: [UInt8], count: UInt64, complete: Bool, error: String, streamSequence asOf: UInt64? = nil
+    ) -> Bool {
+        let end = SnapshotEnd(streamSequence: asOf ?? streamSequence, tickCount: count, complete: complete, error: error,
             plantSession: session)
         snapshotsServed += 1
         return Array(SnapshotEnd.topic.utf8).withUnsafeBytes { topic in
@@ -303,12 +308,18 @@ extension PlantLoop {
     /// it, until the answer has its count or has reached the newest tick. A symbol replay takes the rest of its
     /// ticks from the ring at once (one symbol's, walked by their links).
     func advanceJournalReplays() {
-        guard !journalReplays.isEmpty else { return }
+        guard !journalReplays.isEmpty, !answerBudget.isSpent else { return }
         flushOutbound()
-        let budget = max(Self.journalSliceBytes / journalReplays.count, 1 << 16)
-        let ringBudget = max(AnswerLimits.ticksPerTurn / UInt64(journalReplays.count), 256)
+        let budget = max(Self.journalSliceBytes / journalReplays.count, 1 << 14)
+        let ringBudget = max(AnswerLimits.ticksPerTurn / UInt64(journalReplays.count), 16)
         var finished: [Int] = []
+        // What this turn's slices cost the answer budget: ticks sent, journal records read.
+        var recordsRead: UInt64 = 0
+        var sent: UInt64 = 0
+        defer { answerBudget.spend(recordsRead + sent) }
         for (index, replay) in journalReplays.enumerated() {
+            let countBefore = replay.count
+            defer { sent += replay.count - countBefore }
             if endedAsCut(replay) {
                 finished.append(index)
                 continue
@@ -322,6 +333,7 @@ extension PlantLoop {
             let ringStart = ring.firstSequence
             var resumeFrom: UInt64?
             let progress = replay.cursor!.read(maxBytes: budget) { record in
+                recordsRead += 1
                 if ringStart > 0 && record.streamSequence >= ringStart {
                     resumeFrom = record.streamSequence
                     return false

@@ -11,10 +11,11 @@ import ZeroMQ
 @Suite(.serialized) struct ReplayFromJournalTests {
     static func engine(
         _ context: ZMQContext, feed: PlantRecoveryTests.FakeFeed, journal: String, maxAnswerTicks: Int = 100_000,
-        replayTicks: Int = 100
+        replayTicks: Int = 100, answerTicksPerSecond: Int? = nil
     ) throws -> PlantEngine {
         var configuration = PlantConfiguration()
         configuration.maxAnswerTicks = maxAnswerTicks
+        if let answerTicksPerSecond { configuration.answerTicksPerSecond = answerTicksPerSecond }
         configuration.feeds = [try feed.publisher.lastEndpoint]
         configuration.publishEndpoint = "tcp://127.0.0.1:*"
         configuration.controlEndpoint = "tcp://127.0.0.1:*"
