@@ -157,10 +157,11 @@ public struct PlantHostileRun {
         let subscriberBytes = count(.stalledSubscriber) * sendHighWaterMark * Self.bytesPerQueuedTick
         let dealers = count(.snapshotHoarder) + count(.streamReplayer) + count(.symbolReplaySprayer)
         let answerBytes = dealers * 2 * (maxAnswerTicks + 1) * Self.bytesPerQueuedTick
-        let journalBytes = 32 * (2 << 20)
+        let journalBytes = 32 * (2 << 20) + (64 << 20)
         let bound = "\(count(.stalledSubscriber)) stalled x send_hwm \(sendHighWaterMark) x \(Self.bytesPerQueuedTick) B"
             + " + \(dealers) DEALERs x 2 x (max_answer_ticks \(maxAnswerTicks) + 1) x \(Self.bytesPerQueuedTick) B"
-            + " + 32 journal replays x 2 MiB"
+            + " + 32 journal replays x 2 MiB + 64 MiB of held answers"
+            + (count(.subscriptionChurner) > 0 ? "; churners: no bound (libzmq queues their subscriptions)" : "")
         return Result(
             peers: Dictionary(uniqueKeysWithValues: behaviours.map { ($0.rawValue, peersPerBehaviour) }),
             ticksPerSecond: ticksPerSecond, symbols: symbols, sendHighWaterMark: sendHighWaterMark,

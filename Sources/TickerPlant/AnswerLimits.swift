@@ -3,6 +3,9 @@ import MarketData
 /// What one peer of the snapshot ROUTER can make plantd do at once, beside `[plant] max_answer_ticks` (DESIGN
 /// section 12: work a peer can ask for is bounded per peer and in all).
 enum AnswerLimits {
+    /// What reading a request costs the answer budget, in ticks sent: its frames' receive, its decoding and the
+    /// lookups (a peer that sends requests without waiting for the answers makes plantd read them, answered or not).
+    static let tokensPerRequest: UInt64 = 8
     /// Requests read per turn: a flood waits in libzmq's queue (its receive high-water mark, per peer), not in the
     /// live stream's way.
     static let requestsPerTurn = 32
@@ -27,11 +30,12 @@ enum AnswerLimits {
 }
 
 /// The answer work plantd does per second for all snapshot and replay peers together (`[plant]
-/// answer_ticks_per_second`): a token bucket of ticks, one token per tick sent or journal record read and one per
-/// answer's end. A small answer goes out whole, so the bucket may fall into debt by one, which later turns repay
-/// before anything more is answered; a large one is held and sent a slice a turn (`HeldAnswer`). However many peers ask, answers cost the live stream at most this share of the
-/// loop; the requests left wait in libzmq's queue (bounded per peer by its receive high-water mark), read in turn
-/// from each peer (the ROUTER's fair queueing).
+/// answer_ticks_per_second`): a token bucket of ticks, one token per tick sent or journal record read, one per
+/// answer's end and `tokensPerRequest` per request read. A small answer goes out whole, so the bucket may fall into
+/// debt by one, which later turns repay before anything more is answered; a large one is held and sent a slice a
+/// turn (`HeldAnswer`). However many peers ask, answers cost the live stream at most this share of the loop; the
+/// requests left wait in libzmq's queue (bounded per peer by its receive high-water mark), read in turn from each
+/// peer (the ROUTER's fair queueing).
 struct AnswerBudget {
     let ticksPerSecond: Double
     /// Most tokens saved up while nothing is asked: one turn's worth.

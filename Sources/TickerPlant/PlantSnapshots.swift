@@ -19,8 +19,9 @@ extension PlantLoop {
         while requestsThisTurn < AnswerLimits.requestsPerTurn, sentThisTurn < AnswerLimits.ticksPerTurn,
             !answerBudget.isSpent, let frames = try? snapshots.receiveFrames(dontWait: true)
         {
-            guard frames.count >= 2 else { continue }
             requestsThisTurn += 1
+            answerBudget.spend(AnswerLimits.tokensPerRequest)
+            guard frames.count >= 2 else { continue }
             let identity = frames[0]
             // A peer's answers go out one after another, each whole, in the order asked: while one is read from
             // the journal, the peer's later requests wait for it.
