@@ -67,6 +67,12 @@ public struct EdgeBenchCommand: ParsableCommand {
     @Option(name: .long, help: "In the hostile run: connections from one address (edged admits 100 of them).")
     public var fromOneAddress = 2_000
 
+    @Option(name: .long, help: """
+        In the hostile run: seconds of the quiet window before the rule-breakers come (default: --seconds; make soak \
+        takes 120 before its 30 minutes beside them).
+        """)
+    public var quietSeconds: Double?
+
     @Option(
         name: .long, parsing: .upToNextOption,
         help: ArgumentHelp(
@@ -113,7 +119,7 @@ public struct EdgeBenchCommand: ParsableCommand {
     }
 
     public func run() throws {
-        guard clients > 0, seconds > 0, !bursts.isEmpty, bursts.allSatisfy({ $0 > 0 }),
+        guard clients > 0, seconds > 0, (quietSeconds ?? 1) > 0, !bursts.isEmpty, bursts.allSatisfy({ $0 > 0 }),
             eventLoops.allSatisfy({ $0 > 0 })
         else { throw ValidationError("--clients, --seconds, --bursts and --event-loops: expected positive numbers") }
         let binary =

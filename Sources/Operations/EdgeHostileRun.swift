@@ -202,7 +202,7 @@ extension EdgeBenchCommand {
                 """,
             ])
         defer { edge.stop() }
-        let maxUpdates = slowRate * Int(3 * seconds + 120)
+        let maxUpdates = slowRate * Int(2 * seconds + (quietSeconds ?? seconds) + 120)
         let times = PublishTimes(symbols: 50, seqsPerSymbol: maxUpdates / 50 + 10)
         var options = WebSocketLoad.Options(port: edge.port, symbols: symbols)
         options.symbolsPerClient = 50
@@ -238,7 +238,7 @@ extension EdgeBenchCommand {
             publish(label) { MonotonicClock.nowNanoseconds() >= end }
         }
 
-        publish("quiet", for: seconds)
+        publish("quiet", for: quietSeconds ?? seconds)
         usleep(300_000)
         let quiet = LatencySummary(fast.takeLatencies())
         let rssBefore = edge.residentBytes()
