@@ -36,6 +36,11 @@ final class Upstream {
     var openGapNs: UInt64 = 0
     static let gapsKept = 200
 
+    /// ZMTP heartbeats on the links to feedd: a PING a second; three seconds without anything arriving and the
+    /// connection is made again.
+    static let heartbeatIntervalMs: Int32 = 1_000
+    static let heartbeatTimeoutMs: Int32 = 3_000
+
     init(endpoint: String, replayEndpoint: String?, context: ZMQContext, poller: ZMQPoller,
         receiveHighWaterMark: Int32, curve: CurveClientKeys? = nil) throws
     {
@@ -44,6 +49,10 @@ final class Upstream {
         feedID = JournalFormat.feedID(endpoint)
         socket = try ZMQSocket(context, type: .subscribe)
         try socket.setReceiveHighWaterMark(receiveHighWaterMark)
+        // A link that stops carrying anything (a firewall dropping the flow, a hung host) is noticed and made
+        // again; the first live tick on the new connection shows the gap, which the replay fills.
+        try socket.setHeartbeat(intervalMilliseconds: Self.heartbeatIntervalMs,
+            timeoutMilliseconds: Self.heartbeatTimeoutMs)
         if let curve { try socket.setCurveClient(curve) }
         try socket.subscribe("")
         try socket.connect(endpoint)
@@ -52,6 +61,8 @@ final class Upstream {
             let dealer = try ZMQSocket(context, type: .dealer)
             // A replay arrives as one burst; a small high-water mark would make the ROUTER drop part of it.
             try dealer.setReceiveHighWaterMark(0)
+            try dealer.setHeartbeat(intervalMilliseconds: Self.heartbeatIntervalMs,
+                timeoutMilliseconds: Self.heartbeatTimeoutMs)
             if let curve { try dealer.setCurveClient(curve) }
             try dealer.connect(replayEndpoint)
             replaySocket = dealer

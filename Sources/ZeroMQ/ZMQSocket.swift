@@ -125,6 +125,16 @@ public final class ZMQSocket {
         }
     }
 
+    /// ZMTP heartbeats on this socket's connections: a PING every `interval`, and a connection on which nothing at
+    /// all arrives for `timeout` after one is closed (and, on a connecting socket, made again). TCP alone never tells
+    /// a peer that stopped answering (a link that drops everything, a host that hung) from a quiet one.
+    public func setHeartbeat(intervalMilliseconds interval: Int32, timeoutMilliseconds timeout: Int32)
+        throws(ZMQError)
+    {
+        try setOption(ZMQ_HEARTBEAT_IVL, interval, name: "ZMQ_HEARTBEAT_IVL")
+        try setOption(ZMQ_HEARTBEAT_TIMEOUT, timeout, name: "ZMQ_HEARTBEAT_TIMEOUT")
+    }
+
     /// Milliseconds a closed socket keeps trying to deliver queued messages.
     public func setLinger(milliseconds: Int32) throws(ZMQError) {
         try setOption(ZMQ_LINGER, milliseconds, name: "ZMQ_LINGER")

@@ -29,7 +29,9 @@ import ZeroMQ
         let totals = Mutex(Totals())
         private let ready = Mutex<Result<Void, any Error>?>(nil)
 
-        init(endpoint: String, context: ZMQContext) throws {
+        /// `marketOnly`: only what follows from the market is counted, not what the plant announces as time passes
+        /// or links fail: ticks on `#` topics (heartbeats, venue statuses) and status ticks (a symbol's quality).
+        init(endpoint: String, context: ZMQContext, marketOnly: Bool = false) throws {
             thread.start { [self] thread in
                 do {
                     let socket = try ZMQSocket(context, type: .subscribe)
@@ -42,7 +44,9 @@ import ZeroMQ
                         // BOOK ticks are conflated by time, so they differ between runs by design; every other tick
                         // follows from the market alone.
                         guard let frames = try socket.receiveFrames(), frames.count == 2,
-                            let tick = try? TickDecoder.decode(frames[1]), tick.type != .book
+                            !marketOnly || frames[0].first != UInt8(ascii: "#"),
+                            let tick = try? TickDecoder.decode(frames[1]), tick.type != .book,
+                            !marketOnly || tick.type != .status
                         else { continue }
                         self.totals.withLock { totals in
                             totals.count += 1
